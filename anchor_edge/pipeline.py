@@ -1,0 +1,292 @@
+"""The whole method on one bundle: localize with AnchorNet, classify only the patches.
+
+Stages (each timed, SPEC sections 3-5): preprocess -> AnchorNet on the whole
+batch -> branch and class decision per image -> LSP on the chosen heatmap ->
+patches cut at native size from the network input -> every patch of every
+image grouped by size, one downstream call per size -> per image, the argmax
+of the sum of its patches' softmax.
+
+A Pipeline holds no per-call state, so one instance may serve several
+threads at once; both backends' runners are thread-safe.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .backends import open_runners
+from .backends.base import Runner
+from .bundle import Bundle, load_bundle
+from .decision import decide
+from .errors import InputError
+from .lsp import PRESETS, LSPParams, select_patches
+from .prediction import Prediction
+from .preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
+
+log = logging.getLogger("anchor_edge")
+
+PROBS_OUTPUT = "probs"
+LOGITS_OUTPUT = "logits"
+INPUT_NAME = "image"
+
+
+class Pipeline:
+    """AnchorNet + downstream network, run as the paper's patch pipeline.
+
+    Create one with `Pipeline.from_bundle(path)`; call it on an image or use
+    `predict_batch` for many.
+
+    Example:
+        >>> pipe = Pipeline.from_bundle("bundles/default")
+        >>> prediction = pipe("photo.jpg")
+        >>> prediction.label, prediction.branch, len(prediction.boxes)
+        ('tabby', 95, 3)
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        anchornet: Runner,
+        downstream: Runner,
+        *,
+        lsp: Mapping[int, LSPParams],
+        vote_min: int,
+        max_batch: int = 64,
+    ) -> None:
+        missing = [b.receptive_field for b in bundle.branches if b.receptive_field not in lsp]
+        if missing:
+            raise InputError(f"LSP parameters are missing for patch size(s) {missing}; give one LSPParams per branch")
+        if not 1 <= vote_min <= len(bundle.branches):
+            raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min}")
+        if max_batch < 1:
+            raise InputError(f"max_batch must be at least 1, got {max_batch}")
+        self.bundle = bundle
+        self.anchornet = anchornet
+        self.downstream = downstream
+        self.lsp = dict(lsp)
+        self.vote_min = vote_min
+        self.max_batch = max_batch
+        self._map_outputs = [b.map_output for b in bundle.branches]
+        self._attention_outputs = [b.attention_output for b in bundle.branches if b.attention_output]
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        *,
+        backend: str = "auto",
+        preset: str | Mapping[int, LSPParams] | None = None,
+        vote_min: int | None = None,
+        threads: int | None = None,
+        max_batch: int = 64,
+    ) -> "Pipeline":
+        """Load a bundle and open its two models on a backend.
+
+        Args:
+            path: the bundle directory written by `python export/to_trt.py`.
+            backend: "auto" (TensorRT when the bundle has engines and TensorRT
+                and a GPU are present, else ONNX Runtime; logged), "onnxruntime"
+                or "tensorrt".
+            preset: LSP preset "visual" or "accurate", or {patch size: LSPParams}
+                for custom values; None takes the bundle's preset.
+            vote_min: branches that must agree on a class (SPEC section 3); None
+                takes the bundle's value (2 unless exported otherwise).
+            threads: intra-op threads per model on ONNX Runtime; None uses all cores.
+            max_batch: largest batch sent to a model at once; bigger batches are chunked.
+
+        Raises:
+            BundleError: the bundle is missing, malformed or fails its checksums.
+            BackendError: the backend cannot be used or cannot load the models.
+            InputError: an unknown preset or bad parameter.
+        """
+        bundle = load_bundle(path)
+        lsp = _lsp_params(preset if preset is not None else bundle.preset)
+        anchornet, downstream = open_runners(bundle, backend, threads=threads)
+        return cls(
+            bundle,
+            anchornet,
+            downstream,
+            lsp=lsp,
+            vote_min=bundle.vote_min if vote_min is None else vote_min,
+            max_batch=max_batch,
+        )
+
+    @property
+    def backend(self) -> str:
+        """Which backend runs the models ("onnxruntime" or "tensorrt")."""
+        return self.anchornet.backend
+
+    def __call__(self, image: ImageLike) -> Prediction:
+        """Classify one image (BGR uint8 array, file path or encoded bytes)."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Iterable[ImageLike]) -> list[Prediction]:
+        """Classify several images with one AnchorNet call and one downstream call per patch size.
+
+        Raises:
+            InputError: naming the position of the first image that cannot be read.
+        """
+        timings: dict[str, float] = {}
+        clock = _Clock(timings)
+        crops, transforms = self.preprocess(images)
+        clock.lap("preprocess")
+        if not transforms:
+            return []
+        anchor = self.localize(crops)
+        clock.lap("anchornet")
+        decisions = [decide(anchor[PROBS_OUTPUT][i], self.vote_min) for i in range(len(transforms))]
+        clock.lap("decision")
+        boxes = [self.select(anchor, i, class_id, branch) for i, (class_id, branch) in enumerate(decisions)]
+        clock.lap("lsp")
+        patch_probs = self.classify_patches(crops, boxes, timings)
+        clock.restart()
+        totals = [probs.sum(axis=0) for probs in patch_probs]
+        boxes_original = [transform.to_original(b) for transform, b in zip(transforms, boxes)]
+        clock.lap("aggregate")
+        timings["total"] = sum(timings.values())
+        return [
+            self._prediction(anchor, i, decisions[i], boxes[i], boxes_original[i], patch_probs[i], totals[i], timings)
+            for i in range(len(transforms))
+        ]
+
+    def preprocess(self, images: Iterable[ImageLike]) -> tuple[np.ndarray, list[CropTransform]]:
+        """Decode, resize and crop: (N, crop, crop, 3) uint8 RGB network inputs and their transforms."""
+        crops, transforms = [], []
+        for position, image in enumerate(images):
+            try:
+                crop, transform = resize_and_crop(load_image(image), self.bundle.resize_short, self.bundle.crop)
+            except InputError as error:
+                raise InputError(f"image {position}: {error}") from error
+            crops.append(crop)
+            transforms.append(transform)
+        size = self.bundle.crop
+        return (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)), transforms
+
+    def localize(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """AnchorNet on a batch of network inputs: probabilities, logit maps (and attention maps)."""
+        entry = self.bundle.anchornet
+        batch = normalize(crops, entry.mean, entry.std)
+        names = [PROBS_OUTPUT, *self._map_outputs, *self._attention_outputs]
+        return _run_chunked(self.anchornet, batch, names, self.max_batch)
+
+    def select(self, anchor: Mapping[str, np.ndarray], index: int, class_id: int, branch: int) -> np.ndarray:
+        """LSP on image `index`'s heatmap F[class] of the chosen branch: (n, 4) boxes."""
+        info = self.bundle.branches[branch]
+        params = self.lsp[info.receptive_field]
+        heatmap = anchor[info.map_output][index, class_id]
+        return select_patches(heatmap, info.receptive_field, info.stride, **params._asdict())
+
+    def classify_patches(
+        self, crops: np.ndarray, boxes: list[np.ndarray], timings: dict[str, float] | None = None
+    ) -> list[np.ndarray]:
+        """Softmax of the downstream network for every box, batched by patch size across images.
+
+        Returns one (n_i, C) array per image, rows in its boxes' order.
+        """
+        start = time.perf_counter()
+        entry = self.bundle.downstream
+        inputs = normalize(crops, entry.mean, entry.std)
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for image_index, image_boxes in enumerate(boxes):
+            for box_index, (x0, _, x1, _) in enumerate(image_boxes):
+                groups.setdefault(int(x1 - x0), []).append((image_index, box_index))
+        batches = {size: np.stack([_cut(inputs[i], boxes[i][j]) for i, j in members]) for size, members in groups.items()}
+        stage_times = {"crop": (time.perf_counter() - start) * 1e3}
+        results = [np.empty((len(b), self.bundle.num_classes), np.float32) for b in boxes]
+        for size, members in sorted(groups.items()):
+            start = time.perf_counter()
+            logits = _run_chunked(self.downstream, batches[size], [LOGITS_OUTPUT], self.max_batch)[LOGITS_OUTPUT]
+            for (i, j), row in zip(members, softmax(logits)):
+                results[i][j] = row
+            stage_times[f"downstream_{size}"] = (time.perf_counter() - start) * 1e3
+        if timings is not None:
+            timings.update(stage_times)
+        return results
+
+    def _prediction(
+        self,
+        anchor: Mapping[str, np.ndarray],
+        index: int,
+        decision: tuple[int, int],
+        boxes: np.ndarray,
+        boxes_original: np.ndarray,
+        patch_probs: np.ndarray,
+        total: np.ndarray,
+        timings: dict[str, float],
+    ) -> Prediction:
+        anchor_class, branch = decision
+        class_id = int(total.argmax())
+        info = self.bundle.branches[branch]
+        attention = tuple(anchor[name][index, 0] for name in self._attention_outputs) or None
+        return Prediction(
+            class_id=class_id,
+            label=self.bundle.class_names[class_id],
+            score=float(total[class_id] / total.sum()),
+            branch=info.receptive_field,
+            anchor_class=anchor_class,
+            branch_probs=anchor[PROBS_OUTPUT][index],
+            heatmap=anchor[info.map_output][index, anchor_class],
+            boxes=boxes,
+            boxes_original=boxes_original,
+            patch_probs=patch_probs,
+            timings=dict(timings),
+            attention=attention,
+        )
+
+    def close(self) -> None:
+        """Release both models' backend resources."""
+        self.anchornet.close()
+        self.downstream.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, shifted by the row maximum for stability."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _lsp_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]:
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise InputError(f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)} or pass {{size: LSPParams}}")
+        return PRESETS[preset]
+    return {int(size): LSPParams(*params) for size, params in preset.items()}
+
+
+def _cut(image_chw: np.ndarray, box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return image_chw[:, y0:y1, x0:x1]
+
+
+def _run_chunked(runner: Runner, batch: np.ndarray, names: list[str], max_batch: int) -> dict[str, np.ndarray]:
+    if len(batch) <= max_batch:
+        return runner.run({INPUT_NAME: batch}, names)
+    parts = [runner.run({INPUT_NAME: batch[s : s + max_batch]}, names) for s in range(0, len(batch), max_batch)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in names}
+
+
+class _Clock:
+    """Stage timer: `lap(name)` records the milliseconds since the previous lap or restart."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = (now - self.last) * 1e3
+        self.last = now
+
+    def restart(self) -> None:
+        self.last = time.perf_counter()

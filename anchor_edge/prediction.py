@@ -1,0 +1,69 @@
+"""What the pipeline says about one image, and how it got there."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The class of one image and the evidence behind it.
+
+    Attributes:
+        class_id: argmax of the sum of the patches' softmax distributions (SPEC section 5).
+        label: the bundle's name for `class_id`.
+        score: the winning class's share of the summed patch probabilities, in [0, 1].
+        branch: receptive field of the branch whose heatmap chose the patches (63, 95 or 111).
+        anchor_class: the class AnchorNet decided on (eq. 7), whose heatmap LSP used.
+        branch_probs: (3, C) AnchorNet's class probabilities per branch, order B63, B95, B111.
+        heatmap: (H, W) the chosen branch's logit map for `anchor_class`.
+        boxes: (n, 4) int patch boxes [x0, y0, x1, y1) in network-input (224 x 224) pixels, LSP order.
+        boxes_original: (n, 4) float boxes in the caller's image pixels (preprocessing inverted).
+        patch_probs: (n, C) the downstream network's softmax for each patch, in `boxes` order.
+        timings: milliseconds per stage for the batch this image was processed in.
+        attention: (3, h, w) maps S per branch when the bundle exports them, else None.
+    """
+
+    class_id: int
+    label: str
+    score: float
+    branch: int
+    anchor_class: int
+    branch_probs: np.ndarray
+    heatmap: np.ndarray
+    boxes: np.ndarray
+    boxes_original: np.ndarray
+    patch_probs: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    attention: tuple[np.ndarray, ...] | None = None
+
+    def to_dict(self, *, top_k: int = 5) -> dict:
+        """JSON-ready summary: class, score, branch, boxes, per-patch top class, timings.
+
+        Full arrays (branch probabilities, heatmap, patch distributions) are
+        summarised: the `top_k` classes of the summed patch distribution and each
+        patch's own top class and probability.
+        """
+        total = self.patch_probs.sum(axis=0)
+        share = total / max(float(total.sum()), 1e-12)
+        top = np.argsort(-share, kind="stable")[:top_k]
+        return {
+            "class_id": self.class_id,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "branch": self.branch,
+            "anchor_class": self.anchor_class,
+            "top_k": [{"class_id": int(c), "score": round(float(share[c]), 6)} for c in top],
+            "patches": [
+                {
+                    "box": [int(v) for v in box],
+                    "box_original": [round(float(v), 2) for v in box_original],
+                    "class_id": int(probs.argmax()),
+                    "prob": round(float(probs.max()), 6),
+                }
+                for box, box_original, probs in zip(self.boxes, self.boxes_original, self.patch_probs)
+            ],
+            "branch_confidence": [round(float(p.max()), 6) for p in self.branch_probs],
+            "timings_ms": {stage: round(ms, 3) for stage, ms in self.timings.items()},
+        }

@@ -1,0 +1,55 @@
+"""PyTorch -> ONNX, with the shapes the runtime and TensorRT expect.
+
+AnchorNet always sees the 224x224 network input, so only its batch is
+dynamic. The downstream network classifies patches of 63, 95 and 111 px and
+the 224 px full image, so its batch, height and width are all dynamic.
+Every file passes `onnx.checker` with the full (shape-inferring) check.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+import torch
+
+log = logging.getLogger("anchor_edge")
+
+OPSET = 17
+INPUT_NAME = "image"
+DOWNSTREAM_OUTPUT = "logits"
+
+
+def export_anchornet(model: torch.nn.Module, path: Path, output_names: Sequence[str], *, size: int = 224) -> None:
+    """Export AnchorNet with a dynamic batch axis and fixed `size` x `size` input."""
+    dynamic = {INPUT_NAME: {0: "batch"}} | {name: {0: "batch"} for name in output_names}
+    _export(model, torch.zeros(1, 3, size, size), path, list(output_names), dynamic)
+
+
+def export_downstream(model: torch.nn.Module, path: Path, *, size: int = 224) -> None:
+    """Export a classifier with dynamic batch, height and width; its one output is `logits`."""
+    dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, DOWNSTREAM_OUTPUT: {0: "batch"}}
+    _export(model, torch.zeros(1, 3, size, size), path, [DOWNSTREAM_OUTPUT], dynamic)
+
+
+def _export(model: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], dynamic: dict) -> None:
+    model.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo, but it gives
+        # plain graphs with named dynamic axes that TensorRT parses directly.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+    log.info("exported %s (opset %d, %.1f MB)", path.name, OPSET, path.stat().st_size / 1e6)

@@ -1,0 +1,176 @@
+"""The Pipeline on ONNX Runtime against the method written independently in PyTorch (tests/reference.py)."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from anchor_edge import BundleError, InputError, LSPParams, Pipeline
+from anchor_edge.lsp import PRESETS
+from anchor_edge.preprocess import resize_and_crop
+from tests import reference
+
+
+@pytest.fixture(scope="module")
+def pipe(small_bundle):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipeline:
+        yield pipeline
+
+
+@pytest.mark.parametrize("preset", ["visual", "accurate"])
+def test_matches_pytorch_reference_on_real_photos(pipe, small_models, photos, preset):
+    models, bundle = small_models[0], pipe.bundle
+    a_norm, d_norm = (bundle.anchornet.mean, bundle.anchornet.std), (bundle.downstream.mean, bundle.downstream.std)
+    pipeline = Pipeline(bundle, pipe.anchornet, pipe.downstream, lsp=PRESETS[preset], vote_min=2)
+    predictions = pipeline.predict_batch([image for _, image in photos])
+    unambiguous = 0
+    for (name, image), got in zip(photos, predictions):
+        crop, _ = resize_and_crop(image)
+        probs, maps = reference.anchornet_outputs(models.anchornet, crop, a_norm)
+        anchor_class, branch = reference.decide(probs, vote_min=2)
+        k = (63, 95, 111)[branch]
+        assert (got.anchor_class, got.branch) == (anchor_class, k), name
+        np.testing.assert_allclose(got.branch_probs, probs, atol=1e-4, err_msg=name)
+        heatmap = maps[branch][anchor_class]
+        np.testing.assert_allclose(got.heatmap, heatmap, atol=1e-4, err_msg=name)
+        params = PRESETS[preset][k]
+        # LSP is exact on either heatmap; ONNX Runtime and PyTorch may order two
+        # locations differently only where their values are closer than float32 noise.
+        if reference.ordering_margin(heatmap, params.coverage) > 1e-5:
+            unambiguous += 1
+            assert got.boxes.tolist() == [list(b) for b in reference.lsp(heatmap, k, *params)], name
+        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, k, *params)], name
+        patch_probs = reference.classify_patches(models.downstream, crop, got.boxes.tolist(), d_norm)
+        np.testing.assert_allclose(got.patch_probs, patch_probs, atol=1e-4, err_msg=name)
+        assert got.class_id == int(patch_probs.sum(axis=0).argmax()), name
+    assert unambiguous >= len(photos) // 2, f"only {unambiguous} photos had an unambiguous heatmap order"
+
+
+def test_prediction_fields_are_consistent(pipe, photos):
+    name, image = photos[1]
+    prediction = pipe(image)
+    assert prediction.branch in (63, 95, 111)
+    assert prediction.label == pipe.bundle.class_names[prediction.class_id]
+    sizes = {int(x1 - x0) for x0, _, x1, _ in prediction.boxes}
+    assert sizes == {prediction.branch}
+    assert prediction.patch_probs.shape == (len(prediction.boxes), 10)
+    summed = prediction.patch_probs.sum(axis=0)
+    assert prediction.score == pytest.approx(summed.max() / len(prediction.boxes), rel=1e-5)
+    height, width = image.shape[:2]
+    assert (prediction.boxes_original >= 0).all()
+    assert (prediction.boxes_original[:, [0, 2]] <= width).all() and (prediction.boxes_original[:, [1, 3]] <= height).all()
+    assert prediction.heatmap.shape == {63: (21, 21), 95: (17, 17), 111: (15, 15)}[prediction.branch]
+    assert {"preprocess", "anchornet", "decision", "lsp", "crop", "aggregate", "total"} <= set(prediction.timings)
+    assert f"downstream_{prediction.branch}" in prediction.timings
+    json.dumps(prediction.to_dict())
+
+
+def test_boxes_original_map_back_onto_the_image(pipe, photos):
+    # coffee is 600x400: short side 400, scale 400/256 = 1.5625; crop edge 16 -> 25, x offset 100 + 25.
+    name, image = photos[1]
+    assert name == "coffee" and image.shape[:2] == (400, 600)
+    prediction = pipe(image)
+    expected = prediction.boxes * 1.5625 + [125, 25, 125, 25]
+    np.testing.assert_allclose(prediction.boxes_original, expected)
+
+
+def test_batch_equals_single_images(pipe, photos):
+    images = [image for _, image in photos[:4]]
+    batch = pipe.predict_batch(images)
+    for image, together in zip(images, batch):
+        alone = pipe(image)
+        assert alone.boxes.tolist() == together.boxes.tolist()
+        np.testing.assert_allclose(alone.patch_probs, together.patch_probs, atol=1e-6)
+
+
+def test_max_batch_chunks_give_the_same_result(small_bundle, pipe, photos):
+    images = [image for _, image in photos]
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, max_batch=2) as small:
+        chunked = small.predict_batch(images)
+    for a, b in zip(chunked, pipe.predict_batch(images)):
+        assert a.boxes.tolist() == b.boxes.tolist() and a.class_id == b.class_id
+        np.testing.assert_allclose(a.patch_probs, b.patch_probs, atol=1e-6)
+
+
+def test_four_threads_match_serial_results(pipe, photos):
+    images = [image for _, image in photos] * 2
+    serial = [pipe(image) for image in images]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(pipe, images))
+    for a, b in zip(serial, parallel):
+        assert (a.class_id, a.branch, a.boxes.tolist()) == (b.class_id, b.branch, b.boxes.tolist())
+        np.testing.assert_array_equal(a.patch_probs, b.patch_probs)
+
+
+def test_custom_lsp_parameters(small_bundle, photos):
+    one_patch = {k: LSPParams(1, 0.5, 0.3) for k in (63, 95, 111)}
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", preset=one_patch) as pipe:
+        assert all(len(p.boxes) == 1 for p in pipe.predict_batch([image for _, image in photos[:3]]))
+
+
+def test_unknown_preset_and_backend_are_clear_errors(small_bundle):
+    with pytest.raises(InputError, match="unknown LSP preset"):
+        Pipeline.from_bundle(small_bundle, preset="fast")
+    from anchor_edge import BackendError
+
+    with pytest.raises(BackendError, match="unknown backend"):
+        Pipeline.from_bundle(small_bundle, backend="cuda")
+    with pytest.raises(BackendError, match="no TensorRT engines"):
+        Pipeline.from_bundle(small_bundle, backend="tensorrt")
+
+
+def test_empty_batch_gives_no_predictions(pipe):
+    assert pipe.predict_batch([]) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((0, 0, 3), np.uint8), np.full((8, 8, 3), np.nan, np.float32), b"", b"\x00garbage" * 10, "/nonexistent.jpg"],
+    ids=["0x0", "nan-float", "empty-bytes", "random-bytes", "missing-path"],
+)
+def test_bad_images_raise_input_error_naming_the_position(pipe, photos, bad):
+    with pytest.raises(InputError, match="image 1"):
+        pipe.predict_batch([photos[0][1], bad])
+
+
+def test_tiny_and_extreme_images_give_a_prediction(pipe):
+    for image in (np.full((1, 1, 3), 200, np.uint8), np.random.default_rng(0).integers(0, 255, (10, 10000, 3), np.uint8)):
+        assert pipe(image).branch in (63, 95, 111)
+
+
+def test_tampered_model_is_a_bundle_error(small_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(small_bundle, copy)
+    with open(copy / "downstream.onnx", "r+b") as model:
+        model.seek(200)
+        model.write(b"\x00\x01\x02")
+    with pytest.raises(BundleError, match="downstream.onnx does not match its sha256"):
+        Pipeline.from_bundle(copy)
+
+
+def test_runtime_runs_with_torch_unimportable(small_bundle, photos, tmp_path):
+    image_path = tmp_path / "chelsea.png"
+    import cv2
+
+    cv2.imwrite(str(image_path), photos[2][1])
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for blocked in ("torch", "torchvision", "skimage", "sklearn"):
+            sys.modules[blocked] = None  # any import of these now raises ImportError
+        from anchor_edge import Pipeline
+        prediction = Pipeline.from_bundle({str(small_bundle)!r}, backend="auto")({str(image_path)!r})
+        print(prediction.branch, len(prediction.boxes))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    branch, count = result.stdout.split()
+    assert int(branch) in (63, 95, 111) and int(count) >= 1
