@@ -1,0 +1,124 @@
+"""What a TensorRT engine was built for, and whether this machine still matches it.
+
+A serialized engine is valid only for the TensorRT version and the GPU it was
+built on, and only for the ONNX model and precision it was built from. The
+export stage records all of that beside each engine in bundle.json; the
+runtime compares the record with this machine before loading, so a stale
+engine fails with a message naming both sides rather than with TensorRT's
+deserialization error (or, worse, after an ONNX re-export, with a silently
+different model). Pure Python: the runtime reads it without TensorRT, and the
+export stage (`export/engine_plan.py`) writes the same records.
+
+bundle.json field ``"engines"`` (written by ``export/engine_build.py``; ``{}``
+until engines are built): one entry per model role, ``"anchornet"`` and
+``"downstream"``, each an object with
+
+- ``"file"``: the engine file, relative to the bundle (``"anchornet.engine"``);
+- ``"sha256"``: hex sha256 of that engine file;
+- ``"onnx_sha256"``: sha256 of the ONNX model it was built from (must equal
+  ``models.<role>.sha256``);
+- ``"precision"``: ``"fp32"``, ``"fp16"`` or ``"int8"``, the ONNX model's
+  precision (TensorRT builds strongly typed: the graph decides precision);
+- ``"profiles"``: the optimization profiles, in engine order, each
+  ``{"input": "image", "min": [...], "opt": [...], "max": [...]}`` (NCHW).
+  AnchorNet has one; the downstream has one per input size, in the order
+  63, 95, 111, 224;
+- ``"tensorrt"``: the TensorRT version that built it (``"10.3.0"``);
+- ``"gpu"``: the GPU's name (``"Orin"``);
+- ``"compute_capability"``: ``"major.minor"`` (``"8.7"``).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import BundleError
+
+#: The fields whose change invalidates an engine, in the order mismatches are reported.
+IDENTITY_FIELDS = ("tensorrt", "gpu", "compute_capability", "onnx_sha256", "precision")
+
+_ENGINE_FIELDS: dict[str, type] = {"file": str, "sha256": str, "profiles": list, **{f: str for f in IDENTITY_FIELDS}}
+
+
+def engine_identity(
+    *, tensorrt: str, gpu: str, compute_capability: str, onnx_sha256: str, precision: str
+) -> dict[str, str]:
+    """The identity record of one engine: everything that, when it changes, means "rebuild".
+
+    Example:
+        >>> engine_identity(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
+        ...                 onnx_sha256="ab12", precision="fp16")["gpu"]
+        'Orin'
+    """
+    return {
+        "tensorrt": tensorrt,
+        "gpu": gpu,
+        "compute_capability": compute_capability,
+        "onnx_sha256": onnx_sha256,
+        "precision": precision,
+    }
+
+
+def identity_mismatches(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Compare an engine's recorded identity with the current machine and bundle.
+
+    Args:
+        recorded: the engine's entry in bundle.json ``"engines"`` (extra fields ignored).
+        current: `engine_identity` of this machine (TensorRT version, GPU, compute
+            capability) and of the bundle's ONNX model (sha256, precision).
+            Only the fields present in `current` are compared.
+
+    Returns:
+        One sentence per mismatching field, naming the recorded value and the
+        current one; empty when the engine may be loaded.
+
+    Example:
+        >>> identity_mismatches({"tensorrt": "10.3.0"}, {"tensorrt": "11.4.0"})
+        ['engine built with TensorRT 10.3.0, this machine has 11.4.0']
+    """
+    messages = []
+    for field in IDENTITY_FIELDS:
+        if field not in current:
+            continue
+        now, then = str(current[field]), recorded.get(field)
+        if then is None:
+            messages.append(f"engine record has no {field!r} (this machine has {now}); rebuild the engine")
+        elif str(then) != now:
+            messages.append(_MESSAGES[field].format(then=_short(field, str(then)), now=_short(field, now)))
+    return messages
+
+
+def engine_entry(bundle_meta: Mapping[str, Any], role: str, *, manifest: str = "bundle.json") -> dict[str, Any]:
+    """The validated ``engines.<role>`` record of a bundle's bundle.json.
+
+    Raises:
+        BundleError: when the bundle has no engine for `role` or the record lacks a field.
+    """
+    engines = bundle_meta.get("engines")
+    if not isinstance(engines, dict) or role not in engines:
+        raise BundleError(
+            f"{manifest} has no TensorRT engine for {role!r}: build the engines on this machine "
+            "(export.engine_build.build_engines, then record_engines) or use the onnxruntime backend"
+        )
+    entry = engines[role]
+    if not isinstance(entry, dict):
+        raise BundleError(f"{manifest}: engines.{role} must be a JSON object")
+    for field, kind in _ENGINE_FIELDS.items():
+        if not isinstance(entry.get(field), kind):
+            raise BundleError(
+                f"{manifest}: engines.{role}.{field} is missing or not a {kind.__name__}; rebuild the engines"
+            )
+    return entry
+
+
+_MESSAGES = {
+    "tensorrt": "engine built with TensorRT {then}, this machine has {now}",
+    "gpu": "engine built on GPU {then!r}, this machine has {now!r}",
+    "compute_capability": "engine built for compute capability {then}, this machine has {now}",
+    "onnx_sha256": "engine built from ONNX sha256 {then}, the bundle's ONNX model is {now}",
+    "precision": "engine built at precision {then}, the bundle's ONNX model is {now}",
+}
+
+
+def _short(field: str, value: str) -> str:
+    """Checksums shortened to 12 hex digits: enough to tell two apart in a message."""
+    return f"{value[:12]}..." if field == "onnx_sha256" and len(value) > 12 else value

@@ -1,0 +1,170 @@
+"""Engine planning (profiles from bundle.json) and writing engine records into bundle.json."""
+import copy
+import json
+import os
+import sys
+
+import pytest
+
+from anchor_edge.backends.engine_identity import identity_mismatches
+from anchor_edge.backends.trt_environment import tensorrt_available
+from export.engine_build import EngineBuildError, build_engine, record_engines
+from export.engine_plan import Profile, engine_record, plan_profiles
+
+BUNDLE_META = {
+    "schema_version": 1,
+    "num_classes": 10,
+    "preprocess": {"resize_short": 256, "crop": 224},
+    "branches": [{"name": f"B{k}", "receptive_field": k, "stride": 8} for k in (63, 95, 111)],
+    "lsp": {"preset": "accurate"},
+    "models": {
+        "anchornet": {
+            "file": "anchornet.onnx", "sha256": "1" * 64, "precision": "fp32",
+            "inputs": [{"name": "image", "shape": ["batch", 3, 224, 224], "dtype": "float32"}],
+        },
+        "downstream": {
+            "file": "downstream.onnx", "sha256": "2" * 64, "precision": "fp32",
+            "inputs": [{"name": "image", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
+        },
+    },
+    "engines": {},
+}
+
+
+def shapes(profile):
+    return profile.min, profile.opt, profile.max
+
+
+def test_accurate_preset_profiles_worked_by_hand():
+    """accurate: K = 24, 10, 8 (SPEC 4); 24 is capped at max_patches 16; opt at 224 is one image."""
+    plan = plan_profiles(BUNDLE_META, max_batch=8, max_patches=16, preset="accurate")
+    assert [shapes(p) for p in plan["anchornet"]] == [((1, 3, 224, 224), (1, 3, 224, 224), (8, 3, 224, 224))]
+    assert [shapes(p) for p in plan["downstream"]] == [
+        ((1, 3, 63, 63), (16, 3, 63, 63), (16, 3, 63, 63)),
+        ((1, 3, 95, 95), (10, 3, 95, 95), (16, 3, 95, 95)),
+        ((1, 3, 111, 111), (8, 3, 111, 111), (16, 3, 111, 111)),
+        ((1, 3, 224, 224), (1, 3, 224, 224), (8, 3, 224, 224)),
+    ]
+    assert {p.input for p in plan["anchornet"] + plan["downstream"]} == {"image"}
+
+
+def test_visual_preset_tunes_for_its_smaller_patch_counts():
+    plan = plan_profiles(BUNDLE_META, max_batch=4, max_patches=32, preset="visual")
+    assert [p.opt[0] for p in plan["downstream"]] == [5, 3, 2, 1]
+    assert [p.max[0] for p in plan["downstream"]] == [32, 32, 32, 4]
+
+
+def test_a_single_patch_limit_caps_every_opt():
+    plan = plan_profiles(BUNDLE_META, max_batch=1, max_patches=1, preset="accurate")
+    assert all(p.min[0] == p.opt[0] == p.max[0] == 1 for p in plan["anchornet"] + plan["downstream"])
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"max_batch": 0, "max_patches": 8, "preset": "accurate"}, "max_batch"),
+        ({"max_batch": 8, "max_patches": -1, "preset": "accurate"}, "max_patches"),
+        ({"max_batch": 8, "max_patches": 8, "preset": "fast"}, "unknown LSP preset 'fast'"),
+    ],
+)
+def test_bad_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        plan_profiles(BUNDLE_META, **arguments)
+
+
+def test_missing_bundle_field_is_named():
+    meta = copy.deepcopy(BUNDLE_META)
+    del meta["preprocess"]["crop"]
+    with pytest.raises(ValueError, match=r"preprocess\.crop"):
+        plan_profiles(meta, max_batch=8, max_patches=8, preset="accurate")
+
+
+def test_engine_record_is_json_with_lists_and_identity():
+    profiles = [Profile("image", (1, 3, 224, 224), (1, 3, 224, 224), (8, 3, 224, 224))]
+    record = engine_record(
+        file="anchornet.engine", sha256="e" * 64, onnx_sha256="1" * 64, precision="fp32",
+        profiles=profiles, tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
+    )
+    assert json.loads(json.dumps(record)) == {
+        "file": "anchornet.engine",
+        "sha256": "e" * 64,
+        "profiles": [{"input": "image", "min": [1, 3, 224, 224], "opt": [1, 3, 224, 224], "max": [8, 3, 224, 224]}],
+        "tensorrt": "10.3.0",
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "onnx_sha256": "1" * 64,
+        "precision": "fp32",
+    }
+    here = {"tensorrt": "11.4.0", "gpu": "Orin", "compute_capability": "8.7", "onnx_sha256": "1" * 64, "precision": "fp32"}
+    assert identity_mismatches(record, here) == ["engine built with TensorRT 10.3.0, this machine has 11.4.0"]
+
+
+def records():
+    def one(role, onnx_sha):
+        return engine_record(
+            file=f"{role}.engine", sha256="f" * 64, onnx_sha256=onnx_sha, precision="fp32",
+            profiles=[], tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
+        )
+
+    return {"anchornet": one("anchornet", "1" * 64), "downstream": one("downstream", "2" * 64)}
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    (tmp_path / "bundle.json").write_text(json.dumps(BUNDLE_META, indent=2) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_record_engines_keeps_every_other_field(bundle_dir):
+    record_engines(bundle_dir, records())
+    written = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))
+    assert written["engines"] == records()
+    assert {k: v for k, v in written.items() if k != "engines"} == {k: v for k, v in BUNDLE_META.items() if k != "engines"}
+
+
+def test_recording_one_engine_keeps_the_other(bundle_dir):
+    record_engines(bundle_dir, records())
+    rebuilt = {**records()["downstream"], "sha256": "9" * 64}
+    record_engines(bundle_dir, {"downstream": rebuilt})
+    engines = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))["engines"]
+    assert engines == {"anchornet": records()["anchornet"], "downstream": rebuilt}
+
+
+def test_engine_from_another_onnx_is_refused(bundle_dir):
+    before = (bundle_dir / "bundle.json").read_bytes()
+    wrong = {"downstream": {**records()["downstream"], "onnx_sha256": "3" * 64}}
+    with pytest.raises(ValueError, match="rebuild the engines"):
+        record_engines(bundle_dir, wrong)
+    assert (bundle_dir / "bundle.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_failed_write_leaves_the_old_bundle_json_intact(bundle_dir, monkeypatch, failing):
+    """A crash after the new text is (partly) written, or at the final rename, must not touch bundle.json."""
+    before = (bundle_dir / "bundle.json").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError(f"simulated crash in os.{failing}")
+
+    monkeypatch.setattr(os, failing, crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        record_engines(bundle_dir, records())
+    assert (bundle_dir / "bundle.json").read_bytes() == before
+    assert sorted(p.name for p in bundle_dir.iterdir()) == ["bundle.json"]  # no temporary file left behind
+
+
+def test_record_engines_keeps_the_file_permissions(bundle_dir):
+    (bundle_dir / "bundle.json").chmod(0o640)
+    record_engines(bundle_dir, records())
+    assert (bundle_dir / "bundle.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_building_without_tensorrt_is_a_clear_error(bundle_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    tensorrt_available.cache_clear()
+    try:
+        with pytest.raises(EngineBuildError, match="tensorrt not installed.*pip install anchor-edge\\[trt\\]"):
+            build_engine(bundle_dir / "downstream.onnx", bundle_dir / "downstream.engine", [])
+    finally:
+        tensorrt_available.cache_clear()
+    assert not (bundle_dir / "downstream.engine").exists()
