@@ -15,6 +15,8 @@ from typing import Sequence
 import onnx
 import torch
 
+from export.same_padding import mark_same_upper, same_padding_convs
+
 log = logging.getLogger("anchor_edge")
 
 OPSET = 17
@@ -29,12 +31,22 @@ def export_anchornet(model: torch.nn.Module, path: Path, output_names: Sequence[
 
 
 def export_downstream(model: torch.nn.Module, path: Path, *, size: int = 224) -> None:
-    """Export a classifier with dynamic batch, height and width; its one output is `logits`."""
+    """Export a classifier with dynamic batch, height and width; its one output is `logits`.
+
+    TensorFlow-style SAME convolutions (EfficientNet-Lite) become ONNX
+    auto_pad=SAME_UPPER so their padding follows the patch size (see same_padding).
+    """
     dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, DOWNSTREAM_OUTPUT: {0: "batch"}}
-    _export(model, torch.zeros(1, 3, size, size), path, [DOWNSTREAM_OUTPUT], dynamic)
+    same = same_padding_convs(model)
+    _export(model, torch.zeros(1, 3, size, size), path, [DOWNSTREAM_OUTPUT], dynamic, check=not same)
+    if same:
+        mark_same_upper(path, list(same))
+        onnx.checker.check_model(str(path), full_check=True)
 
 
-def _export(model: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], dynamic: dict) -> None:
+def _export(
+    model: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], dynamic: dict, check: bool = True
+) -> None:
     model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo, but it gives
@@ -51,5 +63,6 @@ def _export(model: torch.nn.Module, example: torch.Tensor, path: Path, output_na
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
-    onnx.checker.check_model(str(path), full_check=True)
+    if check:
+        onnx.checker.check_model(str(path), full_check=True)
     log.info("exported %s (opset %d, %.1f MB)", path.name, OPSET, path.stat().st_size / 1e6)

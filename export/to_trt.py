@@ -17,7 +17,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make `export` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from anchor_edge.backends.trt_environment import tensorrt_available  # noqa: E402
+from anchor_edge.errors import AnchorEdgeError  # noqa: E402
 from export.build_bundle import ExportOptions, export_bundle  # noqa: E402
+from export.engine_build import DEFAULT_TIMING_CACHE, build_engines, record_engines  # noqa: E402
 
 DEFAULT_BUNDLE = Path("bundles/default")
 log = logging.getLogger("anchor_edge")
@@ -37,6 +40,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (SPEC 3)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    engines = parser.add_argument_group("TensorRT engines (built when tensorrt and a CUDA GPU are present)")
+    engines.add_argument("--max-batch", type=int, default=8, help="most images per engine call (default: %(default)s)")
+    engines.add_argument("--max-patches", type=int, default=32, help="most patches of one size per call (default: %(default)s)")
+    engines.add_argument("--workspace-gib", type=float, default=2.0, help="TensorRT workspace limit (default: %(default)s)")
+    engines.add_argument("--timing-cache", type=Path, default=DEFAULT_TIMING_CACHE, help="reused across builds (default: %(default)s)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
@@ -49,12 +57,22 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         out = export_bundle(options)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError, OSError) as error:
+        print(f"wrote {out / 'bundle.json'}")
+        available, reason = tensorrt_available()
+        if not available:
+            print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime")
+            return 0
+        records = build_engines(
+            out, max_batch=args.max_batch, max_patches=args.max_patches,
+            workspace_bytes=int(args.workspace_gib * (1 << 30)), timing_cache=args.timing_cache,
+        )
+        record_engines(out, records)
+        print(f"built TensorRT engines {', '.join(r['file'] for r in records.values())} in {out}")
+    except (AnchorEdgeError, ValueError, FileNotFoundError, TypeError, RuntimeError, OSError) as error:
         if args.debug:
             raise
         print(f"export failed: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {out / 'bundle.json'}")
     return 0
 
 
