@@ -36,9 +36,11 @@ setup(
             "scikit-learn>=1.3",
             "mlxtend>=0.23",
         ],
-        "bench": ["matplotlib>=3.7", "py-cpuinfo>=9"],
+        "bench": ["matplotlib>=3.7", "py-cpuinfo>=9", "scikit-image>=0.22", "scikit-learn>=1.3"],
         "trt": ["tensorrt>=10", "pycuda>=2022.1"],
-        "test": ["pytest>=7", "mypy>=1.8", "tensorrt-stubs>=10", "matplotlib>=3.7", "py-cpuinfo>=9"],
+        # tensorrt-stubs is installed separately with --no-deps (see README): it
+        # depends on tensorrt itself, which cannot install without a GPU driver.
+        "test": ["pytest>=7", "mypy>=1.8", "matplotlib>=3.7", "py-cpuinfo>=9"],
     },
     entry_points={"console_scripts": []},
 )

@@ -19,19 +19,14 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 __all__ = ["BACKENDS", "Runner", "TensorSpec", "open_runners", "resolve_backend"]
 
+
 def resolve_backend(bundle: Bundle, backend: str) -> str:
     """Turn "auto" into a concrete backend name and check an explicit choice can run."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
-    from .trt import tensorrt_available
-
     has_engines = bool(bundle.meta.get("engines"))
     if backend == "auto":
-        available, reason = tensorrt_available()
-        chosen = "tensorrt" if has_engines and available else "onnxruntime"
-        why = "bundle has engines and TensorRT is available" if chosen == "tensorrt" else (
-            reason if has_engines else "bundle has no TensorRT engines"
-        )
+        chosen, why = _auto(bundle, has_engines)
         log.info("backend auto -> %s (%s)", chosen, why)
         return chosen
     if backend == "tensorrt" and not has_engines:
@@ -41,14 +36,29 @@ def resolve_backend(bundle: Bundle, backend: str) -> str:
         )
     return backend
 
+
+def _auto(bundle: Bundle, has_engines: bool) -> tuple[str, str]:
+    """TensorRT when the bundle's engines can run on this machine, else ONNX Runtime; and why."""
+    if not has_engines:
+        return "onnxruntime", "bundle has no TensorRT engines"
+    from .trt import engine_mismatches, tensorrt_available
+
+    available, reason = tensorrt_available()
+    if not available:
+        return "onnxruntime", reason
+    mismatches = [m for role in ("anchornet", "downstream") for m in engine_mismatches(bundle, role)]
+    if mismatches:
+        return "onnxruntime", "engines do not fit this machine: " + "; ".join(mismatches)
+    return "tensorrt", "bundle engines match this machine's TensorRT and GPU"
+
+
 def open_runners(bundle: Bundle, backend: str = "auto", *, threads: int | None = None) -> tuple[Runner, Runner]:
     """Open (anchornet, downstream) runners for `bundle` on the chosen backend."""
     chosen = resolve_backend(bundle, backend)
     if chosen == "tensorrt":
         from .trt import TrtRunner
 
-        engines = bundle.meta["engines"]
-        return tuple(TrtRunner.from_bundle(bundle, role) for role in ("anchornet", "downstream"))  # type: ignore[return-value]
+        return TrtRunner.from_bundle(bundle, "anchornet"), TrtRunner.from_bundle(bundle, "downstream")
     from .ort import OrtRunner
 
     return OrtRunner(bundle.anchornet.path, threads=threads), OrtRunner(bundle.downstream.path, threads=threads)
