@@ -42,5 +42,5 @@ setup(
         # depends on tensorrt itself, which cannot install without a GPU driver.
         "test": ["pytest>=7", "mypy>=1.8", "matplotlib>=3.7", "py-cpuinfo>=9"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["anchor-edge = anchor_edge.cli:main"]},
 )

@@ -1,0 +1,229 @@
+"""The `anchor-edge` command: predict, export, bench, doctor.
+
+    anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9]
+    anchor-edge export [the options of python export/to_trt.py]
+    anchor-edge bench [the options of python benchmarks/latency.py]
+    anchor-edge doctor [--bundle bundles/default]
+
+`export` and `bench` are second doors to the checkout's scripts: they reuse
+the scripts' own `build_parser(parser)` and `run(args)`, so the options can
+never drift apart. Those scripts need the build-time dependencies (torch),
+which a deployment does not install, so they are imported only when asked
+for, from the source checkout.
+
+Exit codes: 0 success, 2 usage error (argparse), 1 failure, with a one-line
+reason on stderr (`--debug` shows the traceback and debug logs; `-v` info
+logs). The library logs through the "anchor_edge" logger, quiet by default.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from .backends import BACKENDS
+from .early_exit import check_threshold
+from .errors import AnchorEdgeError, InputError
+from .lsp import PRESETS
+
+log = logging.getLogger("anchor_edge")
+
+DEFAULT_BUNDLE = Path("bundles/default")
+#: subcommand -> (checkout module, what to install when it is missing)
+CHECKOUT_COMMANDS = {
+    "export": ("export.to_trt", "pip install -e .[export]"),
+    "bench": ("benchmarks.latency", "pip install -e .[export,bench]"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit code."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command in CHECKOUT_COMMANDS:
+        return _run_checkout_command(args.command, rest)
+    if rest:
+        args.subparser.error(f"unrecognized arguments: {' '.join(rest)}")
+    _configure_logging(args)
+    try:
+        return args.handler(args)
+    except (AnchorEdgeError, OSError) as error:
+        return _fail(error, args.debug)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; `export` and `bench` take the checkout scripts' options (parsed later)."""
+    parser = argparse.ArgumentParser(
+        prog="anchor-edge", description="Classify images from a few localized patches (AnchorNet)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="classify images with a bundle")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    _add_bundle_option(predict)
+    predict.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
+    predict.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    predict.add_argument("--save-vis", type=Path, metavar="DIR", help="write a PNG of boxes and heatmap per image")
+    predict.add_argument(
+        "--early-exit", type=_threshold, metavar="T",
+        help="stop classifying an image's patches once their mean softmax has a class >= T (0: one patch)",
+    )
+    _add_common_flags(predict)
+    predict.set_defaults(handler=_predict, subparser=predict)
+
+    doctor = commands.add_parser("doctor", help="check this machine and whether a bundle can run on it")
+    _add_bundle_option(doctor)
+    _add_common_flags(doctor)
+    doctor.set_defaults(handler=_doctor, subparser=doctor)
+
+    for command, (module, _) in CHECKOUT_COMMANDS.items():
+        script = module.replace(".", "/") + ".py"
+        commands.add_parser(command, add_help=False, help=f"{script}'s options (anchor-edge {command} --help)")
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import visualize
+    from .pipeline import Pipeline
+    from .preprocess import load_image
+
+    failures = 0
+    names: set[str] = set()
+    with Pipeline.from_bundle(args.bundle, backend=args.backend, preset=args.preset, early_exit=args.early_exit) as pipe:
+        log.info("bundle %s on %s", args.bundle, pipe.backend)
+        for path in tqdm(args.images, unit="image", disable=None if len(args.images) > 1 else True, leave=False):
+            try:
+                image = load_image(path)
+                prediction = pipe(image)
+            except AnchorEdgeError as error:
+                failures += 1
+                _fail(error, args.debug)
+                continue
+            if args.json:
+                tqdm.write(json.dumps({"image": str(path), **prediction.to_dict()}))
+            else:
+                tqdm.write(
+                    f"{path}: {prediction.label} (class {prediction.class_id}) score {prediction.score:.3f} "
+                    f"branch B{prediction.branch} patches {len(prediction.boxes)}"
+                )
+            if args.save_vis:
+                name = _unique_name(path.stem, names)
+                written = visualize.save(args.save_vis / f"{name}.png", image, prediction, pipe.bundle.class_names)
+                log.info("wrote %s", written)
+    return 1 if failures else 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    checks = doctor.environment() + doctor.bundle_checks(args.bundle)
+    marks = {True: "ok  ", False: "FAIL", None: "    "}
+    for check in checks:
+        print(f"{marks[check.ok]} {check.name:<18} {_one_line(check.detail)}")
+    if doctor.runnable(checks):
+        print(f"{args.bundle} can run here")
+        return 0
+    failed = next(check for check in checks if check.ok is False)
+    print(f"anchor-edge: {args.bundle} cannot run here: {failed.name}: {_one_line(failed.detail)}", file=sys.stderr)
+    return 1
+
+
+def _run_checkout_command(command: str, argv: list[str]) -> int:
+    """Parse `argv` with the checkout script's own parser and run it."""
+    module_name, install = CHECKOUT_COMMANDS[command]
+    try:
+        module = _import_from_checkout(module_name)
+    except ImportError as error:
+        print(
+            f"anchor-edge {command} needs a source checkout with {install} "
+            f"(run it from the checkout; {_one_line(str(error))})",
+            file=sys.stderr,
+        )
+        return 1
+    description = (module.__doc__ or "").split("\n\n")[0]
+    parser = module.build_parser(argparse.ArgumentParser(prog=f"anchor-edge {command}", description=description))
+    _add_common_flags(parser)
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(module.run(args))
+    except (AnchorEdgeError, OSError) as error:
+        return _fail(error, args.debug)
+
+
+def _import_from_checkout(module_name: str) -> ModuleType:
+    """Import a checkout module: from the folder above this package (editable install) or the current one."""
+    relative = Path(*module_name.split(".")).with_suffix(".py")
+    roots = [Path(__file__).resolve().parent.parent, Path.cwd()]
+    root = next((r for r in roots if (r / relative).is_file()), None)
+    if root is None:
+        raise ImportError(f"{relative} not found in {' or '.join(str(r) for r in roots)}")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(module_name)
+
+
+def _threshold(text: str) -> float | None:
+    """--early-exit's type: a usage error (exit 2) unless a number >= 0."""
+    try:
+        return check_threshold(float(text))
+    except (ValueError, InputError) as error:
+        raise argparse.ArgumentTypeError(f"needs a number >= 0, got {text!r}") from error
+
+
+def _add_bundle_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """-v and --debug, unless a reused script parser defines them already."""
+    for flags, help_text in ((("-v", "--verbose"), "info logs"), (("--debug",), "debug logs and tracebacks")):
+        try:
+            parser.add_argument(*flags, action="store_true", help=help_text)
+        except argparse.ArgumentError:
+            pass
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Quiet by default: warnings only; -v info, --debug everything, on stderr."""
+    level = logging.DEBUG if args.debug else logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    for previous in [h for h in log.handlers if isinstance(h, _CommandLineHandler)]:
+        log.removeHandler(previous)  # main() called again in one process: one handler, on today's stderr
+    handler = _CommandLineHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)
+
+
+class _CommandLineHandler(logging.StreamHandler):
+    """The stderr handler the command adds to the "anchor_edge" logger."""
+
+
+def _fail(error: BaseException, debug: bool) -> int:
+    """Report `error` as one line on stderr (the traceback too with --debug); returns exit code 1."""
+    if debug:
+        log.exception("failed")
+    print(f"anchor-edge: {_one_line(str(error))}", file=sys.stderr)
+    return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    """`stem`, or `stem-2`, `stem-3`... when two images of one run share a file name."""
+    name, count = stem, 1
+    while name in taken:
+        count += 1
+        name = f"{stem}-{count}"
+    taken.add(name)
+    return name

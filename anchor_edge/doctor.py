@@ -1,0 +1,120 @@
+"""`anchor-edge doctor`: what this machine offers, and whether a bundle can run on it.
+
+Deployment problems are mostly environment problems (a missing provider, an
+engine built for another GPU or TensorRT, a truncated copy of a model), so
+the doctor asks each question the runtime will ask, in the same way, and
+reports the answer with the reason when it is "no". Each check is a
+`Check(name, ok, detail)`; the command prints them and fails when the
+bundle cannot run on any backend.
+"""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .backends.trt_environment import machine_identity, tensorrt_available
+from .bundle import MODEL_ROLES, Bundle, load_bundle
+from .errors import AnchorEdgeError
+
+
+class Check(NamedTuple):
+    """One line of the report: ok is None for plain information."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+def environment() -> list[Check]:
+    """Python, numpy, OpenCV, ONNX Runtime (and its providers), TensorRT, pycuda and the GPU."""
+    import cv2
+
+    checks = [
+        Check("python", None, f"{platform.python_version()} ({platform.machine()}, {platform.system()})"),
+        Check("numpy", None, np.__version__),
+        Check("opencv", None, cv2.__version__),
+    ]
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        checks.append(Check("onnxruntime", False, "not installed: pip install onnxruntime"))
+    else:
+        providers = ", ".join(ort.get_available_providers())
+        checks.append(Check("onnxruntime", True, f"{ort.__version__}, providers {providers}"))
+    checks.append(Check("pycuda", None, _version("pycuda") or "not installed"))
+    available, reason = tensorrt_available()
+    if available:
+        identity = machine_identity()
+        checks.append(Check("tensorrt", True, identity["tensorrt"]))
+        checks.append(Check("gpu", True, f"{identity['gpu']}, compute capability {identity['compute_capability']}"))
+    else:  # optional: ONNX Runtime runs every bundle
+        checks.append(Check("tensorrt", None, f"not available ({reason}); bundles run on ONNX Runtime"))
+    return checks
+
+
+def bundle_checks(path: str | Path) -> list[Check]:
+    """Load the bundle with checksums, run each ONNX model once on ONNX Runtime, check any engines fit here."""
+    try:
+        bundle = load_bundle(path)
+    except AnchorEdgeError as error:
+        return [Check("bundle", False, str(error))]
+    trained = "trained" if bundle.trained else "UNTRAINED (predictions are meaningless)"
+    checks = [Check("bundle", True, f"{bundle.root}: {bundle.num_classes} classes, {trained}, checksums match")]
+    checks += [_onnx_check(bundle, role) for role in MODEL_ROLES]
+    checks += _engine_checks(bundle)
+    return checks
+
+
+def runnable(checks: list[Check]) -> bool:
+    """Whether the bundle loads and both ONNX models run, or both engines fit."""
+    by_name = {check.name: check.ok for check in checks}
+    onnx = all(by_name.get(f"{role}.onnx") for role in MODEL_ROLES)
+    engines = all(by_name.get(f"{role}.engine") for role in MODEL_ROLES)
+    return bool(by_name.get("bundle")) and (onnx or engines)
+
+
+def _onnx_check(bundle: Bundle, role: str) -> Check:
+    """Open the model on ONNX Runtime and run it once on zeros of every input size the pipeline sends."""
+    from .backends.ort import OrtRunner
+
+    entry = bundle.anchornet if role == "anchornet" else bundle.downstream
+    sizes = [bundle.crop] if role == "anchornet" else [b.receptive_field for b in bundle.branches]
+    try:
+        with OrtRunner(entry.path, threads=1) as runner:
+            for size in sizes:
+                runner.run({"image": np.zeros((1, 3, size, size), np.float32)})
+    except AnchorEdgeError as error:
+        return Check(f"{role}.onnx", False, str(error))
+    return Check(f"{role}.onnx", True, f"{entry.path.name} runs on ONNX Runtime ({entry.precision}, inputs {sizes})")
+
+
+def _engine_checks(bundle: Bundle) -> list[Check]:
+    if not bundle.meta.get("engines"):
+        return [Check("engines", None, "none in the bundle; build them on the target: python export/to_trt.py --out "
+                      f"{bundle.root}")]
+    available, reason = tensorrt_available()
+    if not available:
+        return [Check(f"{role}.engine", False, f"TensorRT cannot run here: {reason}") for role in MODEL_ROLES]
+    from .backends.trt import engine_mismatches
+
+    checks = []
+    for role in MODEL_ROLES:
+        try:
+            mismatches = engine_mismatches(bundle, role)
+        except AnchorEdgeError as error:
+            checks.append(Check(f"{role}.engine", False, str(error)))
+            continue
+        detail = "fits this machine" if not mismatches else "; ".join(mismatches) + ": rebuild it here"
+        checks.append(Check(f"{role}.engine", not mismatches, detail))
+    return checks
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,221 @@
+"""The `anchor-edge` command, run as a subprocess on a real photo: output, exit codes, pictures."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from anchor_edge import Pipeline, cli, visualize
+from anchor_edge.bundle import load_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def anchor_edge(*args: object, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "anchor_edge", *(str(a) for a in args)]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def chelsea(photos, tmp_path_factory) -> Path:
+    """scikit-image's photo of Chelsea the cat (451 x 300), written as a PNG file."""
+    image = dict(photos)["chelsea"]
+    path = tmp_path_factory.mktemp("photos") / "chelsea.png"
+    cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.fixture(scope="module")
+def expected(small_bundle, chelsea):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipeline:
+        return pipeline(chelsea)
+
+
+def test_predict_prints_one_line_per_image(small_bundle, chelsea, expected):
+    result = anchor_edge("predict", chelsea, chelsea, "--bundle", small_bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1]
+    match = re.fullmatch(r"(.+): (.+) \(class (\d+)\) score ([\d.]+) branch B(\d+) patches (\d+)", lines[0])
+    assert match, lines[0]
+    path, label, class_id, score, branch, patches = match.groups()
+    assert (path, label, int(class_id)) == (str(chelsea), expected.label, expected.class_id)
+    assert float(score) == pytest.approx(expected.score, abs=5e-4)
+    assert (int(branch), int(patches)) == (expected.branch, len(expected.boxes))
+
+
+def test_predict_json_lines(small_bundle, chelsea, expected):
+    result = anchor_edge("predict", chelsea, "--bundle", small_bundle, "--json", "--backend", "onnxruntime")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    record = json.loads(line)
+    assert record["image"] == str(chelsea)
+    assert (record["class_id"], record["branch"]) == (expected.class_id, expected.branch)
+    assert [p["box"] for p in record["patches"]] == expected.boxes.tolist()
+    np.testing.assert_allclose([p["box_original"] for p in record["patches"]], expected.boxes_original, atol=0.01)
+
+
+def test_predict_early_exit_zero_uses_one_patch(small_bundle, chelsea, expected):
+    result = anchor_edge("predict", chelsea, "--bundle", small_bundle, "--json", "--early-exit", "0")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert [p["box"] for p in record["patches"]] == expected.boxes[:1].tolist()
+
+
+def test_a_missing_image_fails_with_one_line_and_the_others_still_run(small_bundle, chelsea, tmp_path):
+    missing = tmp_path / "no_such_photo.jpg"
+    result = anchor_edge("predict", missing, "--bundle", small_bundle)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
+    mixed = anchor_edge("predict", chelsea, missing, "--bundle", small_bundle)
+    assert mixed.returncode == 1
+    assert len(mixed.stdout.splitlines()) == 1 and len(mixed.stderr.splitlines()) == 1
+
+
+def test_a_tampered_bundle_fails_with_one_line(small_bundle, chelsea, tmp_path):
+    copy = shutil.copytree(small_bundle, tmp_path / "bundle")
+    with open(copy / "downstream.onnx", "ab") as model:
+        model.write(b"\0")
+    result = anchor_edge("predict", chelsea, "--bundle", copy)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and "sha256" in result.stderr
+    doctor = anchor_edge("doctor", "--bundle", copy)
+    assert doctor.returncode == 1
+    assert re.search(r"^FAIL bundle .*sha256", doctor.stdout, re.MULTILINE)
+    assert len(doctor.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "--no-such-option", "x.jpg"],
+        ["predict"],
+        ["predict", "x.jpg", "--early-exit", "-0.5"],
+        ["teleport"],
+        ["doctor", "extra"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(args):
+    result = anchor_edge(*args)
+    assert result.returncode == 2
+    assert "usage: anchor-edge" in result.stderr
+
+
+def test_doctor_reports_the_environment_and_the_bundle(small_bundle):
+    import onnxruntime
+
+    result = anchor_edge("doctor", "--bundle", small_bundle)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout
+    assert f"onnxruntime        {onnxruntime.__version__}" in report
+    assert re.search(r"^ok   anchornet\.onnx .*inputs \[224\]", report, re.MULTILINE)
+    assert re.search(r"^ok   downstream\.onnx .*inputs \[63, 95, 111\]", report, re.MULTILINE)
+    assert re.search(r"^\s+tensorrt ", report, re.MULTILINE)
+    assert report.rstrip().endswith("can run here")
+
+
+def test_doctor_without_a_bundle_says_how_to_make_one(tmp_path):
+    result = anchor_edge("doctor", "--bundle", tmp_path / "none")
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "export a bundle first" in line
+
+
+@pytest.mark.slow
+def test_export_writes_a_bundle_that_loads(small_models, tmp_path):
+    _, anchornet_ckpt, downstream_ckpt = small_models
+    out = tmp_path / "exported"
+    result = anchor_edge(
+        "export", "--anchornet", anchornet_ckpt, "--downstream", f"resnet18:{downstream_ckpt}", "--out", out,
+        "--preset", "visual", timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out / 'bundle.json'}" in result.stdout
+    bundle = load_bundle(out)
+    assert (bundle.num_classes, bundle.preset) == (10, "visual")
+
+
+def test_export_usage_error_comes_from_the_scripts_parser():
+    result = anchor_edge("export", "--pooling", "max")
+    assert result.returncode == 2
+    assert "usage: anchor-edge export" in result.stderr and "--pooling" in result.stderr
+
+
+def test_bench_quick(small_bundle, tmp_path):
+    if not (REPO / "benchmarks" / "latency.py").is_file():
+        pytest.skip("benchmarks/latency.py is not in this checkout")
+    report = tmp_path / "latency.json"
+    result = anchor_edge(
+        "bench", "--quick", "--bundle", small_bundle, "--batch-sizes", "1", "--threads", "1", "--json", report, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert report.is_file() and json.loads(report.read_text())
+
+
+def test_checkout_commands_need_the_checkout(monkeypatch, capsys):
+    monkeypatch.setitem(cli.CHECKOUT_COMMANDS, "bench", ("benchmarks.no_such_script", "pip install -e .[bench]"))
+    assert cli.main(["bench", "--quick"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("anchor-edge bench needs a source checkout with pip install -e .[bench]")
+
+
+def test_save_vis_draws_the_boxes_at_boxes_original(small_bundle, chelsea, expected, tmp_path):
+    result = anchor_edge("predict", chelsea, "--bundle", small_bundle, "--save-vis", tmp_path / "vis")
+    assert result.returncode == 0, result.stderr
+    picture = cv2.imread(str(tmp_path / "vis" / "chelsea.png"))
+    photo = cv2.imread(str(chelsea))
+    assert picture.shape[0] >= photo.shape[0] and picture.shape[1] > photo.shape[1]
+
+    def box_colour_share(image: np.ndarray, box: np.ndarray) -> float:
+        """Share of the box's four edge lines (pixel rows/columns of [x0, x1) x [y0, y1)) in the box colour."""
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        edges = [image[y0, x0:x1], image[y1 - 1, x0:x1], image[y0:y1, x0], image[y0:y1, x1 - 1]]
+        pixels = np.concatenate(edges)
+        return float(np.all(pixels == visualize.BOX_COLOUR, axis=1).mean())
+
+    assert len(expected.boxes_original) > 1
+    for rank, box in enumerate(expected.boxes_original, start=1):
+        assert box_colour_share(picture, box) > 0.9, f"box {rank} at {box} is not drawn there"
+        assert box_colour_share(photo, box) < 0.01, "the photo itself has the box colour there"
+    shifted = expected.boxes_original[0] + [6, 6, 6, 6]
+    assert box_colour_share(picture, shifted) < 0.9
+
+
+def test_contributions_add_up_to_the_score(expected):
+    shares = visualize.contributions(expected)
+    assert shares.shape == (len(expected.boxes),)
+    assert shares.sum() == pytest.approx(expected.score, rel=1e-5)
+
+
+def test_attention_maps_are_drawn_side_by_side_when_present(expected, chelsea):
+    rng = np.random.default_rng(0)
+    maps = tuple(rng.random((n, n)).astype(np.float32) for n in (21, 17, 15))
+    plain = visualize.render(chelsea, expected)
+    with_maps = visualize.render(chelsea, replace(expected, attention=maps))
+    assert with_maps.shape[0] > plain.shape[0]
+    row = with_maps[plain.shape[0] :]
+    side = visualize.ATTENTION_SIDE
+    jet = cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_JET)[0]
+    for index, attention in enumerate(maps):
+        n = attention.shape[0]
+        for flat, colour in ((attention.argmin(), jet[0]), (attention.argmax(), jet[1])):
+            r, c = divmod(int(flat), n)
+            # centre of cell (r, c) of an n x n map stretched to side x side; tiles sit left to right,
+            # centred in height between their caption and the bottom margin
+            y = (row.shape[0] - side) // 2 + int((r + 0.5) * side / n)
+            x = index * side + int((c + 0.5) * side / n)
+            assert row[y, x].tolist() == colour.tolist(), (index, r, c)
