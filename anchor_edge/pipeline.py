@@ -22,6 +22,7 @@ from .backends import open_runners
 from .backends.base import Runner
 from .bundle import Bundle, load_bundle
 from .decision import decide
+from .early_exit import check_threshold, classify_until_confident
 from .errors import InputError
 from .lsp import PRESETS, LSPParams, select_patches
 from .prediction import Prediction
@@ -56,6 +57,7 @@ class Pipeline:
         lsp: Mapping[int, LSPParams],
         vote_min: int,
         max_batch: int = 64,
+        early_exit: float | None = None,
     ) -> None:
         missing = [b.receptive_field for b in bundle.branches if b.receptive_field not in lsp]
         if missing:
@@ -70,6 +72,7 @@ class Pipeline:
         self.lsp = dict(lsp)
         self.vote_min = vote_min
         self.max_batch = max_batch
+        self.early_exit = check_threshold(early_exit)
         self._map_outputs = [b.map_output for b in bundle.branches]
         self._attention_outputs = [b.attention_output for b in bundle.branches if b.attention_output]
 
@@ -83,6 +86,7 @@ class Pipeline:
         vote_min: int | None = None,
         threads: int | None = None,
         max_batch: int = 64,
+        early_exit: float | None = None,
     ) -> "Pipeline":
         """Load a bundle and open its two models on a backend.
 
@@ -97,6 +101,10 @@ class Pipeline:
                 takes the bundle's value (2 unless exported otherwise).
             threads: intra-op threads per model on ONNX Runtime; None uses all cores.
             max_batch: largest batch sent to a model at once; bigger batches are chunked.
+            early_exit: None classifies every patch; a threshold T classifies each
+                image's patches in LSP order and stops once the running mean of
+                their softmaxes has a class probability >= T (0: one patch per
+                image; above 1: the same as None). See anchor_edge/early_exit.py.
 
         Raises:
             BundleError: the bundle is missing, malformed or fails its checksums.
@@ -113,6 +121,7 @@ class Pipeline:
             lsp=lsp,
             vote_min=bundle.vote_min if vote_min is None else vote_min,
             max_batch=max_batch,
+            early_exit=early_exit,
         )
 
     @property
@@ -136,13 +145,19 @@ class Pipeline:
         clock.lap("preprocess")
         if not transforms:
             return []
-        anchor = self.localize(crops)
+        inputs = self._shared_inputs(crops)
+        anchor = self.localize(inputs)
         clock.lap("anchornet")
         decisions = [decide(anchor[PROBS_OUTPUT][i], self.vote_min) for i in range(len(transforms))]
         clock.lap("decision")
         boxes = [self.select(anchor, i, class_id, branch) for i, (class_id, branch) in enumerate(decisions)]
         clock.lap("lsp")
-        patch_probs = self.classify_patches(crops, boxes, timings)
+        if self.early_exit is None:
+            patch_probs = self.classify_patches(inputs, boxes, timings)
+        else:
+            classes = self.bundle.num_classes
+            patch_probs = classify_until_confident(self.classify_patches, crops, boxes, self.early_exit, classes, timings)
+            boxes = [image_boxes[: len(probs)] for image_boxes, probs in zip(boxes, patch_probs)]
         clock.restart()
         totals = [probs.sum(axis=0) for probs in patch_probs]
         boxes_original = [transform.to_original(b) for transform, b in zip(transforms, boxes)]
@@ -167,9 +182,12 @@ class Pipeline:
         return (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)), transforms
 
     def localize(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """AnchorNet on a batch of network inputs: probabilities, logit maps (and attention maps)."""
+        """AnchorNet on a batch of network inputs: probabilities, logit maps (and attention maps).
+
+        `crops` is (N, crop, crop, 3) uint8 RGB, or (N, 3, crop, crop) float32 already normalized for AnchorNet.
+        """
         entry = self.bundle.anchornet
-        batch = normalize(crops, entry.mean, entry.std)
+        batch = crops if crops.dtype == np.float32 else normalize(crops, entry.mean, entry.std)
         names = [PROBS_OUTPUT, *self._map_outputs, *self._attention_outputs]
         return _run_chunked(self.anchornet, batch, names, self.max_batch)
 
@@ -185,11 +203,12 @@ class Pipeline:
     ) -> list[np.ndarray]:
         """Softmax of the downstream network for every box, batched by patch size across images.
 
-        Returns one (n_i, C) array per image, rows in its boxes' order.
+        `crops` is (N, H, W, 3) uint8 RGB, or (N, 3, H, W) float32 already normalized for the downstream
+        network. Returns one (n_i, C) array per image, rows in its boxes' order.
         """
         start = time.perf_counter()
         entry = self.bundle.downstream
-        inputs = normalize(crops, entry.mean, entry.std)
+        inputs = crops if crops.dtype == np.float32 else normalize(crops, entry.mean, entry.std)
         groups: dict[int, list[tuple[int, int]]] = {}
         for image_index, image_boxes in enumerate(boxes):
             for box_index, (x0, _, x1, _) in enumerate(image_boxes):
@@ -206,6 +225,13 @@ class Pipeline:
         if timings is not None:
             timings.update(stage_times)
         return results
+
+    def _shared_inputs(self, crops: np.ndarray) -> np.ndarray:
+        """The crops normalized once for both models when they share mean and std (ImageNet pairs), else as given."""
+        anchornet, downstream = self.bundle.anchornet, self.bundle.downstream
+        if (anchornet.mean, anchornet.std) != (downstream.mean, downstream.std):
+            return crops
+        return normalize(crops, anchornet.mean, anchornet.std)
 
     def _prediction(
         self,
