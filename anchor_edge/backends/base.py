@@ -22,24 +22,17 @@ class TensorSpec(NamedTuple):
 
 
 class Runner(abc.ABC):
-    """Runs one model. Subclasses load it in `__init__` and implement `run`."""
+    """Runs one model. Subclasses load it in `__init__`, set `inputs` and `outputs`, and implement `_run`."""
 
     #: Short backend name shown in logs and Prediction output ("onnxruntime", "tensorrt").
     backend: str = ""
+    #: The model's inputs and outputs, in graph order.
+    inputs: Sequence[TensorSpec]
+    outputs: Sequence[TensorSpec]
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
         self._closed = False
-
-    @property
-    @abc.abstractmethod
-    def inputs(self) -> Sequence[TensorSpec]:
-        """The model's inputs, in graph order."""
-
-    @property
-    @abc.abstractmethod
-    def outputs(self) -> Sequence[TensorSpec]:
-        """The model's outputs, in graph order."""
 
     @abc.abstractmethod
     def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:

@@ -50,17 +50,9 @@ class OrtRunner(Runner):
             self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own untyped errors for unreadable models
             raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
-        self._inputs = [_spec(node) for node in self._session.get_inputs()]
-        self._outputs = [_spec(node) for node in self._session.get_outputs()]
+        self.inputs = [_spec(node) for node in self._session.get_inputs()]
+        self.outputs = [_spec(node) for node in self._session.get_outputs()]
         log.debug("onnxruntime %s loaded %s (threads=%s)", ort.__version__, model_path, threads)
-
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        return self._outputs
 
     def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         try:

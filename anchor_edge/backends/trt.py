@@ -196,14 +196,6 @@ class TrtRunner(Runner):
             raise BundleError(f"{path} does not match its sha256 in bundle.json; rebuild the engines")
         return cls(path, pinned_outputs=pinned_outputs)
 
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        return self._outputs
-
     def _load(self, pinned_outputs: bool) -> None:
         import tensorrt as trt_module
 
@@ -211,14 +203,14 @@ class TrtRunner(Runner):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._dtypes = {name: numpy_dtype(engine.get_tensor_dtype(name).name) for name in names}
         modes = {name: engine.get_tensor_mode(name) for name in names}
-        self._inputs = [self._spec(engine, n) for n in names if modes[n] == trt_module.TensorIOMode.INPUT]
-        self._outputs = [self._spec(engine, n) for n in names if modes[n] == trt_module.TensorIOMode.OUTPUT]
-        if len(self._inputs) != 1:
+        self.inputs = [self._spec(engine, n) for n in names if modes[n] == trt_module.TensorIOMode.INPUT]
+        self.outputs = [self._spec(engine, n) for n in names if modes[n] == trt_module.TensorIOMode.OUTPUT]
+        if len(self.inputs) != 1:
             raise BackendError(
-                f"{self.model_name} has inputs {[s.name for s in self._inputs]}; "
+                f"{self.model_name} has inputs {[s.name for s in self.inputs]}; "
                 "TrtRunner runs single-input engines (an NCHW image)"
             )
-        self._input = self._inputs[0].name
+        self._input = self.inputs[0].name
         self._ranges = []
         for profile in range(engine.num_optimization_profiles):
             min_shape, _opt_shape, max_shape = engine.get_tensor_profile_shape(self._input, profile)
@@ -232,7 +224,7 @@ class TrtRunner(Runner):
                 address = int(self._device_buffers[name])
                 self._check(context.set_tensor_address(name, address), f"bind the device buffer of tensor {name!r}")
         if pinned_outputs:
-            for spec in self._outputs:
+            for spec in self.outputs:
                 dtype = self._dtypes[spec.name]
                 self._host_buffers[spec.name] = self._cuda.pagelocked_empty(largest[spec.name] // dtype.itemsize, dtype)
         log.debug("tensorrt %s loaded %s: %d profile(s)", trt_module.__version__, self._path, len(self._ranges))
