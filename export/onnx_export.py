@@ -15,6 +15,7 @@ from typing import Sequence
 import onnx
 import torch
 
+from export.ort_layout import keep_blocked_layout
 from export.same_padding import mark_same_upper, same_padding_convs
 
 log = logging.getLogger("anchor_edge")
@@ -25,9 +26,14 @@ DOWNSTREAM_OUTPUT = "logits"
 
 
 def export_anchornet(model: torch.nn.Module, path: Path, output_names: Sequence[str], *, size: int = 224) -> None:
-    """Export AnchorNet with a dynamic batch axis and fixed `size` x `size` input."""
+    """Export AnchorNet with a dynamic batch axis and fixed `size` x `size` input.
+
+    Residual crops and SE gates are then rewritten with the same values so
+    ONNX Runtime's blocked CPU layout survives them (see ort_layout).
+    """
     dynamic = {INPUT_NAME: {0: "batch"}} | {name: {0: "batch"} for name in output_names}
     _export(model, torch.zeros(1, 3, size, size), path, list(output_names), dynamic)
+    keep_blocked_layout(path)
 
 
 def export_downstream(model: torch.nn.Module, path: Path, *, size: int = 224) -> None:

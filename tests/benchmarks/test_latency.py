@@ -1,0 +1,131 @@
+"""Smoke tests of the benchmarks: they run, and what they write is complete and self-consistent.
+
+No timed assertions: speed is measured by the benchmark, not here. The
+checks are relations every honest report satisfies (p50 between min and
+max, throughput = batch / mean, ratios = quotients of reported p50s, costs
+that add up), plus hand-worked examples of the statistics and cost accounting.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from anchor_edge.bundle import load_bundle
+from benchmarks import latency, torch_gpu
+from benchmarks.costs import cost_accounting
+from benchmarks.items import Choice
+from benchmarks.measure import TimedRunner, interleaved, paired_ratio, summarize
+
+ORDER = ("min", "p50", "p90", "p99", "max")
+
+
+def test_interleaved_runs_items_in_rounds_on_the_same_batch():
+    calls = []
+    items = {name: (lambda batch, name=name: calls.append((name, batch)) or {"part": 1.0}) for name in "AB"}
+    samples = interleaved(items, ["b0", "b1"], warmup_s=0.0, seconds=None, iterations=3)
+    assert calls == [("A", "b0"), ("B", "b0"), ("B", "b1"), ("A", "b1"), ("A", "b0"), ("B", "b0")]
+    assert [len(samples[n]["wall"]) for n in "AB"] == [3, 3] and samples["A"]["part"] == [1.0, 1.0, 1.0]
+
+
+def test_summary_statistics_on_a_hand_example():
+    stats = summarize([4.0, 1.0, 3.0, 2.0])
+    # mean 2.5; sample std sqrt(((1.5)^2 + (0.5)^2) * 2 / 3) = sqrt(5/3); linear-interpolated p90 = 3 + 0.7.
+    assert stats["n"] == 4 and stats["mean"] == 2.5 and stats["min"] == 1.0 and stats["max"] == 4.0
+    assert stats["std"] == pytest.approx((5 / 3) ** 0.5) and stats["p50"] == 2.5 and stats["p90"] == pytest.approx(3.7)
+    assert paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 3.0]) == 2.0  # median of 2, 3, 1
+
+
+def test_timed_runner_sums_model_time_and_cuda_event_times_until_taken():
+    class FakeTensorRT:
+        backend, model_name = "tensorrt", "fake.engine"
+
+        def run(self, feeds, output_names=None):
+            self.last_timings = {"h2d_ms": 0.5, "compute_ms": 2.0, "d2h_ms": 0.25}
+            return {"logits": feeds["image"] * 2}
+
+    timer = TimedRunner(FakeTensorRT())
+    assert timer.run({"image": np.ones(2)})["logits"].tolist() == [2.0, 2.0]
+    timer.run({"image": np.ones(2)})
+    host_ms, device = timer.take()
+    assert host_ms > 0 and device == {"h2d_ms": 1.0, "compute_ms": 4.0, "d2h_ms": 0.5}
+    assert timer.take() == (0.0, {})
+
+
+def test_cost_accounting_on_hand_counted_choices(small_bundle):
+    bundle = load_bundle(small_bundle)
+    macs = bundle.downstream.meta["multiply_adds"]
+    costs = cost_accounting(bundle, [Choice(63, 2), Choice(63, 4), Choice(111, 1)])
+    assert costs["images_per_branch"] == {"63": 2, "111": 1}
+    assert costs["patches_per_image"]["mean"] == pytest.approx(7 / 3)
+    assert costs["patches_per_image"]["per_branch_mean"] == {"63": 3.0, "111": 1.0}
+    assert costs["patches_per_image"]["histogram"] == {"63": {"2": 1, "4": 1}, "111": {"1": 1}}
+    patches = (6 * macs["63"] + macs["111"]) / 3
+    anchornet = bundle.anchornet.meta["multiply_adds"]
+    assert costs["multiply_adds"]["patches_mean"] == pytest.approx(patches)
+    assert costs["multiply_adds"]["pipeline_over_full"] == pytest.approx((anchornet + patches) / macs["224"])
+    assert costs["multiply_adds"]["resized_mean"] == pytest.approx((2 * macs["63"] + macs["111"]) / 3)
+
+
+def test_quick_run_writes_a_complete_consistent_report(small_bundle, tmp_path, capsys):
+    out, png = tmp_path / "latency.json", tmp_path / "latency.png"
+    argv = ["--bundle", str(small_bundle), "--bundle", str(small_bundle), "--quick", "--iterations", "2", "--batch-sizes", "1", "2",
+            "--threads", "1", "--json", str(out), "--png", str(png), "--note", "smoke test"]
+    assert latency.main(argv) == 0
+    assert "pipeline/full image" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    env = report["environment"]
+    assert env["note"] == "smoke test" and env["cpu_cores"] >= 1 and env["versions"]["onnxruntime"]
+    bundle = load_bundle(small_bundle)
+    labels = list(report["bundles"])
+    assert labels == ["small", "small'"]
+    for info in report["bundles"].values():
+        assert info["sha256"] == {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256}
+        costs = info["costs"]
+        assert sum(costs["images_per_branch"].values()) == costs["images"] == len(report["settings"]["images"])
+        histogram = costs["patches_per_image"]["histogram"]
+        assert {size: sum(h.values()) for size, h in histogram.items()} == costs["images_per_branch"]
+        total = sum(int(n) * c for h in histogram.values() for n, c in h.items())
+        assert costs["patches_per_image"]["mean"] == pytest.approx(total / costs["images"])
+        macs = costs["multiply_adds"]
+        assert macs["pipeline_mean"] == pytest.approx(macs["anchornet"] + macs["patches_mean"])
+    assert [r["batch_size"] for r in report["results"]] == [1, 2]
+    for result in report["results"]:
+        assert set(result["items"]) == {f"{label}:{kind}" for label in labels for kind in ("pipeline", "full_image", "resized")}
+        for item in result["items"].values():
+            wall = item["wall"]
+            assert [wall[k] for k in ORDER] == sorted(wall[k] for k in ORDER) and wall["min"] <= wall["mean"] <= wall["max"]
+            assert wall["n"] == result["rounds"] >= 2 and wall["std"] >= 0
+            assert item["throughput_images_per_s"] == pytest.approx(result["batch_size"] * 1e3 / wall["mean"])
+            for stats in item["stages"].values():
+                assert stats["min"] <= stats["p50"] <= stats["max"]
+        pipeline_stages = result["items"]["small:pipeline"]["stages"]
+        assert {"preprocess", "anchornet", "decision+lsp", "crop+grouping", "aggregation"} <= set(pipeline_stages)
+        for label in labels:
+            ratio = result["ratios"][label]
+            assert all(value > 0 for value in ratio.values())
+            p50 = {kind: result["items"][f"{label}:{kind}"]["wall"]["p50"] for kind in ("pipeline", "full_image")}
+            assert ratio["pipeline_over_full_p50"] == pytest.approx(p50["pipeline"] / p50["full_image"])
+            host = result["host_overhead"][label]
+            assert 0 < host["share_of_pipeline_median"] < 1 and host["ms"]["min"] > 0
+            assert host["model_anchornet_ms"]["max"] < result["items"][f"{label}:pipeline"]["wall"]["max"]
+        assert list(result["pipeline_versus_first_bundle_paired"]) == labels[1:]
+        assert all(v > 0 for v in result["pipeline_versus_first_bundle_paired"]["small'"].values())
+
+
+def test_bad_budget_is_a_usage_error(small_bundle):
+    assert latency.main(["--bundle", str(small_bundle), "--iterations", "1"]) == 2
+
+
+def test_torch_method_runs_on_cpu(tmp_path):
+    out = tmp_path / "torch.json"
+    assert torch_gpu.main(["--device", "cpu", "--quick", "--batch-sizes", "1", "--preset", "visual", "--num-classes", "10", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["label"] == "PyTorch CUDA, not TensorRT" and report["device"] == "cpu"
+    result = report["results"][0]
+    assert result["method_over_full_paired"] > 0 and result["anchornet_over_full_paired"] > 0
+    patches = result["method"]["patches_per_image"]
+    assert 1 <= patches["min"] <= patches["max"] <= 5  # the visual preset takes at most 5, 3 or 2 patches
+    assert np.isfinite(result["full_image"]["wall"]["p50"])
