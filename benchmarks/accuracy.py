@@ -1,0 +1,133 @@
+"""Accuracy of the patch pipeline against the full image and plain rescaling (issue 6; paper Tables 3 and 4, Figure 6).
+
+    python benchmarks/accuracy.py                   # bundles/default, 1000 test images
+    python benchmarks/accuracy.py --images 300 --json acc.json --png acc.png
+
+Data: the test split of `export.digits` (held-out MNIST digits on held-out
+photos, three scales), fed through the runtime: the bundle opens as a
+`Pipeline` on ONNX Runtime and every number comes from its stages
+(preprocess, localize, the decision rule, LSP, classify_patches). The two
+baseline classifiers the bundle does not carry (full-image-trained and
+resized-trained, same architecture) come from `python export/baselines.py`
+(bundles/default-baselines) and run on the same ONNX Runtime runner.
+
+Reported: top-1 of the full image, of the patches under each LSP preset, of
+the input resized to each patch size, and of one patch per image at each
+size (the Table 4 analog); downstream multiply-adds per image for each
+(AnchorNet's are reported apart, as in the paper); images and patches per
+branch; chosen branch against the digit's true scale; how often the first
+patch contains the digit's centre (and the whole digit), per branch.
+
+Exit codes: 0 success, 1 missing bundle or baselines, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from anchor_edge.backends.ort import OrtRunner  # noqa: E402
+from anchor_edge.bundle import load_bundle  # noqa: E402
+from anchor_edge.decision import decide  # noqa: E402
+from anchor_edge.errors import AnchorEdgeError  # noqa: E402
+from anchor_edge.lsp import PRESETS  # noqa: E402
+from anchor_edge.pipeline import LOGITS_OUTPUT, PROBS_OUTPUT, Pipeline, softmax  # noqa: E402
+from anchor_edge.preprocess import normalize  # noqa: E402
+from benchmarks.accuracy_report import summarize, table, write_chart  # noqa: E402
+from export.digits import SCALE_FIELDS, make_sample  # noqa: E402
+
+DEFAULT_BUNDLE = Path("bundles/default")
+DEFAULT_BASELINES = Path("bundles/default-baselines")
+
+
+def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int = 16, threads: int | None = None, seed: int = 0) -> list[dict]:
+    """One record per test image: truth, the runtime's choices, and every method's predicted class."""
+    bundle = load_bundle(bundle_dir)
+    manifest = json.loads((baselines_dir / "baselines.json").read_text())["models"]
+    base = {kind: OrtRunner(baselines_dir / entry["file"], threads=threads) for kind, entry in manifest.items()}
+    pipes = {name: Pipeline.from_bundle(bundle_dir, backend="onnxruntime", preset=name, threads=threads) for name in PRESETS}
+    main = pipes["accurate"]
+    downstream = bundle.downstream
+    records = []
+    for start in tqdm(range(0, images, batch), desc="accuracy", unit="batch"):
+        samples = [make_sample("test", i, seed) for i in range(start, min(images, start + batch))]
+        crops, _ = main.preprocess([s.image for s in samples])
+        anchor_in = normalize(crops, bundle.anchornet.mean, bundle.anchornet.std)
+        down_in = normalize(crops, downstream.mean, downstream.std)
+        base_in = normalize(crops, manifest["full"]["mean"], manifest["full"]["std"])
+        anchor = main.localize(anchor_in)
+        decisions = [decide(p, main.vote_min) for p in anchor[PROBS_OUTPUT]]
+        rows = [_truth(s, d) for s, d in zip(samples, decisions)]
+        for name, pipe in pipes.items():
+            boxes = [pipe.select(anchor, i, c, b) for i, (c, b) in enumerate(decisions)]
+            for row, image_boxes, probs in zip(rows, boxes, pipe.classify_patches(down_in, boxes)):
+                row[f"patches_{name}"] = int(probs.sum(0).argmax())
+                row[f"patch_sizes_{name}"] = [int(b[2] - b[0]) for b in image_boxes]
+                if name == "accurate":
+                    row["first_box"] = [int(v) for v in image_boxes[0]]
+        _classify(rows, "full_bundle", main.downstream, down_in)
+        _classify(rows, "full", base["full"], base_in)
+        for branch, size in enumerate(SCALE_FIELDS):
+            shrunk = np.stack([cv2.resize(x.transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1) for x in base_in])
+            _classify(rows, f"resized_{size}", base["resized"], shrunk)
+            _classify(rows, f"resized_{size}_full_trained", base["full"], shrunk)
+            first = [main.select(anchor, i, c, branch)[:1] for i, (c, _) in enumerate(decisions)]
+            for kind, runner_in, runner in (("patch", down_in, main.downstream), ("patch_full_trained", base_in, base["full"])):
+                cut = np.stack([x[:, y0:y1, x0:x1] for x, ((x0, y0, x1, y1),) in zip(runner_in, first)])
+                _classify(rows, f"one_{kind}_{size}", runner, cut)
+        records.extend(rows)
+    for pipe in pipes.values():
+        pipe.close()
+    return records
+
+
+def _truth(sample, decision: tuple[int, int]) -> dict:
+    return {"label": sample.label, "scale": sample.scale, "box": list(sample.box), "anchor_class": decision[0], "branch": decision[1]}
+
+
+def _classify(rows: list[dict], key: str, runner, batch: np.ndarray) -> None:
+    logits = runner.run({"image": np.ascontiguousarray(batch, np.float32)}, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
+    for row, probs in zip(rows, softmax(logits)):
+        row[key] = int(probs.argmax())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/accuracy.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES, help="from export/baselines.py (default: %(default)s)")
+    parser.add_argument("--images", type=int, default=1000, help="test images (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
+    parser.add_argument("--json", type=Path, help="write the full report here")
+    parser.add_argument("--png", type=Path, help="write accuracy against multiply-adds here")
+    args = parser.parse_args(argv)
+    if args.images < 1:
+        parser.error("--images must be at least 1")
+    if not (args.baselines / "baselines.json").is_file():
+        print(f"no baselines in {args.baselines}; make them with: python export/baselines.py --out {args.baselines}", file=sys.stderr)
+        return 1
+    try:
+        records = evaluate(args.bundle, args.baselines, args.images, threads=args.threads)
+        bundle = load_bundle(args.bundle)
+    except AnchorEdgeError as error:
+        print(f"accuracy benchmark failed: {error}", file=sys.stderr)
+        return 1
+    baselines = json.loads((args.baselines / "baselines.json").read_text())["models"]
+    report = summarize(records, bundle.meta, baselines)
+    print(table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.png:
+        write_chart(args.png, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

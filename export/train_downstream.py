@@ -1,0 +1,208 @@
+"""Train the downstream classifiers on the generated digits (issue 6; paper section 4.3, Tables 3 and 4).
+
+Three networks, all torchvision's mobilenet_v3_small with 10 classes:
+
+- "full": trained on the whole 224 network input (the full-image baseline);
+- "patches": "full" fine-tuned on the patches a trained AnchorNet localizes
+  (the paper's protocol): the runtime's own decision rule and LSP
+  (`anchor_edge.decision.decide`, `anchor_edge.lsp.select_patches`) on the
+  PyTorch AnchorNet's maps, patches cut at native size, each labelled with
+  its image's class. It trains on the "visual" preset's patches (at most
+  5 / 3 / 2, the hottest, spread out): the "accurate" preset adds up to 24
+  near neighbours of them per image, more than 2 CPU cores can train on in
+  the budget. This one goes into the bundle;
+- "resized": trained on the 224 input shrunk (cv2.INTER_AREA) to 63, 95 or
+  111 px, the rescaling baseline of Table 4 at every patch size.
+
+Why mobilenet_v3_small: the accuracy comparison needs a network that learns
+digits at 63-224 px, not a large one; it trains at about 54 images/s at 224
+on 2 CPU cores (resnet18: 8), and three copies weigh 18 MB in float32
+(resnet18's 45 MB each would break the 25 MB budget for weights/).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+from tqdm import tqdm
+
+from anchor_edge.decision import decide
+from anchor_edge.lsp import PRESETS, select_patches
+from export.anchornet import BRANCH_RECEPTIVE_FIELDS, BRANCH_STRIDE, AnchorNet
+from export.digits import NUM_CLASSES, SCALE_FIELDS
+from export.training import (
+    Budget,
+    learning_rate,
+    load_checkpoint,
+    pick_device,
+    sample_batch,
+    save_checkpoint,
+    seed_everything,
+)
+
+LOG = logging.getLogger("anchor_edge.train")
+ARCHITECTURE = "mobilenet_v3_small"
+KINDS = ("full", "patches", "resized")
+WEIGHT_FILES = {kind: f"downstream_{kind}.pt" for kind in KINDS}
+PEAK_LR = {"full": 2e-3, "patches": 5e-4, "resized": 2e-3}
+WARMUP_STEPS = 30
+#: "full" first learns digits on FULL_WINDOW crops that hold the digit (a third of
+#: the cost of 224, and the digit is a larger share of the input), then on the
+#: whole 224 input it is evaluated on.
+FULL_WINDOW = 128
+SMALL_WINDOW_SHARE = 0.7
+#: Data seeds apart from AnchorNet's, so each recipe sees its own samples.
+SEED_OFFSET = {"full": 1000, "patches": 2000, "resized": 3000}
+
+
+def build_downstream() -> nn.Module:
+    return torchvision.models.get_model(ARCHITECTURE, weights=None, num_classes=NUM_CLASSES)
+
+
+def resized_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The rescaling baseline's input: each normalized 224 input shrunk to size x size by cv2.INTER_AREA.
+
+    benchmarks/accuracy.py shrinks the runtime's preprocessed input the same way.
+    """
+    shrunk = [cv2.resize(image.numpy().transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA) for image in images]
+    return torch.from_numpy(np.stack(shrunk).transpose(0, 3, 1, 2).copy())
+
+
+@torch.no_grad()
+def localized_patches(anchornet: AnchorNet, images: torch.Tensor, preset: str = "accurate") -> list[list[tuple[int, int, int, int]]]:
+    """Per image, the boxes LSP takes on the decided branch's heatmap, exactly as the runtime decides them."""
+    outputs = anchornet(images)
+    probs, maps = outputs[0].double().numpy(), [m.numpy() for m in outputs[1:4]]
+    boxes = []
+    for index in range(len(images)):
+        class_id, branch = decide(probs[index])
+        size = BRANCH_RECEPTIVE_FIELDS[branch]
+        chosen = select_patches(maps[branch][index, class_id], size, BRANCH_STRIDE, **PRESETS[preset][size]._asdict())
+        boxes.append([tuple(int(v) for v in box) for box in chosen])
+    return boxes
+
+
+#: The LSP preset whose patches the "patches" downstream is fine-tuned on.
+FINE_TUNING_PRESET = "visual"
+
+
+def patch_batches(anchornet: AnchorNet, images: torch.Tensor, labels: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """The localized patches of a batch of images, grouped by size: {size: (patches, labels)}."""
+    grouped: dict[int, tuple[list, list]] = {size: ([], []) for size in SCALE_FIELDS}
+    for image, label, boxes in zip(images, labels, localized_patches(anchornet, images, FINE_TUNING_PRESET)):
+        for x0, y0, x1, y1 in boxes:
+            grouped[x1 - x0][0].append(image[:, y0:y1, x0:x1])
+            grouped[x1 - x0][1].append(label)
+    return {size: (torch.stack(p), torch.stack(l)) for size, (p, l) in grouped.items() if p}
+
+
+def train_downstream(
+    kind: str,
+    out: Path,
+    *,
+    images: int,
+    batch_size: int = 32,
+    budget_minutes: float | None = None,
+    seed: int = 0,
+    work_dir: Path,
+) -> int:
+    """Train one downstream `kind`, checkpointing to work_dir (resumes), and write out/downstream_<kind>.pt.
+
+    "patches" starts from out/downstream_full.pt and localizes with out/anchornet.pt.
+    Returns the number of training steps taken.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    seed_everything(seed)
+    device = pick_device()
+    model = build_downstream()
+    anchornet = None
+    if kind == "patches":
+        model.load_state_dict(torch.load(out / WEIGHT_FILES["full"], map_location="cpu", weights_only=True))
+        anchornet = _load_anchornet(out / "anchornet.pt")
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR[kind], weight_decay=1e-4)
+    checkpoint_path = work_dir / f"downstream_{kind}_state.pt"
+    state = load_checkpoint(checkpoint_path)
+    step, budget = 0, Budget(budget_minutes)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, budget = state["step"], Budget(budget_minutes, state["spent"])
+        LOG.info("resuming downstream %s at step %d", kind, step)
+
+    total_steps = images // batch_size
+    data_seed = seed + SEED_OFFSET[kind]
+    model.train()
+    progress = tqdm(total=total_steps, initial=step, desc=f"downstream {kind}", unit="batch", mininterval=10)
+    while step < total_steps and not budget.exhausted():
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), PEAK_LR[kind], WARMUP_STEPS)
+        window = FULL_WINDOW if kind == "full" and max(step / total_steps, budget.fraction()) < SMALL_WINDOW_SHARE else 224
+        x, y, _ = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), data_seed, window)
+        loss = _step_loss(kind, model, anchornet, x, y, step, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        progress.update()
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+        if step % 50 == 0:
+            save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "spent": budget.spent})
+            LOG.info("%s step %d/%d loss %.4f (%.0f s)", kind, step, total_steps, loss.item(), budget.spent)
+    progress.close()
+    save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "spent": budget.spent})
+    save_checkpoint(out / WEIGHT_FILES[kind], {k: v.cpu() for k, v in model.state_dict().items()})
+    LOG.info("downstream %s: %d steps, %d images, %.0f s", kind, step, step * batch_size, budget.spent)
+    return step
+
+
+def _step_loss(kind: str, model: nn.Module, anchornet: AnchorNet | None, x: torch.Tensor, y: torch.Tensor, step: int, device: torch.device) -> torch.Tensor:
+    """One batch's loss: on the full input, on one resized size (rotating by step), or on every localized patch."""
+    if kind == "full":
+        return nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+    if kind == "resized":
+        size = SCALE_FIELDS[step % len(SCALE_FIELDS)]
+        return nn.functional.cross_entropy(model(resized_batch(x, size).to(device)), y.to(device))
+    groups = patch_batches(anchornet, x, y)
+    total = sum(len(labels) for _, labels in groups.values())
+    return sum(
+        nn.functional.cross_entropy(model(patches.to(device)), labels.to(device), reduction="sum") for patches, labels in groups.values()
+    ) / total
+
+
+def _load_anchornet(path: Path) -> AnchorNet:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = AnchorNet(num_classes=checkpoint["num_classes"], pooling=checkpoint["pooling"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--out", type=Path, default=Path("weights"))
+    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training")
+    parser.add_argument("--images", type=int, required=True, help="training images to plan the schedule for")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--budget-minutes", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_downstream(
+        args.kind, args.out, images=args.images, batch_size=args.batch_size,
+        budget_minutes=args.budget_minutes, seed=args.seed, work_dir=args.work_dir,
+    )
+
+
+if __name__ == "__main__":
+    main()

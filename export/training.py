@@ -1,0 +1,112 @@
+"""What every training recipe shares: batches of generated samples, the schedule, the budget, resumable checkpoints.
+
+The recipes (issue 6) must finish within a wall-clock budget on 2 CPU cores,
+survive being stopped, and give the same weights for the same seed when the
+budget does not cut them short. So the data is indexed (batch b of a run is
+always the same samples, `export.digits`), the learning rate follows the
+planned step count, and a checkpoint holds everything needed to continue.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.digits import make_sample, network_input
+from export.downstream import IMAGENET_MEAN, IMAGENET_STD
+
+
+def pick_device() -> torch.device:
+    """CUDA when there is one (the recipes also run on a GPU), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_network_tensor(images_bgr: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """BGR uint8 images (N, H, W, 3) -> float (N, 3, H, W), RGB, ImageNet mean/std: what the runtime feeds."""
+    batch = np.ascontiguousarray(np.stack(images_bgr)[..., ::-1], dtype=np.float32)
+    batch = (batch - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return torch.from_numpy(batch.transpose(0, 3, 1, 2).copy())
+
+
+def sample_batch(split: str, indices: range | list[int], seed: int, window: int = 224) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Network inputs, labels and the samples themselves for the given sample indices.
+
+    window < 224 cuts from each 224 network input a window x window square
+    that holds the whole digit (seeded per sample): the fully convolutional
+    AnchorNet then trains window^2 / 224^2 of the cost per image, which on a
+    shared 2-core CPU is the difference between seeing the data and not.
+    """
+    samples = [make_sample(split, index, seed) for index in indices]
+    inputs = [network_input(sample.image) for sample in samples]
+    if window < 224:
+        inputs = [_window_around(image, sample.box, window, np.random.default_rng([seed, index, window]))
+                  for image, sample, index in zip(inputs, samples, indices)]
+    images = to_network_tensor(inputs)
+    labels = torch.tensor([sample.label for sample in samples])
+    return images, labels, samples
+
+
+def _window_around(image: np.ndarray, box: tuple[int, int, int, int], window: int, rng: np.random.Generator) -> np.ndarray:
+    """A random window x window square of the 224 input that contains `box` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 > window or y1 - y0 > window:
+        raise ValueError(f"a {window} px window cannot hold a {x1 - x0} x {y1 - y0} box")
+    left = int(rng.integers(max(0, x1 - window), min(x0, image.shape[1] - window) + 1))
+    top = int(rng.integers(max(0, y1 - window), min(y0, image.shape[0] - window) + 1))
+    return image[top : top + window, left : left + window]
+
+
+def learning_rate(step: int, progress: float, peak: float, warmup: int) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay to 2 % of the peak as progress goes 0 -> 1.
+
+    The recipes pass progress = max(steps done / steps planned, budget used),
+    so a run the budget cuts short still ends with a decayed learning rate.
+    """
+    if step < warmup:
+        return float(peak * (step + 1) / warmup)
+    progress = min(1.0, max(0.0, progress))
+    return float(peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress))))  # a float: checkpoints load with weights_only
+
+
+class Budget:
+    """A wall-clock allowance that survives resuming: time spent before is carried in the checkpoint."""
+
+    def __init__(self, minutes: float | None, spent_seconds: float = 0.0) -> None:
+        self.limit = None if minutes is None else minutes * 60.0
+        self.spent_before = spent_seconds
+        self.start = time.monotonic()
+
+    @property
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.start
+
+    def fraction(self) -> float:
+        """Share of the allowance used, 0 without a limit."""
+        return 0.0 if self.limit is None else self.spent / self.limit
+
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.spent >= self.limit
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically (temporary file, then rename), so a stop mid-write never leaves a torn checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The training state saved at `path`, or None when there is none yet."""
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)

@@ -1,0 +1,55 @@
+"""benchmarks/accuracy_report.py on hand-made records whose figures are worked out below."""
+import pytest
+
+from benchmarks.accuracy_report import summarize, table
+
+MACS = {"63": 10, "95": 20, "111": 30, "224": 100}
+BUNDLE_META = {"trained": True, "models": {"downstream": {"multiply_adds": MACS}, "anchornet": {"pooling": "gap", "multiply_adds": 50}}}
+BASELINES = {"full": {"multiply_adds": MACS}, "resized": {"multiply_adds": MACS}}
+
+
+def _record(label, scale, branch, first_box, predicted, visual_sizes, accurate_sizes):
+    row = {"label": label, "scale": scale, "branch": branch, "anchor_class": label, "box": [40, 40, 60, 80],
+           "first_box": first_box, "patch_sizes_visual": visual_sizes, "patch_sizes_accurate": accurate_sizes}
+    keys = ["full", "full_bundle", "patches_visual", "patches_accurate"] + [
+        f"{kind}_{size}" for size in (63, 95, 111)
+        for kind in ("resized", "one_patch", "one_patch_full_trained")] + [f"resized_{s}_full_trained" for s in (63, 95, 111)]
+    row.update({key: predicted.get(key, label) for key in keys})
+    return row
+
+
+@pytest.fixture
+def report():
+    records = [
+        # right everywhere; first 63 box [20, 30, 83, 93) holds the centre (50, 60) and the whole digit
+        _record(1, 0, 0, [20, 30, 83, 93], {}, [63, 63], [63] * 4),
+        # resized to 63 wrong; first box [56, 0, 119, 63) misses the centre
+        _record(2, 0, 0, [56, 0, 119, 63], {"resized_63": 7}, [63], [63, 63]),
+        # full image wrong; B111 box [0, 0, 111, 111) holds everything
+        _record(3, 2, 2, [0, 0, 111, 111], {"full": 5, "patches_visual": 5}, [111], [111, 111]),
+    ]
+    return summarize(records, BUNDLE_META, BASELINES)
+
+
+def test_top1_and_multiply_adds_per_method(report):
+    methods = {m["key"]: m for m in report["methods"]}
+    assert methods["full"]["top1"] == pytest.approx(200 / 3, abs=0.01)
+    assert methods["patches_visual"]["top1"] == pytest.approx(200 / 3, abs=0.01)
+    # visual: (2*10 + 10 + 30) / 3 = 20 MACs; accurate: (40 + 20 + 60) / 3 = 40
+    assert methods["patches_visual"]["multiply_adds"] == pytest.approx(20) and methods["patches_visual"]["over_full"] == 0.2
+    assert methods["patches_accurate"]["multiply_adds"] == pytest.approx(40)
+    assert methods["resized_63"]["top1"] == pytest.approx(200 / 3, abs=0.01) and methods["resized_63"]["multiply_adds"] == 10
+
+
+def test_table4_localization_and_branch_tables(report):
+    row63 = report["table4"][0]["trained_for_input"]
+    assert row63["one_patch"] == 100.0 and row63["gain"] == pytest.approx(100 / 3, abs=0.01)
+    assert report["branches"]["63"]["images"] == 2 and report["branches"]["95"]["images"] == 0
+    assert report["branches"]["63"]["first_patch_contains_centre"] == 50.0
+    assert report["branches"]["63"]["first_patch_contains_digit"] == 50.0
+    assert report["branches"]["111"]["first_patch_contains_centre"] == 100.0
+    assert report["branches"]["63"]["patches_per_image"] == {"visual": 1.5, "accurate": 3.0}
+    assert report["branch_vs_scale"]["counts"] == [[2, 0, 0], [0, 0, 0], [0, 0, 1]]
+    assert report["anchornet"]["multiply_adds_over_full"] == 0.5
+    text = table(report)
+    assert "patches, visual preset" in text and "B95" in text

@@ -1,0 +1,94 @@
+"""The training recipes run, learn something and resume: a few steps on a handful of generated images."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from export.anchornet import AnchorNet
+from export.train_anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
+from export.train_downstream import WEIGHT_FILES, build_downstream, localized_patches, train_downstream
+from export.training import Budget, _window_around, learning_rate, load_checkpoint, sample_batch
+
+
+def test_anchornet_loss_at_uniform_logits_is_three_branches_of_log_ten():
+    # Zeroed classifiers give uniform logits: each CE is ln 10, and there are
+    # three branches of (attention + GAP + AUX_WEIGHT * aux) terms.
+    torch.manual_seed(0)
+    model = AnchorNet(num_classes=10)
+    for branch in model.branches:
+        for layer in (branch.classifier, branch.attention.aux_classifier):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    images, labels, _ = sample_batch("train", range(2), seed=0, window=128)
+    loss = anchornet_loss(model, images, labels)
+    assert loss.item() == pytest.approx(3 * (2 + AUX_WEIGHT) * math.log(10), rel=1e-5)
+
+
+def test_anchornet_recipe_trains_saves_the_bundle_checkpoint_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    before = AnchorNet(num_classes=10).state_dict()
+    report = train_anchornet(tmp_path / "out", images=2, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128)
+    saved = torch.load(tmp_path / "out" / "anchornet.pt", weights_only=True)
+    assert saved["num_classes"] == 10 and saved["trained"] is True
+    assert saved["class_names"] == [str(d) for d in range(10)] and saved["pooling"] in ("gap", "attention")
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+    key = "branches.0.classifier.weight"
+    assert not torch.equal(saved["state_dict"][key], before[key])
+    assert report["steps"] == 1 and set(report) >= {"gap", "attention", "pooling"}
+    train_anchornet(tmp_path / "out", images=4, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128)
+    assert load_checkpoint(tmp_path / "work" / "anchornet_state.pt")["step"] == 2  # resumed at 1, not restarted
+
+
+def test_anchornet_recipe_stops_at_an_exhausted_budget(tmp_path):
+    report = train_anchornet(tmp_path, images=64, batch_size=2, budget_minutes=0, seed=0, work_dir=tmp_path, eval_images=2)
+    assert report["steps"] == 0
+
+
+@pytest.mark.parametrize("kind", ["full", "resized"])
+def test_downstream_recipe_changes_the_weights(tmp_path, kind):
+    torch.manual_seed(0)
+    before = build_downstream().state_dict()
+    train_downstream(kind, tmp_path, images=2, batch_size=2, seed=0, work_dir=tmp_path / "work")
+    after = torch.load(tmp_path / WEIGHT_FILES[kind], weights_only=True)
+    changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert changed and all(torch.isfinite(after[k]).all() for k in changed)
+
+
+def test_patch_fine_tuning_starts_from_the_full_model_and_uses_localized_patches(tmp_path):
+    torch.manual_seed(1)
+    torch.save(build_downstream().state_dict(), tmp_path / WEIGHT_FILES["full"])
+    anchornet = AnchorNet(num_classes=10)
+    torch.save({"state_dict": anchornet.state_dict(), "num_classes": 10, "pooling": "gap"}, tmp_path / "anchornet.pt")
+    train_downstream("patches", tmp_path, images=2, batch_size=2, seed=0, work_dir=tmp_path / "work")
+    start = torch.load(tmp_path / WEIGHT_FILES["full"], weights_only=True)
+    tuned = torch.load(tmp_path / WEIGHT_FILES["patches"], weights_only=True)
+    assert any(not torch.equal(start[k], tuned[k]) for k in start if start[k].is_floating_point())
+    images, _, _ = sample_batch("train", range(2), seed=0)
+    for boxes in localized_patches(anchornet.eval(), images):
+        sizes = {x1 - x0 for x0, _, x1, _ in boxes}
+        assert len(sizes) == 1 and sizes <= {63, 95, 111}  # all from the one decided branch
+        assert all(0 <= x0 and x1 <= 224 and y1 - y0 == x1 - x0 for x0, y0, x1, y1 in boxes)
+
+
+def test_learning_rate_warms_up_then_decays_to_two_percent():
+    assert learning_rate(0, 0.0, 1.0, warmup=4) == pytest.approx(0.25)
+    assert learning_rate(10, 0.0, 1.0, warmup=4) == pytest.approx(1.0)
+    assert learning_rate(10, 0.5, 1.0, warmup=4) == pytest.approx(0.51)
+    assert learning_rate(10, 1.0, 1.0, warmup=4) == pytest.approx(0.02)
+
+
+def test_budget_carries_time_spent_before_a_resume():
+    assert Budget(1.0, spent_seconds=61).exhausted()
+    assert not Budget(None, spent_seconds=1e9).exhausted()
+    assert Budget(2.0, spent_seconds=60).fraction() == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("box", [(0, 0, 40, 50), (120, 100, 224, 204), (60, 10, 160, 110)])
+def test_training_window_holds_the_whole_digit(box):
+    image = np.arange(224 * 224 * 3, dtype=np.int64).reshape(224, 224, 3)
+    for seed in range(5):
+        window = _window_around(image, box, 128 if box[2] - box[0] <= 128 else 160, np.random.default_rng(seed))
+        top, left = divmod(int(window[0, 0, 0]) // 3, 224)
+        side = window.shape[0]
+        assert left <= box[0] and box[2] <= left + side and top <= box[1] and box[3] <= top + side
