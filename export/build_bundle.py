@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -28,6 +28,7 @@ from export.checkpoint import load_weights, read_checkpoint
 from export.downstream import IMAGENET_MEAN, IMAGENET_STD, Downstream, load_downstream
 from export.flops import count_multiply_adds
 from export.onnx_export import INPUT_NAME, OPSET, export_anchornet, export_downstream
+from export.precision import PrecisionOptions, convert_bundle
 from export.verify import photo_crops, verify
 
 log = logging.getLogger("anchor_edge")
@@ -49,6 +50,7 @@ class ExportOptions:
     preset: str = "accurate"
     vote_min: int = 2
     tolerance: float = 1e-3
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ def export_bundle(options: ExportOptions) -> Path:
         manifest["models"]["downstream"]["verification"] = downstream_report
         write_manifest(staging, manifest)
         steps.update()
+        if options.precision.converts:  # the verified FP32 bundle is the reference (export/precision.py)
+            steps.set_postfix_str("precision")
+            convert_bundle(staging, options.precision)
     steps.close()
     log.info("wrote bundle %s", options.out)
     return Path(options.out)
