@@ -16,17 +16,15 @@ Exit codes: 0 success, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script from a checkout: make `export` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-
 from export.train_anchornet import train_anchornet  # noqa: E402
 from export.train_downstream import train_downstream  # noqa: E402
+from export.training import add_recipe_arguments, apply_recipe_arguments  # noqa: E402
 
 #: (step, share of the budget, images planned for its schedule). The images
 #: fit the shares on 2 shared CPU cores; on a GPU the plans finish early.
@@ -40,17 +38,11 @@ PLAN = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python export/train.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("weights"), help="where the weights go (default: %(default)s)")
-    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training",
-                        help="checkpoints to resume from (default: %(default)s)")
+    add_recipe_arguments(parser)
     parser.add_argument("--budget-minutes", type=float, default=110.0, help="wall clock for everything (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_recipe_arguments(args)
     for step, share, images in PLAN:
         minutes = args.budget_minutes * share
         planned = max(1, int(images * args.scale))

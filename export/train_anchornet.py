@@ -23,6 +23,8 @@ from anchor_edge.decision import decide
 from export.anchornet import AnchorNet
 from export.digits import CLASS_NAMES, NUM_CLASSES
 from export.training import (
+    add_recipe_arguments,
+    apply_recipe_arguments,
     Budget,
     learning_rate,
     load_checkpoint,
@@ -134,18 +136,13 @@ def measure_poolings(model: AnchorNet, count: int, seed: int, batch_size: int = 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("weights"))
-    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training")
+    add_recipe_arguments(parser)
     parser.add_argument("--images", type=int, default=40_000, help="training images to plan the schedule for")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--budget-minutes", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--window", type=int, default=160, help="input side in the first 80 %% of training (224: always full)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_recipe_arguments(args)
     train_anchornet(
         args.out, images=args.images, batch_size=args.batch_size, budget_minutes=args.budget_minutes,
         seed=args.seed, work_dir=args.work_dir, window_size=args.window,

@@ -35,8 +35,11 @@ from tqdm import tqdm
 from anchor_edge.decision import decide
 from anchor_edge.lsp import PRESETS, select_patches
 from export.anchornet import BRANCH_RECEPTIVE_FIELDS, BRANCH_STRIDE, AnchorNet
+from export.build_bundle import load_anchornet
 from export.digits import NUM_CLASSES, SCALE_FIELDS
 from export.training import (
+    add_recipe_arguments,
+    apply_recipe_arguments,
     Budget,
     learning_rate,
     load_checkpoint,
@@ -125,7 +128,7 @@ def train_downstream(
     anchornet = None
     if kind == "patches":
         model.load_state_dict(torch.load(out / WEIGHT_FILES["full"], map_location="cpu", weights_only=True))
-        anchornet = _load_anchornet(out / "anchornet.pt")
+        anchornet = load_anchornet(out / "anchornet.pt", None, None).module
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR[kind], weight_decay=1e-4)
     checkpoint_path = work_dir / f"downstream_{kind}_state.pt"
@@ -177,27 +180,15 @@ def _step_loss(kind: str, model: nn.Module, anchornet: AnchorNet | None, x: torc
     ) / total
 
 
-def _load_anchornet(path: Path) -> AnchorNet:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = AnchorNet(num_classes=checkpoint["num_classes"], pooling=checkpoint["pooling"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("--out", type=Path, default=Path("weights"))
-    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training")
+    add_recipe_arguments(parser)
     parser.add_argument("--images", type=int, required=True, help="training images to plan the schedule for")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--budget-minutes", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_recipe_arguments(args)
     train_downstream(
         args.kind, args.out, images=args.images, batch_size=args.batch_size,
         budget_minutes=args.budget_minutes, seed=args.seed, work_dir=args.work_dir,

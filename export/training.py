@@ -8,6 +8,8 @@ planned step count, and a checkpoint holds everything needed to continue.
 """
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import time
 from pathlib import Path
@@ -110,3 +112,19 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every training entry point shares: where weights and checkpoints go, seed, threads."""
+    parser.add_argument("--out", type=Path, default=Path("weights"), help="where the weights go (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training",
+                        help="checkpoints to resume from (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def apply_recipe_arguments(args: argparse.Namespace) -> None:
+    """Log progress lines with timestamps and set torch's CPU threads, as the shared flags say."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
