@@ -22,8 +22,8 @@ calls rather than n (one patch per round made 24 sequential calls for a
 B63 image and doubled its latency, measured: 100 ms against 53 ms for the
 plain pipeline). Within a round the stopping point is still found patch by
 patch; patches classified past it are dropped, so the result is exactly
-that of classifying one patch at a time. Only the patch pixels are cut and
-normalised, so a round costs no more than its patches.
+that of classifying one patch at a time. The inputs are normalized once,
+before the first round, so a round costs no more than its patches.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import InputError
 
-#: classify(patches (M, k, k, 3) uint8 RGB, boxes [array([[0, 0, k, k]])] * M, timings) -> M arrays (1, C)
+#: classify(inputs, boxes per image, timings) -> one (n_i, C) softmax array per image: Pipeline.classify_patches
 PatchClassifier = Callable[[np.ndarray, list[np.ndarray], dict[str, float]], list[np.ndarray]]
 
 
@@ -52,7 +52,7 @@ def check_threshold(threshold: float | None) -> float | None:
 
 def classify_until_confident(
     classify: PatchClassifier,
-    crops: np.ndarray,
+    inputs: np.ndarray,
     boxes: list[np.ndarray],
     threshold: float,
     num_classes: int,
@@ -61,14 +61,15 @@ def classify_until_confident(
     """Softmax of the first patches of each image, up to the first that makes it confident.
 
     Args:
-        classify: the pipeline's `classify_patches` (downstream softmax of boxes
-            cut from a stack of images, batched by size).
-        crops: (N, crop, crop, 3) uint8 RGB network inputs.
+        classify: the pipeline's `classify_patches`, which cuts the boxes it is
+            given from `inputs` and batches them by size across images.
+        inputs: (N, 3, crop, crop) float32 network inputs, normalized for the
+            downstream network once, so a round only cuts its patches.
         boxes: per image, its (n_i, 4) LSP boxes in LSP order.
         threshold: confidence at which an image stops (module docstring).
         num_classes: C, the width of the returned arrays.
-        timings: when given, receives "crop" and "downstream_<size>" milliseconds,
-            summed over the rounds.
+        timings: when given, "crop" and "downstream_<size>" milliseconds, summed
+            over the rounds, are added to it.
 
     Returns:
         One (m_i, C) array per image, 1 <= m_i <= n_i (m_i = 0 only when n_i = 0):
@@ -76,41 +77,25 @@ def classify_until_confident(
     """
     sums = [np.zeros(num_classes, np.float64) for _ in boxes]
     used: list[list[np.ndarray]] = [[] for _ in boxes]
-    undecided = [i for i, image_boxes in enumerate(boxes) if len(image_boxes)]
-    spent: dict[str, float] = {}
+    undecided = {i for i, image_boxes in enumerate(boxes) if len(image_boxes)}
+    spent = {} if timings is None else timings
     start, stop = 0, 1
     while undecided:
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for i in undecided:
-            for j in range(start, min(stop, len(boxes[i]))):
-                x0, _, x1, _ = boxes[i][j]
-                groups.setdefault(int(x1 - x0), []).append((i, j))
-        probs_of: dict[tuple[int, int], np.ndarray] = {}
-        for size, members in sorted(groups.items()):
-            patches = np.stack([_cut(crops[i], boxes[i][j]) for i, j in members])
-            whole = [np.array([[0, 0, size, size]])] * len(members)
-            round_timings: dict[str, float] = {}
-            for member, probs in zip(members, classify(patches, whole, round_timings)):
-                probs_of[member] = probs[0]
-            for stage, ms in round_timings.items():
-                spent[stage] = spent.get(stage, 0.0) + ms
-        still_undecided = []
-        for i in undecided:
-            for j in range(start, min(stop, len(boxes[i]))):
-                used[i].append(probs_of[i, j])
-                sums[i] += probs_of[i, j]
+        round_boxes = [image_boxes[start:stop] if i in undecided else image_boxes[:0] for i, image_boxes in enumerate(boxes)]
+        round_timings: dict[str, float] = {}
+        round_probs = classify(inputs, round_boxes, round_timings)
+        for stage, ms in round_timings.items():
+            spent[stage] = spent.get(stage, 0.0) + ms
+        still_undecided = set()
+        for i in sorted(undecided):
+            for j, probs in enumerate(round_probs[i], start):
+                used[i].append(probs)
+                sums[i] += probs
                 if sums[i].max() / (j + 1) >= threshold:
                     break
             else:
                 if stop < len(boxes[i]):
-                    still_undecided.append(i)
+                    still_undecided.add(i)
         undecided = still_undecided
         start, stop = stop, 2 * stop
-    if timings is not None:
-        timings.update(spent)
     return [np.stack(rows) if rows else np.empty((0, num_classes), np.float32) for rows in used]
-
-
-def _cut(crop_hwc: np.ndarray, box: np.ndarray) -> np.ndarray:
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return crop_hwc[y0:y1, x0:x1]

@@ -155,8 +155,10 @@ class Pipeline:
         if self.early_exit is None:
             patch_probs = self.classify_patches(inputs, boxes, timings)
         else:
+            downstream_inputs = self._downstream_inputs(inputs)
+            clock.lap("crop")  # the rounds below add their cutting to it
             classes = self.bundle.num_classes
-            patch_probs = classify_until_confident(self.classify_patches, crops, boxes, self.early_exit, classes, timings)
+            patch_probs = classify_until_confident(self.classify_patches, downstream_inputs, boxes, self.early_exit, classes, timings)
             boxes = [image_boxes[: len(probs)] for image_boxes, probs in zip(boxes, patch_probs)]
         clock.restart()
         totals = [probs.sum(axis=0) for probs in patch_probs]
@@ -232,6 +234,12 @@ class Pipeline:
         if (anchornet.mean, anchornet.std) != (downstream.mean, downstream.std):
             return crops
         return normalize(crops, anchornet.mean, anchornet.std)
+
+    def _downstream_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """`inputs` from `_shared_inputs`, normalized for the downstream network when they are not yet."""
+        if inputs.dtype == np.float32:
+            return inputs
+        return normalize(inputs, self.bundle.downstream.mean, self.bundle.downstream.std)
 
     def _prediction(
         self,

@@ -1,6 +1,7 @@
 """Confidence-based early exit against the plain pipeline's own patch softmaxes, on real photos."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -76,6 +77,19 @@ def test_stops_at_the_first_patch_whose_running_mean_reaches_the_threshold(plain
             assert prediction.class_id == int(full.patch_probs[:n].sum(axis=0).argmax())
         stops_inside_a_round += [n for n, c in zip(expected, curves) if n not in (1, 2, 4, 8, 16, len(c))]
     assert stops_inside_a_round, "no photo stopped inside a round: dropping the patches past the stop went untested"
+
+
+def test_a_downstream_with_its_own_normalization_gets_the_same_patches(plain, images):
+    """EfficientNet-Lite0 (mean 127, std 128) beside an ImageNet AnchorNet: the inputs are normalized twice, once per model."""
+    downstream = dataclasses.replace(plain.bundle.downstream, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
+    bundle = dataclasses.replace(plain.bundle, downstream=downstream)
+
+    def pipeline(threshold: float | None) -> Pipeline:
+        return Pipeline(bundle, plain.anchornet, plain.downstream, lsp=plain.lsp, vote_min=plain.vote_min, early_exit=threshold)
+
+    for got, full in zip(pipeline(1.01).predict_batch(images), pipeline(None).predict_batch(images)):
+        assert got.boxes.tolist() == full.boxes.tolist()
+        np.testing.assert_allclose(got.patch_probs, full.patch_probs, atol=1e-5)
 
 
 def test_a_batch_gives_what_single_images_give(plain, images):
