@@ -11,7 +11,8 @@ baseline classifiers the bundle does not carry (full-image-trained and
 resized-trained, same architecture) come from `python export/baselines.py`
 (bundles/default-baselines) and run on the same ONNX Runtime runner.
 
-Reported: top-1 of the full image, of the patches under each LSP preset, of
+Reported: top-1 of the full image, of the patches under each LSP preset
+(and the `accurate` preset's patches with early exit at a few thresholds), of
 the input resized to each patch size, and of one patch per image at each
 size (the Table 4 analog); downstream multiply-adds per image for each
 (AnchorNet's are reported apart, as in the paper); images and patches per
@@ -37,11 +38,12 @@ from tqdm import tqdm  # noqa: E402
 from anchor_edge.backends.ort import OrtRunner  # noqa: E402
 from anchor_edge.bundle import load_bundle  # noqa: E402
 from anchor_edge.decision import decide  # noqa: E402
+from anchor_edge.early_exit import classify_until_confident  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
 from anchor_edge.lsp import PRESETS  # noqa: E402
 from anchor_edge.pipeline import LOGITS_OUTPUT, PROBS_OUTPUT, Pipeline, softmax  # noqa: E402
 from anchor_edge.preprocess import normalize  # noqa: E402
-from benchmarks.accuracy_report import summarize, table, write_chart  # noqa: E402
+from benchmarks.accuracy_report import EARLY_EXIT_THRESHOLDS, early_exit_key, summarize, table, write_chart  # noqa: E402
 from export.digits import SCALE_FIELDS, make_sample  # noqa: E402
 
 DEFAULT_BUNDLE = Path("bundles/default")
@@ -70,9 +72,11 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
             boxes = [pipe.select(anchor, i, c, b) for i, (c, b) in enumerate(decisions)]
             for row, image_boxes, probs in zip(rows, boxes, pipe.classify_patches(down_in, boxes)):
                 row[f"patches_{name}"] = int(probs.sum(0).argmax())
-                row[f"patch_sizes_{name}"] = [int(b[2] - b[0]) for b in image_boxes]
+                row[f"patch_sizes_patches_{name}"] = [int(b[2] - b[0]) for b in image_boxes]
                 if name == "accurate":
                     row["first_box"] = [int(v) for v in image_boxes[0]]
+            if name == "accurate":
+                _early_exits(rows, pipe, down_in, boxes, bundle.num_classes)
         _classify(rows, "full_bundle", main.downstream, down_in)
         _classify(rows, "full", base["full"], base_in)
         for branch, size in enumerate(SCALE_FIELDS):
@@ -87,6 +91,16 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
     for pipe in pipes.values():
         pipe.close()
     return records
+
+
+def _early_exits(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], num_classes: int) -> None:
+    """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/early_exit.py)."""
+    for threshold in EARLY_EXIT_THRESHOLDS:
+        key = early_exit_key(threshold)
+        used = classify_until_confident(pipe.classify_patches, down_in, boxes, threshold, num_classes)
+        for row, image_boxes, probs in zip(rows, boxes, used):
+            row[key] = int(probs.sum(0).argmax())
+            row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
 
 
 def _truth(sample, decision: tuple[int, int]) -> dict:

@@ -15,6 +15,12 @@ import numpy as np
 from export.digits import SCALE_FIELDS
 
 PRESET_NAMES = ("visual", "accurate")
+#: Early-exit confidences benchmarked on the `accurate` preset's patches.
+EARLY_EXIT_THRESHOLDS = (0.5, 0.8, 0.95)
+
+
+def early_exit_key(threshold: float) -> str:
+    return f"early_exit_{threshold:g}"
 
 
 def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping) -> dict:
@@ -33,9 +39,14 @@ def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping)
         method("full image (full-trained downstream)", "full", full_cost),
         method("full image (bundle's patch-tuned downstream)", "full_bundle", ours[224]),
     ]
+    def patch_cost(key: str) -> float:
+        return float(np.mean([sum(ours[s] for s in row[f"patch_sizes_{key}"]) for row in records]))
+
     for preset in PRESET_NAMES:
-        cost = float(np.mean([sum(ours[s] for s in row[f"patch_sizes_{preset}"]) for row in records]))
-        methods.append(method(f"patches, {preset} preset", f"patches_{preset}", cost))
+        methods.append(method(f"patches, {preset} preset", f"patches_{preset}", patch_cost(f"patches_{preset}")))
+    for threshold in EARLY_EXIT_THRESHOLDS:
+        key = early_exit_key(threshold)
+        methods.append(method(f"patches, accurate, early exit at {threshold:g}", key, patch_cost(key)))
     for size in SCALE_FIELDS:
         methods.append(method(f"resized to {size} (resized-trained)", f"resized_{size}", resized_cost[size]))
         methods.append(method(f"one patch of {size} (patch-tuned)", f"one_patch_{size}", ours[size]))
@@ -58,7 +69,7 @@ def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping)
         whole = [_contains_box(row["first_box"], row["box"]) for row in rows]
         branches[str(size)] = {
             "images": len(rows),
-            "patches_per_image": {p: _mean([len(row[f"patch_sizes_{p}"]) for row in rows]) for p in PRESET_NAMES},
+            "patches_per_image": {p: _mean([len(row[f"patch_sizes_patches_{p}"]) for row in rows]) for p in PRESET_NAMES},
             "first_patch_contains_centre": _percent(centre),
             "first_patch_contains_digit": _percent(whole),
         }
@@ -127,7 +138,7 @@ def write_chart(path: Path, report: Mapping) -> None:
         series = [m for m in methods if m["key"].startswith(prefix) and m["top1"] is not None]
         axes.plot([m["multiply_adds"] / 1e6 for m in series], [m["top1"] for m in series], color=colour, marker=marker, label=label)
     for m in methods:
-        if m["key"].startswith(("full", "patches_")) and m["top1"] is not None:
+        if m["key"].startswith(("full", "patches_", "early_exit_")) and m["top1"] is not None:
             colour, marker = ("k", "s") if m["key"].startswith("full") else ("tab:red", "o")
             axes.scatter(m["multiply_adds"] / 1e6, m["top1"], c=colour, marker=marker)
             axes.annotate(m["method"], (m["multiply_adds"] / 1e6, m["top1"]), fontsize=7, xytext=(4, -10), textcoords="offset points")

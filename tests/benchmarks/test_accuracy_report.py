@@ -10,8 +10,11 @@ BASELINES = {"full": {"multiply_adds": MACS}, "resized": {"multiply_adds": MACS}
 
 def _record(label, scale, branch, first_box, predicted, visual_sizes, accurate_sizes):
     row = {"label": label, "scale": scale, "branch": branch, "anchor_class": label, "box": [40, 40, 60, 80],
-           "first_box": first_box, "patch_sizes_visual": visual_sizes, "patch_sizes_accurate": accurate_sizes}
-    keys = ["full", "full_bundle", "patches_visual", "patches_accurate"] + [
+           "first_box": first_box, "patch_sizes_patches_visual": visual_sizes, "patch_sizes_patches_accurate": accurate_sizes}
+    # early exit: the first patch only at 0.5, the first two at 0.8, all at 0.95
+    for threshold, used in ((0.5, 1), (0.8, 2), (0.95, len(accurate_sizes))):
+        row[f"patch_sizes_early_exit_{threshold}"] = accurate_sizes[:used]
+    keys = ["full", "full_bundle", "patches_visual", "patches_accurate", "early_exit_0.5", "early_exit_0.8", "early_exit_0.95"] + [
         f"{kind}_{size}" for size in (63, 95, 111)
         for kind in ("resized", "one_patch", "one_patch_full_trained")] + [f"resized_{s}_full_trained" for s in (63, 95, 111)]
     row.update({key: predicted.get(key, label) for key in keys})
@@ -26,7 +29,7 @@ def report():
         # resized to 63 wrong; first box [56, 0, 119, 63) misses the centre
         _record(2, 0, 0, [56, 0, 119, 63], {"resized_63": 7}, [63], [63, 63]),
         # full image wrong; B111 box [0, 0, 111, 111) holds everything
-        _record(3, 2, 2, [0, 0, 111, 111], {"full": 5, "patches_visual": 5}, [111], [111, 111]),
+        _record(3, 2, 2, [0, 0, 111, 111], {"full": 5, "patches_visual": 5, "early_exit_0.5": 4}, [111], [111, 111]),
     ]
     return summarize(records, BUNDLE_META, BASELINES)
 
@@ -38,6 +41,10 @@ def test_top1_and_multiply_adds_per_method(report):
     # visual: (2*10 + 10 + 30) / 3 = 20 MACs; accurate: (40 + 20 + 60) / 3 = 40
     assert methods["patches_visual"]["multiply_adds"] == pytest.approx(20) and methods["patches_visual"]["over_full"] == 0.2
     assert methods["patches_accurate"]["multiply_adds"] == pytest.approx(40)
+    # early exit at 0.5: (10 + 10 + 30) / 3 MACs, the third image wrong; at 0.95 every patch, as `accurate`
+    assert methods["early_exit_0.5"]["multiply_adds"] == pytest.approx(50 / 3) and methods["early_exit_0.5"]["top1"] == pytest.approx(200 / 3, abs=0.01)
+    assert methods["early_exit_0.8"]["multiply_adds"] == pytest.approx((20 + 20 + 60) / 3)
+    assert methods["early_exit_0.95"]["multiply_adds"] == pytest.approx(40) and methods["early_exit_0.95"]["top1"] == 100.0
     assert methods["resized_63"]["top1"] == pytest.approx(200 / 3, abs=0.01) and methods["resized_63"]["multiply_adds"] == 10
 
 
@@ -52,4 +59,4 @@ def test_table4_localization_and_branch_tables(report):
     assert report["branch_vs_scale"]["counts"] == [[2, 0, 0], [0, 0, 0], [0, 0, 1]]
     assert report["anchornet"]["multiply_adds_over_full"] == 0.5
     text = table(report)
-    assert "patches, visual preset" in text and "B95" in text
+    assert "patches, visual preset" in text and "early exit at 0.8" in text and "B95" in text
