@@ -22,6 +22,18 @@ choice recorded in bundle.json:
 Both quantize weights per output channel. Softmax is never quantized: its
 quantized form uses a fixed output scale of 1/256, which rounded AnchorNet's
 small class probabilities to exact zeros and broke the branch decision.
+
+The first and the last compute layers stay float (`float_ends`), the usual
+post-training practice: the first sees the image, the last ones write the
+logits that the softmax turns into decisions, and rounding those to 8 bits
+flips close calls. Measured on the trained digits downstream
+(EfficientNet-Lite0, 120 held-out images, AnchorNet in FP32): Pipeline top-1
+agreement with FP32 went from 88.3 % to 96.7 % and the mean patch-probability
+difference from 0.025 to 0.010, for 2 float layers (stem and classifier) out
+of 50. In AnchorNet the rule keeps 17 of 95 float: the stem, the three
+logit-map convolutions and, through the attention branch, the last
+projections of each branch; its INT8 decisions stay fragile all the same
+(README, Precision).
 """
 from __future__ import annotations
 
@@ -40,6 +52,8 @@ log = logging.getLogger("anchor_edge")
 
 #: ONNX op types left in float32.
 UNQUANTIZED_OP_TYPES = ("Softmax",)
+#: Layers with weights, the ones quantization makes integer.
+COMPUTE_OP_TYPES = ("Conv", "Gemm", "MatMul")
 
 #: quantize_static arguments per target, and how bundle.json describes them.
 INT8_TARGETS: dict[str, dict[str, Any]] = {
@@ -88,7 +102,9 @@ def quantize_to_int8(source: Path, target: Path, reader: CalibrationDataReader, 
     with tempfile.TemporaryDirectory(prefix="anchor-edge-int8-") as workdir, _quiet_root_logger():
         prepared = Path(workdir) / source.name
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        excluded = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in UNQUANTIZED_OP_TYPES]
+        graph = onnx.load(str(prepared)).graph
+        float_layers = float_ends(graph)
+        excluded = [n.name for n in graph.node if n.op_type in UNQUANTIZED_OP_TYPES] + float_layers
         quantize_static(
             str(prepared), str(target), reader,
             quant_format=QuantFormat.QDQ,
@@ -106,7 +122,27 @@ def quantize_to_int8(source: Path, target: Path, reader: CalibrationDataReader, 
         "weights": settings["weights"],
         "calibration_method": "MinMax",
         "unquantized_op_types": list(UNQUANTIZED_OP_TYPES),
+        "float_layers": float_layers,
     }
+
+
+def float_ends(graph: onnx.GraphProto) -> list[str]:
+    """Names of the first compute layer and of the last ones: those that reach a graph output through no other compute layer."""
+    producer = {output: node for node in graph.node for output in node.output}
+    compute = [node for node in graph.node if node.op_type in COMPUTE_OP_TYPES]
+    ends = {compute[0].name} if compute else set()
+    stack, seen = [output.name for output in graph.output], set()
+    while stack:
+        tensor = stack.pop()
+        node = producer.get(tensor)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in COMPUTE_OP_TYPES:
+            ends.add(node.name)
+        else:
+            stack.extend(node.input)
+    return [node.name for node in graph.node if node.name in ends]
 
 
 @contextlib.contextmanager

@@ -79,6 +79,34 @@ def test_parse_precision_sets_both_models_or_each():
             parse_precision(bad)
 
 
+def test_float_ends_are_the_first_layer_and_those_writing_outputs():
+    """x -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs), and c0 beside c1 added in."""
+    from onnx import TensorProto, helper
+
+    from export.int8 import float_ends
+
+    def conv(name, inputs, output):
+        return helper.make_node("Conv", inputs, [output], name=name)
+
+    nodes = [
+        conv("c1", ["x", "w1"], "a"),
+        conv("c0", ["x", "w0"], "b"),
+        helper.make_node("Add", ["a", "b"], ["ab"], name="add"),
+        helper.make_node("Relu", ["ab"], ["r"], name="relu"),
+        conv("c2", ["r", "w2"], "map"),
+        helper.make_node("GlobalAveragePool", ["map"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf"], ["logits"], name="fc"),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax"),
+    ]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("probs", "map")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], outputs)
+    # c1 is first; fc writes probs through Softmax; c2 writes map itself; c0 feeds only c2.
+    assert float_ends(graph) == ["c1", "c2", "fc"]
+    graph.output.pop()  # without the map output, c2 feeds probs only through fc: it is quantized
+    assert float_ends(graph) == ["c1", "fc"]
+
+
 def test_output_used_inside_the_graph_gets_its_own_identity():
     # y = relu(x) is an output and also feeds z = y + y: the case of AnchorNet's logit maps.
     helper = onnx.helper
@@ -175,6 +203,12 @@ def test_int8_bundle_for_each_target(small_bundle, tmp_path, few_photos, calibra
         softmax_outputs = {o for n in nodes if n.op_type == "Softmax" for o in n.output}
         assert len(softmax_outputs) == (3 if role == "anchornet" else 0)
         assert not any(n.op_type == "QuantizeLinear" and n.input[0] in softmax_outputs for n in nodes)
+        # The first and last compute layers keep float weights: no DequantizeLinear feeds them.
+        dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+        float_layers = [n for n in nodes if n.name in entry["int8"]["float_layers"]]
+        assert float_layers and len(float_layers) == len(entry["int8"]["float_layers"])
+        assert all(n.input[1] not in dequantized for n in float_layers)
+        assert any(n.op_type == "Conv" and n.input[1] in dequantized for n in nodes)
         zero_points = {n.input[2] for n in nodes if n.op_type in QDQ_OPS and len(n.input) > 2}
         activation_types = {initializers[n.input[2]].dtype for n in nodes if n.op_type == "QuantizeLinear"}
         if target == "tensorrt":
