@@ -25,10 +25,9 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `export` 
 import torch  # noqa: E402
 
 from export.build_bundle import CROP, PATCH_SIZES  # noqa: E402
-from export.downstream import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from export.flops import count_multiply_adds  # noqa: E402
 from export.onnx_export import export_downstream  # noqa: E402
-from export.train_downstream import ARCHITECTURE, WEIGHT_FILES, build_downstream  # noqa: E402
+from export.train_downstream import ARCHITECTURE, NORMALIZATION, WEIGHT_FILES, build_downstream  # noqa: E402
 from export.verify import photo_crops, verify  # noqa: E402
 
 DEFAULT_OUT = Path("bundles/default-baselines")
@@ -41,6 +40,7 @@ def export_baselines(weights: Path, out: Path, tolerance: float = 1e-3) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     crops = photo_crops(CROP)
     sizes = [*PATCH_SIZES, CROP]
+    mean, std = NORMALIZATION
     models = {}
     for kind in BASELINES:
         checkpoint = weights / WEIGHT_FILES[kind]
@@ -51,14 +51,14 @@ def export_baselines(weights: Path, out: Path, tolerance: float = 1e-3) -> Path:
         module.eval()
         onnx_file = f"downstream_{kind}.onnx"
         export_downstream(module, out / onnx_file, size=CROP)
-        report = verify(module, out / onnx_file, crops, mean=IMAGENET_MEAN, std=IMAGENET_STD, sizes=sizes,
+        report = verify(module, out / onnx_file, crops, mean=mean, std=std, sizes=sizes,
                         top1_output="logits", tolerance=tolerance)
         models[kind] = {
             "file": onnx_file,
             "name": ARCHITECTURE,
             "weights": f"checkpoint:{checkpoint}",
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": list(mean),
+            "std": list(std),
             "multiply_adds": {str(size): count_multiply_adds(module, size) for size in sizes},
             "verification": report,
         }

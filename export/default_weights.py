@@ -2,7 +2,7 @@
 
 The repository commits trained weights in weights/ (`python export/train.py`
 makes them): a 10-class AnchorNet trained on the digits benchmark and a
-mobilenet_v3_small fine-tuned on the patches it localizes. With neither
+EfficientNet-Lite0 fine-tuned on the patches it localizes. With neither
 --anchornet nor --downstream on the command line, those two make the default
 bundle, so it is trained out of the box. Any flag given keeps the old
 meaning: an unnamed AnchorNet is freshly initialised and an unnamed
@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from export.downstream import EFFICIENTNET_LITE0
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ANCHORNET_WEIGHTS = WEIGHTS_DIR / "anchornet.pt"
 DOWNSTREAM_WEIGHTS = WEIGHTS_DIR / "downstream_patches.pt"
-DOWNSTREAM_ARCHITECTURE = "mobilenet_v3_small"
-UNTRAINED_DOWNSTREAM = "efficientnet_lite0"
+DOWNSTREAM_ARCHITECTURE = UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
 
 
 def resolve_default_weights(anchornet: Path | None, downstream: str | None) -> tuple[Path | None, str]:

@@ -41,7 +41,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--downstream", metavar="SPEC",
         help="NAME[:CKPT] (torchvision name or efficientnet_lite0) or MODULE:CALLABLE[:CKPT] "
-        "(default: mobilenet_v3_small:weights/downstream_patches.pt with the trained AnchorNet, else efficientnet_lite0)",
+        "(default: efficientnet_lite0:weights/downstream_patches.pt with the trained AnchorNet, else efficientnet_lite0)",
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
     parser.add_argument("--pooling", choices=["gap", "attention"], help="AnchorNet's inference pooling (default: gap)")

@@ -29,10 +29,10 @@ from export.training import add_recipe_arguments, apply_recipe_arguments  # noqa
 #: (step, share of the budget, images planned for its schedule). The images
 #: fit the shares on 2 shared CPU cores; on a GPU the plans finish early.
 PLAN = (
-    ("anchornet", 0.55, 60_000),
-    ("full", 0.2, 24_000),
-    ("resized", 0.1, 45_000),
-    ("patches", 0.15, 12_000),
+    ("anchornet", 0.5, 45_000),
+    ("full", 0.25, 16_000),
+    ("resized", 0.1, 20_000),
+    ("patches", 0.15, 8_000),
 )
 
 

@@ -32,6 +32,7 @@ from export.training import (
     sample_batch,
     save_checkpoint,
     seed_everything,
+    storage_copy,
 )
 
 LOG = logging.getLogger("anchor_edge.train")
@@ -109,7 +110,7 @@ def train_anchornet(
     report.update(pooling=pooling, steps=step, images_seen=step * batch_size, seconds=round(budget.spent))
     LOG.info("AnchorNet: %s", report)
     model = model.to("cpu").to(memory_format=torch.contiguous_format)
-    state_dict = {key: value.contiguous() for key, value in model.state_dict().items()}
+    state_dict = {key: value.contiguous() for key, value in storage_copy(model.state_dict()).items()}
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out / "anchornet.pt",

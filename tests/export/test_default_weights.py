@@ -21,7 +21,7 @@ def test_no_flags_and_trained_weights_give_the_trained_pair(weights):
     anchornet, downstream = resolve_default_weights(None, None)
     assert Path(anchornet).resolve() == weights[0].resolve()
     name, checkpoint = downstream.split(":", 1)
-    assert name == "mobilenet_v3_small" and Path(checkpoint).resolve() == weights[1].resolve()
+    assert name == "efficientnet_lite0" and Path(checkpoint).resolve() == weights[1].resolve()
 
 
 def test_without_both_weight_files_the_default_stays_untrained(weights):

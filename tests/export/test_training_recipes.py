@@ -7,8 +7,30 @@ import torch
 
 from export.anchornet import AnchorNet
 from export.train_anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
-from export.train_downstream import WEIGHT_FILES, build_downstream, localized_patches, train_downstream
-from export.training import Budget, _window_around, learning_rate, load_checkpoint, sample_batch
+from export.train_downstream import NORMALIZATION, WEIGHT_FILES, build_downstream, localized_patches, train_downstream
+from export.training import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
+
+
+def test_downstream_inputs_renormalized_for_anchornet_are_anchornets_own_inputs():
+    for_downstream, _, _ = sample_batch("train", range(3), seed=0, normalization=NORMALIZATION)
+    for_anchornet, _, _ = sample_batch("train", range(3), seed=0)
+    assert NORMALIZATION != IMAGENET
+    torch.testing.assert_close(renormalize(for_downstream, NORMALIZATION, IMAGENET), for_anchornet, atol=1e-5, rtol=0)
+    # EfficientNet-Lite's (pixel - 127) / 128 by hand, for one pixel of the first image (BGR sample, RGB tensor)
+    sample = sample_batch("train", [0], seed=0)[2][0]
+    from export.digits import network_input
+    b, g, r = network_input(sample.image)[10, 20].astype(float)
+    assert for_downstream[0, :, 10, 20].tolist() == pytest.approx([(r - 127) / 128, (g - 127) / 128, (b - 127) / 128], abs=1e-6)
+
+
+def test_stored_weights_are_float16_and_load_back_into_float32():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    stored = storage_copy(model.state_dict())
+    assert stored["0.weight"].dtype == torch.float16 and stored["1.num_batches_tracked"].dtype == torch.int64
+    copy = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    copy.load_state_dict(stored)
+    assert copy[0].weight.dtype == torch.float32
+    torch.testing.assert_close(copy[0].weight, model[0].weight, atol=1e-3, rtol=1e-3)
 
 
 def test_anchornet_loss_at_uniform_logits_is_three_branches_of_log_ten():
