@@ -79,6 +79,12 @@ def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping)
         for s in range(3)
     }
     anchornet = bundle_meta["models"]["anchornet"]
+    right = [r for r in records if r["anchor_class"] == r["label"]]
+    wrong = [r for r in records if r["anchor_class"] != r["label"]]
+    by_anchornet = {
+        f"patches_{p}": {"anchornet_right": top1(f"patches_{p}", right), "anchornet_wrong": top1(f"patches_{p}", wrong)}
+        for p in PRESET_NAMES
+    }
     return {
         "images": len(records),
         "trained": bool(bundle_meta.get("trained")),
@@ -94,6 +100,7 @@ def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping)
         "first_patch_contains_centre": _percent([_contains_centre(r["first_box"], r["box"]) for r in records]),
         "branch_vs_scale": {"rows_true_scale": list(SCALE_FIELDS), "cols_chosen_branch": list(SCALE_FIELDS), "counts": scale_table},
         "top1_per_scale": per_scale,
+        "patch_top1_by_anchornet_class": by_anchornet,
     }
 
 
@@ -107,6 +114,10 @@ def table(report: Mapping) -> str:
     ]
     for m in report["methods"]:
         lines.append(f"{m['method']:<48} {m['top1']:>8.2f} {m['multiply_adds'] / 1e6:>10.2f} {m['over_full']:>7.3f}")
+    right_share = report["anchornet"]["top1_decided_class"]
+    lines += ["", f"patch top-1 % when AnchorNet's decided class is right ({right_share:.2f} % of images) / wrong:"]
+    for key, split in report["patch_top1_by_anchornet_class"].items():
+        lines.append(f"  {key:<18} {_text(split['anchornet_right']):>7} / {_text(split['anchornet_wrong'])}")
     lines += ["", "Table 4 analog: one patch per image vs rescaling to the same size (top-1 %)",
               f"{'size':>5} {'patch':>7} {'resized':>8} {'gain':>6}   | no fine-tuning: {'patch':>6} {'resized':>8} {'gain':>6}"]
     for row in report["table4"]:

@@ -17,7 +17,7 @@ def _record(label, scale, branch, first_box, predicted, visual_sizes, accurate_s
     keys = ["full", "full_bundle", "patches_visual", "patches_accurate", "early_exit_0.5", "early_exit_0.8", "early_exit_0.95"] + [
         f"{kind}_{size}" for size in (63, 95, 111)
         for kind in ("resized", "one_patch", "one_patch_full_trained")] + [f"resized_{s}_full_trained" for s in (63, 95, 111)]
-    row.update({key: predicted.get(key, label) for key in keys})
+    row.update({key: predicted.get(key, label) for key in [*keys, "anchor_class"]})
     return row
 
 
@@ -29,7 +29,7 @@ def report():
         # resized to 63 wrong; first box [56, 0, 119, 63) misses the centre
         _record(2, 0, 0, [56, 0, 119, 63], {"resized_63": 7}, [63], [63, 63]),
         # full image wrong; B111 box [0, 0, 111, 111) holds everything
-        _record(3, 2, 2, [0, 0, 111, 111], {"full": 5, "patches_visual": 5, "early_exit_0.5": 4}, [111], [111, 111]),
+        _record(3, 2, 2, [0, 0, 111, 111], {"full": 5, "patches_visual": 5, "early_exit_0.5": 4, "anchor_class": 9}, [111], [111, 111]),
     ]
     return summarize(records, BUNDLE_META, BASELINES)
 
@@ -58,5 +58,9 @@ def test_table4_localization_and_branch_tables(report):
     assert report["branches"]["63"]["patches_per_image"] == {"visual": 1.5, "accurate": 3.0}
     assert report["branch_vs_scale"]["counts"] == [[2, 0, 0], [0, 0, 0], [0, 0, 1]]
     assert report["anchornet"]["multiply_adds_over_full"] == 0.5
+    # AnchorNet decides wrong on the third image only, where the visual patches are wrong and the accurate ones right
+    assert report["patch_top1_by_anchornet_class"]["patches_visual"] == {"anchornet_right": 100.0, "anchornet_wrong": 0.0}
+    assert report["patch_top1_by_anchornet_class"]["patches_accurate"] == {"anchornet_right": 100.0, "anchornet_wrong": 100.0}
+    assert report["anchornet"]["top1_decided_class"] == pytest.approx(200 / 3, abs=0.01)
     text = table(report)
     assert "patches, visual preset" in text and "early exit at 0.8" in text and "B95" in text
