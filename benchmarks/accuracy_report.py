@@ -144,12 +144,14 @@ def write_chart(path: Path, report: Mapping) -> None:
 
     figure, axes = plt.subplots(figsize=(8, 5))
     methods = report["methods"]
+    early_exit_label = "accurate preset, early exit at " + " / ".join(f"{t:g}" for t in EARLY_EXIT_THRESHOLDS)
     for prefix, colour, marker, label in (("resized_", "tab:blue", "v", "resized to 63 / 95 / 111"),
-                                          ("one_patch_", "tab:green", "^", "one localized patch of 63 / 95 / 111")):
+                                          ("one_patch_", "tab:green", "^", "one localized patch of 63 / 95 / 111"),
+                                          ("early_exit_", "tab:orange", "o", early_exit_label)):
         series = [m for m in methods if m["key"].startswith(prefix) and m["top1"] is not None]
         axes.plot([m["multiply_adds"] / 1e6 for m in series], [m["top1"] for m in series], color=colour, marker=marker, label=label)
     for m in methods:
-        if m["key"].startswith(("full", "patches_", "early_exit_")) and m["top1"] is not None:
+        if m["key"].startswith(("full", "patches_")) and m["top1"] is not None:
             colour, marker = ("k", "s") if m["key"].startswith("full") else ("tab:red", "o")
             axes.scatter(m["multiply_adds"] / 1e6, m["top1"], c=colour, marker=marker)
             axes.annotate(m["method"], (m["multiply_adds"] / 1e6, m["top1"]), fontsize=7, xytext=(4, -10), textcoords="offset points")
