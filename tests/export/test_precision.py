@@ -236,20 +236,28 @@ def test_bundle_sha256s_match_the_converted_files(small_bundle, tmp_path, few_ph
 
 
 def _colour_classifier_bundle(small_bundle, tmp_path):
-    """The small bundle with a downstream whose class follows a patch's mean colour, so FP32 classes vary."""
+    """The small bundle with a downstream whose class follows a patch's mean colour, so FP32 classes vary.
+
+    Two identity 1x1 convolutions come first: INT8 keeps the first compute
+    layer and the logit-writing MatMul in float, so the second convolution
+    is the one layer quantized, and its calibrated input range decides.
+    """
     bundle = _copy(small_bundle, tmp_path)
     helper = onnx.helper
     weights = np.random.default_rng(0).normal(0.0, 10.0, (3, 10)).astype(np.float32)
+    identity = np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)
     graph = helper.make_graph(
         [
-            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Conv", ["image", "identity"], ["first"], name="first"),
+            helper.make_node("Conv", ["first", "identity"], ["second"], name="second"),
+            helper.make_node("GlobalAveragePool", ["second"], ["pooled"]),
             helper.make_node("Flatten", ["pooled"], ["colour"]),
-            helper.make_node("MatMul", ["colour", "weights"], ["logits"]),
+            helper.make_node("MatMul", ["colour", "weights"], ["logits"], name="classifier"),
         ],
         "colour_classifier",
         [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 10])],
-        [onnx.numpy_helper.from_array(weights, "weights")],
+        [onnx.numpy_helper.from_array(weights, "weights"), onnx.numpy_helper.from_array(identity, "identity")],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(bundle / "downstream.onnx"))
     manifest = json.loads((bundle / "bundle.json").read_text())
