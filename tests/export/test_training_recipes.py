@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from export.anchornet import AnchorNet
+from export.digits import network_input
 from export.train_anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
 from export.train_downstream import NORMALIZATION, WEIGHT_FILES, build_downstream, localized_patches, train_downstream
 from export.training import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
@@ -18,7 +19,6 @@ def test_downstream_inputs_renormalized_for_anchornet_are_anchornets_own_inputs(
     torch.testing.assert_close(renormalize(for_downstream, NORMALIZATION, IMAGENET), for_anchornet, atol=1e-5, rtol=0)
     # EfficientNet-Lite's (pixel - 127) / 128 by hand, for one pixel of the first image (BGR sample, RGB tensor)
     sample = sample_batch("train", [0], seed=0)[2][0]
-    from export.digits import network_input
     b, g, r = network_input(sample.image)[10, 20].astype(float)
     assert for_downstream[0, :, 10, 20].tolist() == pytest.approx([(r - 127) / 128, (g - 127) / 128, (b - 127) / 128], abs=1e-6)
 
