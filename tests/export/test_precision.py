@@ -26,6 +26,7 @@ from export.calibration import (  # noqa: E402
     localized_patches,
 )
 from export.fp16 import dedicate_output_identities  # noqa: E402
+from export.int8 import float_ends  # noqa: E402
 from export.precision import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
 from export.precision_check import PrecisionCheckError  # noqa: E402
 
@@ -81,9 +82,7 @@ def test_parse_precision_sets_both_models_or_each():
 
 def test_float_ends_are_the_first_layer_and_those_writing_outputs():
     """x -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs), and c0 beside c1 added in."""
-    from onnx import TensorProto, helper
-
-    from export.int8 import float_ends
+    helper, TensorProto = onnx.helper, onnx.TensorProto
 
     def conv(name, inputs, output):
         return helper.make_node("Conv", inputs, [output], name=name)
