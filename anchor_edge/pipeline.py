@@ -209,8 +209,7 @@ class Pipeline:
         network. Returns one (n_i, C) array per image, rows in its boxes' order.
         """
         start = time.perf_counter()
-        entry = self.bundle.downstream
-        inputs = crops if crops.dtype == np.float32 else normalize(crops, entry.mean, entry.std)
+        inputs = self._downstream_inputs(crops)
         groups: dict[int, list[tuple[int, int]]] = {}
         for image_index, image_boxes in enumerate(boxes):
             for box_index, (x0, _, x1, _) in enumerate(image_boxes):
@@ -236,7 +235,7 @@ class Pipeline:
         return normalize(crops, anchornet.mean, anchornet.std)
 
     def _downstream_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """`inputs` from `_shared_inputs`, normalized for the downstream network when they are not yet."""
+        """uint8 RGB crops normalized for the downstream network; float32 inputs are taken as already normalized."""
         if inputs.dtype == np.float32:
             return inputs
         return normalize(inputs, self.bundle.downstream.mean, self.bundle.downstream.std)
