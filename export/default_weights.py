@@ -15,11 +15,14 @@ import os
 from pathlib import Path
 
 from export.downstream import EFFICIENTNET_LITE0
+from export.train_downstream import ARCHITECTURE
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ANCHORNET_WEIGHTS = WEIGHTS_DIR / "anchornet.pt"
 DOWNSTREAM_WEIGHTS = WEIGHTS_DIR / "downstream_patches.pt"
-DOWNSTREAM_ARCHITECTURE = UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
+#: What export/train.py trains into weights/: the spec must follow the recipe.
+DOWNSTREAM_ARCHITECTURE = ARCHITECTURE
+UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
 
 
 def resolve_default_weights(anchornet: Path | None, downstream: str | None) -> tuple[Path | None, str]:
