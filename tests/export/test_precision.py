@@ -26,7 +26,8 @@ from export.calibration import (  # noqa: E402
     localized_patches,
 )
 from export.fp16 import dedicate_output_identities  # noqa: E402
-from export.int8 import float_ends  # noqa: E402
+from export.calibration import BatchReader  # noqa: E402
+from export.int8 import float_ends, quantize_to_int8  # noqa: E402
 from export.precision import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
 from export.precision_check import PrecisionCheckError  # noqa: E402
 
@@ -101,9 +102,63 @@ def test_float_ends_are_the_first_layer_and_those_writing_outputs():
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("probs", "map")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], outputs)
     # c1 is first; fc writes probs through Softmax; c2 writes map itself; c0 feeds only c2.
-    assert float_ends(graph) == ["c1", "c2", "fc"]
+    assert float_ends(graph) == (["c1", "c2", "fc"], ["softmax"])
     graph.output.pop()  # without the map output, c2 feeds probs only through fc: it is quantized
-    assert float_ends(graph) == ["c1", "fc"]
+    assert float_ends(graph) == (["c1", "fc"], ["softmax"])
+
+
+def _attention_pooling_model(rng):
+    """AnchorNet's pooling in small: probs = softmax(sum over 21 x 21 of F * S), S a spatial softmax.
+
+    image -> c0 -> Relu -> c1 -> Relu, then F = cls(.) (3 classes) and S = softmax over space of score(.).
+    """
+    helper, TensorProto, numpy_helper = onnx.helper, onnx.TensorProto, onnx.numpy_helper
+    weights = {
+        "w0": rng.normal(0, 0.5, (8, 4, 1, 1)), "w1": rng.normal(0, 0.5, (8, 8, 1, 1)),
+        "wc": rng.normal(0, 1.0, (3, 8, 1, 1)), "ws": rng.normal(0, 2.0, (1, 8, 1, 1)),
+        "flat": np.array([0, -1]), "grid": np.array([-1, 1, 21, 21]), "axes": np.array([2, 3]),
+    }
+    nodes = [
+        helper.make_node("Conv", ["image", "w0"], ["a0"], name="c0"), helper.make_node("Relu", ["a0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "w1"], ["a1"], name="c1"), helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "wc"], ["F"], name="cls"), helper.make_node("Conv", ["r1", "ws"], ["L"], name="score"),
+        helper.make_node("Reshape", ["L", "flat"], ["Lf"], name="flatten"),
+        helper.make_node("Softmax", ["Lf"], ["Sf"], name="spatial_softmax", axis=1),
+        helper.make_node("Reshape", ["Sf", "grid"], ["S"], name="unflatten"),
+        helper.make_node("Mul", ["F", "S"], ["FS"], name="weigh"),
+        helper.make_node("ReduceSum", ["FS", "axes"], ["logits"], name="pool", keepdims=0),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "attention_pooling",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, 21, 21])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(v.astype(np.int64 if v.dtype.kind == "i" else np.float32), k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
+    """A spatial softmax over 441 places is near 1/441 when diffuse: 8-bit steps sized by peaked maps erase it.
+
+    Calibrated on peaked and diffuse inputs, the INT8 model must still answer like FP32 on diffuse ones
+    (with the pooling's Mul quantized, S rounded to zeros and the probabilities came out uniform).
+    """
+    rng = np.random.default_rng(0)
+    source, target = tmp_path / "pooling.onnx", tmp_path / "pooling.int8.onnx"
+    onnx.save(_attention_pooling_model(rng), str(source))
+    diffuse = rng.normal(1.0, 0.05, (8, 4, 21, 21)).astype(np.float32)
+    peaked = diffuse.copy()
+    peaked[:, :, 10, 10] += 20.0
+    record = quantize_to_int8(source, target, BatchReader([peaked, diffuse, peaked, diffuse]), int8_target="cpu")
+    assert record["float_layers"] == ["c0", "cls", "score"]
+    assert record["float_output_ops"] == ["flatten", "spatial_softmax", "unflatten", "weigh", "pool", "softmax"]
+    quantized = [n for n in onnx.load(str(target)).graph.node if n.op_type == "QuantizeLinear"]
+    assert quantized, "c1 is quantized"
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": diffuse})[0]  # noqa: E731
+    expected, got = run(source), run(target)
+    assert expected.max() > 0.5, "FP32 is far from uniform here"
+    np.testing.assert_allclose(got, expected, atol=0.05)
 
 
 def test_output_used_inside_the_graph_gets_its_own_identity():
