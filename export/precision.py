@@ -34,17 +34,16 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from anchor_edge.bundle import MODEL_ROLES
 from anchor_edge.pipeline import Pipeline
 from export.bundle_writer import write_manifest
 from export.calibration import (
     BatchReader,
+    ImageSet,
     anchornet_inputs,
     calibration_images,
     default_split,
@@ -53,12 +52,11 @@ from export.calibration import (
 )
 from export.fp16 import convert_to_fp16
 from export.int8 import INT8_TARGETS, quantize_to_int8
-from export.precision_check import compare_pipelines, require_agreement
+from export.precision_check import compare_pipelines, describe, require_agreement
 
 log = logging.getLogger("anchor_edge")
 
 PRECISIONS = ("fp32", "fp16", "int8")
-Photo = tuple[str, np.ndarray]
 
 
 class ConversionError(RuntimeError):
@@ -111,7 +109,7 @@ class PrecisionOptions:
         return any(p != "fp32" for p in self.models.values())
 
 
-def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: Sequence[Photo] | None = None) -> dict | None:
+def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: ImageSet | None = None) -> dict | None:
     """Convert the FP32 bundle in `bundle_dir` in place, after checking the result against it.
 
     Args:
@@ -131,10 +129,7 @@ def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: Seq
     bundle_dir = Path(bundle_dir)
     manifest = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))
     if held_out is None:
-        held_set = default_split(manifest["class_names"])[1]
-        held_out, held_source = held_set.images, held_set.source
-    else:
-        held_source = "images given by the caller"
+        held_out = default_split(manifest["class_names"])[1]
     with tempfile.TemporaryDirectory(prefix=".precision-", dir=bundle_dir.parent) as workdir:
         candidate_dir = Path(workdir)
         with Pipeline.from_bundle(bundle_dir, backend="onnxruntime") as reference:
@@ -147,15 +142,12 @@ def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: Seq
                 report = compare_pipelines(reference, candidate, held_out)
         report.update(
             reference="fp32 export of the same weights, ONNX Runtime CPU",
-            held_out_source=held_source,
+            held_out_source=held_out.source,
             models=dict(options.models),
             min_agreement=options.min_agreement,
         )
         summary = ", ".join(f"{role} {precision}" for role, precision in options.models.items())
-        log.info(
-            "precision check (%s): Pipeline top-1 agrees with FP32 on %.1f%% of %d held-out images",
-            summary, 100 * report["pipeline_top1_agreement"], report["images"],
-        )
+        log.info("precision check (%s): Pipeline top-1 %s", summary, describe(report))
         require_agreement(report, options.min_agreement, summary, trained=bool(manifest.get("trained", True)))
         for role in MODEL_ROLES:
             name = manifest["models"][role]["file"]

@@ -19,6 +19,7 @@ from anchor_edge.preprocess import resize_and_crop  # noqa: E402
 from export.bundle_writer import write_manifest  # noqa: E402
 from export.calibration import (  # noqa: E402
     MIN_CALIBRATION_IMAGES,
+    ImageSet,
     anchornet_inputs,
     bundled_photo_split,
     calibration_images,
@@ -29,7 +30,7 @@ from export.fp16 import dedicate_output_identities  # noqa: E402
 from export.calibration import BatchReader  # noqa: E402
 from export.int8 import float_ends, quantize_to_int8  # noqa: E402
 from export.precision import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
-from export.precision_check import PrecisionCheckError  # noqa: E402
+from export.precision_check import PrecisionCheckError, compare_pipelines, describe  # noqa: E402
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 IMAGENET_MEAN, IMAGENET_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
@@ -64,7 +65,7 @@ def _copy(bundle, tmp_path):
 def _convert(small_bundle, tmp_path, few_photos, calibration_dir, **options):
     bundle = _copy(small_bundle, tmp_path)
     precision = PrecisionOptions(calibration_dir=calibration_dir, min_agreement=0.0, **options)
-    report = convert_bundle(bundle, precision, held_out=few_photos)
+    report = convert_bundle(bundle, precision, held_out=ImageSet(few_photos, "four bundled photos"))
     return bundle, report
 
 
@@ -332,7 +333,7 @@ def test_failed_check_names_the_agreement_and_leaves_the_bundle_untouched(small_
     before = {p.name: p.read_bytes() for p in bundle.iterdir()}
     options = PrecisionOptions(models=parse_precision("downstream=int8"), calibration_dir=black_dir, min_agreement=0.9)
     with pytest.raises(PrecisionCheckError, match=r"held-out images, below --min-agreement 90%.*bundle is unchanged"):
-        convert_bundle(bundle, options, held_out=few_photos)
+        convert_bundle(bundle, options, held_out=ImageSet(few_photos, "four bundled photos"))
     assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["black", "bundle"], "no temporary directory is left behind"
 
@@ -348,6 +349,23 @@ def test_digits_bundles_calibrate_on_the_train_split_and_are_checked_on_the_test
     assert (len(calibration.images), len(held_out.images)) == (3, 2)
     assert all(name.startswith("digits/train/") for name, _ in calibration.images)
     assert all(name.startswith("digits/test/") for name, _ in held_out.images)
+    assert held_out.labels == [0, 1], "sample i of a split shows digit i % 10"
+
+
+def test_check_reports_both_accuracies_when_the_held_out_images_have_labels(small_bundle, few_photos):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime") as pipeline:
+        first = pipeline(few_photos[0][1]).class_id
+        others = [(pipeline(image).class_id + 1) % 10 for _, image in few_photos[1:]]
+        labelled = ImageSet(few_photos, "four bundled photos", [first, *others])
+        report = compare_pipelines(pipeline, pipeline, labelled)
+        unlabelled = compare_pipelines(pipeline, pipeline, ImageSet(few_photos, "four bundled photos"))
+    # One of four labels is the class predicted, and a bundle agrees with itself.
+    assert report["top1_accuracy"] == {"reference": 0.25, "candidate": 0.25}
+    assert report["pipeline_top1_agreement"] == 1.0
+    assert describe(report) == (
+        "agrees with FP32 on 100.0% of 4 held-out images (top-1 accuracy on their labels 25.0% in FP32, 25.0% here)"
+    )
+    assert "top1_accuracy" not in unlabelled and describe(unlabelled) == "agrees with FP32 on 100.0% of 4 held-out images"
 
 
 def test_to_trt_flags_build_the_precision_options():
