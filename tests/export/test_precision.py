@@ -82,16 +82,18 @@ def test_parse_precision_sets_both_models_or_each():
             parse_precision(bad)
 
 
-def test_float_ends_are_the_first_layer_and_those_writing_outputs():
-    """x -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs), and c0 beside c1 added in."""
+def test_float_ends_are_the_first_layers_and_those_writing_outputs():
+    """x -> p1 -> p2 -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs), c0 beside c1 added in."""
     helper, TensorProto = onnx.helper, onnx.TensorProto
 
     def conv(name, inputs, output):
         return helper.make_node("Conv", inputs, [output], name=name)
 
     nodes = [
-        conv("c1", ["x", "w1"], "a"),
-        conv("c0", ["x", "w0"], "b"),
+        conv("p1", ["x", "w"], "p1_out"),
+        conv("p2", ["p1_out", "w"], "p"),
+        conv("c1", ["p", "w1"], "a"),
+        conv("c0", ["p", "w0"], "b"),
         helper.make_node("Add", ["a", "b"], ["ab"], name="add"),
         helper.make_node("Relu", ["ab"], ["r"], name="relu"),
         conv("c2", ["r", "w2"], "map"),
@@ -102,26 +104,28 @@ def test_float_ends_are_the_first_layer_and_those_writing_outputs():
     ]
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("probs", "map")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], outputs)
-    # c1 is first; fc writes probs through Softmax; c2 writes map itself; c0 feeds only c2.
-    assert float_ends(graph) == (["c1", "c2", "fc"], ["softmax"])
+    # p1, p2, c1 are the first three; fc writes probs through Softmax; c2 writes map itself; c0 is fourth and feeds c2.
+    assert float_ends(graph) == (["p1", "p2", "c1", "c2", "fc"], ["softmax"])
     graph.output.pop()  # without the map output, c2 feeds probs only through fc: it is quantized
-    assert float_ends(graph) == (["c1", "fc"], ["softmax"])
+    assert float_ends(graph) == (["p1", "p2", "c1", "fc"], ["softmax"])
 
 
 def _attention_pooling_model(rng):
     """AnchorNet's pooling in small: probs = softmax(sum over 21 x 21 of F * S), S a spatial softmax.
 
-    image -> c0 -> Relu -> c1 -> Relu, then F = cls(.) (3 classes) and S = softmax over space of score(.).
+    image -> c0 -> Relu -> c1 -> c2 -> c3 -> Relu, then F = cls(.) (3 classes) and S = softmax over space of score(.);
+    c3 is the one layer INT8 quantizes.
     """
     helper, TensorProto, numpy_helper = onnx.helper, onnx.TensorProto, onnx.numpy_helper
     weights = {
-        "w0": rng.normal(0, 0.5, (8, 4, 1, 1)), "w1": rng.normal(0, 0.5, (8, 8, 1, 1)),
+        "w0": rng.normal(0, 0.5, (8, 4, 1, 1)), "w1": rng.normal(0, 0.5, (8, 8, 1, 1)), "eye": np.eye(8).reshape(8, 8, 1, 1),
         "wc": rng.normal(0, 1.0, (3, 8, 1, 1)), "ws": rng.normal(0, 2.0, (1, 8, 1, 1)),
         "flat": np.array([0, -1]), "grid": np.array([-1, 1, 21, 21]), "axes": np.array([2, 3]),
     }
     nodes = [
         helper.make_node("Conv", ["image", "w0"], ["a0"], name="c0"), helper.make_node("Relu", ["a0"], ["r0"], name="relu0"),
-        helper.make_node("Conv", ["r0", "w1"], ["a1"], name="c1"), helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r0", "eye"], ["i1"], name="c1"), helper.make_node("Conv", ["i1", "eye"], ["i2"], name="c2"),
+        helper.make_node("Conv", ["i2", "w1"], ["a1"], name="c3"), helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "wc"], ["F"], name="cls"), helper.make_node("Conv", ["r1", "ws"], ["L"], name="score"),
         helper.make_node("Reshape", ["L", "flat"], ["Lf"], name="flatten"),
         helper.make_node("Softmax", ["Lf"], ["Sf"], name="spatial_softmax", axis=1),
@@ -152,10 +156,10 @@ def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
     peaked = diffuse.copy()
     peaked[:, :, 10, 10] += 20.0
     record = quantize_to_int8(source, target, BatchReader([peaked, diffuse, peaked, diffuse]), int8_target="cpu")
-    assert record["float_layers"] == ["c0", "cls", "score"]
+    assert record["float_layers"] == ["c0", "c1", "c2", "cls", "score"]
     assert record["float_output_ops"] == ["flatten", "spatial_softmax", "unflatten", "weigh", "pool", "softmax"]
     quantized = [n for n in onnx.load(str(target)).graph.node if n.op_type == "QuantizeLinear"]
-    assert quantized, "c1 is quantized"
+    assert quantized, "c3 is quantized"
     run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": diffuse})[0]  # noqa: E731
     expected, got = run(source), run(target)
     assert expected.max() > 0.5, "FP32 is far from uniform here"
@@ -293,9 +297,9 @@ def test_bundle_sha256s_match_the_converted_files(small_bundle, tmp_path, few_ph
 def _colour_classifier_bundle(small_bundle, tmp_path):
     """The small bundle with a downstream whose class follows a patch's mean colour, so FP32 classes vary.
 
-    Two identity 1x1 convolutions come first: INT8 keeps the first compute
-    layer and the logit-writing MatMul in float, so the second convolution
-    is the one layer quantized, and its calibrated input range decides.
+    Four identity 1x1 convolutions come first: INT8 keeps the first three
+    compute layers and the logit-writing MatMul in float, so the fourth
+    convolution is the one layer quantized, and its calibrated input range decides.
     """
     bundle = _copy(small_bundle, tmp_path)
     helper = onnx.helper
@@ -305,7 +309,9 @@ def _colour_classifier_bundle(small_bundle, tmp_path):
         [
             helper.make_node("Conv", ["image", "identity"], ["first"], name="first"),
             helper.make_node("Conv", ["first", "identity"], ["second"], name="second"),
-            helper.make_node("GlobalAveragePool", ["second"], ["pooled"]),
+            helper.make_node("Conv", ["second", "identity"], ["third"], name="third"),
+            helper.make_node("Conv", ["third", "identity"], ["fourth"], name="fourth"),
+            helper.make_node("GlobalAveragePool", ["fourth"], ["pooled"]),
             helper.make_node("Flatten", ["pooled"], ["colour"]),
             helper.make_node("MatMul", ["colour", "weights"], ["logits"], name="classifier"),
         ],
