@@ -39,8 +39,9 @@ log = logging.getLogger("anchor_edge")
 
 #: Fewer calibration images than this draws a warning. MinMax calibration, even
 #: averaged over batches, follows the scenes it sees, so with a handful of
-#: scenes the ranges are those scenes'. TensorRT's developer guide found about 500 images enough for
-#: ImageNet classifiers; below 100, a single unusual scene decides a range.
+#: scenes the ranges are those scenes'. TensorRT's developer guide found about
+#: 500 images enough for ImageNet classifiers; below 100, a single unusual
+#: scene decides a range.
 MIN_CALIBRATION_IMAGES = 100
 #: Every HELD_OUT_EVERY-th bundled photo (with all its views) is kept for the check.
 HELD_OUT_EVERY = 3
@@ -49,8 +50,9 @@ HELD_OUT_EVERY = 3
 MAX_PATCHES_PER_SIZE = 256
 #: Digits-benchmark samples used by default (multiples of 30: balanced over classes and scales).
 #: 480 held out so that the check can judge a 95 % floor: on 120 images one image
-#: is 0.8 points and the sampling error about 2, and one INT8 downstream measured
-#: 95.0 % and 94.2 % there under two calibrations that both agree on 95.8 % of 480.
+#: is 0.8 points and the sampling error about 2: an INT8 downstream (stem alone
+#: float) measured 95.0 % and 94.2 % there under two calibrations that both
+#: agreed on 95.8 % of 480.
 DIGITS_CALIBRATION, DIGITS_HELD_OUT = 240, 480
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
