@@ -110,15 +110,19 @@ def default_split(class_names: Sequence[str]) -> tuple[ImageSet, ImageSet]:
 
     if tuple(class_names) != digits.CLASS_NAMES:
         return bundled_photo_split()
-    sets = []
-    for split, count in (("train", DIGITS_CALIBRATION), ("test", DIGITS_HELD_OUT)):
-        samples = [digits.make_sample(split, i) for i in range(count)]
-        sets.append(ImageSet(
-            [(f"digits/{split}/{i}", sample.image) for i, sample in enumerate(samples)],
-            f"the first {count} samples of the digits benchmark's {split} split (export/digits.py)",
-            [sample.label for sample in samples],
-        ))
-    return sets[0], sets[1]
+    return _digits_set("train", DIGITS_CALIBRATION), _digits_set("test", DIGITS_HELD_OUT)
+
+
+def _digits_set(split: str, count: int) -> ImageSet:
+    """The first `count` samples of a digits-benchmark split, with their labels."""
+    from export import digits
+
+    samples = [digits.make_sample(split, i) for i in range(count)]
+    return ImageSet(
+        [(f"digits/{split}/{i}", sample.image) for i, sample in enumerate(samples)],
+        f"the first {count} samples of the digits benchmark's {split} split (export/digits.py)",
+        [sample.label for sample in samples],
+    )
 
 
 def folder_images(folder: Path) -> ImageSet:

@@ -131,11 +131,10 @@ def quantize_to_int8(source: Path, target: Path, reader: CalibrationDataReader, 
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         _name_unnamed_nodes(model.graph)
-        onnx.save(model, str(prepared))
         ends = float_ends(model.graph)
         unquantized = [n.name for n in model.graph.node if n.op_type in UNQUANTIZED_OP_TYPES]
         quantize_static(
-            str(prepared), str(target), reader,
+            model, str(target), reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,

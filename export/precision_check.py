@@ -36,7 +36,7 @@ def compare_pipelines(reference: Pipeline, candidate: Pipeline, held_out: ImageS
     images = held_out.images
     if not images:
         raise ValueError("the precision check needs at least one held-out image")
-    same_class = same_decision = 0
+    same_decision = 0
     anchor_diffs, patch_diffs, reference_classes, candidate_classes = [], [], [], []
     for start in range(0, len(images), batch):
         chunk = [image for _, image in images[start : start + batch]]
@@ -47,14 +47,14 @@ def compare_pipelines(reference: Pipeline, candidate: Pipeline, held_out: ImageS
         for ref, out, patch_probs in zip(expected, got, same_patches):
             reference_classes.append(ref.class_id)
             candidate_classes.append(out.class_id)
-            same_class += ref.class_id == out.class_id
             same_decision += (ref.anchor_class, ref.branch) == (out.anchor_class, out.branch)
             anchor_diffs.append(np.abs(ref.branch_probs - out.branch_probs).ravel())
             patch_diffs.append(np.abs(ref.patch_probs - patch_probs).ravel())
     anchor, patches = np.concatenate(anchor_diffs), np.concatenate(patch_diffs)
+    reference_ids, candidate_ids = np.asarray(reference_classes), np.asarray(candidate_classes)
     report = {
         "images": len(images),
-        "pipeline_top1_agreement": same_class / len(images),
+        "pipeline_top1_agreement": float(np.mean(reference_ids == candidate_ids)),
         "anchornet_decision_agreement": same_decision / len(images),
         "anchornet_probs": _summary(anchor),
         "patch_probs": {"patches": int(patches.size // reference.bundle.num_classes), **_summary(patches)},
@@ -62,8 +62,8 @@ def compare_pipelines(reference: Pipeline, candidate: Pipeline, held_out: ImageS
     if held_out.labels is not None:
         labels = np.asarray(held_out.labels)
         report["top1_accuracy"] = {
-            "reference": float(np.mean(np.asarray(reference_classes) == labels)),
-            "candidate": float(np.mean(np.asarray(candidate_classes) == labels)),
+            "reference": float(np.mean(reference_ids == labels)),
+            "candidate": float(np.mean(candidate_ids == labels)),
         }
     return report
 
