@@ -17,8 +17,9 @@ choice recorded in bundle.json:
   Runtime's fused kernels and on 91 % with its graph optimizations off (no
   QDQ fusion: exact 8-bit arithmetic, which VNNI's 32-bit sums should also
   give; not run here); the all-INT8 Pipeline agreed on 94.6 % against
-  96.3 % (93.8 / 95.4 % on 480 other images). ONNX Runtime's remedy, 7-bit weights (`reduce_range`), removed
-  the saturation (fused = unfused) but cost as much precision: 93.5 / 94.6 %.
+  96.3 % (93.8 / 95.4 % on 480 other images). ONNX Runtime's remedy,
+  7-bit weights (`reduce_range`), removed the saturation (fused = unfused)
+  but cost as much precision: 93.5 / 94.6 %.
   Uint8 weights (U8U8) avoided it too but ran the downstream 17x slower.
   So 8-bit weights stay; the precision check runs on the exporting machine,
   with its kernels: export on the deployment CPU, or one like it.
