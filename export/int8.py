@@ -10,19 +10,23 @@ choice recorded in bundle.json:
   (U8S8). On x86 the fast integer kernels are U8S8; a prototype on AVX2
   without VNNI ran ResNet-50 1.9x faster than FP32 this way, while the
   default S8S8 left a third of the convolutions in float and gained nothing.
-  Full 8-bit weights, although on x86 CPUs without VNNI the U8S8 kernels
-  add pairs of uint8 x int8 products in 16 bits, which saturates. Measured on
-  an AMD EPYC with AVX2 and no VNNI (default bundle, 480 held-out images):
-  INT8 AnchorNet's decisions matched FP32 on 84 % of images with ONNX
-  Runtime's fused kernels and on 91 % with its graph optimizations off (no
-  QDQ fusion: exact 8-bit arithmetic, which VNNI's 32-bit sums should also
-  give; not run here); the all-INT8 Pipeline agreed on 94.6 % against
-  96.3 % (93.8 / 95.4 % on 480 other images). ONNX Runtime's remedy,
-  7-bit weights (`reduce_range`), removed the saturation (fused = unfused)
-  but cost as much precision: 93.5 / 94.6 %.
-  Uint8 weights (U8U8) avoided it too but ran the downstream 17x slower.
-  So 8-bit weights stay; the precision check runs on the exporting machine,
-  with its kernels: export on the deployment CPU, or one like it.
+  Without VNNI those kernels add pairs of uint8 x int8 products in 16 bits
+  (vpmaddubsw), which saturates past 32767: 255 x 127 x 2 is 64770. So the
+  convolutions they run, all but depthwise ones (those have a kernel of their
+  own), get 7-bit weights (-64..64: ONNX Runtime's `reduce_range`, set per
+  layer): 255 x 64 x 2 = 32640 cannot saturate, on any CPU. Depthwise
+  convolutions keep 8 bits: with 9 or 25 taps per output, their weights'
+  resolution matters most. Measured on an AMD EPYC with AVX2 and no VNNI
+  (default bundle, both models INT8, 480 held-out images), with 8-bit
+  weights in ONNX Runtime's fused kernels / 8-bit weights in exact
+  arithmetic (graph optimizations off, so no fusion; VNNI should give the
+  same) / these 7-bit weights, fused: INT8 AnchorNet's decisions matched
+  FP32 on 84.0 / 91.0 / 90.0 % of images, and the Pipeline agreed with FP32
+  on 94.6 / 96.3 / 95.8 % (93.8 / 95.4 / 95.8 % on 480 other images). The
+  7-bit model answered the same with fusion off: nothing saturates. 7-bit
+  weights in every layer (ONNX Runtime's global `reduce_range`) cost more:
+  93.5 / 94.6 % on the two sets. The kernels are those of 8-bit weights,
+  and so is the speed (README, Precision).
 - ``tensorrt``: TensorRT takes only symmetric signed INT8 (zero point 0), for
   activations and weights alike, and no quantized bias (biases stay float).
 
@@ -96,8 +100,9 @@ INT8_TARGETS: dict[str, dict[str, Any]] = {
             "reduce_range": False,
             "extra_options": {**_CALIBRATION_OPTIONS, "ActivationSymmetric": False, "WeightSymmetric": True},
         },
+        "seven_bit_convolutions": True,
         "activations": "uint8, asymmetric, per tensor",
-        "weights": "int8, symmetric, per output channel",
+        "weights": "int8, symmetric, per output channel; 7-bit (-64..64) in all but depthwise convolutions",
     },
     "tensorrt": {
         "arguments": {
@@ -108,6 +113,7 @@ INT8_TARGETS: dict[str, dict[str, Any]] = {
                 **_CALIBRATION_OPTIONS, "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
             },
         },
+        "seven_bit_convolutions": False,
         "activations": "int8, symmetric (zero point 0), per tensor",
         "weights": "int8, symmetric (zero point 0), per output channel; biases float",
     },
@@ -140,13 +146,20 @@ def quantize_to_int8(source: Path, target: Path, reader: CalibrationDataReader, 
         _name_unnamed_nodes(model.graph)
         ends = float_ends(model.graph)
         unquantized = [n.name for n in model.graph.node if n.op_type in UNQUANTIZED_OP_TYPES]
+        excluded = unquantized + ends.layers + ends.ops
+        seven_bit = gemm_convolutions(model, excluded) if settings["seven_bit_convolutions"] else {}
+        arguments = dict(settings["arguments"])
+        arguments["extra_options"] = {  # per output channel (axis 0), as the other weights
+            **arguments["extra_options"],
+            "TensorQuantOverrides": {weight: [{"axis": 0, "reduce_range": True}] for weight in seven_bit.values()},
+        }
         quantize_static(
             model, str(target), reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=unquantized + ends.layers + ends.ops,
-            **settings["arguments"],
+            nodes_to_exclude=excluded,
+            **arguments,
         )
     onnx.checker.check_model(str(target))
     log.info("quantized %s to INT8 for %s (%.1f MB)", source.name, int8_target, target.stat().st_size / 1e6)
@@ -159,6 +172,7 @@ def quantize_to_int8(source: Path, target: Path, reader: CalibrationDataReader, 
         "unquantized_op_types": list(UNQUANTIZED_OP_TYPES),
         "float_layers": ends.layers,
         "float_output_ops": ends.ops,
+        "seven_bit_layers": list(seven_bit),
     }
 
 
@@ -193,6 +207,26 @@ def float_ends(graph: onnx.GraphProto) -> FloatEnds:
     return FloatEnds(
         [node.name for node in graph.node if node.name in layers], [node.name for node in graph.node if node.name in ops]
     )
+
+
+def gemm_convolutions(model: onnx.ModelProto, excluded: list[str]) -> dict[str, str]:
+    """{layer: weight name} of the quantized convolutions that are not depthwise, in graph order.
+
+    Depthwise: more than one group and one input channel per group, the
+    convolutions ONNX Runtime's CPU provider runs outside its U8S8 GEMM.
+    Gemm and MatMul layers would run that GEMM too; in these networks they
+    are the classifiers, which stay float (`float_ends`).
+    """
+    weight_shapes = {initializer.name: initializer.dims for initializer in model.graph.initializer}
+    skipped = set(excluded)
+    found = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.name in skipped or node.input[1] not in weight_shapes:
+            continue
+        groups = next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+        if groups == 1 or weight_shapes[node.input[1]][1] > 1:
+            found[node.name] = node.input[1]
+    return found
 
 
 def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:

@@ -167,6 +167,83 @@ def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
     np.testing.assert_allclose(got, expected, atol=0.05)
 
 
+def _pointwise_then_depthwise_model():
+    """image (8 channels) -> c0, c1, c2 (identity 1x1, float: the first three) -> sum (1x1, all ones) -> dw (3x3 depthwise,
+    group 8) -> out (identity 1x1, writes the output: float). sum and dw are the two layers INT8 quantizes."""
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    eye = np.eye(8, dtype=np.float32).reshape(8, 8, 1, 1)
+    weights = {"eye": eye, "ones": np.ones((8, 8, 1, 1), np.float32),
+               "box": np.random.default_rng(0).uniform(0.5, 1.0, (8, 1, 3, 3)).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["image", "eye"], ["a"], name="c0"), helper.make_node("Conv", ["a", "eye"], ["b"], name="c1"),
+        helper.make_node("Conv", ["b", "eye"], ["c"], name="c2"), helper.make_node("Conv", ["c", "ones"], ["s"], name="sum"),
+        helper.make_node("Conv", ["s", "box"], ["d"], name="dw", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["d", "eye"], ["y"], name="out"),
+    ]
+    graph = helper.make_graph(
+        nodes, "pointwise_then_depthwise",
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 8, 6, 6])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 8, 6, 6])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _signed_calibration(rng):
+    """4 batches of 8 images, each all positive or all negative (|x| in 0.5..1), alternating: x spans about -1..1
+    (uint8 zero point near 128) and `sum` about -8..8."""
+    signs = np.where(np.arange(8) % 2 == 0, 1.0, -1.0).reshape(1, 8, 1, 1, 1)
+    return list((rng.uniform(0.5, 1.0, (4, 8, 8, 6, 6)) * signs).astype(np.float32))
+
+
+def _integer_weights(path):
+    """{layer: its weights as stored integers}, for the layers whose weights a DequantizeLinear feeds."""
+    model = onnx.load(str(path))
+    initializers, producers = _initializers(model), {o: n for n in model.graph.node for o in n.output}
+    return {
+        n.name: initializers[producers[n.input[1]].input[0]] for n in model.graph.node
+        if n.op_type == "Conv" and n.input[1] in producers and producers[n.input[1]].op_type == "DequantizeLinear"
+    }
+
+
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_seven_bit_weights_only_where_the_cpu_kernels_could_saturate(tmp_path, target):
+    """Without VNNI, ONNX Runtime's U8S8 GEMM sums pairs of uint8 x int8 products in 16 bits: 255 x 127 x 2 overflows
+    32767, 255 x 64 x 2 does not. So for the cpu target every quantized convolution but the depthwise ones stores its
+    weights in -64..64; depthwise convolutions (a kernel of their own) and every TensorRT weight keep -127..127."""
+    source, target_path = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    onnx.save(_pointwise_then_depthwise_model(), str(source))
+    calibration = _signed_calibration(np.random.default_rng(1))
+    record = quantize_to_int8(source, target_path, BatchReader(calibration), int8_target=target)
+    weights = _integer_weights(target_path)
+    assert sorted(weights) == ["dw", "sum"]
+    assert record["seven_bit_layers"] == (["sum"] if target == "cpu" else [])
+    # Symmetric per-channel weights: each channel's largest weight takes the top level.
+    assert np.abs(weights["sum"].astype(int)).max(axis=(1, 2, 3)).tolist() == [64 if target == "cpu" else 127] * 8
+    assert np.abs(weights["dw"].astype(int)).max(axis=(1, 2, 3)).tolist() == [127] * 8
+
+
+def test_cpu_int8_answers_like_float_where_8_bit_weights_would_saturate(tmp_path):
+    """Inputs at 0.6..0.8 of a signed range -1..1 are uint8 values of about 205..230, and `sum` adds 8 channels with
+    weights all at the top level: with 8-bit weights, a CPU without VNNI clips each pair of products (about 55000) at
+    32767, and the zero-point correction then takes nearly everything away (the outputs came out 0.35 for 27).
+    With ONNX Runtime's fused kernels the INT8 model must answer like FP32. (With VNNI, 8-bit weights pass too.)"""
+    source, target = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    onnx.save(_pointwise_then_depthwise_model(), str(source))
+    rng = np.random.default_rng(2)
+    quantize_to_int8(source, target, BatchReader(_signed_calibration(rng)), int8_target="cpu")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "as_run.onnx")
+    fused = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    assert "QLinearConv" in {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+    x = rng.uniform(0.6, 0.8, (2, 8, 6, 6)).astype(np.float32)  # within the calibrated ranges
+    expected = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    got = fused.run(None, {"image": x})[0]
+    assert expected.min() > 10, "every output sums 8 channels of 0.6..0.8 over a 3x3 window"
+    np.testing.assert_allclose(got, expected, rtol=0.03)
+
+
 def test_output_used_inside_the_graph_gets_its_own_identity():
     # y = relu(x) is an output and also feeds z = y + y: the case of AnchorNet's logit maps.
     helper = onnx.helper
@@ -256,6 +333,7 @@ def test_int8_bundle_for_each_target(small_bundle, tmp_path, few_photos, calibra
         entry = manifest["models"][role]
         assert entry["precision"] == "int8" and entry["int8"]["target"] == target
         assert entry["int8"]["calibration"]["images"] == 3
+        assert bool(entry["int8"]["seven_bit_layers"]) == (target == "cpu")
         model = onnx.load(str(bundle / entry["file"]))
         nodes, initializers = model.graph.node, _initializers(model)
         assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10
