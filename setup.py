@@ -5,11 +5,17 @@ Runtime, with TensorRT + pycuda optional. The build-time export stage
 (`export/`, torch) runs from a checkout and pulls its dependencies through the
 `export` extra, so a deployment never installs torch.
 """
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The version is written once, in the package: anchor_edge.__version__.
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path("anchor_edge/__init__.py").read_text(encoding="utf-8"), re.M).group(1)
 
 setup(
     name="anchor-edge",
-    version="0.1.0",
+    version=VERSION,
     description="Edge deployment SDK for AnchorNet: localize semantic patches, classify only those",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

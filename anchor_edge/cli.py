@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -36,7 +37,7 @@ log = logging.getLogger("anchor_edge")
 DEFAULT_BUNDLE = Path("bundles/default")
 #: subcommand -> (checkout module, what to install when it is missing)
 CHECKOUT_COMMANDS = {
-    "export": ("export.to_trt", "pip install -e .[export]"),
+    "export": ("export.cli", "pip install -e .[export]"),
     "bench": ("benchmarks.latency", "pip install -e .[export,bench]"),
 }
 
@@ -82,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(doctor)
     doctor.set_defaults(handler=_doctor, subparser=doctor)
 
-    for command, (module, _) in CHECKOUT_COMMANDS.items():
-        script = module.replace(".", "/") + ".py"
+    for command, script in (("export", "export/to_trt.py"), ("bench", "benchmarks/latency.py")):
         commands.add_parser(command, add_help=False, help=f"{script}'s options (anchor-edge {command} --help)")
     return parser
 
@@ -160,14 +160,25 @@ def _run_checkout_command(command: str, argv: list[str]) -> int:
 
 
 def _import_from_checkout(module_name: str) -> ModuleType:
-    """Import a checkout module: from the folder above this package (editable install) or the current one."""
-    relative = Path(*module_name.split(".")).with_suffix(".py")
-    roots = [Path(__file__).resolve().parent.parent, Path.cwd()]
-    root = next((r for r in roots if (r / relative).is_file()), None)
-    if root is None:
-        raise ImportError(f"{relative} not found in {' or '.join(str(r) for r in roots)}")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    """Import a checkout module: from the folder above this package (editable install) or the current one.
+
+    The build-time packages (`export`, `benchmarks`) are not installed with the
+    runtime, so the top-level package is registered from the checkout folder
+    through importlib (no sys.path edit); its submodules then import normally.
+    """
+    package, _, _ = module_name.partition(".")
+    if package not in sys.modules:
+        roots = [Path(__file__).resolve().parent.parent, Path.cwd()]
+        root = next((r for r in roots if (r / package / "__init__.py").is_file()), None)
+        if root is None:
+            raise ImportError(f"{package}/ not found in {' or '.join(str(r) for r in roots)}")
+        spec = importlib.util.spec_from_file_location(
+            package, root / package / "__init__.py", submodule_search_locations=[str(root / package)]
+        )
+        assert spec is not None and spec.loader is not None, "a package __init__.py always has a spec"
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
     return importlib.import_module(module_name)
 
 

@@ -1,4 +1,4 @@
-"""Which class an image is, and which branch localizes it (SPEC section 3, paper eqs. 6-8).
+"""Which class an image is, and which branch localizes it (docs/method.md §3, paper eqs. 6-8).
 
 AnchorNet's three branches (B63, B95, B111, in that order) each give a class
 distribution. Each branch votes for its top class; the image's class is the
@@ -27,7 +27,7 @@ def decide(branch_probs: np.ndarray, vote_min: int = 2) -> tuple[int, int]:
       probability is the class's probability. The argmax runs over those
       branches only, so the rule holds even if the scores are not positive.
 
-    Reading of `vote_min` (SPEC section 3): the paper writes "> 2" votes,
+    Reading of `vote_min` (docs/method.md §3): the paper writes "> 2" votes,
     which with three branches means all three agree; then the most
     confident branch predicts that class anyway, so the literal rule never
     differs from "take the most confident branch". The default 2 reads it as

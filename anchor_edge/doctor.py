@@ -17,8 +17,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .backends.trt_environment import machine_identity, tensorrt_available
-from .bundle import MODEL_ROLES, Bundle, load_bundle
+from .bundle import Bundle, load_bundle
 from .errors import AnchorEdgeError
+from .schema import INPUT_NAME, Role
 
 
 class Check(NamedTuple):
@@ -64,7 +65,7 @@ def bundle_checks(path: str | Path) -> list[Check]:
         return [Check("bundle", False, str(error))]
     trained = "trained" if bundle.trained else "UNTRAINED (predictions are meaningless)"
     checks = [Check("bundle", True, f"{bundle.root}: {bundle.num_classes} classes, {trained}, checksums match")]
-    checks += [_onnx_check(bundle, role) for role in MODEL_ROLES]
+    checks += [_onnx_check(bundle, role) for role in Role]
     checks += _engine_checks(bundle)
     return checks
 
@@ -72,37 +73,37 @@ def bundle_checks(path: str | Path) -> list[Check]:
 def runnable(checks: list[Check]) -> bool:
     """Whether the bundle loads and both ONNX models run, or both engines fit."""
     by_name = {check.name: check.ok for check in checks}
-    onnx = all(by_name.get(f"{role}.onnx") for role in MODEL_ROLES)
-    engines = all(by_name.get(f"{role}.engine") for role in MODEL_ROLES)
+    onnx = all(by_name.get(f"{role}.onnx") for role in Role)
+    engines = all(by_name.get(f"{role}.engine") for role in Role)
     return bool(by_name.get("bundle")) and (onnx or engines)
 
 
-def _onnx_check(bundle: Bundle, role: str) -> Check:
+def _onnx_check(bundle: Bundle, role: Role) -> Check:
     """Open the model on ONNX Runtime and run it once on zeros of every input size the pipeline sends."""
     from .backends.ort import OrtRunner
 
-    entry = bundle.anchornet if role == "anchornet" else bundle.downstream
-    sizes = [bundle.crop] if role == "anchornet" else [b.receptive_field for b in bundle.branches]
+    entry = bundle.manifest.models[role]
+    sizes = [bundle.crop] if role is Role.ANCHORNET else [b.receptive_field for b in bundle.branches]
     try:
-        with OrtRunner(entry.path, threads=1) as runner:
+        with OrtRunner(bundle.path(role), threads=1) as runner:
             for size in sizes:
-                runner.run({"image": np.zeros((1, 3, size, size), np.float32)})
+                runner.run({INPUT_NAME: np.zeros((1, 3, size, size), np.float32)})
     except AnchorEdgeError as error:
         return Check(f"{role}.onnx", False, str(error))
-    return Check(f"{role}.onnx", True, f"{entry.path.name} runs on ONNX Runtime ({entry.precision}, inputs {sizes})")
+    return Check(f"{role}.onnx", True, f"{entry.file} runs on ONNX Runtime ({entry.precision}, inputs {sizes})")
 
 
 def _engine_checks(bundle: Bundle) -> list[Check]:
-    if not bundle.meta.get("engines"):
+    if not bundle.manifest.engines:
         return [Check("engines", None, "none in the bundle; build them on the target: python export/to_trt.py --out "
                       f"{bundle.root}")]
     available, reason = tensorrt_available()
     if not available:
-        return [Check(f"{role}.engine", False, f"TensorRT cannot run here: {reason}") for role in MODEL_ROLES]
+        return [Check(f"{role}.engine", False, f"TensorRT cannot run here: {reason}") for role in Role]
     from .backends.trt import engine_mismatches
 
     checks = []
-    for role in MODEL_ROLES:
+    for role in Role:
         try:
             mismatches = engine_mismatches(bundle, role)
         except AnchorEdgeError as error:

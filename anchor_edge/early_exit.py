@@ -1,6 +1,6 @@
 """Confidence-based early exit: classify patches in LSP order, stop once the answer is clear.
 
-The authors' later release (SPEC section 6) stops classifying an image's
+The authors' later release (docs/method.md §6) stops classifying an image's
 patches as soon as the patches seen so far agree with enough confidence,
 which trades a little accuracy for fewer downstream calls. Our rule:
 
@@ -15,7 +15,7 @@ the most activated location), and a threshold above 1 never triggers: every
 patch is classified and the result equals the plain pipeline.
 
 Patches are classified in rounds, each one downstream call per patch size
-over every image still undecided (SPEC section 5's batching, applied per
+over every image still undecided (docs/method.md §5's batching, applied per
 round). Round sizes double: patches [0, 1), [1, 2), [2, 4), [4, 8), ... of
 each image, so an image that needs all n patches costs about log2(n) + 2
 calls rather than n (one patch per round made 24 sequential calls for a
@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import InputError
 
-#: classify(inputs, boxes per image, timings) -> one (n_i, C) softmax array per image: Pipeline.classify_patches
+#: classify(inputs, boxes per image, timings) -> one (n_i, C) softmax array per image: Pipeline.classify_normalized
 PatchClassifier = Callable[[np.ndarray, list[np.ndarray], dict[str, float]], list[np.ndarray]]
 
 
@@ -61,7 +61,7 @@ def classify_until_confident(
     """Softmax of the first patches of each image, up to the first that makes it confident.
 
     Args:
-        classify: the pipeline's `classify_patches`, which cuts the boxes it is
+        classify: the pipeline's `classify_normalized`, which cuts the boxes it is
             given from `inputs` and batches them by size across images.
         inputs: (N, 3, crop, crop) float32 network inputs, normalized for the
             downstream network once, so a round only cuts its patches.

@@ -1,10 +1,13 @@
-"""The one exception family of anchor-edge.
+"""The one exception family of anchor-edge, for the run time and the export stage alike.
 
 Callers catch `AnchorEdgeError` for anything this library raises on purpose;
 the subclasses say whose fault it was: the input (`InputError`, also a
-`ValueError`), the bundle on disk (`BundleError`) or the inference backend
-(`BackendError`). Every message names the file, tensor or field at fault and
-says what to do about it.
+`ValueError`: an image, an argument, a flag, a checkpoint the caller named),
+the bundle on disk (`BundleError`), the inference backend (`BackendError`),
+or a step of the export that failed on a valid input (`ExportError`: a model
+ONNX cannot reproduce, a conversion or precision check that fails, an engine
+TensorRT cannot build). Every message names the file, tensor or field at
+fault and says what to do about it.
 """
 
 
@@ -13,7 +16,7 @@ class AnchorEdgeError(Exception):
 
 
 class InputError(AnchorEdgeError, ValueError):
-    """An image or argument the pipeline cannot use (corrupt, empty, wrong type)."""
+    """An image, argument or file the caller gave that cannot be used (corrupt, empty, wrong type, missing)."""
 
 
 class BundleError(AnchorEdgeError):
@@ -22,3 +25,7 @@ class BundleError(AnchorEdgeError):
 
 class BackendError(AnchorEdgeError):
     """An inference backend that is missing, cannot load a model, or failed to run it."""
+
+
+class ExportError(AnchorEdgeError):
+    """An export step that failed on valid input: verification, conversion, the precision check, an engine build."""

@@ -1,4 +1,4 @@
-"""Localizing Semantic Patches: from a branch heatmap to patch boxes (SPEC sections 2 and 4).
+"""Localizing Semantic Patches: from a branch heatmap to patch boxes (docs/method.md §2 and §4).
 
 A branch with receptive field k and stride 8 sees, at map location (r, c),
 the input box [8c, 8r, 8c + k, 8r + k) of the 224x224 network input (paper
@@ -27,7 +27,7 @@ class LSPParams(NamedTuple):
     coverage: float  # P: only the hottest max(1, floor(H*W*P)) locations are candidates
 
 
-# SPEC section 4's table (paper section 4.1), keyed by preset, then patch size (B63, B95, B111).
+# docs/method.md §4's table (paper section 4.1), keyed by preset, then patch size (B63, B95, B111).
 PRESETS: dict[str, dict[int, LSPParams]] = {
     "visual": {
         63: LSPParams(max_patches=5, iou_threshold=0.3, coverage=0.05),
@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[int, LSPParams]] = {
 
 
 def location_boxes(map_height: int, map_width: int, patch_size: int, stride: int = 8) -> np.ndarray:
-    """Input boxes of every map location, by the mapping rule (SPEC section 2).
+    """Input boxes of every map location, by the mapping rule (docs/method.md §2).
 
     Args:
         map_height, map_width: the branch map's size H, W.
@@ -76,7 +76,7 @@ def select_patches(
     iou_threshold: float,
     coverage: float,
 ) -> np.ndarray:
-    """Run LSP (paper Algorithm 1, exactly as SPEC section 4) on one heatmap.
+    """Run LSP (paper Algorithm 1, exactly as docs/method.md §4) on one heatmap.
 
     1. Order the H*W locations by heat, descending; equal heat keeps
        row-major order (stable sort).

@@ -1,6 +1,6 @@
 """The whole method on one bundle: localize with AnchorNet, classify only the patches.
 
-Stages (each timed, SPEC sections 3-5): preprocess -> AnchorNet on the whole
+Stages (each timed, docs/method.md §3-§5): preprocess -> AnchorNet on the whole
 batch -> branch and class decision per image -> LSP on the chosen heatmap ->
 patches cut at native size from the network input -> every patch of every
 image grouped by size, one downstream call per size -> per image, the argmax
@@ -21,18 +21,16 @@ import numpy as np
 from .backends import open_runners
 from .backends.base import Runner
 from .bundle import Bundle, load_bundle
-from .decision import decide
 from .early_exit import check_threshold, classify_until_confident
 from .errors import InputError
-from .lsp import PRESETS, LSPParams, select_patches
+from .lsp import PRESETS, LSPParams
+from .patches import cut_by_size, decide_all, select_all, select_boxes
 from .prediction import Prediction
 from .preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
+from .schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT, Role
 
 log = logging.getLogger("anchor_edge")
 
-PROBS_OUTPUT = "probs"
-LOGITS_OUTPUT = "logits"
-INPUT_NAME = "image"
 
 
 class Pipeline:
@@ -97,7 +95,7 @@ class Pipeline:
                 or "tensorrt".
             preset: LSP preset "visual" or "accurate", or {patch size: LSPParams}
                 for custom values; None takes the bundle's preset.
-            vote_min: branches that must agree on a class (SPEC section 3); None
+            vote_min: branches that must agree on a class (docs/method.md §3); None
                 takes the bundle's value (2 unless exported otherwise).
             threads: intra-op threads per model on ONNX Runtime; None uses all cores.
             max_batch: largest batch sent to a model at once; bigger batches are chunked.
@@ -145,20 +143,24 @@ class Pipeline:
         clock.lap("preprocess")
         if not transforms:
             return []
-        inputs = self._shared_inputs(crops)
-        anchor = self.localize(inputs)
+        anchornet_inputs = self._normalized(crops, Role.ANCHORNET)
+        anchor = self.run_anchornet(anchornet_inputs)
         clock.lap("anchornet")
-        decisions = [decide(anchor[PROBS_OUTPUT][i], self.vote_min) for i in range(len(transforms))]
+        decisions = decide_all(anchor, self.vote_min)
         clock.lap("decision")
-        boxes = [self.select(anchor, i, class_id, branch) for i, (class_id, branch) in enumerate(decisions)]
+        boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp)
         clock.lap("lsp")
+        downstream_inputs = anchornet_inputs if self._shared_normalization else self._normalized(crops, Role.DOWNSTREAM)
+        normalizing_ms = clock.restart()  # preparing the downstream's input counts as cutting patches
         if self.early_exit is None:
-            patch_probs = self.classify_patches(inputs, boxes, timings)
+            patch_probs = self.classify_normalized(downstream_inputs, boxes, timings)
+            timings["crop"] += normalizing_ms
         else:
-            downstream_inputs = self._downstream_inputs(inputs)
-            clock.lap("crop")  # the rounds below add their cutting to it
+            timings["crop"] = normalizing_ms  # the rounds below add their cutting to it
             classes = self.bundle.num_classes
-            patch_probs = classify_until_confident(self.classify_patches, downstream_inputs, boxes, self.early_exit, classes, timings)
+            patch_probs = classify_until_confident(
+                self.classify_normalized, downstream_inputs, boxes, self.early_exit, classes, timings
+            )
             boxes = [image_boxes[: len(probs)] for image_boxes, probs in zip(boxes, patch_probs)]
         clock.restart()
         totals = [probs.sum(axis=0) for probs in patch_probs]
@@ -184,42 +186,42 @@ class Pipeline:
         return (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)), transforms
 
     def localize(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """AnchorNet on a batch of network inputs: probabilities, logit maps (and attention maps).
+        """AnchorNet on (N, crop, crop, 3) uint8 RGB network inputs: probabilities, logit maps (and attention maps)."""
+        return self.run_anchornet(self._normalized(crops, Role.ANCHORNET))
 
-        `crops` is (N, crop, crop, 3) uint8 RGB, or (N, 3, crop, crop) float32 already normalized for AnchorNet.
-        """
-        entry = self.bundle.anchornet
-        batch = crops if crops.dtype == np.float32 else normalize(crops, entry.mean, entry.std)
+    def run_anchornet(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """AnchorNet on (N, 3, crop, crop) float32 inputs already normalized with its mean and std."""
         names = [PROBS_OUTPUT, *self._map_outputs, *self._attention_outputs]
-        return _run_chunked(self.anchornet, batch, names, self.max_batch)
+        return _run_chunked(self.anchornet, inputs, names, self.max_batch)
 
     def select(self, anchor: Mapping[str, np.ndarray], index: int, class_id: int, branch: int) -> np.ndarray:
         """LSP on image `index`'s heatmap F[class] of the chosen branch: (n, 4) boxes."""
-        info = self.bundle.branches[branch]
-        params = self.lsp[info.receptive_field]
-        heatmap = anchor[info.map_output][index, class_id]
-        return select_patches(heatmap, info.receptive_field, info.stride, **params._asdict())
+        return select_boxes(anchor, index, class_id, self.bundle.branches[branch], self.lsp)
 
     def classify_patches(
         self, crops: np.ndarray, boxes: list[np.ndarray], timings: dict[str, float] | None = None
     ) -> list[np.ndarray]:
+        """Softmax of the downstream network for every box of (N, H, W, 3) uint8 RGB crops.
+
+        Returns one (n_i, C) array per image, rows in its boxes' order.
+        """
+        return self.classify_normalized(self._normalized(crops, Role.DOWNSTREAM), boxes, timings)
+
+    def classify_normalized(
+        self, inputs: np.ndarray, boxes: list[np.ndarray], timings: dict[str, float] | None = None
+    ) -> list[np.ndarray]:
         """Softmax of the downstream network for every box, batched by patch size across images.
 
-        `crops` is (N, H, W, 3) uint8 RGB, or (N, 3, H, W) float32 already normalized for the downstream
+        `inputs` is (N, 3, H, W) float32, already normalized for the downstream
         network. Returns one (n_i, C) array per image, rows in its boxes' order.
         """
         start = time.perf_counter()
-        inputs = self._downstream_inputs(crops)
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for image_index, image_boxes in enumerate(boxes):
-            for box_index, (x0, _, x1, _) in enumerate(image_boxes):
-                groups.setdefault(int(x1 - x0), []).append((image_index, box_index))
-        batches = {size: np.stack([_cut(inputs[i], boxes[i][j]) for i, j in members]) for size, members in groups.items()}
+        batches = cut_by_size(inputs, boxes)
         stage_times = {"crop": (time.perf_counter() - start) * 1e3}
         results = [np.empty((len(b), self.bundle.num_classes), np.float32) for b in boxes]
-        for size, members in sorted(groups.items()):
+        for size, (members, batch) in batches.items():
             start = time.perf_counter()
-            logits = _run_chunked(self.downstream, batches[size], [LOGITS_OUTPUT], self.max_batch)[LOGITS_OUTPUT]
+            logits = _run_chunked(self.downstream, batch, [LOGITS_OUTPUT], self.max_batch)[LOGITS_OUTPUT]
             for (i, j), row in zip(members, softmax(logits)):
                 results[i][j] = row
             stage_times[f"downstream_{size}"] = (time.perf_counter() - start) * 1e3
@@ -227,18 +229,18 @@ class Pipeline:
             timings.update(stage_times)
         return results
 
-    def _shared_inputs(self, crops: np.ndarray) -> np.ndarray:
-        """The crops normalized once for both models when they share mean and std (ImageNet pairs), else as given."""
+    @property
+    def _shared_normalization(self) -> bool:
+        """Whether both models take the same mean and std (ImageNet pairs), so one normalized copy serves both."""
         anchornet, downstream = self.bundle.anchornet, self.bundle.downstream
-        if (anchornet.mean, anchornet.std) != (downstream.mean, downstream.std):
-            return crops
-        return normalize(crops, anchornet.mean, anchornet.std)
+        return (anchornet.mean, anchornet.std) == (downstream.mean, downstream.std)
 
-    def _downstream_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """uint8 RGB crops normalized for the downstream network; float32 inputs are taken as already normalized."""
-        if inputs.dtype == np.float32:
-            return inputs
-        return normalize(inputs, self.bundle.downstream.mean, self.bundle.downstream.std)
+    def _normalized(self, crops: np.ndarray, role: Role) -> np.ndarray:
+        """uint8 RGB crops as `role`'s float32 NCHW input."""
+        if crops.dtype != np.uint8:
+            raise InputError(f"expected uint8 RGB crops (N, H, W, 3), got {crops.dtype}; normalized inputs go to run_anchornet / classify_normalized")
+        entry = self.bundle.manifest.models[role]
+        return normalize(crops, entry.mean, entry.std)
 
     def _prediction(
         self,
@@ -297,11 +299,6 @@ def _lsp_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]:
     return {int(size): LSPParams(*params) for size, params in preset.items()}
 
 
-def _cut(image_chw: np.ndarray, box: np.ndarray) -> np.ndarray:
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return image_chw[:, y0:y1, x0:x1]
-
-
 def _run_chunked(runner: Runner, batch: np.ndarray, names: list[str], max_batch: int) -> dict[str, np.ndarray]:
     if len(batch) <= max_batch:
         return runner.run({INPUT_NAME: batch}, names)
@@ -321,5 +318,8 @@ class _Clock:
         self.timings[stage] = (now - self.last) * 1e3
         self.last = now
 
-    def restart(self) -> None:
-        self.last = time.perf_counter()
+    def restart(self) -> float:
+        """Start the next stage now; returns the milliseconds since the previous lap, which no stage got."""
+        now = time.perf_counter()
+        elapsed, self.last = (now - self.last) * 1e3, now
+        return elapsed

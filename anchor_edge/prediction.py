@@ -11,7 +11,7 @@ class Prediction:
     """The class of one image and the evidence behind it.
 
     Attributes:
-        class_id: argmax of the sum of the patches' softmax distributions (SPEC section 5).
+        class_id: argmax of the sum of the patches' softmax distributions (docs/method.md §5).
         label: the bundle's name for `class_id`.
         score: the winning class's share of the summed patch probabilities, in [0, 1].
         branch: receptive field of the branch whose heatmap chose the patches (63, 95 or 111).

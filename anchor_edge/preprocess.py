@@ -1,4 +1,4 @@
-"""From whatever the caller holds to the network's 224x224 input, and back (SPEC sections 2 and 5).
+"""From whatever the caller holds to the network's 224x224 input, and back (docs/method.md §2 and §8).
 
 The authors' evaluation code resizes the shorter side to 256, center-crops
 224 and feeds RGB with ImageNet mean/std. This module does the same on
@@ -106,7 +106,7 @@ def resize_and_crop(
 ) -> tuple[np.ndarray, CropTransform]:
     """Make the network input: shorter side to `resize_short`, centre crop `crop`, RGB.
 
-    How (our reading of SPEC section 5): take the central m x m square of the
+    How (docs/method.md §8): take the central m x m square of the
     image, m = min(H, W), at offset ((W - m) // 2, (H - m) // 2); resize it
     to resize_short x resize_short (cv2.INTER_AREA when shrinking, which
     approximates the anti-aliased bilinear resize of PIL in the authors'

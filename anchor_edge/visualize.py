@@ -32,7 +32,7 @@ BOX_COLOUR = (255, 0, 255)
 BOX_THICKNESS = 2
 #: Longest side of the image panel; larger images are shrunk by `panel_scale`.
 MAX_SIDE = 1024
-#: Distance between neighbouring heatmap locations in network-input pixels (SPEC section 2).
+#: Distance between neighbouring heatmap locations in network-input pixels (docs/method.md §2).
 STRIDE = 8
 HEATMAP_ALPHA = 0.45
 LEGEND_WIDTH = 330

@@ -1,14 +1,14 @@
-"""Accuracy of the patch pipeline against the full image and plain rescaling (issue 6; paper Tables 3 and 4, Figure 6).
+"""Accuracy of the patch pipeline against the full image and plain rescaling (paper Tables 3 and 4, Figure 6).
 
-    python benchmarks/accuracy.py                   # bundles/default, 1000 test images
-    python benchmarks/accuracy.py --images 300 --json acc.json --png acc.png
+    python -m benchmarks.accuracy                   # bundles/default, 1000 test images
+    python -m benchmarks.accuracy --images 300 --json acc.json --png acc.png
 
-Data: the test split of `export.digits` (held-out MNIST digits on held-out
+Data: the test split of `export.data.digits` (held-out MNIST digits on held-out
 photos, three scales), fed through the runtime: the bundle opens as a
 `Pipeline` on ONNX Runtime and every number comes from its stages
 (preprocess, localize, the decision rule, LSP, classify_patches). The two
 baseline classifiers the bundle does not carry (full-image-trained and
-resized-trained, same architecture) come from `python export/baselines.py`
+resized-trained, same architecture) come from `python -m export.training.baselines`
 (bundles/default-baselines) and run on the same ONNX Runtime runner.
 
 Reported: top-1 of the full image, of the patches under each LSP preset
@@ -28,23 +28,21 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from anchor_edge.backends.ort import OrtRunner  # noqa: E402
-from anchor_edge.bundle import load_bundle  # noqa: E402
-from anchor_edge.decision import decide  # noqa: E402
-from anchor_edge.early_exit import classify_until_confident  # noqa: E402
-from anchor_edge.errors import AnchorEdgeError  # noqa: E402
-from anchor_edge.lsp import PRESETS  # noqa: E402
-from anchor_edge.pipeline import LOGITS_OUTPUT, PROBS_OUTPUT, Pipeline, softmax  # noqa: E402
-from anchor_edge.preprocess import normalize  # noqa: E402
-from benchmarks.accuracy_report import EARLY_EXIT_THRESHOLDS, early_exit_key, summarize, table, write_chart  # noqa: E402
-from export.digits import SCALE_FIELDS, make_sample  # noqa: E402
+from anchor_edge.backends.ort import OrtRunner
+from anchor_edge.bundle import load_bundle
+from anchor_edge.early_exit import classify_until_confident
+from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.lsp import PRESETS
+from anchor_edge.patches import cut_by_size, decide_all, select_all
+from anchor_edge.pipeline import Pipeline, softmax
+from anchor_edge.preprocess import normalize
+from anchor_edge.schema import INPUT_NAME, LOGITS_OUTPUT
+from benchmarks.accuracy_report import EARLY_EXIT_THRESHOLDS, early_exit_key, summarize, table, write_chart
+from export.data.digits import SCALE_FIELDS, make_sample
 
 DEFAULT_BUNDLE = Path("bundles/default")
 DEFAULT_BASELINES = Path("bundles/default-baselines")
@@ -65,12 +63,12 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
         anchor_in = normalize(crops, bundle.anchornet.mean, bundle.anchornet.std)
         down_in = normalize(crops, downstream.mean, downstream.std)
         base_in = normalize(crops, manifest["full"]["mean"], manifest["full"]["std"])
-        anchor = main.localize(anchor_in)
-        decisions = [decide(p, main.vote_min) for p in anchor[PROBS_OUTPUT]]
+        anchor = main.run_anchornet(anchor_in)
+        decisions = decide_all(anchor, main.vote_min)
         rows = [_truth(s, d) for s, d in zip(samples, decisions)]
         for name, pipe in pipes.items():
-            boxes = [pipe.select(anchor, i, c, b) for i, (c, b) in enumerate(decisions)]
-            for row, image_boxes, probs in zip(rows, boxes, pipe.classify_patches(down_in, boxes)):
+            boxes = select_all(anchor, decisions, bundle.branches, pipe.lsp)
+            for row, image_boxes, probs in zip(rows, boxes, pipe.classify_normalized(down_in, boxes)):
                 row[f"patches_{name}"] = int(probs.sum(0).argmax())
                 row[f"patch_sizes_patches_{name}"] = [int(b[2] - b[0]) for b in image_boxes]
                 if name == "accurate":
@@ -85,7 +83,7 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
             _classify(rows, f"resized_{size}_full_trained", base["full"], shrunk)
             first = [main.select(anchor, i, c, branch)[:1] for i, (c, _) in enumerate(decisions)]
             for kind, runner_in, runner in (("patch", down_in, main.downstream), ("patch_full_trained", base_in, base["full"])):
-                cut = np.stack([x[:, y0:y1, x0:x1] for x, ((x0, y0, x1, y1),) in zip(runner_in, first)])
+                _, cut = cut_by_size(runner_in, first)[size]  # one patch per image, in image order
                 _classify(rows, f"one_{kind}_{size}", runner, cut)
         records.extend(rows)
     for pipe in pipes.values():
@@ -97,7 +95,7 @@ def _early_exits(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: l
     """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/early_exit.py)."""
     for threshold in EARLY_EXIT_THRESHOLDS:
         key = early_exit_key(threshold)
-        used = classify_until_confident(pipe.classify_patches, down_in, boxes, threshold, num_classes)
+        used = classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes)
         for row, image_boxes, probs in zip(rows, boxes, used):
             row[key] = int(probs.sum(0).argmax())
             row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
@@ -108,15 +106,15 @@ def _truth(sample, decision: tuple[int, int]) -> dict:
 
 
 def _classify(rows: list[dict], key: str, runner, batch: np.ndarray) -> None:
-    logits = runner.run({"image": np.ascontiguousarray(batch, np.float32)}, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
+    logits = runner.run({INPUT_NAME: np.ascontiguousarray(batch, np.float32)}, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
     for row, probs in zip(rows, softmax(logits)):
         row[key] = int(probs.argmax())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/accuracy.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
-    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES, help="from export/baselines.py (default: %(default)s)")
+    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES, help="from export/training/baselines.py (default: %(default)s)")
     parser.add_argument("--images", type=int, default=1000, help="test images (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
     parser.add_argument("--json", type=Path, help="write the full report here")
@@ -125,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.images < 1:
         parser.error("--images must be at least 1")
     if not (args.baselines / "baselines.json").is_file():
-        print(f"no baselines in {args.baselines}; make them with: python export/baselines.py --out {args.baselines}", file=sys.stderr)
+        print(f"no baselines in {args.baselines}; make them with: python -m export.training.baselines --out {args.baselines}", file=sys.stderr)
         return 1
     try:
         records = evaluate(args.bundle, args.baselines, args.images, threads=args.threads)
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accuracy benchmark failed: {error}", file=sys.stderr)
         return 1
     baselines = json.loads((args.baselines / "baselines.json").read_text())["models"]
-    report = summarize(records, bundle.meta, baselines)
+    report = summarize(records, bundle.manifest, baselines)
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

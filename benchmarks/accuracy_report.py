@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.digits import SCALE_FIELDS
+from anchor_edge.schema import Manifest
+from export.data.digits import SCALE_FIELDS
 
 PRESET_NAMES = ("visual", "accurate")
 #: Early-exit confidences benchmarked on the `accurate` preset's patches.
@@ -23,9 +24,10 @@ def early_exit_key(threshold: float) -> str:
     return f"early_exit_{threshold:g}"
 
 
-def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping) -> dict:
+def summarize(records: Sequence[dict], manifest: Manifest, baselines: Mapping) -> dict:
     """Every figure of the benchmark, as plain JSON-ready values."""
-    ours = {int(k): v for k, v in bundle_meta["models"]["downstream"]["multiply_adds"].items()}
+    ours = manifest.models.downstream.multiply_adds
+    assert isinstance(ours, dict), "the downstream network's multiply-adds are recorded per input size"
     full_cost = baselines["full"]["multiply_adds"]["224"]
     resized_cost = {int(k): v for k, v in baselines["resized"]["multiply_adds"].items()}
 
@@ -78,7 +80,7 @@ def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping)
         str(SCALE_FIELDS[s]): {m["key"]: top1(m["key"], [r for r in records if r["scale"] == s]) for m in methods[:4]}
         for s in range(3)
     }
-    anchornet = bundle_meta["models"]["anchornet"]
+    anchornet = manifest.models.anchornet
     right = [r for r in records if r["anchor_class"] == r["label"]]
     wrong = [r for r in records if r["anchor_class"] != r["label"]]
     by_anchornet = {
@@ -87,12 +89,12 @@ def summarize(records: Sequence[dict], bundle_meta: Mapping, baselines: Mapping)
     }
     return {
         "images": len(records),
-        "trained": bool(bundle_meta.get("trained")),
-        "pooling": anchornet.get("pooling"),
+        "trained": manifest.trained,
+        "pooling": None if anchornet.pooling is None else anchornet.pooling.value,
         "anchornet": {
             "top1_decided_class": round(100.0 * float(np.mean([r["anchor_class"] == r["label"] for r in records])), 2),
-            "multiply_adds": anchornet.get("multiply_adds"),
-            "multiply_adds_over_full": round(anchornet.get("multiply_adds", 0) / full_cost, 4),
+            "multiply_adds": anchornet.multiply_adds,
+            "multiply_adds_over_full": round(anchornet.multiply_adds / full_cost, 4),
         },
         "methods": methods,
         "table4": table4,

@@ -5,7 +5,7 @@ so the cost of the method is a property of the images as much as of the
 networks: it is counted here from the pipeline's own choices, with the
 multiply-adds the export stage recorded in bundle.json
 (models.anchornet.multiply_adds, models.downstream.multiply_adds[size]).
-SPEC section 6 gives the paper's counterparts: 5.6, 2.9 and 2.1 patches per
+docs/method.md §6 gives the paper's counterparts: 5.6, 2.9 and 2.1 patches per
 image for B63, B95 and B111 with the `accurate` preset.
 """
 from __future__ import annotations
@@ -38,14 +38,12 @@ def cost_accounting(bundle: Bundle, chosen: Sequence[Choice]) -> dict:
             },
         },
     }
-    anchornet = bundle.anchornet.meta.get("multiply_adds")
-    downstream = bundle.downstream.meta.get("multiply_adds")
-    if not isinstance(anchornet, int) or not isinstance(downstream, dict):
-        costs["multiply_adds"] = None  # older bundles do not record them
-        return costs
-    patches = float(np.mean([c.patches * downstream[str(c.patch_size)] for c in chosen]))
-    resized = float(np.mean([downstream[str(c.patch_size)] for c in chosen]))
-    full = downstream[str(bundle.crop)]
+    anchornet = bundle.anchornet.multiply_adds
+    downstream = bundle.downstream.multiply_adds
+    assert isinstance(anchornet, int) and isinstance(downstream, dict), "the schema records AnchorNet's once, the downstream's per size"
+    patches = float(np.mean([c.patches * downstream[c.patch_size] for c in chosen]))
+    resized = float(np.mean([downstream[c.patch_size] for c in chosen]))
+    full = downstream[bundle.crop]
     costs["multiply_adds"] = {
         "anchornet": anchornet,
         "patches_mean": patches,

@@ -3,7 +3,7 @@
 All three start from the same decoded BGR photos and run the same
 downstream session, so the only difference between them is the method:
 
-* pipeline: `Pipeline.predict_batch` end to end (SPEC sections 3-5), with
+* pipeline: `Pipeline.predict_batch` end to end (docs/method.md §3-§5), with
   its own per-stage timings and the time spent inside each model;
 * full image: preprocess, then the downstream network on the 224x224 crop
   (the paper's baseline, Table 3 "full image");
@@ -22,8 +22,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from anchor_edge.pipeline import INPUT_NAME, LOGITS_OUTPUT, Pipeline, softmax
+from anchor_edge.pipeline import Pipeline, softmax
 from anchor_edge.preprocess import normalize, resize_and_crop
+from anchor_edge.schema import INPUT_NAME, LOGITS_OUTPUT
 from benchmarks.measure import Item, TimedRunner
 
 Batch = Sequence[tuple[int, np.ndarray]]

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 def load_photos(folder: Path | None) -> list[tuple[str, np.ndarray]]:
     """(name, BGR uint8) photos: every image file in `folder`, or the bundled real photos."""
     if folder is None:
-        from export.photos import real_photos
+        from export.data.photos import real_photos
 
         return real_photos()
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
@@ -157,12 +157,12 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
     return {
         "path": str(bundle.root),
         "backend": pipe.backend,
-        "downstream": bundle.downstream.meta.get("name"),
+        "downstream": bundle.downstream.name,
         "trained": bundle.trained,
-        "anchornet_weights": bundle.anchornet.meta.get("weights"),
+        "anchornet_weights": bundle.anchornet.weights,
         "num_classes": bundle.num_classes,
         "preset": preset or bundle.preset,
-        "precision": {"anchornet": bundle.anchornet.precision, "downstream": bundle.downstream.precision},
+        "precision": {"anchornet": bundle.anchornet.precision.value, "downstream": bundle.downstream.precision.value},
         "sha256": {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256},
         "costs": cost_accounting(bundle, chosen),
     }

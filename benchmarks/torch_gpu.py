@@ -1,17 +1,17 @@
 """The method itself in PyTorch on a CUDA GPU: AnchorNet + patches against the full image.
 
-    python benchmarks/torch_gpu.py --json out/torch_gpu.json        # CUDA, FP16, batch 1 and 8
-    python benchmarks/torch_gpu.py --anchornet weights/anchornet.pt --num-classes 10
-    python benchmarks/torch_gpu.py --device cpu --quick             # smoke test, FP32
+    python -m benchmarks.torch_gpu --json out/torch_gpu.json        # CUDA, FP16, batch 1 and 8
+    python -m benchmarks.torch_gpu --anchornet weights/anchornet.pt --num-classes 10
+    python -m benchmarks.torch_gpu --device cpu --quick             # smoke test, FP32
 
-For machines with a CUDA GPU and PyTorch but no TensorRT, so the README can
-show GPU ratios beside the CPU ones. The numbers are labelled "PyTorch CUDA,
+For machines with a CUDA GPU and PyTorch but no TensorRT, so that
+docs/performance.md can show GPU ratios beside the CPU ones. The numbers are labelled "PyTorch CUDA,
 not TensorRT": eager PyTorch in FP16 with channels_last and cudnn autotuning.
 CUDA graphs and torch.compile are not used: the patch batches change shape
 with every image (the patch count comes from the heatmap), so a graph or a
 compiled kernel per shape would time recompilation or padding, not the method.
 GPU stages are timed with CUDA events; the host part (decision and LSP,
-SPEC sections 3-4, on the chosen heatmaps copied to the host) with a clock.
+docs/method.md §3-§4, on the chosen heatmaps copied to the host) with a clock.
 Items run interleaved, as in latency.py.
 """
 from __future__ import annotations
@@ -22,28 +22,26 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+import torchvision
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from anchor_edge.decision import decide  # noqa: E402
-from anchor_edge.lsp import PRESETS, select_patches  # noqa: E402
-from anchor_edge.preprocess import normalize, resize_and_crop  # noqa: E402
-from benchmarks.measure import interleaved, paired_ratio, summarize  # noqa: E402
-from benchmarks.report import environment  # noqa: E402
-from export.anchornet import BRANCH_RECEPTIVE_FIELDS, BRANCH_STRIDE  # noqa: E402
-from export.build_bundle import load_anchornet  # noqa: E402
-from export.downstream import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from export.photos import real_photos  # noqa: E402
+from anchor_edge.lsp import PRESETS
+from anchor_edge.patches import cut_by_size, locate
+from anchor_edge.preprocess import normalize, resize_and_crop
+from anchor_edge.schema import anchornet_output_names
+from benchmarks.measure import interleaved, paired_ratio, summarize
+from benchmarks.report import environment
+from export.models.anchornet import branch_specs
+from export.models.loading import load_anchornet
+from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
+from export.data.photos import real_photos
 
 LABEL = "PyTorch CUDA, not TensorRT"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python benchmarks/torch_gpu.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (FP16) or cpu (FP32, for smoke tests) (default: %(default)s)")
     parser.add_argument("--anchornet", type=Path, metavar="CKPT", help="AnchorNet checkpoint (default: untrained, seeded)")
     parser.add_argument("--num-classes", type=int, help="classes (default: the checkpoint's, else 1000)")
@@ -79,26 +77,24 @@ class Timer:
 
 
 def method_item(anchornet, downstream, params, timer: Timer):
-    """AnchorNet on the batch, decision + LSP on the host, then every patch, grouped by size."""
+    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.patches`), then every patch, grouped by size."""
+    branches = branch_specs(pooling=anchornet.pooling)
+    names = anchornet_output_names(branches)
 
     def call(batch: torch.Tensor) -> dict[str, float]:
         timer.start()
-        probs, *maps = anchornet(batch)
+        outputs = anchornet(batch)
         anchornet_ms = timer.stop()
         begin = time.perf_counter()
-        decisions = [decide(p, 2) for p in probs.float().cpu().numpy()]
-        heatmaps = [maps[branch][i, class_id].float().cpu().numpy() for i, (class_id, branch) in enumerate(decisions)]
-        groups: dict[int, list[torch.Tensor]] = {}
-        for i, ((_, branch), heat) in enumerate(zip(decisions, heatmaps)):
-            k = BRANCH_RECEPTIVE_FIELDS[branch]
-            for x0, y0, x1, y1 in select_patches(heat, k, BRANCH_STRIDE, **params[k]._asdict()).tolist():
-                groups.setdefault(k, []).append(batch[i, :, y0:y1, x0:x1])
+        host = {name: output.float().cpu().numpy() for name, output in zip(names, outputs)}
+        boxes = [image.boxes for image in locate(host, branches, params, vote_min=2)]
+        groups = cut_by_size(batch, boxes, stack=list)  # stacked on the GPU below, inside the timed region
         host_ms = (time.perf_counter() - begin) * 1e3
         timer.start()
-        for patches in groups.values():
+        for _, patches in groups.values():
             downstream(torch.stack(patches).contiguous(memory_format=torch.channels_last)).softmax(1)
         return {"anchornet": anchornet_ms, "decision+lsp": host_ms, "patches": timer.stop(),
-                "patches_per_image": sum(map(len, groups.values())) / len(batch)}
+                "patches_per_image": sum(len(members) for members, _ in groups.values()) / len(batch)}
 
     return call
 

@@ -1,7 +1,7 @@
-"""Train every model the default bundle and the accuracy benchmark need (issue 6), within one time budget.
+"""Train every model the default bundle and the accuracy benchmark need, within one time budget.
 
-    python export/train.py                          # 110 minutes in all, weights into weights/
-    python export/train.py --budget-minutes 30 --out /tmp/weights
+    python -m export.train                          # 110 minutes in all, weights into weights/
+    python -m export.train --budget-minutes 30 --out /tmp/weights
 
 In order: AnchorNet (10 classes), the downstream network on full images, the
 downstream network on resized images (the rescaling baseline), and the
@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script from a checkout: make `export` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from export.train_anchornet import train_anchornet  # noqa: E402
-from export.train_downstream import train_downstream  # noqa: E402
-from export.training import add_recipe_arguments, apply_recipe_arguments  # noqa: E402
+from export.training.anchornet import train_anchornet
+from export.training.downstream import train_downstream
+from export.training.common import add_recipe_arguments, apply_recipe_arguments
 
 #: (step, share of the budget, images planned for its schedule). On 2 CPU cores
 #: AnchorNet's plan fits its share (45k images in 50 of its 55 minutes) and the
@@ -38,7 +34,7 @@ PLAN = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python export/train.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
     add_recipe_arguments(parser)
     parser.add_argument("--budget-minutes", type=float, default=110.0, help="wall clock for everything (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)")

@@ -19,7 +19,7 @@ def small_models(tmp_path_factory) -> tuple[SmallModels, Path, Path]:
     torch = pytest.importorskip("torch")
     import torchvision
 
-    from export.anchornet import AnchorNet
+    from export.models.anchornet import AnchorNet
 
     torch.manual_seed(1)
     anchornet = AnchorNet(num_classes=10).eval()
@@ -40,7 +40,7 @@ def small_models(tmp_path_factory) -> tuple[SmallModels, Path, Path]:
 @pytest.fixture(scope="session")
 def small_bundle(small_models, tmp_path_factory) -> Path:
     """A 10-class bundle: seeded AnchorNet + resnet18, exported and verified by the export stage."""
-    from export.build_bundle import ExportOptions, export_bundle
+    from export.bundle.build import ExportOptions, export_bundle
 
     _, anchornet_ckpt, downstream_ckpt = small_models
     out = tmp_path_factory.mktemp("bundles") / "small"
@@ -51,6 +51,6 @@ def small_bundle(small_models, tmp_path_factory) -> Path:
 def photos():
     """The real photos bundled with scikit-image and scikit-learn, as (name, BGR uint8) pairs."""
     pytest.importorskip("skimage")
-    from export.photos import real_photos
+    from export.data.photos import real_photos
 
     return real_photos()

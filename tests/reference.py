@@ -1,8 +1,8 @@
-"""The whole method in plain PyTorch and Python loops, written from SPEC.md alone.
+"""The whole method in plain PyTorch and Python loops, written from docs/method.md alone (the project's reading of the paper).
 
 It shares nothing with the runtime except image decoding and cropping, so a
 test comparing the two checks the runtime's decision, LSP, patch cutting,
-batching and aggregation against an independent reading of the SPEC.
+batching and aggregation against an independent reading of docs/method.md.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ def anchornet_outputs(anchornet: torch.nn.Module, crop_rgb, norm) -> tuple[list[
 
 
 def decide(probs: list[list[float]], vote_min: int) -> tuple[int, int]:
-    """SPEC section 3 for vote_min 2 or 3 (where at most one class can reach the vote)."""
+    """docs/method.md §3 for vote_min 2 or 3 (where at most one class can reach the vote)."""
     assert vote_min in (2, 3)
     return _decide(probs, vote_min)
 
 
 def lsp(heatmap, k: int, max_patches: int, iou_threshold: float, coverage: float) -> list[tuple[int, int, int, int]]:
-    """SPEC section 4, Algorithm 1 as written, on a nested-list or array heatmap."""
+    """docs/method.md §4, Algorithm 1 as written, on a nested-list or array heatmap."""
     return _lsp([list(map(float, row)) for row in heatmap], k, max_patches, iou_threshold, coverage)
 
 

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHECKED = [
     "anchor_edge/backends/trt.py",
     "anchor_edge/backends/trt_environment.py",
-    "export/engine_build.py",
-    "export/engine_plan.py",
+    "export/engines/build.py",
+    "export/engines/plan.py",
 ]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 CONFIG = """\

@@ -9,22 +9,37 @@ from __future__ import annotations
 
 import logging
 
+import enum
+
 from ..bundle import Bundle
 from ..errors import BackendError
+from ..schema import Role
 from .base import Runner, TensorSpec
 
 log = logging.getLogger("anchor_edge")
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
-__all__ = ["BACKENDS", "Runner", "TensorSpec", "open_runners", "resolve_backend"]
+class Backend(str, enum.Enum):
+    """Who runs the models: "auto" picks one of the others and logs why."""
+
+    AUTO = "auto"
+    ONNXRUNTIME = "onnxruntime"
+    TENSORRT = "tensorrt"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+BACKENDS = tuple(backend.value for backend in Backend)
+
+__all__ = ["BACKENDS", "Backend", "Runner", "TensorSpec", "open_runners", "resolve_backend"]
 
 
 def resolve_backend(bundle: Bundle, backend: str) -> str:
     """Turn "auto" into a concrete backend name and check an explicit choice can run."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
-    has_engines = bool(bundle.meta.get("engines"))
+    has_engines = bool(bundle.manifest.engines)
     if backend == "auto":
         chosen, why = _auto(bundle, has_engines)
         log.info("backend auto -> %s (%s)", chosen, why)
@@ -46,7 +61,7 @@ def _auto(bundle: Bundle, has_engines: bool) -> tuple[str, str]:
     available, reason = tensorrt_available()
     if not available:
         return "onnxruntime", reason
-    mismatches = [m for role in ("anchornet", "downstream") for m in engine_mismatches(bundle, role)]
+    mismatches = [m for role in Role for m in engine_mismatches(bundle, role)]
     if mismatches:
         return "onnxruntime", "engines do not fit this machine: " + "; ".join(mismatches)
     return "tensorrt", "bundle engines match this machine's TensorRT and GPU"
@@ -58,7 +73,7 @@ def open_runners(bundle: Bundle, backend: str = "auto", *, threads: int | None =
     if chosen == "tensorrt":
         from .trt import TrtRunner
 
-        return TrtRunner.from_bundle(bundle, "anchornet"), TrtRunner.from_bundle(bundle, "downstream")
+        return TrtRunner.from_bundle(bundle, Role.ANCHORNET), TrtRunner.from_bundle(bundle, Role.DOWNSTREAM)
     from .ort import OrtRunner
 
-    return OrtRunner(bundle.anchornet.path, threads=threads), OrtRunner(bundle.downstream.path, threads=threads)
+    return tuple(OrtRunner(bundle.path(role), threads=threads) for role in Role)  # type: ignore[return-value]

@@ -6,37 +6,22 @@ export stage records all of that beside each engine in bundle.json; the
 runtime compares the record with this machine before loading, so a stale
 engine fails with a message naming both sides rather than with TensorRT's
 deserialization error (or, worse, after an ONNX re-export, with a silently
-different model). Pure Python: the runtime reads it without TensorRT, and the
-export stage (`export/engine_plan.py`) writes the same records.
+different model). Pure Python: the runtime reads it without TensorRT; the
+export stage (`export/engines/plan.py`) writes the records.
 
-bundle.json field ``"engines"`` (written by ``export/engine_build.py``; ``{}``
-until engines are built): one entry per model role, ``"anchornet"`` and
-``"downstream"``, each an object with
-
-- ``"file"``: the engine file, relative to the bundle (``"anchornet.engine"``);
-- ``"sha256"``: hex sha256 of that engine file;
-- ``"onnx_sha256"``: sha256 of the ONNX model it was built from (must equal
-  ``models.<role>.sha256``);
-- ``"precision"``: ``"fp32"``, ``"fp16"`` or ``"int8"``, the ONNX model's
-  precision (TensorRT builds strongly typed: the graph decides precision);
-- ``"profiles"``: the optimization profiles, in engine order, each
-  ``{"input": "image", "min": [...], "opt": [...], "max": [...]}`` (NCHW).
-  AnchorNet has one; the downstream has one per input size, in the order
-  63, 95, 111, 224;
-- ``"tensorrt"``: the TensorRT version that built it (``"10.3.0"``);
-- ``"gpu"``: the GPU's name (``"Orin"``);
-- ``"compute_capability"``: ``"major.minor"`` (``"8.7"``).
+The record is `anchor_edge.schema.EngineRecord` (bundle.json ``"engines"``,
+one entry per model role; docs/bundle-format.md lists its fields).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 from ..errors import BundleError
+from ..schema import EngineRecord, Manifest, Role
 
 #: The fields whose change invalidates an engine, in the order mismatches are reported.
 IDENTITY_FIELDS = ("tensorrt", "gpu", "compute_capability", "onnx_sha256", "precision")
-
-_ENGINE_FIELDS: dict[str, type] = {"file": str, "sha256": str, "profiles": list, **{f: str for f in IDENTITY_FIELDS}}
 
 
 def engine_identity(
@@ -87,27 +72,25 @@ def identity_mismatches(recorded: Mapping[str, Any], current: Mapping[str, Any])
     return messages
 
 
-def engine_entry(bundle_meta: Mapping[str, Any], role: str, *, manifest: str = "bundle.json") -> dict[str, Any]:
-    """The validated ``engines.<role>`` record of a bundle's bundle.json.
+def identity_of(record: EngineRecord) -> dict[str, str]:
+    """The identity fields of an engine record, as `identity_mismatches` compares them."""
+    values = dataclasses.asdict(record)
+    return {field: str(values[field]) for field in IDENTITY_FIELDS}
+
+
+def engine_entry(manifest: Manifest, role: Role, *, source: str = "bundle.json") -> EngineRecord:
+    """The ``engines.<role>`` record of a bundle's manifest.
 
     Raises:
-        BundleError: when the bundle has no engine for `role` or the record lacks a field.
+        BundleError: when the bundle has no engine for `role`.
     """
-    engines = bundle_meta.get("engines")
-    if not isinstance(engines, dict) or role not in engines:
+    record = manifest.engines[role]
+    if record is None:
         raise BundleError(
-            f"{manifest} has no TensorRT engine for {role!r}: build the engines on this machine "
-            "(export.engine_build.build_engines, then record_engines) or use the onnxruntime backend"
+            f"{source} has no TensorRT engine for '{role}': build the engines on this machine "
+            "(export.engines.build.build_engines, then record_engines) or use the onnxruntime backend"
         )
-    entry = engines[role]
-    if not isinstance(entry, dict):
-        raise BundleError(f"{manifest}: engines.{role} must be a JSON object")
-    for field, kind in _ENGINE_FIELDS.items():
-        if not isinstance(entry.get(field), kind):
-            raise BundleError(
-                f"{manifest}: engines.{role}.{field} is missing or not a {kind.__name__}; rebuild the engines"
-            )
-    return entry
+    return record
 
 
 _MESSAGES = {

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..bundle import MODEL_ROLES, Bundle, sha256_of
-from ..errors import BackendError, BundleError
+from ..bundle import Bundle, sha256_of
+from ..errors import BackendError, BundleError, InputError
 from .base import Runner, TensorSpec
-from .engine_identity import engine_entry, identity_mismatches
+from ..schema import Role
+from .engine_identity import engine_entry, engine_identity, identity_mismatches, identity_of
 from .trt_environment import import_cuda, machine_identity, take_tensorrt_errors, tensorrt_available, tensorrt_logger
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def batch_slices(batch: int, max_batch: int) -> list[slice]:
         [(0, 32), (32, 64), (64, 70)]
     """
     if max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        raise InputError(f"max_batch must be >= 1, got {max_batch}")
     return [slice(start, min(start + max_batch, batch)) for start in range(0, batch, max_batch)]
 
 
@@ -67,7 +68,7 @@ def buffer_nbytes(shape: Sequence[int], dtype: Any) -> int:
         1204224
     """
     if any(dim < 0 for dim in shape):
-        raise ValueError(f"shape {tuple(shape)} has an unresolved (negative) dimension")
+        raise InputError(f"shape {tuple(shape)} has an unresolved (negative) dimension")
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
@@ -120,12 +121,17 @@ def engine_mismatches(bundle: Bundle, role: str) -> list[str]:
         BundleError: when the bundle has no engine record for `role`.
         BackendError: when TensorRT or the GPU is missing.
     """
-    if role not in MODEL_ROLES:
-        raise ValueError(f"role must be one of {MODEL_ROLES}, got {role!r}")
-    model = bundle.anchornet if role == "anchornet" else bundle.downstream
-    recorded = engine_entry(bundle.meta, role, manifest=str(bundle.root / "bundle.json"))
-    current = {**machine_identity(), "onnx_sha256": model.sha256, "precision": model.precision}
-    return identity_mismatches(recorded, current)
+    model = bundle.manifest.models[_role(role)]
+    recorded = engine_entry(bundle.manifest, _role(role), source=str(bundle.manifest_path))
+    current = engine_identity(**machine_identity(), onnx_sha256=model.sha256, precision=str(model.precision))
+    return identity_mismatches(identity_of(recorded), current)
+
+
+def _role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise InputError(f"role must be one of {[r.value for r in Role]}, got {role!r}") from None
 
 
 class TrtRunner(Runner):
@@ -188,11 +194,11 @@ class TrtRunner(Runner):
                 f"the {role} TensorRT engine in {bundle.root} does not fit: " + "; ".join(mismatches)
                 + ". Rebuild the engines on this machine, or use the onnxruntime backend"
             )
-        entry = engine_entry(bundle.meta, role, manifest=str(bundle.root / "bundle.json"))
-        path = bundle.root / entry["file"]
-        if not path.is_file():
-            raise BundleError(f"{path} (engines.{role}.file) is missing; rebuild the engines")
-        if sha256_of(path) != entry["sha256"]:
+        entry = engine_entry(bundle.manifest, _role(role), source=str(bundle.manifest_path))
+        path = bundle.root / entry.file
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"{path} (engines.{role}.file) is missing or a link; rebuild the engines")
+        if sha256_of(path) != entry.sha256:
             raise BundleError(f"{path} does not match its sha256 in bundle.json; rebuild the engines")
         return cls(path, pinned_outputs=pinned_outputs)
 

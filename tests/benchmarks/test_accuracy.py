@@ -7,9 +7,10 @@ import pytest
 
 from anchor_edge import Pipeline
 from anchor_edge.bundle import load_bundle
+from anchor_edge.schema import Role, encode
 from benchmarks.accuracy import evaluate
 from benchmarks.accuracy_report import EARLY_EXIT_THRESHOLDS, early_exit_key, summarize
-from export.digits import make_sample
+from export.data.digits import make_sample
 
 IMAGES = 6
 
@@ -18,8 +19,8 @@ IMAGES = 6
 def baselines(small_bundle, tmp_path_factory):
     folder = tmp_path_factory.mktemp("baselines")
     bundle = load_bundle(small_bundle)
-    entry = bundle.meta["models"]["downstream"]
-    shutil.copy(bundle.downstream.path, folder / "downstream.onnx")
+    entry = encode(bundle.downstream)
+    shutil.copy(bundle.path(Role.DOWNSTREAM), folder / "downstream.onnx")
     model = {"file": "downstream.onnx", "mean": entry["mean"], "std": entry["std"], "multiply_adds": entry["multiply_adds"]}
     (folder / "baselines.json").write_text(json.dumps({"models": {"full": model, "resized": model}}))
     return folder
@@ -45,7 +46,7 @@ def test_patches_and_early_exit_are_the_pipelines_own(small_bundle, records):
 
 
 def test_the_report_summarizes_every_method(small_bundle, baselines, records):
-    report = summarize(records, load_bundle(small_bundle).meta, json.loads((baselines / "baselines.json").read_text())["models"])
+    report = summarize(records, load_bundle(small_bundle).manifest, json.loads((baselines / "baselines.json").read_text())["models"])
     keys = {m["key"] for m in report["methods"]}
     assert {"full", "patches_visual", "patches_accurate", *map(early_exit_key, EARLY_EXIT_THRESHOLDS)} <= keys
     assert report["images"] == IMAGES

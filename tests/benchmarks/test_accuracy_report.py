@@ -1,10 +1,16 @@
 """benchmarks/accuracy_report.py on hand-made records whose figures are worked out below."""
 import pytest
 
+from anchor_edge.schema import Manifest
 from benchmarks.accuracy_report import summarize, table
+from tests.manifests import bundle_json
 
 MACS = {"63": 10, "95": 20, "111": 30, "224": 100}
-BUNDLE_META = {"trained": True, "models": {"downstream": {"multiply_adds": MACS}, "anchornet": {"pooling": "gap", "multiply_adds": 50}}}
+BUNDLE_JSON = bundle_json()
+BUNDLE_JSON["trained"] = True
+BUNDLE_JSON["models"]["downstream"]["multiply_adds"] = MACS
+BUNDLE_JSON["models"]["anchornet"].update(pooling="gap", multiply_adds=50)
+BUNDLE_META = Manifest.from_json(BUNDLE_JSON)
 BASELINES = {"full": {"multiply_adds": MACS}, "resized": {"multiply_adds": MACS}}
 
 

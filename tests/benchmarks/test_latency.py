@@ -55,17 +55,17 @@ def test_timed_runner_sums_model_time_and_cuda_event_times_until_taken():
 
 def test_cost_accounting_on_hand_counted_choices(small_bundle):
     bundle = load_bundle(small_bundle)
-    macs = bundle.downstream.meta["multiply_adds"]
+    macs = bundle.downstream.multiply_adds
     costs = cost_accounting(bundle, [Choice(63, 2), Choice(63, 4), Choice(111, 1)])
     assert costs["images_per_branch"] == {"63": 2, "111": 1}
     assert costs["patches_per_image"]["mean"] == pytest.approx(7 / 3)
     assert costs["patches_per_image"]["per_branch_mean"] == {"63": 3.0, "111": 1.0}
     assert costs["patches_per_image"]["histogram"] == {"63": {"2": 1, "4": 1}, "111": {"1": 1}}
-    patches = (6 * macs["63"] + macs["111"]) / 3
-    anchornet = bundle.anchornet.meta["multiply_adds"]
+    patches = (6 * macs[63] + macs[111]) / 3
+    anchornet = bundle.anchornet.multiply_adds
     assert costs["multiply_adds"]["patches_mean"] == pytest.approx(patches)
-    assert costs["multiply_adds"]["pipeline_over_full"] == pytest.approx((anchornet + patches) / macs["224"])
-    assert costs["multiply_adds"]["resized_mean"] == pytest.approx((2 * macs["63"] + macs["111"]) / 3)
+    assert costs["multiply_adds"]["pipeline_over_full"] == pytest.approx((anchornet + patches) / macs[224])
+    assert costs["multiply_adds"]["resized_mean"] == pytest.approx((2 * macs[63] + macs[111]) / 3)
 
 
 def test_quick_run_writes_a_complete_consistent_report(small_bundle, tmp_path, capsys):

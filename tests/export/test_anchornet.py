@@ -1,4 +1,4 @@
-"""AnchorNet against the paper's own figures (section 3.2, Tables 1-2; SPEC sections 1-2).
+"""AnchorNet against the paper's own figures (section 3.2, Tables 1-2; docs/method.md §1-§2).
 
 Every expected value here is worked out from the paper or by hand, never read
 back from the model: map sizes 21/17/15, receptive fields 63/95/111 at stride 8
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from export.anchornet import (
+from export.models.anchornet import (
     BRANCH_RECEPTIVE_FIELDS,
     BRANCH_STRIDE,
     OUTPUT_NAMES_ATTENTION,
@@ -24,7 +24,7 @@ from export.anchornet import (
     AttentionBranch,
     Bneck,
 )
-from export.flops import count_multiply_adds
+from export.models.flops import count_multiply_adds
 
 PAPER_MAP_SIZES = {63: 21, 95: 17, 111: 15}  # section 3.2: 21^2, 17^2, 15^2 locations for 224 x 224
 
@@ -144,7 +144,7 @@ def test_gap_pooling_does_not_run_the_attention_branch():
 
 @pytest.mark.parametrize("branch", range(3))
 def test_receptive_field_is_exactly_the_mapped_box(rf_model, branch):
-    """SPEC section 2: location (r, c) sees exactly [8c, 8c + k) x [8r, 8r + k), k = 63, 95, 111."""
+    """docs/method.md §2: location (r, c) sees exactly [8c, 8c + k) x [8r, 8r + k), k = 63, 95, 111."""
     k = (63, 95, 111)[branch]
     locations = _locations(PAPER_MAP_SIZES[k])
     for (r, c), support in zip(locations, _input_support(rf_model, branch, locations)):
@@ -194,7 +194,7 @@ def test_parameter_count_matches_the_paper():
     aux = sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters())
     assert aux == 3 * (96 * 1000 + 1000)  # one FC 96 -> 1000 per branch
     assert abs(total - 1.6e6) <= 0.15 * 1.6e6, f"{total} parameters, the paper says 1.6 M"
-    # SPEC section 1 (SE squeeze to block input // 4): about 1.7 M with the aux FCs, 1.4 M without.
+    # docs/method.md §1 (SE squeeze to block input // 4): about 1.7 M with the aux FCs, 1.4 M without.
     assert abs(total - 1.7e6) <= 0.05 * 1.7e6, total
     assert abs(total - aux - 1.4e6) <= 0.05 * 1.4e6, total - aux
 

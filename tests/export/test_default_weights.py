@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from export import default_weights
-from export.default_weights import resolve_default_weights
+from export.bundle import defaults as default_weights
+from export.bundle.defaults import resolve_default_weights
 
 
 @pytest.fixture

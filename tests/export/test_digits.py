@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anchor_edge.preprocess import resize_and_crop
-from export.digits import (
+from export.data.digits import (
     DIGIT_SIDES,
     NETWORK_OFFSET,
     TEST_PHOTOS,

@@ -1,4 +1,4 @@
-"""Tests for export/downstream.py: spec parsing, weights, checkpoints, errors.
+"""Tests for export/models/downstream.py: spec parsing, weights, checkpoints, errors.
 
 EfficientNet-Lite0's weights are checked on real photographs (skimage.data),
 preprocessed here by an independent PIL path, against the ImageNet classes a
@@ -13,7 +13,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from export.downstream import load_downstream
+from anchor_edge.errors import InputError
+from export.models.downstream import load_downstream
 
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)  # (0.485, 0.456, 0.406) * 255
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)  # (0.229, 0.224, 0.225) * 255
@@ -88,7 +89,7 @@ def test_efficientnet_lite0_recognises_real_photos(lite0, photo, allowed):
 @pytest.mark.parametrize(("photo", "allowed"), [("chelsea", CAT_CLASSES), ("coffee", COFFEE_CLASSES)])
 def test_efficientnet_lite0_recognises_a_native_95px_patch(lite0, photo, allowed):
     # The centre 95x95 of the preprocessed image, not resized, as the pipeline feeds
-    # patches (SPEC section 5). Padding fixed for 224 px inputs calls the cat a dog here.
+    # patches (docs/method.md §5). Padding fixed for 224 px inputs calls the cat a dog here.
     skimage_data = pytest.importorskip("skimage.data")
     patch = _photo_tensor(getattr(skimage_data, photo)())[..., 64:159, 64:159]
     with torch.no_grad():
@@ -181,7 +182,7 @@ def test_efficientnet_lite0_checkpoint_infers_classes(tmp_path):
 
 
 def test_missing_checkpoint_file_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(InputError, match="nowhere.pt"):
         load_downstream(f"resnet18:{tmp_path / 'nowhere.pt'}")
 
 
@@ -236,7 +237,7 @@ def test_bad_import_path_is_a_clear_error(tiny_net_module):
         load_downstream("no_such_pkg_xyz.nets:make_net")
     with pytest.raises(ValueError, match="has no attribute 'make_nett'"):
         load_downstream(f"{tiny_net_module}:make_nett")
-    with pytest.raises(TypeError, match="not a callable"):
+    with pytest.raises(InputError, match="not a callable"):
         load_downstream(f"{tiny_net_module}:not_a_factory")
 
 

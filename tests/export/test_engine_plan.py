@@ -1,34 +1,21 @@
 """Engine planning (profiles from bundle.json) and writing engine records into bundle.json."""
-import copy
+import dataclasses
 import json
 import os
 import sys
 
 import pytest
 
-from anchor_edge.backends.engine_identity import identity_mismatches
+from anchor_edge.backends.engine_identity import identity_mismatches, identity_of
 from anchor_edge.backends.trt_environment import tensorrt_available
-from export.engine_build import EngineBuildError, build_engine, record_engines
-from export.engine_plan import Profile, engine_record, plan_profiles
+from anchor_edge.errors import BundleError
+from anchor_edge.schema import Manifest, Precision, Profile, encode
+from export.engines.build import EngineBuildError, build_engine, record_engines
+from export.engines.plan import engine_record, plan_profiles
+from tests.manifests import bundle_json
 
-BUNDLE_META = {
-    "schema_version": 1,
-    "num_classes": 10,
-    "preprocess": {"resize_short": 256, "crop": 224},
-    "branches": [{"name": f"B{k}", "receptive_field": k, "stride": 8} for k in (63, 95, 111)],
-    "lsp": {"preset": "accurate"},
-    "models": {
-        "anchornet": {
-            "file": "anchornet.onnx", "sha256": "1" * 64, "precision": "fp32",
-            "inputs": [{"name": "image", "shape": ["batch", 3, 224, 224], "dtype": "float32"}],
-        },
-        "downstream": {
-            "file": "downstream.onnx", "sha256": "2" * 64, "precision": "fp32",
-            "inputs": [{"name": "image", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
-        },
-    },
-    "engines": {},
-}
+BUNDLE_META = bundle_json()
+MANIFEST = Manifest.from_json(BUNDLE_META)
 
 
 def shapes(profile):
@@ -36,8 +23,8 @@ def shapes(profile):
 
 
 def test_accurate_preset_profiles_worked_by_hand():
-    """accurate: K = 24, 10, 8 (SPEC 4); 24 is capped at max_patches 16; opt at 224 is one image."""
-    plan = plan_profiles(BUNDLE_META, max_batch=8, max_patches=16, preset="accurate")
+    """accurate: K = 24, 10, 8 (docs/method.md §4); 24 is capped at max_patches 16; opt at 224 is one image."""
+    plan = plan_profiles(MANIFEST, max_batch=8, max_patches=16, preset="accurate")
     assert [shapes(p) for p in plan["anchornet"]] == [((1, 3, 224, 224), (1, 3, 224, 224), (8, 3, 224, 224))]
     assert [shapes(p) for p in plan["downstream"]] == [
         ((1, 3, 63, 63), (16, 3, 63, 63), (16, 3, 63, 63)),
@@ -49,13 +36,13 @@ def test_accurate_preset_profiles_worked_by_hand():
 
 
 def test_visual_preset_tunes_for_its_smaller_patch_counts():
-    plan = plan_profiles(BUNDLE_META, max_batch=4, max_patches=32, preset="visual")
+    plan = plan_profiles(MANIFEST, max_batch=4, max_patches=32, preset="visual")
     assert [p.opt[0] for p in plan["downstream"]] == [5, 3, 2, 1]
     assert [p.max[0] for p in plan["downstream"]] == [32, 32, 32, 4]
 
 
 def test_a_single_patch_limit_caps_every_opt():
-    plan = plan_profiles(BUNDLE_META, max_batch=1, max_patches=1, preset="accurate")
+    plan = plan_profiles(MANIFEST, max_batch=1, max_patches=1, preset="accurate")
     assert all(p.min[0] == p.opt[0] == p.max[0] == 1 for p in plan["anchornet"] + plan["downstream"])
 
 
@@ -69,23 +56,23 @@ def test_a_single_patch_limit_caps_every_opt():
 )
 def test_bad_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):
-        plan_profiles(BUNDLE_META, **arguments)
+        plan_profiles(MANIFEST, **arguments)
 
 
 def test_missing_bundle_field_is_named():
-    meta = copy.deepcopy(BUNDLE_META)
+    meta = bundle_json()
     del meta["preprocess"]["crop"]
-    with pytest.raises(ValueError, match=r"preprocess\.crop"):
-        plan_profiles(meta, max_batch=8, max_patches=8, preset="accurate")
+    with pytest.raises(BundleError, match=r"preprocess\.crop"):
+        plan_profiles(Manifest.from_json(meta), max_batch=8, max_patches=8, preset="accurate")
 
 
 def test_engine_record_is_json_with_lists_and_identity():
     profiles = [Profile("image", (1, 3, 224, 224), (1, 3, 224, 224), (8, 3, 224, 224))]
     record = engine_record(
-        file="anchornet.engine", sha256="e" * 64, onnx_sha256="1" * 64, precision="fp32",
+        file="anchornet.engine", sha256="e" * 64, onnx_sha256="1" * 64, precision=Precision.FP32,
         profiles=profiles, tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
     )
-    assert json.loads(json.dumps(record)) == {
+    assert json.loads(json.dumps(encode(record))) == {
         "file": "anchornet.engine",
         "sha256": "e" * 64,
         "profiles": [{"input": "image", "min": [1, 3, 224, 224], "opt": [1, 3, 224, 224], "max": [8, 3, 224, 224]}],
@@ -96,13 +83,13 @@ def test_engine_record_is_json_with_lists_and_identity():
         "precision": "fp32",
     }
     here = {"tensorrt": "11.4.0", "gpu": "Orin", "compute_capability": "8.7", "onnx_sha256": "1" * 64, "precision": "fp32"}
-    assert identity_mismatches(record, here) == ["engine built with TensorRT 10.3.0, this machine has 11.4.0"]
+    assert identity_mismatches(identity_of(record), here) == ["engine built with TensorRT 10.3.0, this machine has 11.4.0"]
 
 
 def records():
     def one(role, onnx_sha):
         return engine_record(
-            file=f"{role}.engine", sha256="f" * 64, onnx_sha256=onnx_sha, precision="fp32",
+            file=f"{role}.engine", sha256="f" * 64, onnx_sha256=onnx_sha, precision=Precision.FP32,
             profiles=[], tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
         )
 
@@ -118,21 +105,21 @@ def bundle_dir(tmp_path):
 def test_record_engines_keeps_every_other_field(bundle_dir):
     record_engines(bundle_dir, records())
     written = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))
-    assert written["engines"] == records()
+    assert written["engines"] == encode(records())
     assert {k: v for k, v in written.items() if k != "engines"} == {k: v for k, v in BUNDLE_META.items() if k != "engines"}
 
 
 def test_recording_one_engine_keeps_the_other(bundle_dir):
     record_engines(bundle_dir, records())
-    rebuilt = {**records()["downstream"], "sha256": "9" * 64}
+    rebuilt = dataclasses.replace(records()["downstream"], sha256="9" * 64)
     record_engines(bundle_dir, {"downstream": rebuilt})
     engines = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))["engines"]
-    assert engines == {"anchornet": records()["anchornet"], "downstream": rebuilt}
+    assert engines == encode({"anchornet": records()["anchornet"], "downstream": rebuilt})
 
 
 def test_engine_from_another_onnx_is_refused(bundle_dir):
     before = (bundle_dir / "bundle.json").read_bytes()
-    wrong = {"downstream": {**records()["downstream"], "onnx_sha256": "3" * 64}}
+    wrong = {"downstream": dataclasses.replace(records()["downstream"], onnx_sha256="3" * 64)}
     with pytest.raises(ValueError, match="rebuild the engines"):
         record_engines(bundle_dir, wrong)
     assert (bundle_dir / "bundle.json").read_bytes() == before

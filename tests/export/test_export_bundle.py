@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from anchor_edge.bundle import sha256_of
-from export.build_bundle import ExportOptions, export_bundle
-from export.verify import VerificationError
+from export.bundle.build import ExportOptions, export_bundle
+from export.graph.verify import VerificationError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,15 +48,15 @@ def test_bundle_records_what_the_runtime_needs(small_bundle):
     assert manifest["decision"]["vote_min"] == 2 and manifest["lsp"]["preset"] == "accurate"
     assert manifest["export"]["opset"] >= 17 and manifest["trained"] is True
     for entry in manifest["models"].values():
-        report = entry["verification"]
+        report = entry["verification"]  # as stored in bundle.json
         assert report["images"] >= 9 and report["top1_agreement"] == 1.0
         assert max(report["max_abs_diff"].values()) < 1e-3
 
 
 def test_efficientnet_lite0_keeps_its_top1_on_onnx_runtime(tmp_path):
-    from export.downstream import load_downstream
-    from export.onnx_export import export_downstream
-    from export.verify import photo_crops, verify
+    from export.models.downstream import load_downstream
+    from export.graph.onnx_export import export_downstream
+    from export.graph.verify import photo_crops, verify
 
     net = load_downstream("efficientnet_lite0")
     export_downstream(net.module, tmp_path / "lite0.onnx")
@@ -64,8 +64,8 @@ def test_efficientnet_lite0_keeps_its_top1_on_onnx_runtime(tmp_path):
         net.module, tmp_path / "lite0.onnx", photo_crops(), mean=net.mean, std=net.std,
         sizes=[63, 95, 111, 224], top1_output="logits", tolerance=1e-3,
     )
-    assert report["top1_agreement"] == 1.0
-    assert report["max_abs_diff"]["logits"] < 1e-3
+    assert report.top1_agreement == 1.0
+    assert report.max_abs_diff["logits"] < 1e-3
 
 
 def test_a_failed_verification_leaves_the_previous_bundle_untouched(small_models, small_bundle, tmp_path):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.anchornet import AnchorNet, OUTPUT_NAMES_GAP
-from export.onnx_export import _export, export_anchornet
-from export.ort_layout import rewrite_center_crops, rewrite_se_gates
+from export.models.anchornet import AnchorNet, OUTPUT_NAMES_GAP
+from export.graph.onnx_export import _export, export_anchornet
+from export.graph.ort_layout import rewrite_center_crops, rewrite_se_gates
 
 
 def _crop_graph(starts: int, ends: int) -> onnx.ModelProto:
@@ -87,7 +87,7 @@ def test_anchornet_export_has_no_crops_left_and_the_same_outputs(exports, photos
     assert len(gates) == 12  # one SE block per bneck row with SE: Table 1's six, two per branch in Table 2
     assert sum(n.name.endswith("/gate_full") for n in rewritten.graph.node) == len(gates)
     from anchor_edge.preprocess import normalize, resize_and_crop
-    from export.downstream import IMAGENET_MEAN, IMAGENET_STD
+    from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
 
     x = normalize(np.stack([resize_and_crop(image)[0] for _, image in photos[:3]]), IMAGENET_MEAN, IMAGENET_STD)
     for name, want, got in zip(OUTPUT_NAMES_GAP, _all(plain, x), _all(rewritten, x)):

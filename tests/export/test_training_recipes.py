@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.anchornet import AnchorNet
-from export.digits import network_input
-from export.train_anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
-from export.train_downstream import NORMALIZATION, WEIGHT_FILES, build_downstream, localized_patches, train_downstream
-from export.training import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
+from export.models.anchornet import AnchorNet
+from export.data.digits import network_input
+from export.training.anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
+from export.training.downstream import NORMALIZATION, WEIGHT_FILES, build_downstream, localized_patches, train_downstream
+from export.training.common import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
 
 
 def test_downstream_inputs_renormalized_for_anchornet_are_anchornets_own_inputs():

@@ -19,6 +19,7 @@ from anchor_edge.backends.trt import TrtRunner, engine_mismatches, machine_ident
 from anchor_edge.bundle import load_bundle, sha256_of
 from anchor_edge.errors import BackendError
 from anchor_edge.lsp import PRESETS
+from anchor_edge.schema import Role
 
 AVAILABLE, REASON = tensorrt_available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not AVAILABLE, reason=f"TensorRT backend unavailable: {REASON}")]
@@ -31,7 +32,7 @@ TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
 @pytest.fixture(scope="module")
 def trt_bundle(small_bundle, tmp_path_factory):
     """A copy of the small bundle with both engines built and recorded in its bundle.json."""
-    from export.engine_build import build_engines, record_engines
+    from export.engines.build import build_engines, record_engines
 
     root = tmp_path_factory.mktemp("trt") / "bundle"
     shutil.copytree(small_bundle, root)
@@ -47,8 +48,8 @@ def trt_bundle(small_bundle, tmp_path_factory):
 def runners(trt_bundle):
     """(TensorRT, ONNX Runtime) runner pairs per role."""
     pairs = {
-        role: (TrtRunner.from_bundle(trt_bundle, role), OrtRunner(getattr(trt_bundle, role).path))
-        for role in ("anchornet", "downstream")
+        role.value: (TrtRunner.from_bundle(trt_bundle, role), OrtRunner(trt_bundle.path(role)))
+        for role in Role
     }
     yield pairs
     for trt_runner, ort_runner in pairs.values():
@@ -71,17 +72,18 @@ def assert_matches(trt_out: dict, ort_out: dict, precision: str) -> None:
 
 
 def test_engine_records_describe_what_was_built(trt_bundle):
-    engines = trt_bundle.meta["engines"]
-    anchornet, downstream = engines["anchornet"], engines["downstream"]
-    assert [p["max"] for p in anchornet["profiles"]] == [[MAX_BATCH, 3, 224, 224]]
-    assert [p["min"][2] for p in downstream["profiles"]] == [63, 95, 111, 224]
-    assert [p["max"][0] for p in downstream["profiles"]] == [MAX_PATCHES] * 3 + [MAX_BATCH]
+    engines = trt_bundle.manifest.engines
+    anchornet, downstream = engines.anchornet, engines.downstream
+    assert anchornet is not None and downstream is not None
+    assert [p.max for p in anchornet.profiles] == [(MAX_BATCH, 3, 224, 224)]
+    assert [p.min[2] for p in downstream.profiles] == [63, 95, 111, 224]
+    assert [p.max[0] for p in downstream.profiles] == [MAX_PATCHES] * 3 + [MAX_BATCH]
     expected_opt = [min(PRESETS["accurate"][k].max_patches, MAX_PATCHES) for k in (63, 95, 111)] + [1]
-    assert [p["opt"][0] for p in downstream["profiles"]] == expected_opt
-    for role, record in engines.items():
-        assert sha256_of(trt_bundle.root / record["file"]) == record["sha256"]
-        assert record["onnx_sha256"] == getattr(trt_bundle, role).sha256
-        assert {k: record[k] for k in ("tensorrt", "gpu", "compute_capability")} == machine_identity()
+    assert [p.opt[0] for p in downstream.profiles] == expected_opt
+    for role, record in ((Role.ANCHORNET, anchornet), (Role.DOWNSTREAM, downstream)):
+        assert sha256_of(trt_bundle.root / record.file) == record.sha256
+        assert record.onnx_sha256 == trt_bundle.manifest.models[role].sha256
+        assert {k: getattr(record, k) for k in ("tensorrt", "gpu", "compute_capability")} == machine_identity()
         assert engine_mismatches(trt_bundle, role) == []
 
 
@@ -91,14 +93,14 @@ def test_downstream_matches_onnxruntime_at_every_size_and_batch(runners, trt_bun
     limit = MAX_BATCH if size == 224 else MAX_PATCHES
     for batch in (1, limit, 2 * limit + 3):  # the last one is split into 3 chunks
         feeds = {"image": images(batch, size, seed=batch)}
-        assert_matches(trt_runner.run(feeds), ort_runner.run(feeds), trt_bundle.downstream.precision)
+        assert_matches(trt_runner.run(feeds), ort_runner.run(feeds), trt_bundle.downstream.precision.value)
 
 
 def test_anchornet_matches_onnxruntime_on_every_output(runners, trt_bundle):
     trt_runner, ort_runner = runners["anchornet"]
     for batch in (1, MAX_BATCH, MAX_BATCH + 3):
         feeds = {"image": images(batch, 224, seed=batch)}
-        assert_matches(trt_runner.run(feeds), ort_runner.run(feeds), trt_bundle.anchornet.precision)
+        assert_matches(trt_runner.run(feeds), ort_runner.run(feeds), trt_bundle.anchornet.precision.value)
 
 
 def test_timings_split_the_call_into_copies_and_compute(runners):

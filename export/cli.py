@@ -1,0 +1,141 @@
+"""Export AnchorNet and a downstream network to a bundle (ONNX, then TensorRT engines where possible).
+
+    python export/to_trt.py                              # the default bundle, bundles/default
+    python export/to_trt.py --downstream resnet50 --out bundles/resnet50
+    python export/to_trt.py --anchornet anchornet.pt --downstream resnet50:resnet50.pt --num-classes 10
+    python export/to_trt.py --precision int8 --int8-target tensorrt   # INT8 QDQ models for TensorRT
+    python export/to_trt.py --precision anchornet=fp32,downstream=int8 --calibration-dir photos/
+
+Exit codes: 0 success, 1 export failure (one line; --debug for the
+traceback), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from anchor_edge.backends.trt_environment import tensorrt_available
+from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.schema import Int8Target, Precision, Role, read_manifest
+from export.bundle.build import ExportOptions, export_bundle
+from export.bundle.defaults import resolve_default_weights
+from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
+from export.precision.convert import PrecisionOptions, parse_precision
+
+DEFAULT_BUNDLE = Path("bundles/default")
+log = logging.getLogger("anchor_edge")
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The export flags; `anchor-edge export` reuses this parser."""
+    parser = parser or argparse.ArgumentParser(prog="python export/to_trt.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--anchornet", type=Path, metavar="CKPT",
+        help="AnchorNet checkpoint (default: weights/anchornet.pt when neither this nor --downstream is given, else untrained)",
+    )
+    parser.add_argument(
+        "--downstream", metavar="SPEC",
+        help="NAME[:CKPT] (torchvision name or efficientnet_lite0) or MODULE:CALLABLE[:CKPT] "
+        "(default: efficientnet_lite0:weights/downstream_patches.pt with the trained AnchorNet, else efficientnet_lite0)",
+    )
+    parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
+    parser.add_argument("--pooling", choices=["gap", "attention"], help="AnchorNet's inference pooling (default: gap)")
+    parser.add_argument("--preset", choices=["visual", "accurate"], default="accurate", help="LSP preset recorded in the bundle")
+    parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    precision = parser.add_argument_group("precision (decided in the ONNX graph, checked against FP32 on held-out images)")
+    precision.add_argument(
+        "--precision", type=_precision_flag, default="fp32", metavar="P",
+        help="fp32, fp16 or int8 for both models, or per model: anchornet=fp32,downstream=int8 (default: fp32)",
+    )
+    precision.add_argument(
+        "--int8-target", choices=["cpu", "tensorrt"], default="cpu",
+        help="cpu: uint8 activations for ONNX Runtime; tensorrt: symmetric int8, zero point 0 (default: %(default)s)",
+    )
+    precision.add_argument(
+        "--calibration-dir", type=Path, metavar="DIR",
+        help="INT8 calibration images (default: the digits train split for a digits bundle, else photos shipped "
+        "with scikit-image and scikit-learn)",
+    )
+    precision.add_argument(
+        "--min-agreement", type=float, default=0.95,
+        help="least Pipeline top-1 agreement with FP32 on held-out images (default: %(default)s)",
+    )
+    engines = parser.add_argument_group("TensorRT engines (built when tensorrt and a CUDA GPU are present)")
+    engines.add_argument("--max-batch", type=int, default=8, help="most images per engine call (default: %(default)s)")
+    engines.add_argument("--max-patches", type=int, default=32, help="most patches of one size per call (default: %(default)s)")
+    engines.add_argument("--workspace-gib", type=float, default=2.0, help="TensorRT workspace limit (default: %(default)s)")
+    engines.add_argument("--timing-cache", type=Path, default=DEFAULT_TIMING_CACHE, help="reused across builds (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export as `args` says; returns the exit code."""
+    try:
+        precision = PrecisionOptions(
+            models=args.precision, int8_target=args.int8_target, calibration_dir=args.calibration_dir,
+            min_agreement=args.min_agreement,
+        )
+        anchornet, downstream = resolve_default_weights(args.anchornet, args.downstream)
+        options = ExportOptions(
+            out=args.out, anchornet=anchornet, downstream=downstream, num_classes=args.num_classes,
+            pooling=args.pooling, preset=args.preset, vote_min=args.vote_min, tolerance=args.tolerance,
+            precision=precision,
+        )
+        out = export_bundle(options)
+        print(f"wrote {out / 'bundle.json'}")
+        if precision.converts:
+            print(_precision_summary(out))
+        available, reason = tensorrt_available()
+        if not available:
+            print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime")
+            return 0
+        if Precision.INT8 in precision.models.values() and precision.int8_target != Int8Target.TENSORRT:
+            print("TensorRT engines not built: the INT8 models use uint8 activations (--int8-target cpu), which "
+                  "TensorRT cannot run; re-export with --int8-target tensorrt to build engines")
+            return 0
+        records = build_engines(
+            out, max_batch=args.max_batch, max_patches=args.max_patches,
+            workspace_bytes=int(args.workspace_gib * (1 << 30)), timing_cache=args.timing_cache,
+        )
+        record_engines(out, records)
+        print(f"built TensorRT engines {', '.join(r.file for r in records.values())} in {out}")
+    except (AnchorEdgeError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _precision_flag(text: str) -> dict[str, str]:
+    try:
+        return parse_precision(text)
+    except ValueError as error:  # argparse shows an ArgumentTypeError's own message
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _precision_summary(out: Path) -> str:
+    """One line: each model's precision and the Pipeline's agreement with FP32, from bundle.json."""
+    manifest = read_manifest(out)
+    check = manifest.precision
+    assert check is not None, "convert_bundle records the check whenever a model changes precision"
+    models = ", ".join(
+        f"{role} {entry.precision}" + (f" (for {entry.int8.target})" if entry.int8 is not None else "")
+        for role, entry in ((role, manifest.models[role]) for role in Role)
+    )
+    return (
+        f"precision: {models}; Pipeline top-1 agrees with FP32 on {check.pipeline_top1_agreement:.1%} of "
+        f"{check.images} held-out images (max abs diff: AnchorNet probs {check.anchornet_probs.max_abs_diff:.3g}, "
+        f"patch probs {check.patch_probs.max_abs_diff:.3g})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
+    return run(args)

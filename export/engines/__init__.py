@@ -1,0 +1,1 @@
+"""TensorRT engines built from a bundle's ONNX models: their profiles and the build."""

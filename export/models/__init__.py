@@ -1,0 +1,1 @@
+"""The PyTorch networks a bundle is exported from: AnchorNet, the downstream classifiers, checkpoints and their cost."""

@@ -1,0 +1,48 @@
+"""AnchorNet from a checkpoint (or freshly initialised), with what the checkpoint says about itself.
+
+The training recipe (export/training/anchornet.py) writes a dict holding the
+state_dict beside "num_classes", "pooling", "class_names" and "trained"; a
+plain state_dict is accepted too. Flags given on the command line must agree
+with what the checkpoint records.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from anchor_edge.errors import InputError
+from export.models.anchornet import AnchorNet
+from export.models.checkpoint import load_weights, read_checkpoint
+
+
+@dataclass(frozen=True)
+class LoadedAnchorNet:
+    """The module in eval mode, where it came from ("random" or "checkpoint:<path>"), and its class names if known."""
+
+    module: AnchorNet
+    source: str
+    trained: bool
+    class_names: list[str] | None
+
+
+def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: str | None) -> LoadedAnchorNet:
+    """AnchorNet from `checkpoint`, or freshly initialised (seeded) when there is none."""
+    if checkpoint is None:
+        torch.manual_seed(0)
+        model = AnchorNet(num_classes=num_classes or 1000, pooling=pooling or "gap")
+        return LoadedAnchorNet(model.eval(), "random", False, None)
+    state_dict, extras = read_checkpoint(str(checkpoint))
+    saved_classes = extras.get("num_classes", state_dict_classes(state_dict))
+    if num_classes is not None and num_classes != saved_classes:
+        raise InputError(f"--num-classes {num_classes} disagrees with {checkpoint}, which has {saved_classes} classes")
+    model = AnchorNet(num_classes=saved_classes, pooling=pooling or extras.get("pooling", "gap"))
+    load_weights(model, state_dict, str(checkpoint))
+    names = extras.get("class_names")
+    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", bool(extras.get("trained", True)), names)
+
+
+def state_dict_classes(state_dict: dict) -> int:
+    """Number of classes of an AnchorNet state_dict, read from the first branch's logit conv."""
+    return int(state_dict["branches.0.classifier.weight"].shape[0])

@@ -1,0 +1,212 @@
+"""Real images for INT8 calibration, and the held-out ones the converted bundle is checked on.
+
+Calibration sets each activation's INT8 range from what the network sees
+at run time, so it must see real inputs, prepared exactly as the runtime
+prepares them: AnchorNet gets preprocessed 224x224 images
+(`anchor_edge.preprocess` through the FP32 Pipeline), the downstream network
+gets the very patches the FP32 Pipeline localizes on those images, at their
+native sizes (63, 95, 111), plus the 224 full image its baseline runs on.
+
+The images come from a folder the user names or, by default, from images
+that ship with the dependencies:
+
+- a bundle of the digits benchmark (class names "0".."9", `export.data.digits`)
+  calibrates on its train split and is checked on its test split;
+- any other bundle uses the real photos that ship with scikit-image and
+  scikit-learn (`export.data.photos`). Those are only 19 photos, so each is
+  expanded into 12 deterministic views (whole, four corner crops and a centre
+  crop, each also mirrored). The photos are split by identity: every third
+  one (and all its views) is held out for the precision check and never
+  calibrates.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from anchor_edge.errors import InputError
+from anchor_edge.patches import cut_by_size, locate
+from anchor_edge.pipeline import Pipeline
+from anchor_edge.preprocess import load_image, normalize
+from anchor_edge.schema import INPUT_NAME
+from export.data.photos import real_photos
+
+log = logging.getLogger("anchor_edge")
+
+#: Fewer calibration images than this draws a warning: MinMax calibration
+#: follows the scenes it sees, and below about 100 a single unusual scene
+#: decides a range (docs/decisions/006-precision-check-and-calibration-images.md).
+MIN_CALIBRATION_IMAGES = 100
+#: Every HELD_OUT_EVERY-th bundled photo (with all its views) is kept for the check.
+HELD_OUT_EVERY = 3
+#: At most this many patches of one size calibrate the downstream network: the
+#: MinMax ranges settle long before, and it bounds calibration time and memory.
+MAX_PATCHES_PER_SIZE = 256
+#: Digits-benchmark samples used by default (multiples of 30: balanced over
+#: classes and scales). 480 held out, so that the check can judge a 95 % floor
+#: (docs/decisions/006-precision-check-and-calibration-images.md).
+DIGITS_CALIBRATION, DIGITS_HELD_OUT = 240, 480
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+Photo = tuple[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Named BGR uint8 images, where they came from (recorded in bundle.json) and their class ids when known."""
+
+    images: list[Photo]
+    source: str
+    labels: list[int] | None = None
+
+
+def photo_views(name: str, image: np.ndarray) -> list[Photo]:
+    """Twelve deterministic views of one photo: whole, 4 corner crops (3/4 size), centre crop (3/5), each mirrored."""
+    height, width = image.shape[:2]
+    ch, cw = height * 3 // 4, width * 3 // 4
+    sh, sw = height * 3 // 5, width * 3 // 5
+    crops = {
+        "whole": image,
+        "top_left": image[:ch, :cw],
+        "top_right": image[:ch, width - cw :],
+        "bottom_left": image[height - ch :, :cw],
+        "bottom_right": image[height - ch :, width - cw :],
+        "centre": image[(height - sh) // 2 : (height - sh) // 2 + sh, (width - sw) // 2 : (width - sw) // 2 + sw],
+    }
+    views = []
+    for view, crop in crops.items():
+        views.append((f"{name}/{view}", np.ascontiguousarray(crop)))
+        views.append((f"{name}/{view}/mirrored", np.ascontiguousarray(crop[:, ::-1])))
+    return views
+
+
+def bundled_photo_split() -> tuple[ImageSet, ImageSet]:
+    """(calibration, held-out) views of the bundled real photos, split by photo identity."""
+    photos = real_photos(include_gray=True)
+    calibration = [p for i, p in enumerate(photos) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
+    held_out = [p for i, p in enumerate(photos) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
+
+    def views(chosen: list[Photo]) -> ImageSet:
+        names = ", ".join(name for name, _ in chosen)
+        return ImageSet(
+            [view for name, image in chosen for view in photo_views(name, image)],
+            f"12 deterministic crops/flips each of {len(chosen)} photos shipped with scikit-image and scikit-learn ({names})",
+        )
+
+    return views(calibration), views(held_out)
+
+
+def default_split(class_names: Sequence[str]) -> tuple[ImageSet, ImageSet]:
+    """(calibration, held-out) images for a bundle with `class_names`: digits splits or the bundled photos."""
+    from export.data import digits
+
+    if tuple(class_names) != digits.CLASS_NAMES:
+        return bundled_photo_split()
+    return _digits_set("train", DIGITS_CALIBRATION), _digits_set("test", DIGITS_HELD_OUT)
+
+
+def _digits_set(split: str, count: int) -> ImageSet:
+    """The first `count` samples of a digits-benchmark split, with their labels."""
+    from export.data import digits
+
+    samples = [digits.make_sample(split, i) for i in range(count)]
+    return ImageSet(
+        [(f"digits/{split}/{i}", sample.image) for i, sample in enumerate(samples)],
+        f"the first {count} samples of the digits benchmark's {split} split (export/data/digits.py)",
+        [sample.label for sample in samples],
+    )
+
+
+def folder_images(folder: Path) -> ImageSet:
+    """Every image file directly in `folder`, in name order.
+
+    Raises:
+        ValueError: the folder is missing, holds no image, or a file cannot be decoded.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"--calibration-dir {folder} is not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"--calibration-dir {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    images = []
+    for path in files:
+        try:
+            images.append((path.name, load_image(path)))
+        except InputError as error:
+            raise InputError(f"calibration image {path} cannot be read ({error}); remove it or fix it") from error
+    return ImageSet(images, f"folder {folder}")
+
+
+def calibration_images(folder: Path | None, class_names: Sequence[str] = ()) -> ImageSet:
+    """The user's folder, else the default calibration split; logs the count, warns when few."""
+    chosen = folder_images(folder) if folder is not None else default_split(class_names)[0]
+    log.info("INT8 calibration: %d images (%s)", len(chosen.images), chosen.source)
+    if len(chosen.images) < MIN_CALIBRATION_IMAGES:
+        log.warning(
+            "INT8 calibration uses only %d images (fewer than %d): activation ranges may not cover real inputs; "
+            "point --calibration-dir at more images like those the bundle will see",
+            len(chosen.images), MIN_CALIBRATION_IMAGES,
+        )
+    return chosen
+
+
+def anchornet_inputs(pipeline: Pipeline, images: Sequence[Photo], batch: int = 8) -> list[np.ndarray]:
+    """AnchorNet's calibration batches: the images preprocessed and normalized as the Pipeline does."""
+    crops, _ = pipeline.preprocess(image for _, image in images)
+    entry = pipeline.bundle.anchornet
+    return [normalize(crops[s : s + batch], entry.mean, entry.std) for s in range(0, len(crops), batch)]
+
+
+def localized_patches(pipeline: Pipeline, images: Sequence[Photo], batch: int = 8) -> dict[int, np.ndarray]:
+    """The downstream inputs the FP32 `pipeline` produces on `images`: {size: (n, 3, size, size)}.
+
+    Each image goes through the Pipeline's own stages (preprocess, localize,
+    then `anchor_edge.patches`), and LSP runs on the decided class's heatmap of
+    *every* branch, not only the chosen one: every patch size is then
+    calibrated even when one branch wins all images (as with an untrained
+    AnchorNet). Patches are cut at native size from the downstream-normalized
+    network input; the whole crop is the 224 entry.
+    """
+    entry = pipeline.bundle.downstream
+    patches: dict[int, list[np.ndarray]] = {}
+    for start in range(0, len(images), batch):
+        crops, _ = pipeline.preprocess(image for _, image in images[start : start + batch])
+        anchor = pipeline.localize(crops)
+        located = locate(anchor, pipeline.bundle.branches, pipeline.lsp, pipeline.vote_min, every_branch=True)
+        inputs = normalize(crops, entry.mean, entry.std)
+        for size, (_, group) in cut_by_size(inputs, [image.boxes for image in located]).items():
+            patches.setdefault(size, []).extend(group)
+        patches.setdefault(pipeline.bundle.crop, []).extend(inputs)
+    return {size: _evenly_spaced(np.stack(found), MAX_PATCHES_PER_SIZE) for size, found in sorted(patches.items())}
+
+
+def _evenly_spaced(items: np.ndarray, limit: int) -> np.ndarray:
+    if len(items) <= limit:
+        return items
+    return items[np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
+class BatchReader(CalibrationDataReader):
+    """ONNX Runtime's calibration reader over prepared batches of the model's one input."""
+
+    def __init__(self, batches: Sequence[np.ndarray]) -> None:
+        self.batches = list(batches)
+        self._iterator: Iterator[np.ndarray] = iter(self.batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._iterator, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:
+        self._iterator = iter(self.batches)
+
+
+def patch_batches(patches: dict[int, np.ndarray], batch: int = 16) -> list[np.ndarray]:
+    """Split each size's patches into batches (one size per batch, as the Pipeline runs them)."""
+    return [group[s : s + batch] for group in patches.values() for s in range(0, len(group), batch)]

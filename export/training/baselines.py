@@ -1,0 +1,83 @@
+"""Export the accuracy benchmark's baseline classifiers beside the default bundle.
+
+    python -m export.training.baselines      # weights/ -> bundles/default-baselines
+
+The runtime bundle holds one downstream network, the one fine-tuned on
+patches, and its contract stays that simple. The paper's comparisons need
+two more: the same architecture trained on full images (Table 3's
+full-image column, Table 4 without fine-tuning) and one trained on resized
+images (the rescaling baseline). They go into a small directory of their
+own: one ONNX file each (dynamic batch, height and width, output "logits"),
+verified against PyTorch like the bundle's, and baselines.json with their
+normalisation and multiply-adds per size. Only benchmarks/accuracy.py reads it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from anchor_edge.errors import InputError
+from export.bundle.build import CROP, PATCH_SIZES
+from export.models.flops import count_multiply_adds
+from export.graph.onnx_export import export_downstream
+from export.training.downstream import ARCHITECTURE, NORMALIZATION, WEIGHT_FILES, build_downstream
+from export.graph.verify import photo_crops, verify
+
+DEFAULT_OUT = Path("bundles/default-baselines")
+BASELINES = ("full", "resized")
+MANIFEST = "baselines.json"
+
+
+def export_baselines(weights: Path, out: Path, tolerance: float = 1e-3) -> Path:
+    """Export weights/downstream_{full,resized}.pt to out/; returns out/baselines.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    crops = photo_crops(CROP)
+    sizes = [*PATCH_SIZES, CROP]
+    mean, std = NORMALIZATION
+    models = {}
+    for kind in BASELINES:
+        checkpoint = weights / WEIGHT_FILES[kind]
+        if not checkpoint.is_file():
+            raise InputError(f"{checkpoint} is missing; train it with: python -m export.train")
+        module = build_downstream()
+        module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        module.eval()
+        onnx_file = f"downstream_{kind}.onnx"
+        export_downstream(module, out / onnx_file, size=CROP)
+        report = verify(module, out / onnx_file, crops, mean=mean, std=std, sizes=sizes,
+                        top1_output="logits", tolerance=tolerance)
+        models[kind] = {
+            "file": onnx_file,
+            "name": ARCHITECTURE,
+            "weights": f"checkpoint:{checkpoint}",
+            "mean": list(mean),
+            "std": list(std),
+            "multiply_adds": {str(size): count_multiply_adds(module, size) for size in sizes},
+            "verification": report,
+        }
+    manifest = out / MANIFEST
+    manifest.write_text(json.dumps({"models": models}, indent=2) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.training.baselines", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, default=Path("weights"), help="trained weights (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        print(f"wrote {export_baselines(args.weights, args.out)}")
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        print(f"baseline export failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""What every training recipe shares: batches of generated samples, the schedule, the budget, resumable checkpoints.
+
+The recipes must finish within a wall-clock budget on 2 CPU cores,
+survive being stopped, and give the same weights for the same seed when the
+budget does not cut them short. So the data is indexed (batch b of a run is
+always the same samples, `export.data.digits`), the learning rate follows the
+planned step count, and a checkpoint holds everything needed to continue.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anchor_edge.errors import InputError
+from export.data.digits import make_sample, network_input
+from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
+
+
+def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, progress: Any) -> None:
+    """One optimizer step on `loss`, shown on the tqdm progress bar."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    progress.update()
+    progress.set_postfix(loss=f"{loss.item():.3f}")
+
+
+def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, budget: "Budget") -> dict:
+    """What a resumable checkpoint holds: weights, optimizer state, steps taken and seconds spent."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "spent": budget.spent}
+
+
+def pick_device() -> torch.device:
+    """CUDA when there is one (the recipes also run on a GPU), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
+#: AnchorNet's (mean, std) per RGB channel, pixels 0-255; the downstream network has its own.
+IMAGENET: Normalization = (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def to_network_tensor(images_bgr: list[np.ndarray] | np.ndarray, normalization: Normalization = IMAGENET) -> torch.Tensor:
+    """BGR uint8 images (N, H, W, 3) -> float (N, 3, H, W), RGB, (pixel - mean) / std: what the runtime feeds."""
+    mean, std = normalization
+    batch = np.ascontiguousarray(np.stack(images_bgr)[..., ::-1], dtype=np.float32)
+    batch = (batch - np.float32(mean)) / np.float32(std)
+    return torch.from_numpy(batch.transpose(0, 3, 1, 2).copy())
+
+
+def renormalize(images: torch.Tensor, source: Normalization, target: Normalization) -> torch.Tensor:
+    """Inputs normalized for one network -> the same pixels normalized for another."""
+    (source_mean, source_std), (target_mean, target_std) = source, target
+
+    def column(values: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=images.dtype).view(1, 3, 1, 1)
+
+    return (images * column(source_std) + column(source_mean) - column(target_mean)) / column(target_std)
+
+
+def storage_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating-point tensors in float16, on the CPU, for weights/: the committed weights must fit 25 MB.
+
+    Loading casts them back to the network's float32 (`load_state_dict` copies
+    with conversion); the FP16 precision check measured 99 % top-1 agreement
+    for a whole FP16 bundle, so rounding the stored weights costs nothing visible.
+    """
+    return {key: value.detach().cpu().half() if value.is_floating_point() else value.detach().cpu() for key, value in state_dict.items()}
+
+
+def sample_batch(
+    split: str, indices: range | list[int], seed: int, window: int = 224, normalization: Normalization = IMAGENET
+) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Network inputs, labels and the samples themselves for the given sample indices.
+
+    window < 224 cuts from each 224 network input a window x window square
+    that holds the whole digit (seeded per sample): the fully convolutional
+    AnchorNet then trains window^2 / 224^2 of the cost per image, which on a
+    shared 2-core CPU is the difference between seeing the data and not.
+    """
+    samples = [make_sample(split, index, seed) for index in indices]
+    inputs = [network_input(sample.image) for sample in samples]
+    if window < 224:
+        inputs = [_window_around(image, sample.box, window, np.random.default_rng([seed, index, window]))
+                  for image, sample, index in zip(inputs, samples, indices)]
+    images = to_network_tensor(inputs, normalization)
+    labels = torch.tensor([sample.label for sample in samples])
+    return images, labels, samples
+
+
+def _window_around(image: np.ndarray, box: tuple[int, int, int, int], window: int, rng: np.random.Generator) -> np.ndarray:
+    """A random window x window square of the 224 input that contains `box` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 > window or y1 - y0 > window:
+        raise InputError(f"a {window} px window cannot hold a {x1 - x0} x {y1 - y0} box")
+    left = int(rng.integers(max(0, x1 - window), min(x0, image.shape[1] - window) + 1))
+    top = int(rng.integers(max(0, y1 - window), min(y0, image.shape[0] - window) + 1))
+    return image[top : top + window, left : left + window]
+
+
+def learning_rate(step: int, progress: float, peak: float, warmup: int) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay to 2 % of the peak as progress goes 0 -> 1.
+
+    The recipes pass progress = max(steps done / steps planned, budget used),
+    so a run the budget cuts short still ends with a decayed learning rate.
+    """
+    if step < warmup:
+        return float(peak * (step + 1) / warmup)
+    progress = min(1.0, max(0.0, progress))
+    return float(peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress))))  # a float: checkpoints load with weights_only
+
+
+class Budget:
+    """A wall-clock allowance that survives resuming: time spent before is carried in the checkpoint."""
+
+    def __init__(self, minutes: float | None, spent_seconds: float = 0.0) -> None:
+        self.limit = None if minutes is None else minutes * 60.0
+        self.spent_before = spent_seconds
+        self.start = time.monotonic()
+
+    @property
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.start
+
+    def fraction(self) -> float:
+        """Share of the allowance used, 0 without a limit."""
+        return 0.0 if self.limit is None else self.spent / self.limit
+
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.spent >= self.limit
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically (temporary file, then rename), so a stop mid-write never leaves a torn checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The training state saved at `path`, or None when there is none yet."""
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every training entry point shares: where weights and checkpoints go, seed, threads."""
+    parser.add_argument("--out", type=Path, default=Path("weights"), help="where the weights go (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training",
+                        help="checkpoints to resume from (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def apply_recipe_arguments(args: argparse.Namespace) -> None:
+    """Log progress lines with timestamps and set torch's CPU threads, as the shared flags say."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
