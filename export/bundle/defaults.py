@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from export.models.downstream import EFFICIENTNET_LITE0
-from export.training.downstream import ARCHITECTURE
+from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 ANCHORNET_WEIGHTS = WEIGHTS_DIR / "anchornet.pt"
 DOWNSTREAM_WEIGHTS = WEIGHTS_DIR / "downstream_patches.pt"
-#: What export/train.py trains into weights/: the spec must follow the recipe.
-DOWNSTREAM_ARCHITECTURE = ARCHITECTURE
+#: What python -m export.train trains into weights/.
+DOWNSTREAM_ARCHITECTURE = DEFAULT_ARCHITECTURE
 UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
 
 

@@ -30,6 +30,9 @@ from anchor_edge.errors import InputError
 from export.models.checkpoint import load_weights, read_state_dict, strip_data_parallel
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
+#: The architecture of the committed downstream weights (weights/downstream_*.pt):
+#: the training recipe builds it and the default export names it, both from here.
+DEFAULT_ARCHITECTURE = EFFICIENTNET_LITE0
 
 # torchvision's ImageNet normalisation, in 0-255 pixel units.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)

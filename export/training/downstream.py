@@ -41,7 +41,7 @@ from anchor_edge.schema import anchornet_output_names
 from export.models.anchornet import AnchorNet, branch_specs
 from export.models.loading import load_anchornet
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
-from export.models.downstream import EFFICIENTNET_LITE0, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, load_downstream
+from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, load_downstream
 from export.training.common import (
     Budget, IMAGENET, Normalization, add_recipe_arguments, apply_recipe_arguments, learning_rate, load_checkpoint,
     pick_device, renormalize, sample_batch, save_checkpoint, seed_everything, storage_copy, take_step,
@@ -49,7 +49,7 @@ from export.training.common import (
 )
 
 LOG = logging.getLogger("anchor_edge.train")
-ARCHITECTURE = EFFICIENTNET_LITE0
+ARCHITECTURE = DEFAULT_ARCHITECTURE
 #: The downstream network's input normalization (AnchorNet's is ImageNet's).
 NORMALIZATION: Normalization = (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
 KINDS = ("full", "patches", "resized")

@@ -34,3 +34,10 @@ def test_any_flag_keeps_its_old_meaning(weights):
         path.write_bytes(b"x")
     assert resolve_default_weights(None, "resnet50") == (None, "resnet50")
     assert resolve_default_weights(Path("a.pt"), None) == (Path("a.pt"), "efficientnet_lite0")
+
+
+def test_the_defaults_are_the_committed_weights_of_this_checkout():
+    """The module's own location finds weights/ at the repository root, wherever the module sits."""
+    repository = Path(__file__).resolve().parents[2]
+    assert default_weights.ANCHORNET_WEIGHTS == repository / "weights" / "anchornet.pt"
+    assert default_weights.ANCHORNET_WEIGHTS.is_file() and default_weights.DOWNSTREAM_WEIGHTS.is_file()
