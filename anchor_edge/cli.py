@@ -35,10 +35,10 @@ from .lsp import PRESETS
 log = logging.getLogger("anchor_edge")
 
 DEFAULT_BUNDLE = Path("bundles/default")
-#: subcommand -> (checkout module, what to install when it is missing)
+#: subcommand -> (checkout module, the script it stands for, what to install when it is missing)
 CHECKOUT_COMMANDS = {
-    "export": ("export.cli", "pip install -e .[export]"),
-    "bench": ("benchmarks.latency", "pip install -e .[export,bench]"),
+    "export": ("export.cli", "export/to_trt.py", "pip install -e .[export]"),
+    "bench": ("benchmarks.latency", "benchmarks/latency.py", "pip install -e .[export,bench]"),
 }
 
 
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(doctor)
     doctor.set_defaults(handler=_doctor, subparser=doctor)
 
-    for command, script in (("export", "export/to_trt.py"), ("bench", "benchmarks/latency.py")):
+    for command, (_, script, _) in CHECKOUT_COMMANDS.items():
         commands.add_parser(command, add_help=False, help=f"{script}'s options (anchor-edge {command} --help)")
     return parser
 
@@ -138,7 +138,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _run_checkout_command(command: str, argv: list[str]) -> int:
     """Parse `argv` with the checkout script's own parser and run it."""
-    module_name, install = CHECKOUT_COMMANDS[command]
+    module_name, _, install = CHECKOUT_COMMANDS[command]
     try:
         module = _import_from_checkout(module_name)
     except ImportError as error:

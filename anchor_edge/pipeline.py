@@ -238,7 +238,10 @@ class Pipeline:
     def _normalized(self, crops: np.ndarray, role: Role) -> np.ndarray:
         """uint8 RGB crops as `role`'s float32 NCHW input."""
         if crops.dtype != np.uint8:
-            raise InputError(f"expected uint8 RGB crops (N, H, W, 3), got {crops.dtype}; normalized inputs go to run_anchornet / classify_normalized")
+            raise InputError(
+                f"expected uint8 RGB crops (N, H, W, 3), got {crops.dtype}; "
+                "normalized inputs go to run_anchornet / classify_normalized"
+            )
         entry = self.bundle.manifest.models[role]
         return normalize(crops, entry.mean, entry.std)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from anchor_edge.backends.trt_environment import tensorrt_available
 from anchor_edge.errors import AnchorEdgeError
-from anchor_edge.schema import Int8Target, Precision, Role, read_manifest
+from anchor_edge.schema import Int8Target, Pooling, Precision, Preset, Role, read_manifest
 from export.bundle.build import ExportOptions, export_bundle
 from export.bundle.defaults import resolve_default_weights
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
@@ -41,8 +41,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "(default: efficientnet_lite0:weights/downstream_patches.pt with the trained AnchorNet, else efficientnet_lite0)",
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
-    parser.add_argument("--pooling", choices=["gap", "attention"], help="AnchorNet's inference pooling (default: gap)")
-    parser.add_argument("--preset", choices=["visual", "accurate"], default="accurate", help="LSP preset recorded in the bundle")
+    parser.add_argument("--pooling", choices=[p.value for p in Pooling], help="AnchorNet's inference pooling (default: gap)")
+    parser.add_argument("--preset", choices=[p.value for p in Preset], default="accurate", help="LSP preset recorded in the bundle")
     parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
@@ -52,7 +52,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="fp32, fp16 or int8 for both models, or per model: anchornet=fp32,downstream=int8 (default: fp32)",
     )
     precision.add_argument(
-        "--int8-target", choices=["cpu", "tensorrt"], default="cpu",
+        "--int8-target", choices=[t.value for t in Int8Target], default="cpu",
         help="cpu: uint8 activations for ONNX Runtime; tensorrt: symmetric int8, zero point 0 (default: %(default)s)",
     )
     precision.add_argument(
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _precision_flag(text: str) -> dict[str, str]:
+def _precision_flag(text: str) -> dict[Role, Precision]:
     try:
         return parse_precision(text)
     except ValueError as error:  # argparse shows an ArgumentTypeError's own message
@@ -124,10 +124,12 @@ def _precision_summary(out: Path) -> str:
     manifest = read_manifest(out)
     check = manifest.precision
     assert check is not None, "convert_bundle records the check whenever a model changes precision"
-    models = ", ".join(
-        f"{role} {entry.precision}" + (f" (for {entry.int8.target})" if entry.int8 is not None else "")
-        for role, entry in ((role, manifest.models[role]) for role in Role)
-    )
+    described = []
+    for role in Role:
+        entry = manifest.models[role]
+        target = f" (for {entry.int8.target})" if entry.int8 is not None else ""
+        described.append(f"{role} {entry.precision}{target}")
+    models = ", ".join(described)
     return (
         f"precision: {models}; Pipeline top-1 agrees with FP32 on {check.pipeline_top1_agreement:.1%} of "
         f"{check.images} held-out images (max abs diff: AnchorNet probs {check.anchornet_probs.max_abs_diff:.3g}, "

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import enum
-
 from ..bundle import Bundle
 from ..errors import BackendError
 from ..schema import Role
@@ -18,21 +16,9 @@ from .base import Runner, TensorSpec
 
 log = logging.getLogger("anchor_edge")
 
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
-class Backend(str, enum.Enum):
-    """Who runs the models: "auto" picks one of the others and logs why."""
-
-    AUTO = "auto"
-    ONNXRUNTIME = "onnxruntime"
-    TENSORRT = "tensorrt"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-BACKENDS = tuple(backend.value for backend in Backend)
-
-__all__ = ["BACKENDS", "Backend", "Runner", "TensorSpec", "open_runners", "resolve_backend"]
+__all__ = ["BACKENDS", "Runner", "TensorSpec", "open_runners", "resolve_backend"]
 
 
 def resolve_backend(bundle: Bundle, backend: str) -> str:
@@ -76,4 +62,5 @@ def open_runners(bundle: Bundle, backend: str = "auto", *, threads: int | None =
         return TrtRunner.from_bundle(bundle, Role.ANCHORNET), TrtRunner.from_bundle(bundle, Role.DOWNSTREAM)
     from .ort import OrtRunner
 
-    return tuple(OrtRunner(bundle.path(role), threads=threads) for role in Role)  # type: ignore[return-value]
+    anchornet = OrtRunner(bundle.path(Role.ANCHORNET), threads=threads)
+    return anchornet, OrtRunner(bundle.path(Role.DOWNSTREAM), threads=threads)

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..bundle import Bundle, sha256_of
 from ..errors import BackendError, BundleError, InputError
-from .base import Runner, TensorSpec
 from ..schema import Role
+from .base import Runner, TensorSpec
 from .engine_identity import engine_entry, engine_identity, identity_mismatches, identity_of
 from .trt_environment import import_cuda, machine_identity, take_tensorrt_errors, tensorrt_available, tensorrt_logger
 
@@ -121,8 +121,9 @@ def engine_mismatches(bundle: Bundle, role: str) -> list[str]:
         BundleError: when the bundle has no engine record for `role`.
         BackendError: when TensorRT or the GPU is missing.
     """
-    model = bundle.manifest.models[_role(role)]
-    recorded = engine_entry(bundle.manifest, _role(role), source=str(bundle.manifest_path))
+    checked = _role(role)
+    model = bundle.manifest.models[checked]
+    recorded = engine_entry(bundle.manifest, checked, source=str(bundle.manifest_path))
     current = engine_identity(**machine_identity(), onnx_sha256=model.sha256, precision=str(model.precision))
     return identity_mismatches(identity_of(recorded), current)
 

@@ -3,7 +3,7 @@
 The steps, in order: build both PyTorch models (checkpoints loaded with
 `weights_only=True`), export each to ONNX (`onnx_export`), verify each on
 ONNX Runtime against PyTorch on real photos (`verify`), and write bundle.json
-beside them (`bundle_writer`). The whole bundle is staged and swapped in at
+beside them (`staging`). The whole bundle is staged and swapped in at
 the end, so a failure at any step leaves the previous bundle untouched.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from anchor_edge.schema import (
     INPUT_NAME,
     LOGITS_OUTPUT,
     PROBS_OUTPUT,
+    Branch,
     Decision,
     Lsp,
     Manifest,
@@ -92,7 +93,8 @@ def export_bundle(options: ExportOptions) -> Path:
             "UNTRAINED WEIGHTS: %s; the bundle runs but its patches and classes mean nothing",
             "AnchorNet is freshly initialised" if not anchor.trained else f"downstream {downstream.name} is random",
         )
-    output_names = anchornet_output_names(branch_specs(CROP, anchor.module.pooling))
+    branches = branch_specs(CROP, anchor.module.pooling)
+    output_names = anchornet_output_names(branches)
     crops = photo_crops(CROP)
     with staged_bundle(options.out) as staging:
         steps.set_postfix_str("ONNX")
@@ -113,7 +115,7 @@ def export_bundle(options: ExportOptions) -> Path:
         steps.update()
         class_names = downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(num_classes)]
         reports = {Role.ANCHORNET: anchor_report, Role.DOWNSTREAM: downstream_report}
-        write_manifest(staging, _manifest(options, anchor, downstream, class_names, trained, reports))
+        write_manifest(staging, _manifest(options, anchor, downstream, branches, class_names, trained, reports))
         steps.update()
         if options.precision.converts:  # the verified FP32 bundle is the reference (export/precision/convert.py)
             steps.set_postfix_str("precision")
@@ -127,13 +129,13 @@ def _manifest(
     options: ExportOptions,
     anchor: LoadedAnchorNet,
     downstream: Downstream,
+    branches: tuple[Branch, ...],
     class_names: list[str],
     trained: bool,
     verification: dict[Role, Verification],
 ) -> Manifest:
     """bundle.json of the FP32 bundle; sha256s are filled in by `write_manifest` from the files."""
     num_classes = anchor.module.num_classes
-    branches = branch_specs(CROP, anchor.module.pooling)
     map_shapes = {b.map_output: ("batch", num_classes, b.map_size, b.map_size) for b in branches}
     map_shapes |= {b.attention_output: ("batch", 1, b.map_size, b.map_size) for b in branches if b.attention_output}
     anchor_outputs = (Tensor(PROBS_OUTPUT, ("batch", 3, num_classes)),) + tuple(

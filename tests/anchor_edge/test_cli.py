@@ -167,7 +167,7 @@ def test_bench_quick(small_bundle, tmp_path):
 
 
 def test_checkout_commands_need_the_checkout(monkeypatch, capsys):
-    monkeypatch.setitem(cli.CHECKOUT_COMMANDS, "bench", ("benchmarks.no_such_script", "pip install -e .[bench]"))
+    monkeypatch.setitem(cli.CHECKOUT_COMMANDS, "bench", ("benchmarks.no_such_script", "benchmarks/no_such_script.py", "pip install -e .[bench]"))
     assert cli.main(["bench", "--quick"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("anchor-edge bench needs a source checkout with pip install -e .[bench]")
