@@ -1,6 +1,6 @@
 """The `anchor-edge` command: predict, export, bench, doctor.
 
-    anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9]
+    anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9] [--budget 0.5]
     anchor-edge export [the options of python export/to_trt.py]
     anchor-edge bench [the options of python benchmarks/latency.py]
     anchor-edge doctor [--bundle bundles/default]
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--early-exit", type=_threshold, metavar="T",
         help="stop classifying an image's patches once their mean softmax has a class >= T (0: one patch)",
     )
+    predict.add_argument(
+        "--budget", type=float, metavar="B",
+        help="cap each image's downstream multiply-adds at B x the full image's, patches in LSP order",
+    )
     _add_common_flags(predict)
     predict.set_defaults(handler=_predict, subparser=predict)
 
@@ -97,7 +101,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     failures = 0
     names: set[str] = set()
-    with Pipeline.from_bundle(args.bundle, backend=args.backend, preset=args.preset, early_exit=args.early_exit) as pipe:
+    options = dict(backend=args.backend, preset=args.preset, early_exit=args.early_exit, budget=args.budget)
+    with Pipeline.from_bundle(args.bundle, **options) as pipe:
         log.info("bundle %s on %s", args.bundle, pipe.backend)
         for path in tqdm(args.images, unit="image", disable=None if len(args.images) > 1 else True, leave=False):
             try:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backends.trt_environment import machine_identity, tensorrt_available
+from .budget import savings_note
 from .bundle import Bundle, load_bundle
 from .errors import AnchorEdgeError
 from .schema import INPUT_NAME, Role
@@ -67,7 +68,17 @@ def bundle_checks(path: str | Path) -> list[Check]:
     checks = [Check("bundle", True, f"{bundle.root}: {bundle.num_classes} classes, {trained}, checksums match")]
     checks += [_onnx_check(bundle, role) for role in Role]
     checks += _engine_checks(bundle)
+    checks.append(_cost_check(bundle))
     return checks
+
+
+def _cost_check(bundle: Bundle) -> Check:
+    """Whether AnchorNet leaves the downstream anything to save (information: the bundle runs either way)."""
+    full = bundle.downstream.multiply_adds
+    if not isinstance(full, dict) or bundle.crop not in full:
+        return Check("cost", None, "bundle.json records no downstream multiply-adds per size")
+    pays, note = savings_note(int(bundle.anchornet.multiply_adds), full[bundle.crop])
+    return Check("cost", None, note if pays else "WARNING " + note)
 
 
 def runnable(checks: list[Check]) -> bool:

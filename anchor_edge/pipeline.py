@@ -20,6 +20,7 @@ import numpy as np
 
 from .backends import open_runners
 from .backends.base import Runner
+from .budget import check_budget, patch_costs, within_budget
 from .bundle import Bundle, load_bundle
 from .early_exit import check_threshold, classify_until_confident
 from .errors import InputError
@@ -56,6 +57,7 @@ class Pipeline:
         vote_min: int,
         max_batch: int = 64,
         early_exit: float | None = None,
+        budget: float | None = None,
     ) -> None:
         missing = [b.receptive_field for b in bundle.branches if b.receptive_field not in lsp]
         if missing:
@@ -71,6 +73,12 @@ class Pipeline:
         self.vote_min = vote_min
         self.max_batch = max_batch
         self.early_exit = check_threshold(early_exit)
+        self._patch_costs: dict[int, int] = {}
+        self._full_cost = 0
+        if budget is not None:
+            sizes = [b.receptive_field for b in bundle.branches]
+            self._patch_costs, self._full_cost = patch_costs(bundle.downstream.multiply_adds, sizes, bundle.crop)
+        self.budget = check_budget(budget, self._patch_costs, self._full_cost)
         self._map_outputs = [b.map_output for b in bundle.branches]
         self._attention_outputs = [b.attention_output for b in bundle.branches if b.attention_output]
 
@@ -85,6 +93,7 @@ class Pipeline:
         threads: int | None = None,
         max_batch: int = 64,
         early_exit: float | None = None,
+        budget: float | None = None,
     ) -> "Pipeline":
         """Load a bundle and open its two models on a backend.
 
@@ -103,6 +112,10 @@ class Pipeline:
                 image's patches in LSP order and stops once the running mean of
                 their softmaxes has a class probability >= T (0: one patch per
                 image; above 1: the same as None). See anchor_edge/early_exit.py.
+            budget: None takes every LSP patch; a share b of the downstream's
+                full-image multiply-adds caps each image's patches at b x that
+                cost, taken in LSP order (with early_exit too: whichever stops
+                first). See anchor_edge/budget.py.
 
         Raises:
             BundleError: the bundle is missing, malformed or fails its checksums.
@@ -120,6 +133,7 @@ class Pipeline:
             vote_min=bundle.vote_min if vote_min is None else vote_min,
             max_batch=max_batch,
             early_exit=early_exit,
+            budget=budget,
         )
 
     @property
@@ -149,6 +163,8 @@ class Pipeline:
         decisions = decide_all(anchor, self.vote_min)
         clock.lap("decision")
         boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp)
+        if self.budget is not None:
+            boxes = within_budget(boxes, self._patch_costs, self.budget * self._full_cost)
         clock.lap("lsp")
         downstream_inputs = anchornet_inputs if self._shared_normalization else self._normalized(crops, Role.DOWNSTREAM)
         normalizing_ms = clock.restart()  # preparing the downstream's input counts as cutting patches
