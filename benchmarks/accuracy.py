@@ -12,7 +12,8 @@ resized-trained, same architecture) come from `python -m export.training.baselin
 (bundles/default-baselines) and run on the same ONNX Runtime runner.
 
 Reported: top-1 of the full image, of the patches under each LSP preset
-(and the `accurate` preset's patches with early exit at a few thresholds), of
+(and the `accurate` preset's patches with early exit at a few thresholds,
+and under a few cost budgets, alone and with early exit), of
 the input resized to each patch size, and of one patch per image at each
 size (the Table 4 analog); downstream multiply-adds per image for each
 (AnchorNet's are reported apart, as in the paper); images and patches per
@@ -33,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from anchor_edge.backends.ort import OrtRunner
-from anchor_edge.bundle import load_bundle
+from anchor_edge.budget import patch_costs, within_budget
+from anchor_edge.bundle import Bundle, load_bundle
 from anchor_edge.early_exit import classify_until_confident
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.lsp import PRESETS
@@ -41,7 +43,16 @@ from anchor_edge.patches import cut_by_size, decide_all, select_all
 from anchor_edge.pipeline import Pipeline, softmax
 from anchor_edge.preprocess import normalize
 from anchor_edge.schema import INPUT_NAME, LOGITS_OUTPUT
-from benchmarks.accuracy_report import EARLY_EXIT_THRESHOLDS, early_exit_key, summarize, table, write_chart
+from benchmarks.accuracy_report import (
+    BUDGET_EARLY_EXIT,
+    BUDGETS,
+    EARLY_EXIT_THRESHOLDS,
+    budget_key,
+    early_exit_key,
+    summarize,
+    table,
+    write_chart,
+)
 from export.data.digits import SCALE_FIELDS, make_sample
 
 DEFAULT_BUNDLE = Path("bundles/default")
@@ -75,6 +86,7 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
                     row["first_box"] = [int(v) for v in image_boxes[0]]
             if name == "accurate":
                 _early_exits(rows, pipe, down_in, boxes, bundle.num_classes)
+                _budgets(rows, pipe, down_in, boxes, bundle)
         _classify(rows, "full_bundle", main.downstream, down_in)
         _classify(rows, "full", base["full"], base_in)
         for branch, size in enumerate(SCALE_FIELDS):
@@ -97,6 +109,22 @@ def _early_exits(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: l
         key = early_exit_key(threshold)
         used = classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes)
         for row, image_boxes, probs in zip(rows, boxes, used):
+            row[key] = int(probs.sum(0).argmax())
+            row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
+
+
+def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], bundle: Bundle) -> None:
+    """The preset's patches under each benchmarked budget, alone and with early exit (anchor_edge/budget.py)."""
+    costs, full = patch_costs(bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop)
+    for budget in BUDGETS:
+        capped = within_budget(boxes, costs, budget * full)
+        key = budget_key(budget)
+        for row, image_boxes, probs in zip(rows, capped, pipe.classify_normalized(down_in, capped)):
+            row[key] = int(probs.sum(0).argmax())
+            row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes]
+        key = budget_key(budget, BUDGET_EARLY_EXIT)
+        used = classify_until_confident(pipe.classify_normalized, down_in, capped, BUDGET_EARLY_EXIT, bundle.num_classes)
+        for row, image_boxes, probs in zip(rows, capped, used):
             row[key] = int(probs.sum(0).argmax())
             row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anchor_edge.budget import savings_note
 from anchor_edge.schema import Manifest
 from export.data.digits import SCALE_FIELDS
 
@@ -20,8 +21,18 @@ PRESET_NAMES = ("visual", "accurate")
 EARLY_EXIT_THRESHOLDS = (0.5, 0.8, 0.95)
 
 
+#: Cost budgets (shares of the full image's downstream multiply-adds) benchmarked on the `accurate` preset's patches,
+#: alone and with early exit at BUDGET_EARLY_EXIT.
+BUDGETS = (0.3, 0.4, 0.55, 0.75, 1.0)
+BUDGET_EARLY_EXIT = 0.8
+
+
 def early_exit_key(threshold: float) -> str:
     return f"early_exit_{threshold:g}"
+
+
+def budget_key(budget: float, early_exit: float | None = None) -> str:
+    return f"budget_{budget:g}" + ("" if early_exit is None else f"_{early_exit_key(early_exit)}")
 
 
 def summarize(records: Sequence[dict], manifest: Manifest, baselines: Mapping) -> dict:
@@ -49,6 +60,10 @@ def summarize(records: Sequence[dict], manifest: Manifest, baselines: Mapping) -
     for threshold in EARLY_EXIT_THRESHOLDS:
         key = early_exit_key(threshold)
         methods.append(method(f"patches, accurate, early exit at {threshold:g}", key, patch_cost(key)))
+    for budget in BUDGETS:
+        methods.append(method(f"patches, accurate, budget {budget:g}", budget_key(budget), patch_cost(budget_key(budget))))
+        key = budget_key(budget, BUDGET_EARLY_EXIT)
+        methods.append(method(f"patches, accurate, budget {budget:g} + early exit {BUDGET_EARLY_EXIT:g}", key, patch_cost(key)))
     for size in SCALE_FIELDS:
         methods.append(method(f"resized to {size} (resized-trained)", f"resized_{size}", resized_cost[size]))
         methods.append(method(f"one patch of {size} (patch-tuned)", f"one_patch_{size}", ours[size]))
@@ -95,6 +110,7 @@ def summarize(records: Sequence[dict], manifest: Manifest, baselines: Mapping) -
             "top1_decided_class": round(100.0 * float(np.mean([r["anchor_class"] == r["label"] for r in records])), 2),
             "multiply_adds": anchornet.multiply_adds,
             "multiply_adds_over_full": round(anchornet.multiply_adds / full_cost, 4),
+            "savings": savings_note(int(anchornet.multiply_adds), ours[manifest.preprocess.crop])[1],
         },
         "methods": methods,
         "table4": table4,
@@ -111,6 +127,7 @@ def table(report: Mapping) -> str:
     lines = [
         f"{report['images']} test images; bundle trained: {report['trained']}; AnchorNet pooling: {report['pooling']}; "
         f"AnchorNet's own decided-class top-1 {report['anchornet']['top1_decided_class']:.2f} %",
+        report["anchornet"]["savings"],
         "",
         f"{'method':<48} {'top-1 %':>8} {'MACs (M)':>10} {'x full':>7}",
     ]
@@ -147,10 +164,13 @@ def write_chart(path: Path, report: Mapping) -> None:
     figure, axes = plt.subplots(figsize=(8, 5))
     methods = report["methods"]
     early_exit_label = "accurate preset, early exit at " + " / ".join(f"{t:g}" for t in EARLY_EXIT_THRESHOLDS)
+    budgets = " / ".join(f"{b:g}" for b in BUDGETS)
     for prefix, colour, marker, label in (("resized_", "tab:blue", "v", "resized to 63 / 95 / 111"),
                                           ("one_patch_", "tab:green", "^", "one localized patch of 63 / 95 / 111"),
-                                          ("early_exit_", "tab:orange", "o", early_exit_label)):
-        series = [m for m in methods if m["key"].startswith(prefix) and m["top1"] is not None]
+                                          ("early_exit_", "tab:orange", "o", early_exit_label),
+                                          ("budget_", "tab:purple", "D", f"accurate preset, budget {budgets}"),
+                                          ("budget+exit", "tab:pink", "d", f"budget {budgets} + early exit {BUDGET_EARLY_EXIT:g}")):
+        series = [m for m in methods if _in_series(m["key"], prefix) and m["top1"] is not None]
         axes.plot([m["multiply_adds"] / 1e6 for m in series], [m["top1"] for m in series], color=colour, marker=marker, label=label)
     for m in methods:
         if m["key"].startswith(("full", "patches_")) and m["top1"] is not None:
@@ -166,6 +186,15 @@ def write_chart(path: Path, report: Mapping) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _in_series(key: str, prefix: str) -> bool:
+    """Whether a method belongs to a chart series; "budget+exit" is the budgets with early exit."""
+    if prefix == "budget+exit":
+        return key.startswith("budget_") and "early_exit" in key
+    if prefix == "budget_":
+        return key.startswith("budget_") and "early_exit" not in key
+    return key.startswith(prefix)
 
 
 def _text(value: float | None) -> str:

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from anchor_edge import Pipeline  # noqa: E402
 from anchor_edge.backends import BACKENDS  # noqa: E402
+from anchor_edge.budget import savings_note  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
 from anchor_edge.lsp import PRESETS  # noqa: E402
 from benchmarks import items, report  # noqa: E402
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             "results": [],
         }
         for label, info in result["bundles"].items():
+            print(report.bundle_line(label, info))
             print(report.cost_table(label, info["costs"]))
         for batch_size in args.batch_sizes:
             measured = {}
@@ -160,6 +162,8 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
         "downstream": bundle.downstream.name,
         "trained": bundle.trained,
         "anchornet_weights": bundle.anchornet.weights,
+        "downstream_weights": bundle.downstream.weights,
+        "savings": savings_note(int(bundle.anchornet.multiply_adds), bundle.downstream.multiply_adds[bundle.crop])[1],
         "num_classes": bundle.num_classes,
         "preset": preset or bundle.preset,
         "precision": {"anchornet": bundle.anchornet.precision.value, "downstream": bundle.downstream.precision.value},

@@ -108,6 +108,14 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def bundle_line(label: str, info: dict) -> str:
+    """Which downstream the bundle runs, whether its weights mean anything, and whether the method can pay on it."""
+    weights = info["downstream_weights"]
+    if weights == "random":
+        weights = "RANDOM weights: a latency bundle, its predictions mean nothing"
+    return f"{label}: downstream {info['downstream']} ({weights}); {info['savings']}"
+
+
 def cost_table(label: str, costs: dict) -> str:
     """Patches and multiply-adds per image, as measured on the benchmark photos."""
     patches = costs["patches_per_image"]

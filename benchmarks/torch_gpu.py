@@ -32,10 +32,10 @@ from anchor_edge.preprocess import normalize, resize_and_crop
 from anchor_edge.schema import anchornet_output_names
 from benchmarks.measure import interleaved, paired_ratio, summarize
 from benchmarks.report import environment
-from export.models.anchornet import branch_specs
-from export.models.loading import load_anchornet
-from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
 from export.data.photos import real_photos
+from export.models.anchornet import branch_specs
+from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
+from export.models.loading import load_anchornet
 
 LABEL = "PyTorch CUDA, not TensorRT"
 
