@@ -28,6 +28,14 @@ backgrounds only, the rest train backgrounds only.
 
 Every sample is a pure function of (split, index, seed): sample i has class
 i % 10 and scale (i // 10) % 3, so any 30 consecutive samples are balanced.
+
+Training only (docs/method.md §7): train backgrounds are augmented (colour,
+rotation, blur, noise, a second photo blended in), because 16 training photos
+are few and unseen test photos cost AnchorNet most of its errors; and
+`easy=True` gives the contrast curriculum's easy sample (white ink on a
+darkened photo), which lets weakly supervised training leave chance at once.
+Both draw from their own seeded generator, so the test split's bytes do not
+depend on them.
 """
 from __future__ import annotations
 
@@ -104,8 +112,11 @@ def photos(split: str) -> tuple[tuple[str, np.ndarray], ...]:
     return tuple(chosen)
 
 
-def make_sample(split: str, index: int, seed: int = 0) -> Sample:
+def make_sample(split: str, index: int, seed: int = 0, *, easy: bool = False) -> Sample:
     """Generate sample `index` of `split`; the same arguments give the same bytes on every machine.
+
+    easy: the curriculum's variant of the same sample (same digit, place and
+    size): white ink on the photo darkened to a third. Training split only.
 
     Example:
         >>> sample = make_sample("test", 7)
@@ -115,6 +126,8 @@ def make_sample(split: str, index: int, seed: int = 0) -> Sample:
     _check_split(split)
     if index < 0:
         raise InputError(f"index must be >= 0, got {index}")
+    if easy and split != "train":
+        raise InputError("easy samples are a training curriculum: only the 'train' split has them")
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     label, scale = index % NUM_CLASSES, (index // NUM_CLASSES) % len(SCALE_FIELDS)
     candidates = digit_indices(split)[label]
@@ -122,11 +135,17 @@ def make_sample(split: str, index: int, seed: int = 0) -> Sample:
     photo_name, photo = photos(split)[rng.integers(len(photos(split)))]
 
     image = _background(photo, rng)
+    if split == "train":
+        image = _augmented(image, np.random.default_rng([seed, SPLITS.index(split), index, AUGMENTATION_STREAM]))
+    if easy:
+        image = (image // 3).astype(np.uint8)
     alpha, (height, width) = _digit_alpha(_digits()[0][digit_index], rng.integers(DIGIT_SIDES[scale][0], DIGIT_SIDES[scale][1] + 1))
     y0 = NETWORK_OFFSET + int(rng.integers(NETWORK_SIZE - height + 1))
     x0 = NETWORK_OFFSET + int(rng.integers(NETWORK_SIZE - width + 1))
     region = image[y0 : y0 + height, x0 : x0 + width].astype(np.float32)
     colour = _contrasting_colour(region, rng)
+    if easy:
+        colour = np.full(3, 255.0, np.float32)
     weight = alpha[:, :, None]
     image[y0 : y0 + height, x0 : x0 + width] = np.rint(region * (1 - weight) + colour * weight).astype(np.uint8)
 
@@ -160,6 +179,33 @@ def _background(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     interpolation = cv2.INTER_AREA if side > IMAGE_SIZE else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
     return np.ascontiguousarray(crop[:, ::-1]) if rng.random() < 0.5 else crop
+
+
+#: Seed stream of the training backgrounds' augmentation, apart from the sample's own draws.
+AUGMENTATION_STREAM = 1
+
+
+def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A training background varied in ways the test photos differ from the training ones.
+
+    Always a colour gain and offset per channel; sometimes a rotation by a
+    multiple of 90 degrees, grey, a second training photo blended in, blur,
+    or sensor noise. Test backgrounds are never augmented.
+    """
+    result = image.astype(np.float32) * rng.uniform(0.6, 1.4, size=3) + rng.uniform(-40, 40, size=3)
+    if rng.random() < 0.5:
+        result = np.rot90(result, int(rng.integers(1, 4)))
+    if rng.random() < 0.2:
+        result = np.repeat(result.mean(2, keepdims=True), 3, axis=2)
+    if rng.random() < 0.3:
+        _, other = photos("train")[rng.integers(len(photos("train")))]
+        share = rng.uniform(0.3, 0.7)
+        result = (1 - share) * result + share * _background(other, rng).astype(np.float32)
+    if rng.random() < 0.2:
+        result = cv2.GaussianBlur(np.ascontiguousarray(result), (0, 0), float(rng.uniform(0.5, 2.0)))
+    if rng.random() < 0.2:
+        result = result + rng.normal(0.0, rng.uniform(3, 12), size=result.shape)
+    return np.ascontiguousarray(np.clip(np.rint(result), 0, 255).astype(np.uint8))
 
 
 def _digit_alpha(pixels: np.ndarray, longer_side: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -227,12 +227,16 @@ class TrainingOutputs(NamedTuple):
 
     attention_logits: sum over space of F*S (the paper's training output);
     gap_logits: plain spatial mean of F (the inference output, docs/method.md §1: supervise
-    it too in short runs); aux_logits: the auxiliary FC on c~.
+    it too in short runs); aux_logits: the auxiliary FC on c~. logit_maps and
+    attention_maps: each branch's F (N, C, H, W) and S (N, 1, H, W), for the
+    optional box supervision.
     """
 
     attention_logits: Tensor
     gap_logits: Tensor
     aux_logits: Tensor
+    logit_maps: tuple[Tensor, ...]
+    attention_maps: tuple[Tensor, ...]
 
 
 class AnchorNet(nn.Module):
@@ -296,13 +300,16 @@ class AnchorNet(nn.Module):
     def training_outputs(self, x: Tensor) -> TrainingOutputs:
         """All three logit sets for the training losses (paper section 3.2, docs/method.md §1)."""
         head_features = self.head(self.stem(x))
-        attention_logits, gap_logits, aux_logits = [], [], []
+        attention_logits, gap_logits, aux_logits, logit_maps, attention_maps = [], [], [], [], []
         for branch in self.branches:
             features, logit_map = branch(head_features)
             s, channel_features = branch.attention(features)
             attention_logits.append((logit_map * s).sum((2, 3)))
             gap_logits.append(logit_map.mean((2, 3)))
             aux_logits.append(branch.attention.aux_classifier(channel_features))
+            logit_maps.append(logit_map)
+            attention_maps.append(s)
         return TrainingOutputs(
-            torch.stack(attention_logits, 1), torch.stack(gap_logits, 1), torch.stack(aux_logits, 1)
+            torch.stack(attention_logits, 1), torch.stack(gap_logits, 1), torch.stack(aux_logits, 1),
+            tuple(logit_maps), tuple(attention_maps),
         )

@@ -13,13 +13,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from anchor_edge.errors import InputError
-from export.data.digits import make_sample, network_input
+from export.data.source import DIGITS, DataSource, LabelledImage
 from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -75,34 +75,79 @@ def storage_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {key: value.detach().cpu().half() if value.is_floating_point() else value.detach().cpu() for key, value in state_dict.items()}
 
 
+class Batch(NamedTuple):
+    """Network inputs (N, 3, S, S), labels (N,), the samples (`LabelledImage`, boxes in input coordinates when known)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    samples: list[LabelledImage]
+
+    def boxes(self) -> torch.Tensor:
+        """(N, 4) float boxes (x0, y0, x1, y1) of the inputs' objects; the source must have boxes."""
+        return torch.tensor([sample.box for sample in self.samples], dtype=torch.float32)
+
+    def scales(self) -> torch.Tensor:
+        """(N,) natural branch of each object; the source must have boxes."""
+        return torch.tensor([sample.scale for sample in self.samples])
+
+
 def sample_batch(
-    split: str, indices: range | list[int], seed: int, window: int = 224, normalization: Normalization = IMAGENET
-) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Network inputs, labels and the samples themselves for the given sample indices.
+    split: str,
+    indices: range | list[int],
+    seed: int,
+    window: int = 224,
+    normalization: Normalization = IMAGENET,
+    easy_share: float = 0.0,
+    source: DataSource = DIGITS,
+) -> Batch:
+    """Network inputs, labels and the samples themselves for the given sample indices of `source`.
 
     window < 224 cuts from each 224 network input a window x window square
-    that holds the whole digit (seeded per sample): the fully convolutional
-    AnchorNet then trains window^2 / 224^2 of the cost per image, which on a
-    shared 2-core CPU is the difference between seeing the data and not.
+    that holds the whole object (seeded per sample; the source must have
+    boxes): the fully convolutional AnchorNet then trains window^2 / 224^2 of
+    the cost per image, which on a shared 2-core CPU is the difference
+    between seeing the data and not. easy_share: the chance that a sample is
+    the curriculum's easy variant (`is_easy`); training split only.
     """
-    samples = [make_sample(split, index, seed) for index in indices]
-    inputs = [network_input(sample.image) for sample in samples]
+    samples = [source.sample(split, index, seed, easy=is_easy(index, seed, easy_share)) for index in indices]
     if window < 224:
-        inputs = [_window_around(image, sample.box, window, np.random.default_rng([seed, index, window]))
-                  for image, sample, index in zip(inputs, samples, indices)]
-    images = to_network_tensor(inputs, normalization)
+        samples = [_window_around(sample, window, np.random.default_rng([seed, index, window])) for sample, index in zip(samples, indices)]
+    images = to_network_tensor([sample.image for sample in samples], normalization)
     labels = torch.tensor([sample.label for sample in samples])
-    return images, labels, samples
+    return Batch(images, labels, samples)
 
 
-def _window_around(image: np.ndarray, box: tuple[int, int, int, int], window: int, rng: np.random.Generator) -> np.ndarray:
-    """A random window x window square of the 224 input that contains `box` (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = box
+#: Seed stream of the curriculum's easy-or-not draw, apart from the samples' own.
+CURRICULUM_STREAM = 7
+
+
+def is_easy(index: int, seed: int, easy_share: float) -> bool:
+    """Whether training sample `index` is drawn easy, at this point of the curriculum: a pure function of its arguments."""
+    return easy_share > 0 and bool(np.random.default_rng([seed, index, CURRICULUM_STREAM]).random() < easy_share)
+
+
+def easy_share(progress: float) -> float:
+    """The contrast curriculum: all samples easy for the first 5 % of training, tapering linearly to none at 15 %.
+
+    docs/method.md §1: with the benchmark's random contrast from the start,
+    weakly supervised training sat at chance for hundreds of steps; easy
+    samples first lift it at once, and the rest of training is on the real
+    distribution.
+    """
+    return float(np.clip((0.15 - progress) / 0.10, 0.0, 1.0))
+
+
+def _window_around(sample: LabelledImage, window: int, rng: np.random.Generator) -> LabelledImage:
+    """A random window x window square of the sample's 224 input that contains its box, the box moved with it."""
+    if sample.box is None:
+        raise InputError(f"a {window} px training window needs the object's box; this source has none (train at 224)")
+    image, (x0, y0, x1, y1) = sample.image, sample.box
     if x1 - x0 > window or y1 - y0 > window:
         raise InputError(f"a {window} px window cannot hold a {x1 - x0} x {y1 - y0} box")
     left = int(rng.integers(max(0, x1 - window), min(x0, image.shape[1] - window) + 1))
     top = int(rng.integers(max(0, y1 - window), min(y0, image.shape[0] - window) + 1))
-    return image[top : top + window, left : left + window]
+    crop = image[top : top + window, left : left + window]
+    return sample._replace(image=crop, box=(x0 - left, y0 - top, x1 - left, y1 - top))
 
 
 def learning_rate(step: int, progress: float, peak: float, warmup: int) -> float:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from export.models.anchornet import AnchorNet
-from export.data.digits import network_input
+from export.data.digits import make_sample, network_input
+from export.data.source import LabelledImage
 from export.training.anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
 from export.training.downstream import NORMALIZATION, WEIGHT_FILES, build_downstream, localized_patches, train_downstream
 from export.training.common import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
@@ -18,8 +19,9 @@ def test_downstream_inputs_renormalized_for_anchornet_are_anchornets_own_inputs(
     assert NORMALIZATION != IMAGENET
     torch.testing.assert_close(renormalize(for_downstream, NORMALIZATION, IMAGENET), for_anchornet, atol=1e-5, rtol=0)
     # EfficientNet-Lite's (pixel - 127) / 128 by hand, for one pixel of the first image (BGR sample, RGB tensor)
-    sample = sample_batch("train", [0], seed=0)[2][0]
-    b, g, r = network_input(sample.image)[10, 20].astype(float)
+    sample = sample_batch("train", [0], seed=0).samples[0]
+    assert np.array_equal(sample.image, network_input(make_sample("train", 0).image))
+    b, g, r = sample.image[10, 20].astype(float)
     assert for_downstream[0, :, 10, 20].tolist() == pytest.approx([(r - 127) / 128, (g - 127) / 128, (b - 127) / 128], abs=1e-6)
 
 
@@ -107,10 +109,12 @@ def test_budget_carries_time_spent_before_a_resume():
 
 
 @pytest.mark.parametrize("box", [(0, 0, 40, 50), (120, 100, 224, 204), (60, 10, 160, 110)])
-def test_training_window_holds_the_whole_digit(box):
+def test_training_window_holds_the_whole_digit_and_moves_its_box(box):
     image = np.arange(224 * 224 * 3, dtype=np.int64).reshape(224, 224, 3)
     for seed in range(5):
-        window = _window_around(image, box, 128 if box[2] - box[0] <= 128 else 160, np.random.default_rng(seed))
-        top, left = divmod(int(window[0, 0, 0]) // 3, 224)
-        side = window.shape[0]
+        sample = LabelledImage(image, 0, box, 0)
+        window = _window_around(sample, 128 if box[2] - box[0] <= 128 else 160, np.random.default_rng(seed))
+        top, left = divmod(int(window.image[0, 0, 0]) // 3, 224)
+        side = window.image.shape[0]
         assert left <= box[0] and box[2] <= left + side and top <= box[1] and box[3] <= top + side
+        assert window.box == (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
