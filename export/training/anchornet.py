@@ -4,9 +4,17 @@ Loss, per branch B63, B95, B111, all on the image's label: cross-entropy of
 the paper's training output softmax(sum F*S) (attention pooling), of plain
 GAP(F) (the inference output; docs/method.md §1 measured that a short run which
 only supervises the S-weighted output leaves GAP at 75-87 %), and of the
-attention branch's auxiliary FC. At the end both poolings are measured on
-held-out samples through the runtime's decision rule, and the checkpoint
-records the better one (GAP on a tie: the paper's inference).
+attention branch's auxiliary FC. With `box_supervision` (the default recipe
+for the digits benchmark; a documented deviation from the paper,
+`export.training.box_supervision`) the generator's boxes also supervise S and
+F, and the attention output of branches other than the object's natural one
+is trained on smoothed labels.
+
+The data follows a contrast curriculum (`export.training.common.easy_share`):
+easy samples only at first, none after 15 % of training. At the end both
+poolings are measured through the runtime's decision rule on held-out test
+photos and on training photos, and the checkpoint records the better
+pooling on test (GAP on a tie: the paper's inference).
 """
 from __future__ import annotations
 
@@ -20,11 +28,23 @@ from torch import nn
 from tqdm import tqdm
 
 from anchor_edge.decision import decide
+from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
-from export.data.digits import CLASS_NAMES, NUM_CLASSES
+from export.training.box_supervision import box_loss, branch_targets, soft_cross_entropy
 from export.training.common import (
-    Budget, add_recipe_arguments, apply_recipe_arguments, learning_rate, load_checkpoint, pick_device, sample_batch,
-    save_checkpoint, seed_everything, storage_copy, take_step, training_state
+    Budget,
+    add_recipe_arguments,
+    apply_recipe_arguments,
+    easy_share,
+    learning_rate,
+    load_checkpoint,
+    pick_device,
+    sample_batch,
+    save_checkpoint,
+    seed_everything,
+    storage_copy,
+    take_step,
+    training_state,
 )
 
 LOG = logging.getLogger("anchor_edge.train")
@@ -32,20 +52,39 @@ LOG = logging.getLogger("anchor_edge.train")
 AUX_WEIGHT = 0.5
 PEAK_LR = 2e-3
 WARMUP_STEPS = 50
-#: The first part of training sees `window_size` crops holding the digit (half the
-#: cost of 224 at 160); the rest sees the full 224 input, as at inference, so GAP
-#: learns to ignore a 224 input's larger share of background.
-SMALL_WINDOW_SHARE = 0.8
+#: The first part of training sees `window_size` crops holding the digit (a third of
+#: the cost of 224 at 128); the rest sees the full 224 input, as at inference, so
+#: the poolings learn to ignore a 224 input's larger share of background.
+SMALL_WINDOW_SHARE = 0.9
 
 
-def anchornet_loss(model: AnchorNet, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum over the three branches of CE(attention) + CE(GAP) + AUX_WEIGHT * CE(aux)."""
+def anchornet_loss(
+    model: AnchorNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    boxes: torch.Tensor | None = None,
+    natural_branch: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sum over the three branches of CE(attention) + CE(GAP) + AUX_WEIGHT * CE(aux), plus the box terms when boxes are given.
+
+    With boxes (and each sample's natural branch), the attention term's
+    targets are `branch_targets` (hard on the natural branch, smoothed on the
+    others) and `box_loss` is added.
+    """
     outputs = model.training_outputs(images)
+    attention_targets = None
+    if boxes is not None:
+        attention_targets = branch_targets(labels, natural_branch, outputs.gap_logits.shape[-1])
     loss = images.new_zeros(())
     for branch in range(outputs.gap_logits.shape[1]):
-        loss = loss + nn.functional.cross_entropy(outputs.attention_logits[:, branch], labels)
+        if attention_targets is None:
+            loss = loss + nn.functional.cross_entropy(outputs.attention_logits[:, branch], labels)
+        else:
+            loss = loss + soft_cross_entropy(outputs.attention_logits[:, branch], attention_targets[:, branch])
         loss = loss + nn.functional.cross_entropy(outputs.gap_logits[:, branch], labels)
         loss = loss + AUX_WEIGHT * nn.functional.cross_entropy(outputs.aux_logits[:, branch], labels)
+    if boxes is not None:
+        loss = loss + box_loss(outputs, labels, boxes, natural_branch)
     return loss
 
 
@@ -58,12 +97,15 @@ def train_anchornet(
     seed: int = 0,
     work_dir: Path,
     eval_images: int = 300,
-    window_size: int = 160,
+    window_size: int = 128,
+    box_supervision: bool = True,
+    source: DataSource = DIGITS,
 ) -> dict:
     """Train, checkpointing to work_dir (resumes from it), and write out/anchornet.pt; returns the pooling report."""
     seed_everything(seed)
     device = pick_device()
-    model = AnchorNet(num_classes=NUM_CLASSES).to(device).to(memory_format=torch.channels_last)
+    box_supervision = box_supervision and source.has_boxes
+    model = AnchorNet(num_classes=len(source.class_names)).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, weight_decay=1e-4)
     checkpoint_path = work_dir / "anchornet_state.pt"
     state = load_checkpoint(checkpoint_path)
@@ -75,16 +117,21 @@ def train_anchornet(
         step, budget = state["step"], Budget(budget_minutes, state["spent"])
         LOG.info("resuming AnchorNet at step %d (%.0f s spent)", step, state["spent"])
 
-    total_steps = images // batch_size
+    total_steps = max(1, -(-images // batch_size))  # batches for `images`, rounded up
     model.train()
     progress = tqdm(total=total_steps, initial=step, desc="AnchorNet", unit="batch", mininterval=10)
     while step < total_steps and not budget.exhausted():
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), PEAK_LR, WARMUP_STEPS)
         progress_fraction = max(step / total_steps, budget.fraction())
-        window = window_size if progress_fraction < SMALL_WINDOW_SHARE else 224
-        x, y, _ = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), seed, window)
-        loss = anchornet_loss(model, x.to(device).contiguous(memory_format=torch.channels_last), y.to(device))
+        window = window_size if progress_fraction < SMALL_WINDOW_SHARE and source.has_boxes else 224
+        easy = easy_share(progress_fraction) if source.has_easy else 0.0
+        batch = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source)
+        images = batch.images.to(device).contiguous(memory_format=torch.channels_last)
+        if box_supervision:
+            loss = anchornet_loss(model, images, batch.labels.to(device), batch.boxes().to(device), batch.scales().to(device))
+        else:
+            loss = anchornet_loss(model, images, batch.labels.to(device))
         take_step(optimizer, loss, progress)
         step += 1
         if step % 50 == 0 or step == total_steps:
@@ -93,34 +140,63 @@ def train_anchornet(
     progress.close()
     save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
 
-    report = measure_poolings(model, eval_images, seed)
+    report = measure_poolings(model, eval_images, seed, source=source)
     pooling = "attention" if report["attention"] > report["gap"] else "gap"
-    report.update(pooling=pooling, steps=step, images_seen=step * batch_size, seconds=round(budget.spent))
+    on_training_photos = measure_poolings(model, eval_images, seed, split="train", source=source)
+    report.update(
+        pooling=pooling, train_photos=on_training_photos, steps=step, images_seen=step * batch_size,
+        seconds=round(budget.spent), box_supervision=box_supervision,
+    )
     LOG.info("AnchorNet: %s", report)
     model = model.to("cpu").to(memory_format=torch.contiguous_format)
     state_dict = {key: value.contiguous() for key, value in storage_copy(model.state_dict()).items()}
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out / "anchornet.pt",
-        {"state_dict": state_dict, "num_classes": NUM_CLASSES, "pooling": pooling, "class_names": list(CLASS_NAMES), "trained": True},
+        {
+            "state_dict": state_dict, "num_classes": len(source.class_names), "pooling": pooling,
+            "class_names": list(source.class_names), "trained": True,
+        },
     )
     return report
 
 
+#: Data seed of the training-photo evaluation, apart from the samples trained on.
+TRAIN_EVAL_SEED_OFFSET = 5000
+
+
 @torch.no_grad()
-def measure_poolings(model: AnchorNet, count: int, seed: int, batch_size: int = 50) -> dict:
-    """Top-1 of the decided class (docs/method.md §3, vote_min 2) on `count` test samples, per pooling."""
+def measure_poolings(
+    model: AnchorNet, count: int, seed: int, batch_size: int = 50, split: str = HELD_OUT, source: DataSource = DIGITS
+) -> dict:
+    """Top-1 of the decided class (docs/method.md §3, vote_min 2) on `count` samples of `split`, per pooling.
+
+    Also "branch_by_scale" (attention pooling): row s counts the images of
+    scale s whose decided branch was B63, B95, B111, where the source knows
+    scales. On "train" the samples come from another seed than training's: for
+    the digits, new placements on the training photos.
+    """
+    count = min(count, source.count(split) or count)
     model.eval()
     device = next(model.parameters()).device
     hits = {"gap": 0, "attention": 0}
+    branch_by_scale = np.zeros((3, 3), int)
+    data_seed = seed if split == HELD_OUT else seed + TRAIN_EVAL_SEED_OFFSET
     for start in range(0, count, batch_size):
-        x, y, _ = sample_batch("test", range(start, min(count, start + batch_size)), seed)
-        outputs = model.training_outputs(x.to(device).contiguous(memory_format=torch.channels_last))
+        batch = sample_batch(split, range(start, min(count, start + batch_size)), data_seed, source=source)
+        outputs = model.training_outputs(batch.images.to(device).contiguous(memory_format=torch.channels_last))
         for name, logits in (("gap", outputs.gap_logits), ("attention", outputs.attention_logits)):
             probs = logits.softmax(-1).cpu().numpy().astype(np.float64)
-            hits[name] += sum(decide(p)[0] == label for p, label in zip(probs, y.tolist()))
+            decisions = [decide(p) for p in probs]
+            hits[name] += sum(label == label_decided for (label_decided, _), label in zip(decisions, batch.labels.tolist()))
+            if name == "attention":
+                for (_, branch), sample in zip(decisions, batch.samples):
+                    if sample.scale is not None:
+                        branch_by_scale[sample.scale, branch] += 1
     model.train()
-    return {name: round(100.0 * value / count, 2) for name, value in hits.items()}
+    report: dict = {name: round(100.0 * value / count, 2) for name, value in hits.items()}
+    report["branch_by_scale"] = branch_by_scale.tolist()
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,12 +205,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=40_000, help="training images to plan the schedule for")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--budget-minutes", type=float, default=None)
-    parser.add_argument("--window", type=int, default=160, help="input side in the first 80 %% of training (224: always full)")
+    parser.add_argument("--window", type=int, default=128, help="input side in the first 90 %% of training (224: always full)")
+    parser.add_argument("--no-box-supervision", dest="box_supervision", action="store_false",
+                        help="image-level labels only, as in the paper")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     train_anchornet(
         args.out, images=args.images, batch_size=args.batch_size, budget_minutes=args.budget_minutes,
-        seed=args.seed, work_dir=args.work_dir, window_size=args.window,
+        seed=args.seed, work_dir=args.work_dir, window_size=args.window, box_supervision=args.box_supervision,
     )
 
 
