@@ -38,14 +38,27 @@ from anchor_edge.errors import InputError
 from anchor_edge.lsp import PRESETS
 from anchor_edge.patches import cut_by_size, locate
 from anchor_edge.schema import anchornet_output_names
-from export.models.anchornet import AnchorNet, branch_specs
-from export.models.loading import load_anchornet
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
+from export.data.source import DIGITS, DataSource
+from export.models.anchornet import AnchorNet, branch_specs
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, load_downstream
+from export.models.loading import load_anchornet
 from export.training.common import (
-    Budget, IMAGENET, Normalization, add_recipe_arguments, apply_recipe_arguments, learning_rate, load_checkpoint,
-    pick_device, renormalize, sample_batch, save_checkpoint, seed_everything, storage_copy, take_step,
-    training_state
+    IMAGENET,
+    Budget,
+    Normalization,
+    add_recipe_arguments,
+    apply_recipe_arguments,
+    learning_rate,
+    load_checkpoint,
+    pick_device,
+    renormalize,
+    sample_batch,
+    save_checkpoint,
+    seed_everything,
+    storage_copy,
+    take_step,
+    training_state,
 )
 
 LOG = logging.getLogger("anchor_edge.train")
@@ -65,9 +78,9 @@ SMALL_WINDOW_SHARE = 0.7
 SEED_OFFSET = {"full": 1000, "patches": 2000, "resized": 3000}
 
 
-def build_downstream() -> nn.Module:
-    """EfficientNet-Lite0 with its ImageNet backbone and a new 10-class head."""
-    return load_downstream(ARCHITECTURE, num_classes=NUM_CLASSES).module
+def build_downstream(num_classes: int = NUM_CLASSES) -> nn.Module:
+    """EfficientNet-Lite0 with its ImageNet backbone and a new head (10 classes for the digits)."""
+    return load_downstream(ARCHITECTURE, num_classes=num_classes).module
 
 
 def resized_batch(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -109,6 +122,7 @@ def train_downstream(
     budget_minutes: float | None = None,
     seed: int = 0,
     work_dir: Path,
+    source: DataSource = DIGITS,
 ) -> int:
     """Train one downstream `kind`, checkpointing to work_dir (resumes), and write out/downstream_<kind>.pt.
 
@@ -119,7 +133,7 @@ def train_downstream(
         raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
     seed_everything(seed)
     device = pick_device()
-    model = build_downstream()
+    model = build_downstream(len(source.class_names))
     anchornet = None
     if kind == "patches":
         model.load_state_dict(torch.load(out / WEIGHT_FILES["full"], map_location="cpu", weights_only=True))
@@ -135,15 +149,17 @@ def train_downstream(
         step, budget = state["step"], Budget(budget_minutes, state["spent"])
         LOG.info("resuming downstream %s at step %d", kind, step)
 
-    total_steps = images // batch_size
+    total_steps = max(1, -(-images // batch_size))  # batches for `images`, rounded up
     data_seed = seed + SEED_OFFSET[kind]
     model.train()
     progress = tqdm(total=total_steps, initial=step, desc=f"downstream {kind}", unit="batch", mininterval=10)
     while step < total_steps and not budget.exhausted():
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), PEAK_LR[kind], WARMUP_STEPS)
-        window = FULL_WINDOW if kind == "full" and max(step / total_steps, budget.fraction()) < SMALL_WINDOW_SHARE else 224
-        x, y, _ = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), data_seed, window, NORMALIZATION)
+        early = max(step / total_steps, budget.fraction()) < SMALL_WINDOW_SHARE
+        window = FULL_WINDOW if kind == "full" and early and source.has_boxes else 224
+        indices = range(step * batch_size, (step + 1) * batch_size)
+        x, y, _ = sample_batch("train", indices, data_seed, window, NORMALIZATION, source=source)
         loss = _step_loss(kind, model, anchornet, x, y, step, device)
         take_step(optimizer, loss, progress)
         step += 1

@@ -1,0 +1,138 @@
+"""A user's own labelled images: one subfolder per class, optionally split into train/ and a held-out set.
+
+Layouts (class names are the subfolder names, sorted; files with an image
+suffix are taken, others ignored):
+
+    DIR/<class>/*.jpg                      every 5th file of each class (sorted by name) is held out
+    DIR/train/<class>/*.jpg + DIR/val/<class>/*.jpg   (or test/ instead of val/): the split as given
+
+Images are read once with the runtime's own decoder (`anchor_edge.preprocess`),
+so what trains is what the bundle will see; an image that cannot be read is
+reported and left out, never a crash hours into training. Training samples
+are a random 224 crop of the runtime's 256 x 256 square, randomly mirrored;
+held-out samples are exactly the runtime's centre crop.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from anchor_edge.errors import InputError
+from anchor_edge.preprocess import load_image, resize_and_crop
+from export.data.source import HELD_OUT, TRAIN, LabelledImage
+
+LOG = logging.getLogger("anchor_edge.train")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Without a given split, file j (sorted by name) of a class is held out when j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1.
+HELD_OUT_EVERY = 5
+HELD_OUT_FOLDERS = ("val", "test")
+RESIZE_SHORT, CROP = 256, 224
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """The labelled files of a folder, per split; a DataSource (export.data.source)."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: dict[str, tuple[tuple[Path, int], ...]]
+    has_boxes = False
+    has_easy = False
+
+    @classmethod
+    def open(cls, root: str | Path) -> "ImageFolder":
+        """Find the classes and files under `root`, read every image once, and keep those that decode.
+
+        Raises:
+            InputError: no such folder, fewer than two classes, or a class (or split) left without images.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError(f"--data {root} is not a folder; give one subfolder of images per class")
+        held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
+        if (root / TRAIN).is_dir() and held_out is not None:
+            class_names = _class_names(root / TRAIN)
+            files = {TRAIN: _labelled(root / TRAIN, class_names), HELD_OUT: _labelled(held_out, class_names)}
+        else:
+            class_names = _class_names(root)
+            every = _labelled(root, class_names)
+            files = {TRAIN: [], HELD_OUT: []}
+            for label in range(len(class_names)):
+                members = [item for item in every if item[1] == label]
+                for j, item in enumerate(members):
+                    files[HELD_OUT if j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 else TRAIN].append(item)
+        readable = {split: tuple(_readable(items, split)) for split, items in files.items()}
+        for split, items in readable.items():
+            empty = [class_names[c] for c in range(len(class_names)) if not any(label == c for _, label in items)]
+            if empty:
+                raise InputError(f"{root}: no readable {split} images for class(es) {empty}; each class needs at least "
+                                 f"{HELD_OUT_EVERY} images, or give train/ and val/ folders")
+        return cls(root, class_names, readable)
+
+    def count(self, split: str) -> int:
+        return len(self._files(split))
+
+    def sample(self, split: str, index: int, seed: int = 0, *, easy: bool = False) -> LabelledImage:
+        """Sample `index` of `split`: training indices walk a seeded permutation of the files, one epoch per pass."""
+        if easy:
+            raise InputError("a folder of images has no easy curriculum samples")
+        files = self._files(split)
+        epoch, position = divmod(index, len(files))
+        order = np.random.default_rng([seed, epoch]).permutation(len(files)) if split == TRAIN else np.arange(len(files))
+        path, label = files[int(order[position])]
+        image = _square(path)
+        if split != TRAIN:
+            top, left = (image.shape[0] - CROP) // 2, (image.shape[1] - CROP) // 2
+            return LabelledImage(np.ascontiguousarray(image[top : top + CROP, left : left + CROP]), label)
+        rng = np.random.default_rng([seed, index])
+        top = int(rng.integers(image.shape[0] - CROP + 1))
+        left = int(rng.integers(image.shape[1] - CROP + 1))
+        crop = image[top : top + CROP, left : left + CROP]
+        return LabelledImage(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop), label)
+
+    def _files(self, split: str) -> tuple[tuple[Path, int], ...]:
+        if split not in self.files:
+            raise InputError(f"split must be one of {sorted(self.files)}, got {split!r}")
+        return self.files[split]
+
+
+def _class_names(folder: Path) -> tuple[str, ...]:
+    names = tuple(sorted(child.name for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")))
+    if len(names) < 2:
+        raise InputError(f"{folder} has {len(names)} class folder(s); give one subfolder of images per class, at least two")
+    return names
+
+
+def _labelled(folder: Path, class_names: tuple[str, ...]) -> list[tuple[Path, int]]:
+    items = []
+    for label, name in enumerate(class_names):
+        class_folder = folder / name
+        if not class_folder.is_dir():
+            raise InputError(f"{folder} has no folder for class {name!r}, which {folder.parent / TRAIN} has")
+        items += [(path, label) for path in sorted(class_folder.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    return items
+
+
+def _readable(items: list[tuple[Path, int]], split: str) -> list[tuple[Path, int]]:
+    """The items whose image decodes; the others are logged by name and left out."""
+    kept = []
+    for path, label in tqdm(items, desc=f"reading {split} images", unit="image", mininterval=5, leave=False):
+        try:
+            _square(path)
+        except InputError as error:
+            LOG.warning("left out %s: %s", path, error)
+            continue
+        kept.append((path, label))
+    return kept
+
+
+@functools.lru_cache(maxsize=4096)
+def _square(path: Path) -> np.ndarray:
+    """The runtime's 256 x 256 square of the image (docs/method.md §8), BGR; its centre 224 is the network input."""
+    rgb, _ = resize_and_crop(load_image(path), RESIZE_SHORT, RESIZE_SHORT)
+    return np.ascontiguousarray(rgb[:, :, ::-1])

@@ -1,0 +1,100 @@
+"""Training on a user's own folder: the layouts, the held-out split, unreadable files, and one command to a bundle."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from anchor_edge import Pipeline
+from anchor_edge.errors import InputError
+from export.data.folder import ImageFolder
+from export.data.source import HELD_OUT, TRAIN
+
+
+def write_class_folders(root, photos, per_class: int = 5, names=("astronaut", "coffee")):
+    """Class folders of real photo crops: class k is crops of the k-th named photo."""
+    by_name = dict(photos)
+    rng = np.random.default_rng(0)
+    for name in names:
+        photo = by_name[name]
+        (root / name).mkdir(parents=True)
+        for j in range(per_class):
+            side = int(rng.integers(200, min(photo.shape[:2])))
+            y, x = (int(rng.integers(photo.shape[k] - side + 1)) for k in (0, 1))
+            cv2.imwrite(str(root / name / f"{j:02d}.jpg"), photo[y : y + side, x : x + side])
+    return root
+
+
+def test_every_fifth_file_of_a_class_is_held_out(tmp_path, photos):
+    folder = ImageFolder.open(write_class_folders(tmp_path / "data", photos, per_class=10))
+    assert folder.class_names == ("astronaut", "coffee")
+    assert folder.count(TRAIN) == 16 and folder.count(HELD_OUT) == 4
+    held = [path.name for path, _ in folder.files[HELD_OUT]]
+    assert held == ["04.jpg", "09.jpg", "04.jpg", "09.jpg"]
+    assert {label for _, label in folder.files[HELD_OUT]} == {0, 1}
+
+
+def test_given_train_and_val_folders_are_the_split(tmp_path, photos):
+    write_class_folders(tmp_path / "data" / "train", photos, per_class=3)
+    write_class_folders(tmp_path / "data" / "val", photos, per_class=1)
+    folder = ImageFolder.open(tmp_path / "data")
+    assert folder.count(TRAIN) == 6 and folder.count(HELD_OUT) == 2
+
+
+def test_a_held_out_sample_is_the_runtimes_centre_crop_and_training_crops_vary(tmp_path, photos):
+    from anchor_edge.preprocess import load_image, resize_and_crop
+
+    folder = ImageFolder.open(write_class_folders(tmp_path / "data", photos))
+    path, label = folder.files[HELD_OUT][0]
+    sample = folder.sample(HELD_OUT, 0)
+    runtime, _ = resize_and_crop(load_image(path))
+    assert sample.label == label and sample.box is None
+    assert np.array_equal(sample.image[:, :, ::-1], runtime)
+    first, again = folder.sample(TRAIN, 3, seed=1), folder.sample(TRAIN, 3, seed=1)
+    assert np.array_equal(first.image, again.image) and first.image.shape == (224, 224, 3)
+    # one epoch visits every training file once
+    assert sorted(folder.sample(TRAIN, i).label for i in range(folder.count(TRAIN))) == sorted(label for _, label in folder.files[TRAIN])
+
+
+def test_unreadable_files_are_left_out_and_bad_folders_refused(tmp_path, photos, caplog):
+    root = write_class_folders(tmp_path / "data", photos, per_class=6)
+    (root / "coffee" / "broken.jpg").write_bytes(b"not a jpeg")
+    (root / "coffee" / "notes.txt").write_text("ignored: not an image suffix")
+    folder = ImageFolder.open(root)
+    assert all(path.name != "broken.jpg" for path, _ in folder.files[TRAIN] + folder.files[HELD_OUT])
+    assert "broken.jpg" in caplog.text
+    with pytest.raises(InputError, match="not a folder"):
+        ImageFolder.open(tmp_path / "missing")
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    with pytest.raises(InputError, match="at least two"):
+        ImageFolder.open(tmp_path / "one")
+    sparse = write_class_folders(tmp_path / "sparse", photos, per_class=3)
+    with pytest.raises(InputError, match="no readable test images"):
+        ImageFolder.open(sparse)
+
+
+def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
+    from export.train import main
+
+    data = write_class_folders(tmp_path / "data", photos)
+    out, bundle = tmp_path / "weights", tmp_path / "bundle"
+    code = main(["--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--bundle", str(bundle),
+                 "--scale", "0.001", "--threads", "1"])
+    assert code == 0
+    report = json.loads((out / "training_report.json").read_text())
+    assert set(report) == {"anchornet", "full", "patches"} and report["anchornet"]["box_supervision"] is False
+    assert report["anchornet"]["steps"] == 2  # 40 planned images at batch 32, rounded up
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["class_names"] == ["astronaut", "coffee"] and manifest["trained"] is True
+    with Pipeline.from_bundle(bundle, backend="onnxruntime", threads=1) as pipe:
+        prediction = pipe(dict(photos)["astronaut"])
+    assert prediction.label in ("astronaut", "coffee") and len(prediction.boxes) >= 1
+
+
+def test_train_refuses_a_bad_folder_with_exit_code_one(tmp_path, capsys):
+    from export.train import main
+
+    assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "w")]) == 1
+    assert "not a folder" in capsys.readouterr().err
