@@ -98,3 +98,17 @@ def test_train_refuses_a_bad_folder_with_exit_code_one(tmp_path, capsys):
 
     assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "w")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_the_digits_folder_reads_back_with_its_labels(tmp_path):
+    from export.data.digits import make_sample
+    from export.data.digits_folder import write_folder
+
+    write_folder(tmp_path / "digits", train=20, test=10)
+    folder = ImageFolder.open(tmp_path / "digits")
+    assert folder.class_names == tuple(str(d) for d in range(10))
+    assert folder.count(TRAIN) == 20 and folder.count(HELD_OUT) == 10
+    # held-out sample i is test sample i (class i % 10), and its image is the runtime's crop of it
+    sample = folder.sample(HELD_OUT, 3)
+    assert sample.label == 3
+    assert np.array_equal(sample.image, make_sample("test", 3).image[16:240, 16:240])
