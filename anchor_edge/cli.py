@@ -1,6 +1,7 @@
 """The `anchor-edge` command: predict, export, bench, doctor.
 
     anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9] [--budget 0.5]
+    anchor-edge predict clip.mp4 | 0 | rtsp://... [--save-vis out.mp4] [--json] [--every N] [--batch N] [--smooth ema]
     anchor-edge export [the options of python export/to_trt.py]
     anchor-edge bench [the options of python benchmarks/latency.py]
     anchor-edge doctor [--bundle bundles/default]
@@ -26,11 +27,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .backends import BACKENDS
 from .early_exit import check_threshold
 from .errors import AnchorEdgeError, InputError
 from .lsp import PRESETS
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 log = logging.getLogger("anchor_edge")
 
@@ -64,13 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    predict = commands.add_parser("predict", help="classify images with a bundle")
-    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict = commands.add_parser("predict", help="classify images, a video, a camera or a stream with a bundle")
+    predict.add_argument(
+        "images", nargs="+", metavar="SOURCE",
+        help="image files; or one video file, image folder or glob, camera index, rtsp/http URL or GStreamer pipeline",
+    )
     _add_bundle_option(predict)
     predict.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
     predict.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
-    predict.add_argument("--save-vis", type=Path, metavar="DIR", help="write a PNG of boxes and heatmap per image")
+    predict.add_argument("--save-vis", type=Path, metavar="PATH",
+                         help="a folder: one PNG of boxes and heatmap per image; for a stream, a .mp4/.avi annotated video")
     predict.add_argument(
         "--early-exit", type=_threshold, metavar="T",
         help="stop classifying an image's patches once their mean softmax has a class >= T (0: one patch)",
@@ -79,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", type=float, metavar="B",
         help="cap each image's downstream multiply-adds at B x the full image's, patches in LSP order",
     )
+    stream = predict.add_argument_group("streams (a video, camera, URL, pipeline or image folder)")
+    stream.add_argument("--every", type=_positive, default=1, metavar="N", help="classify every N-th frame of a file")
+    stream.add_argument("--batch", type=_positive, default=1, metavar="N", help="frames of a file per batch (throughput)")
+    stream.add_argument("--smooth", choices=("ema", "window"), help="average class probabilities over recent frames")
     _add_common_flags(predict)
     predict.set_defaults(handler=_predict, subparser=predict)
 
@@ -93,36 +106,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+    from .sources import is_stream_source
+
+    options = dict(backend=args.backend, preset=args.preset, early_exit=args.early_exit, budget=args.budget)
+    with Pipeline.from_bundle(args.bundle, **options) as pipe:
+        log.info("bundle %s on %s", args.bundle, pipe.backend)
+        if len(args.images) == 1 and is_stream_source(args.images[0]):
+            from .stream_cli import run_stream
+
+            return run_stream(pipe, args)
+        return _predict_images(pipe, [Path(image) for image in args.images], args)
+
+
+def _predict_images(pipe: "Pipeline", paths: list[Path], args: argparse.Namespace) -> int:
+    """Classify image files one by one; a file that fails is reported and the rest go on."""
     from tqdm import tqdm
 
     from . import visualize
-    from .pipeline import Pipeline
     from .preprocess import load_image
 
     failures = 0
     names: set[str] = set()
-    options = dict(backend=args.backend, preset=args.preset, early_exit=args.early_exit, budget=args.budget)
-    with Pipeline.from_bundle(args.bundle, **options) as pipe:
-        log.info("bundle %s on %s", args.bundle, pipe.backend)
-        for path in tqdm(args.images, unit="image", disable=None if len(args.images) > 1 else True, leave=False):
-            try:
-                image = load_image(path)
-                prediction = pipe(image)
-            except AnchorEdgeError as error:
-                failures += 1
-                _fail(error, args.debug)
-                continue
-            if args.json:
-                tqdm.write(json.dumps({"image": str(path), **prediction.to_dict()}))
-            else:
-                tqdm.write(
-                    f"{path}: {prediction.label} (class {prediction.class_id}) score {prediction.score:.3f} "
-                    f"branch B{prediction.branch} patches {len(prediction.boxes)}"
-                )
-            if args.save_vis:
-                name = _unique_name(path.stem, names)
-                written = visualize.save(args.save_vis / f"{name}.png", image, prediction, pipe.bundle.class_names)
-                log.info("wrote %s", written)
+    for path in tqdm(paths, unit="image", disable=None if len(paths) > 1 else True, leave=False):
+        try:
+            image = load_image(path)
+            prediction = pipe(image)
+        except AnchorEdgeError as error:
+            failures += 1
+            _fail(error, args.debug)
+            continue
+        if args.json:
+            tqdm.write(json.dumps({"image": str(path), **prediction.to_dict()}))
+        else:
+            tqdm.write(
+                f"{path}: {prediction.label} (class {prediction.class_id}) score {prediction.score:.3f} "
+                f"branch B{prediction.branch} patches {len(prediction.boxes)}"
+            )
+        if args.save_vis:
+            name = _unique_name(path.stem, names)
+            written = visualize.save(args.save_vis / f"{name}.png", image, prediction, pipe.bundle.class_names)
+            log.info("wrote %s", written)
     return 1 if failures else 0
 
 
@@ -185,6 +209,13 @@ def _import_from_checkout(module_name: str) -> ModuleType:
         sys.modules[package] = module
         spec.loader.exec_module(module)
     return importlib.import_module(module_name)
+
+
+def _positive(text: str) -> int:
+    """--every and --batch: a usage error (exit 2) unless an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"needs an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def _threshold(text: str) -> float | None:

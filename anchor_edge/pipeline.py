@@ -29,6 +29,8 @@ from .patches import cut_by_size, decide_all, select_all, select_boxes
 from .prediction import Prediction
 from .preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
 from .schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT, Role
+from .sources import FrameSource
+from .stream import Smoothing, Stream, open_stream
 
 log = logging.getLogger("anchor_edge")
 
@@ -290,6 +292,41 @@ class Pipeline:
             timings=dict(timings),
             attention=attention,
         )
+
+    def stream(
+        self,
+        source: "str | int | Path | FrameSource",
+        *,
+        every: int = 1,
+        batch: int = 1,
+        smoothing: Smoothing | None = None,
+        reconnects: int = 5,
+    ) -> Stream:
+        """Classify a video file, camera, RTSP/HTTP stream, GStreamer pipeline or image folder, frame by frame.
+
+        Args:
+            source: a camera index, a URL, a GStreamer pipeline ("... ! appsink"),
+                an image folder or glob, a video file, or an open FrameSource
+                (anchor_edge/sources.py).
+            every: classify every n-th frame of a recorded source.
+            batch: consecutive frames of a recorded source per `predict_batch`
+                call (throughput); live sources always take the newest frame alone.
+            smoothing: a `Smoothing` to average class distributions over recent frames; None is off.
+            reconnects: tries to reopen a lost live source before the stream ends in a SourceError.
+
+        Returns:
+            A Stream: iterate it for StreamResult objects; `.stats` holds frames/s,
+            dropped frames and latency; use it in a `with` block (or call
+            `close()`) to release the source.
+
+        Raises:
+            SourceError: the source cannot be opened (missing file, bad URL, unreadable codec).
+
+        Example:
+            >>> with pipe.stream("clip.mp4", batch=8) as frames:
+            ...     labels = [result.prediction.label for result in frames]
+        """
+        return open_stream(self, source, every=every, batch=batch, smoothing=smoothing, reconnects=reconnects)
 
     def close(self) -> None:
         """Release both models' backend resources."""

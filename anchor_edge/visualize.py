@@ -83,11 +83,36 @@ def render(image: ImageLike, prediction: Prediction, class_names: Sequence[str] 
     return np.vstack([top, row])
 
 
+def annotate(frame: np.ndarray, prediction: Prediction, label: str | None = None, fps: float | None = None) -> np.ndarray:
+    """A copy of a video frame, same size, with the heatmap, numbered boxes, label, score and frames/s drawn on it.
+
+    For video out (`anchor-edge predict clip.mp4 --save-vis out.mp4`), where
+    every frame must keep the input's size; `render` is the still picture with
+    a legend. `label` defaults to the prediction's (pass a smoothed one to show it).
+    """
+    picture = np.ascontiguousarray(frame).copy()
+    if len(prediction.boxes):
+        _blend_heatmap(picture, prediction, 1.0)
+        _draw_boxes(picture, prediction.boxes_original)
+    text = f"{label or prediction.label} {prediction.score:.2f}  B{prediction.branch}"
+    if fps is not None:
+        text += f"  {fps:.1f} frames/s"
+    (width, height), _ = cv2.getTextSize(text, _FONT, 0.6, 1)
+    cv2.rectangle(picture, (0, 0), (width + 10, height + 12), (255, 255, 255), cv2.FILLED)
+    cv2.putText(picture, text, (5, height + 5), _FONT, 0.6, _TEXT, 1, cv2.LINE_AA)
+    return picture
+
+
 def save(path: str | Path, image: ImageLike, prediction: Prediction, class_names: Sequence[str] | None = None) -> Path:
     """Render and write a PNG to `path` (parent folders are created); returns the path."""
+    return write_png(path, render(image, prediction, class_names))
+
+
+def write_png(path: str | Path, picture: np.ndarray) -> Path:
+    """Write a BGR picture as PNG (parent folders are created); returns the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), render(image, prediction, class_names), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+    if not cv2.imwrite(str(out), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"OpenCV could not write {out}; use a .png path in a writable folder")
     return out
 

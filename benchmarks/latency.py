@@ -4,6 +4,7 @@
     python benchmarks/latency.py --bundle bundles/resnet50 --json out/latency.json --png out/latency.png
     python benchmarks/latency.py --bundle bundles/int8 --bundle bundles/fp32   # two bundles, interleaved
     python benchmarks/latency.py --quick                          # seconds, for smoke tests
+    python benchmarks/latency.py --video clip.mp4                 # stream figures: frames/s, latency p50/p99
 
 Per batch size, every item runs once per round (pipeline, full image,
 resized, for each bundle), so drift on a shared machine hits all alike; see
@@ -33,6 +34,7 @@ from anchor_edge.lsp import PRESETS  # noqa: E402
 from benchmarks import items, report  # noqa: E402
 from benchmarks.costs import cost_accounting  # noqa: E402
 from benchmarks.measure import interleaved  # noqa: E402
+from benchmarks.stream import stream_figures, stream_table  # noqa: E402
 
 DEFAULT_BUNDLE = Path("bundles/default")
 QUICK = {"warmup": 0.2, "seconds": 0.5}
@@ -54,6 +56,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads per model (default: all cores)")
     parser.add_argument("--images", type=Path, metavar="DIR",
                         help="folder of photos (default: the real photos bundled with scikit-image and scikit-learn)")
+    parser.add_argument("--video", type=Path, metavar="FILE",
+                        help="instead of photos: stream figures over this video (frames/s, latency p50/p99) per batch size")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every number of the table, with the environment")
     parser.add_argument("--png", type=Path, metavar="PATH", help="write the per-stage chart (needs matplotlib)")
     parser.add_argument("--note", help="free text stored in the JSON environment, e.g. 'background training job on both cores'")
@@ -96,7 +100,13 @@ def run(args: argparse.Namespace) -> int:
         for label, info in result["bundles"].items():
             print(report.bundle_line(label, info))
             print(report.cost_table(label, info["costs"]))
-        for batch_size in args.batch_sizes:
+        if args.video is not None:
+            result["stream"] = {"video": str(args.video), "bundles": {}}
+            for label, pipe in pipelines.items():
+                figures = stream_figures(pipe, args.video, args.batch_sizes)
+                result["stream"]["bundles"][label] = figures
+                print(stream_table(label, figures))
+        for batch_size in args.batch_sizes if args.video is None else ():
             measured = {}
             for label, pipe in pipelines.items():
                 measured[f"{label}:{report.PIPELINE}"] = items.pipeline_item(pipe)

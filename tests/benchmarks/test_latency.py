@@ -115,6 +115,28 @@ def test_quick_run_writes_a_complete_consistent_report(small_bundle, tmp_path, c
         assert all(v > 0 for v in result["pipeline_versus_first_bundle_paired"]["small'"].values())
 
 
+def test_video_mode_reports_stream_figures_per_batch_size(small_bundle, photos, tmp_path, capsys):
+    import cv2
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (256, 192))
+    for _, image in photos[:5]:
+        writer.write(cv2.resize(image, (256, 192)))
+    writer.release()
+    out = tmp_path / "stream.json"
+    argv = ["--bundle", str(small_bundle), "--video", str(video), "--batch-sizes", "1", "4", "--threads", "1", "--json", str(out)]
+    assert latency.main(argv) == 0
+    assert "stream over the video" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["results"] == []  # the photo benchmark does not run in video mode
+    figures = report["stream"]["bundles"]["small"]
+    assert set(figures) == {"1", "4"}
+    for stats in figures.values():
+        assert stats["frames"] == 5 and stats["dropped"] == 0 and stats["errors"] == 0
+        assert stats["frames_per_s"] == pytest.approx(5 / stats["seconds"], rel=1e-2)
+        assert 0 < stats["latency_ms_p50"] <= stats["latency_ms_p99"]
+
+
 def test_bad_budget_is_a_usage_error(small_bundle):
     assert latency.main(["--bundle", str(small_bundle), "--iterations", "1"]) == 2
 
