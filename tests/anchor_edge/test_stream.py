@@ -44,11 +44,12 @@ def photo_video(photos, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_video(tmp_path_factory):
-    from export.data.digits import make_sample
+    from export.data import digits_video
 
-    samples = [make_sample("test", i) for i in range(10)]
-    path = write_video(tmp_path_factory.mktemp("video") / "digits.mp4", [s.image for s in samples])
-    return path, [s.label for s in samples]
+    path = tmp_path_factory.mktemp("video") / "digits.mp4"
+    labels = digits_video.write_video(path, 10, fps=10.0)
+    assert labels == list(range(10)) and json.loads(path.with_suffix(".json").read_text())["labels"] == labels
+    return path, labels
 
 
 @pytest.fixture(scope="module")
