@@ -124,7 +124,17 @@ def test_doctor_reports_the_environment_and_the_bundle(small_bundle):
     assert f"onnxruntime        {onnxruntime.__version__}" in report
     assert re.search(r"^ok   anchornet\.onnx .*inputs \[224\]", report, re.MULTILINE)
     assert re.search(r"^ok   downstream\.onnx .*inputs \[63, 95, 111\]", report, re.MULTILINE)
-    assert re.search(r"^\s+tensorrt ", report, re.MULTILINE)
+    from anchor_edge.backends.trt_environment import tensorrt_available
+
+    available, reason = tensorrt_available()
+    if available:
+        assert re.search(r"^ok   tensorrt ", report, re.MULTILINE)
+    else:
+        assert re.search(r"^\s+tensorrt +not available \(", report, re.MULTILINE) and reason.split(";")[0] in report
+    # the cost line: this bundle's AnchorNet against resnet18's full image (0.40 G of 1.82 G multiply-adds)
+    bundle = load_bundle(small_bundle)
+    share = bundle.anchornet.multiply_adds / bundle.downstream.multiply_adds[224]
+    assert re.search(rf"^\s+cost +AnchorNet costs {share:.2f}x the downstream's full image", report, re.MULTILINE)
     assert report.rstrip().endswith("can run here")
 
 
@@ -163,7 +173,16 @@ def test_bench_quick(small_bundle, tmp_path):
         "bench", "--quick", "--bundle", small_bundle, "--batch-sizes", "1", "--threads", "1", "--json", report, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    assert report.is_file() and json.loads(report.read_text())
+    written = json.loads(report.read_text())
+    ((label, info),) = written["bundles"].items()
+    assert label == "small" and info["sha256"]["anchornet"] == load_bundle(small_bundle).anchornet.sha256
+    ((batch),) = written["results"]
+    assert batch["batch_size"] == 1 and batch["rounds"] >= 2
+    ratio = batch["ratios"]["small"]
+    items = batch["items"]
+    p50 = {kind: items[f"small:{kind}"]["wall"]["p50"] for kind in ("pipeline", "full_image")}
+    assert ratio["pipeline_over_full_p50"] == pytest.approx(p50["pipeline"] / p50["full_image"])
+    assert f"pipeline/full image {ratio['pipeline_over_full_p50']:.3f} (p50)" in result.stdout
 
 
 def test_checkout_commands_need_the_checkout(monkeypatch, capsys):

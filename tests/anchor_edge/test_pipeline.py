@@ -138,9 +138,22 @@ def test_bad_images_raise_input_error_naming_the_position(pipe, photos, bad):
         pipe.predict_batch([photos[0][1], bad])
 
 
-def test_tiny_and_extreme_images_give_a_prediction(pipe):
-    for image in (np.full((1, 1, 3), 200, np.uint8), np.random.default_rng(0).integers(0, 255, (10, 10000, 3), np.uint8)):
-        assert pipe(image).branch in (63, 95, 111)
+def test_tiny_and_extreme_images_give_boxes_inside_their_central_square(pipe):
+    # The network input is the central min(H, W) square resized to 256, then its central 224 (docs/method.md §8):
+    # for a 1 x 1 image the square is the pixel, for a 10 x 10000 strip x in [4995, 5005), y in [0, 10); patches
+    # lie in the square's central 224/256 and a k-pixel patch spans k * side / 256 image pixels.
+    for image, (x0, y0, side) in (
+        (np.full((1, 1, 3), 200, np.uint8), (0, 0, 1)),
+        (np.random.default_rng(0).integers(0, 255, (10, 10000, 3), np.uint8), (4995, 0, 10)),
+    ):
+        prediction = pipe(image)
+        assert prediction.branch in (63, 95, 111) and len(prediction.boxes_original) >= 1
+        boxes = prediction.boxes_original
+        low, high = 16 * side / 256, 240 * side / 256
+        assert (boxes[:, [0, 2]] >= x0 + low - 1e-6).all() and (boxes[:, [0, 2]] <= x0 + high + 1e-6).all()
+        assert (boxes[:, [1, 3]] >= y0 + low - 1e-6).all() and (boxes[:, [1, 3]] <= y0 + high + 1e-6).all()
+        widths = boxes[:, 2] - boxes[:, 0]
+        assert widths == pytest.approx((prediction.boxes[:, 2] - prediction.boxes[:, 0]) * side / 256)
 
 
 def test_tampered_model_is_a_bundle_error(small_bundle, tmp_path):

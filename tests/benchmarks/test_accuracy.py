@@ -9,7 +9,7 @@ from anchor_edge import Pipeline
 from anchor_edge.bundle import load_bundle
 from anchor_edge.schema import Role, encode
 from benchmarks.accuracy import evaluate
-from benchmarks.accuracy_report import EARLY_EXIT_THRESHOLDS, early_exit_key, summarize
+from benchmarks.accuracy_report import BUDGETS, EARLY_EXIT_THRESHOLDS, budget_key, early_exit_key, summarize
 from export.data.digits import make_sample
 
 IMAGES = 6
@@ -45,8 +45,22 @@ def test_patches_and_early_exit_are_the_pipelines_own(small_bundle, records):
             assert row[early_exit_key(threshold)] == int(prediction.patch_probs[:used].sum(axis=0).argmax())
 
 
-def test_the_report_summarizes_every_method(small_bundle, baselines, records):
-    report = summarize(records, load_bundle(small_bundle).manifest, json.loads((baselines / "baselines.json").read_text())["models"])
-    keys = {m["key"] for m in report["methods"]}
-    assert {"full", "patches_visual", "patches_accurate", *map(early_exit_key, EARLY_EXIT_THRESHOLDS)} <= keys
+def test_the_report_summarizes_every_method_with_the_pipelines_numbers(small_bundle, baselines, records):
+    bundle = load_bundle(small_bundle)
+    report = summarize(records, bundle.manifest, json.loads((baselines / "baselines.json").read_text())["models"])
+    methods = {m["key"]: m for m in report["methods"]}
+    assert {"full", "patches_visual", "patches_accurate", *map(early_exit_key, EARLY_EXIT_THRESHOLDS)} <= set(methods)
     assert report["images"] == IMAGES
+    costs = bundle.downstream.multiply_adds
+    samples = [make_sample("test", i) for i in range(IMAGES)]
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", preset="visual", threads=1) as pipeline:
+        visual = pipeline.predict_batch([s.image for s in samples])
+    hits = sum(p.class_id == s.label for p, s in zip(visual, samples))
+    assert methods["patches_visual"]["top1"] == pytest.approx(100.0 * hits / IMAGES, abs=0.01)
+    spent = np.mean([sum(costs[int(b[2] - b[0])] for b in p.boxes) for p in visual])
+    assert methods["patches_visual"]["multiply_adds"] == pytest.approx(spent)
+    assert methods["full"]["multiply_adds"] == costs[224] and methods["full"]["over_full"] == 1.0
+    # a budget never spends more than its share of the full image, per image
+    for budget in BUDGETS:
+        for row in records:
+            assert sum(costs[s] for s in row[f"patch_sizes_{budget_key(budget)}"]) <= budget * costs[224]
