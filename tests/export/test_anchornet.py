@@ -188,15 +188,39 @@ def test_residual_skips_are_center_cropped(rf_model, branch):
         assert min(margins) > 0, f"B{k} ({r}, {c}): silencing residual paths should shrink the support"
 
 
-def test_parameter_count_matches_the_paper():
-    model = AnchorNet(num_classes=1000)
+def _bneck_parameters(in_channels: int, kernel: int, expansion: int, out: int, se: bool) -> int:
+    """Parameters of one bneck row by hand: convs have no bias (BN follows, 2 per channel); SE convs have biases."""
+    count = 0
+    if expansion != in_channels:
+        count += in_channels * expansion + 2 * expansion  # 1x1 expansion + BN
+    count += expansion * kernel * kernel + 2 * expansion  # depthwise + BN
+    if se:
+        squeezed = in_channels // 4  # docs/method.md §1: block input // 4
+        count += expansion * squeezed + squeezed + squeezed * expansion + expansion
+    return count + expansion * out + 2 * out  # linear 1x1 projection + BN
+
+
+def test_parameter_count_from_tables_1_and_2_by_hand():
+    classes = 1000
+    # Table 1: stem conv 3x3 3 -> 16 (+ BN), then the rows (kernel, exp, out, SE) from 16 channels.
+    head_rows = [(3, 16, 16, False), (3, 72, 24, False), (1, 88, 24, False), (1, 96, 40, True), (1, 240, 40, True),
+                 (1, 240, 40, True), (1, 120, 48, True), (3, 144, 48, True), (3, 288, 96, True)]
+    expected, channels = 3 * 16 * 9 + 2 * 16, 16
+    for kernel, expansion, out, se in head_rows:
+        expected += _bneck_parameters(channels, kernel, expansion, out, se)
+        channels = out
+    # Table 2, per branch: two rows from 96 channels, the 1x1 classifier 96 -> C (with bias), the attention
+    # branch's bneck 1x1 (192, SE), its 1x1 location score conv 96 -> 1 (no bias) and the auxiliary FC 96 -> C.
+    attention = _bneck_parameters(96, 1, 192, 96, True) + 96 + (96 * classes + classes)
+    for kernels in ((3, 1), (3, 5), (5, 5)):
+        expected += _bneck_parameters(96, kernels[0], 480, 96, True) + _bneck_parameters(96, kernels[1], 576, 96, True)
+        expected += 96 * classes + classes + attention
+    model = AnchorNet(num_classes=classes)
     total = sum(p.numel() for p in model.parameters())
-    aux = sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters())
-    assert aux == 3 * (96 * 1000 + 1000)  # one FC 96 -> 1000 per branch
-    assert abs(total - 1.6e6) <= 0.15 * 1.6e6, f"{total} parameters, the paper says 1.6 M"
-    # docs/method.md §1 (SE squeeze to block input // 4): about 1.7 M with the aux FCs, 1.4 M without.
-    assert abs(total - 1.7e6) <= 0.05 * 1.7e6, total
-    assert abs(total - aux - 1.4e6) <= 0.05 * 1.4e6, total - aux
+    assert total == expected
+    aux = 3 * (96 * classes + classes)
+    # The paper says 1.6 M; this count is 1.71 M with the auxiliary FCs and 1.42 M without (docs/method.md §1).
+    assert total == 1_706_436 and total - aux == 1_415_436
 
 
 def test_multiply_adds_match_the_paper():
@@ -214,9 +238,13 @@ def test_training_outputs_and_backward():
     torch.manual_seed(0)
     model = AnchorNet(num_classes=5).train()
     outputs = model.training_outputs(torch.randn(2, 3, 128, 128))
-    assert [tuple(t.shape) for t in outputs] == [(2, 3, 5)] * 3
+    logits = (outputs.attention_logits, outputs.gap_logits, outputs.aux_logits)
+    assert [tuple(t.shape) for t in logits] == [(2, 3, 5)] * 3
+    # 128 input: maps of (128 - k) / 8 + 1 cells for k = 63, 95, 111
+    assert [tuple(m.shape) for m in outputs.logit_maps] == [(2, 5, 9, 9), (2, 5, 5, 5), (2, 5, 3, 3)]
+    assert [tuple(m.shape) for m in outputs.attention_maps] == [(2, 1, 9, 9), (2, 1, 5, 5), (2, 1, 3, 3)]
     labels = torch.tensor([1, 4])
-    loss = sum(nn.functional.cross_entropy(logits[:, j], labels) for logits in outputs for j in range(3))
+    loss = sum(nn.functional.cross_entropy(branch_logits[:, j], labels) for branch_logits in logits for j in range(3))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 

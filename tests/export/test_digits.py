@@ -36,13 +36,24 @@ def test_runtime_preprocessing_maps_an_image_to_its_network_input():
 
 
 @pytest.mark.parametrize("index", range(0, 60, 7))
-def test_box_is_the_tight_box_of_the_digit_ink(index):
-    sample = make_sample("train", index)
+def test_box_is_where_the_ink_was_painted(index, monkeypatch):
+    # Paint the digit in white on black: then the painted pixels are exactly the ink, and the recorded box
+    # (network-input coordinates, offset 16) must be their tight box.
+    from export.data import digits
+
+    monkeypatch.setattr(digits, "_background", lambda photo, rng: np.zeros((256, 256, 3), np.uint8))
+    monkeypatch.setattr(digits, "_contrasting_colour", lambda region, rng: np.full(3, 255.0, np.float32))
+    sample = make_sample("test", index)
+    ys, xs = np.nonzero(sample.image.max(axis=2))
     x0, y0, x1, y1 = sample.box
+    assert (xs.min() - 16, ys.min() - 16, xs.max() + 1 - 16, ys.max() + 1 - 16) == (x0, y0, x1, y1)
     assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224
-    ys, xs = np.nonzero(sample.mask)
-    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0 + 16, y0 + 16, x1 + 16, y1 + 16)
-    # The ink is visible: inside the mask the image departs from its own background.
+
+
+@pytest.mark.parametrize("index", range(0, 60, 7))
+def test_the_ink_is_visible_on_its_photo(index):
+    # inside the mask the image departs from its own surroundings
+    sample = make_sample("train", index)
     ring = cv2.dilate(sample.mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~sample.mask
     inked = sample.image[sample.mask].astype(float).mean(0)
     assert np.abs(inked - sample.image[ring].astype(float).mean(0)).max() > 25
