@@ -238,3 +238,52 @@ def test_attention_maps_are_drawn_side_by_side_when_present(expected, chelsea):
             y = (row.shape[0] - side) // 2 + int((r + 0.5) * side / n)
             x = index * side + int((c + 0.5) * side / n)
             assert row[y, x].tolist() == colour.tolist(), (index, r, c)
+
+
+def test_predict_preset_changes_the_patches_as_the_pipeline_does(small_bundle, chelsea, capsys):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, preset="visual") as pipeline:
+        visual = pipeline(chelsea)
+    assert cli.main(["predict", str(chelsea), "--bundle", str(small_bundle), "--preset", "visual", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert [p["box"] for p in line["patches"]] == visual.boxes.tolist() and line["class_id"] == visual.class_id
+
+
+def test_predict_on_tensorrt_without_engines_fails_with_the_reason(small_bundle, chelsea, capsys):
+    assert cli.main(["predict", str(chelsea), "--bundle", str(small_bundle), "--backend", "tensorrt"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("anchor-edge:") and "no TensorRT engines" in line
+
+
+def test_save_vis_keeps_both_pictures_of_two_images_with_one_file_name(small_bundle, photos, tmp_path, capsys):
+    first, second = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
+    for path, (_, image) in zip((first, second), photos[:2]):
+        path.parent.mkdir()
+        cv2.imwrite(str(path), image)
+    out = tmp_path / "vis"
+    assert cli.main(["predict", str(first), str(second), "--bundle", str(small_bundle), "--save-vis", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["photo-2.png", "photo.png"]
+    assert not np.array_equal(cv2.imread(str(out / "photo.png")), cv2.imread(str(out / "photo-2.png")))
+
+
+def test_doctor_checks_a_bundles_engines_against_this_machine(small_bundle, tmp_path, monkeypatch, capsys):
+    from anchor_edge import doctor
+    from anchor_edge.backends import trt as trt_backend
+    from anchor_edge.schema import EngineRecord, Engines, manifest_text
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(small_bundle, copy)
+    bundle = load_bundle(copy)
+    machine = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
+    records = {role: EngineRecord(file=f"{role}.engine", sha256="0" * 64, profiles=(), **machine,
+                                  onnx_sha256=bundle.manifest.models[role].sha256, precision=bundle.manifest.models[role].precision)
+               for role in ("anchornet", "downstream")}
+    (copy / "bundle.json").write_text(manifest_text(replace(bundle.manifest, engines=Engines(**records))))
+    monkeypatch.setattr(doctor, "tensorrt_available", lambda: (True, ""))
+    monkeypatch.setattr(trt_backend, "machine_identity", lambda: {**machine, "tensorrt": "11.4.0"})
+    checks = {check.name: check for check in doctor.bundle_checks(copy)}
+    for role in ("anchornet", "downstream"):
+        assert checks[f"{role}.engine"].ok is False and "10.3.0" in checks[f"{role}.engine"].detail
+        assert "rebuild it here" in checks[f"{role}.engine"].detail
+    monkeypatch.setattr(trt_backend, "machine_identity", lambda: dict(machine))
+    checks = {check.name: check for check in doctor.bundle_checks(copy)}
+    assert checks["anchornet.engine"].ok and checks["downstream.engine"].detail == "fits this machine"

@@ -1,0 +1,67 @@
+"""The checks at the runtime's doors: Runner.run's names, a closed runner, the Pipeline's own arguments."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anchor_edge import BackendError, InputError, Pipeline
+from anchor_edge.backends.ort import OrtRunner
+from anchor_edge.bundle import load_bundle
+from anchor_edge.lsp import PRESETS
+from anchor_edge.schema import Role
+
+
+@pytest.fixture()
+def runner(small_bundle):
+    with OrtRunner(load_bundle(small_bundle).path(Role.DOWNSTREAM), threads=1) as opened:
+        yield opened
+
+
+def test_run_refuses_wrong_input_and_output_names(runner):
+    batch = np.zeros((1, 3, 63, 63), np.float32)
+    assert runner.run({"image": batch})["logits"].shape == (1, 10)
+    with pytest.raises(BackendError, match=r"takes inputs \['image'\], got \['pixels'\]"):
+        runner.run({"pixels": batch})
+    with pytest.raises(BackendError, match=r"has no output\(s\) \['probs'\]; it has \['logits'\]"):
+        runner.run({"image": batch}, ["probs"])
+
+
+def test_a_closed_runner_refuses_to_run(runner):
+    runner.close()
+    with pytest.raises(BackendError, match="is closed"):
+        runner.run({"image": np.zeros((1, 3, 63, 63), np.float32)})
+
+
+@pytest.fixture(scope="module")
+def opened(small_bundle):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipeline:
+        yield pipeline
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lsp": {63: PRESETS["visual"][63]}, "vote_min": 2}, r"missing for patch size\(s\) \[95, 111\]"),
+    ({"lsp": PRESETS["visual"], "vote_min": 0}, "vote_min must be 1, 2 or 3"),
+    ({"lsp": PRESETS["visual"], "vote_min": 4}, "vote_min must be 1, 2 or 3"),
+    ({"lsp": PRESETS["visual"], "vote_min": 2, "max_batch": 0}, "max_batch must be at least 1"),
+])
+def test_the_constructor_refuses_bad_arguments(opened, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Pipeline(opened.bundle, opened.anchornet, opened.downstream, **kwargs)
+
+
+def test_from_bundle_vote_min_reaches_the_decision(small_bundle, photos):
+    # vote_min 3 is the paper's literal rule: the most confident branch decides unless all three agree.
+    images = [image for _, image in photos]
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, vote_min=3) as literal:
+        assert literal.vote_min == 3
+        got = literal.predict_batch(images)
+    split = 0
+    for prediction in got:
+        probs = prediction.branch_probs
+        tops = probs.argmax(axis=1)
+        if len(set(tops.tolist())) > 1:  # no unanimity: the most confident branch's class
+            split += 1
+            assert prediction.anchor_class == int(tops[probs.max(axis=1).argmax()])
+    assert split >= 1, "every photo was unanimous: the test proves nothing"
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as default:
+        assert default.vote_min == load_bundle(small_bundle).vote_min == 2
