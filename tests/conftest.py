@@ -14,6 +14,21 @@ class SmallModels(NamedTuple):
     downstream: object
 
 
+@pytest.fixture(scope="session", autouse=True)
+def home_in_a_temporary_directory(tmp_path_factory):
+    """HOME and the XDG cache point into the session's temporary directory, so no test writes into the user's.
+
+    Defaults such as the training --work-dir (~/.cache/anchor-edge) and the
+    TensorRT timing cache live under HOME; the subprocess tests inherit this.
+    """
+    home = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HOME", str(home))
+    patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    yield home
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def small_models(tmp_path_factory) -> tuple[SmallModels, Path, Path]:
     torch = pytest.importorskip("torch")

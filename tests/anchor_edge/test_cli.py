@@ -151,7 +151,7 @@ def test_export_writes_a_bundle_that_loads(small_models, tmp_path):
     out = tmp_path / "exported"
     result = anchor_edge(
         "export", "--anchornet", anchornet_ckpt, "--downstream", f"resnet18:{downstream_ckpt}", "--out", out,
-        "--preset", "visual", timeout=300,
+        "--preset", "visual", "--timing-cache", tmp_path / "tensorrt.timing-cache", timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out / 'bundle.json'}" in result.stdout
