@@ -103,6 +103,40 @@ def test_anchornet_matches_onnxruntime_on_every_output(runners, trt_bundle):
         assert_matches(trt_runner.run(feeds), ort_runner.run(feeds), trt_bundle.anchornet.precision.value)
 
 
+def test_the_whole_pipeline_on_real_photos_matches_onnxruntime(trt_bundle, photos):
+    from anchor_edge import Pipeline
+
+    images = [image for _, image in photos]
+    with Pipeline.from_bundle(trt_bundle.root, backend="tensorrt") as on_gpu, \
+            Pipeline.from_bundle(trt_bundle.root, backend="onnxruntime") as on_cpu:
+        for got, expected in zip(on_gpu.predict_batch(images), on_cpu.predict_batch(images)):
+            assert (got.class_id, got.branch, got.anchor_class) == (expected.class_id, expected.branch, expected.anchor_class)
+            assert got.boxes.tolist() == expected.boxes.tolist()
+            np.testing.assert_allclose(got.branch_probs, expected.branch_probs, atol=TOLERANCE["fp32"])
+            np.testing.assert_allclose(got.patch_probs, expected.patch_probs, atol=TOLERANCE["fp32"])
+
+
+@pytest.mark.parametrize("precision, target, floor", [("fp16", "tensorrt", 0.95), ("int8", "tensorrt", 0.75)])
+def test_reduced_precision_engines_agree_with_fp32_on_real_photos(small_bundle, photos, tmp_path, precision, target, floor):
+    """FP16 and INT8 (symmetric, --int8-target tensorrt) engines: top-1 agreement with the FP32 pipeline on the photos."""
+    from anchor_edge import Pipeline
+    from export.engines.build import build_engines, record_engines
+    from export.precision.calibration import ImageSet
+    from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision
+
+    root = tmp_path / "bundle"
+    shutil.copytree(small_bundle, root)
+    options = PrecisionOptions(models=parse_precision(precision), int8_target=target, min_agreement=0.0)
+    convert_bundle(root, options, held_out=ImageSet(photos[:4], "four bundled photos"))
+    records = build_engines(root, max_batch=MAX_BATCH, max_patches=MAX_PATCHES, preset="accurate",
+                            workspace_bytes=1 << 30, timing_cache=tmp_path / "tensorrt.timing-cache")
+    record_engines(root, records)
+    images = [image for _, image in photos]
+    with Pipeline.from_bundle(root, backend="tensorrt") as reduced, Pipeline.from_bundle(small_bundle, backend="onnxruntime") as fp32:
+        agreement = np.mean([a.class_id == b.class_id for a, b in zip(reduced.predict_batch(images), fp32.predict_batch(images))])
+    assert agreement >= floor, f"{precision} engines agree with FP32 on {agreement:.0%} of the photos"
+
+
 def test_timings_split_the_call_into_copies_and_compute(runners):
     trt_runner, _ = runners["downstream"]
     trt_runner.run({"image": images(2 * MAX_PATCHES + 1, 95)})
