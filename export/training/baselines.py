@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from anchor_edge.errors import InputError
+from anchor_edge.schema import encode
 from export.bundle.build import CROP, PATCH_SIZES
-from export.models.flops import count_multiply_adds
 from export.graph.onnx_export import export_downstream
-from export.training.downstream import ARCHITECTURE, NORMALIZATION, WEIGHT_FILES, build_downstream
 from export.graph.verify import photo_crops, verify
+from export.models.flops import count_multiply_adds
+from export.training.downstream import ARCHITECTURE, NORMALIZATION, WEIGHT_FILES, build_downstream
 
 DEFAULT_OUT = Path("bundles/default-baselines")
 BASELINES = ("full", "resized")
@@ -58,7 +59,7 @@ def export_baselines(weights: Path, out: Path, tolerance: float = 1e-3) -> Path:
             "mean": list(mean),
             "std": list(std),
             "multiply_adds": {str(size): count_multiply_adds(module, size) for size in sizes},
-            "verification": report,
+            "verification": encode(report),
         }
     manifest = out / MANIFEST
     manifest.write_text(json.dumps({"models": models}, indent=2) + "\n")
