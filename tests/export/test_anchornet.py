@@ -272,3 +272,29 @@ def test_count_multiply_adds_restores_training_mode():
     model = AnchorNet(num_classes=2).train()
     count_multiply_adds(model, input_size=128)
     assert model.training
+
+
+def test_attention_pooling_reads_the_logit_map_where_s_puts_its_weight():
+    # With S all on one cell, the attention output is softmax(F at that cell); GAP would be softmax(mean of F).
+    class OneCell(nn.Module):
+        def forward(self, features):
+            s = torch.zeros(features.shape[0], 1, *features.shape[2:])
+            s[:, :, 2, 3] = 1.0
+            return s, features.mean((2, 3))
+
+    torch.manual_seed(0)
+    model = AnchorNet(num_classes=6, pooling="attention").eval()
+    for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):  # spread like a trained network's
+        norm.running_var.uniform_(0.05, 0.55)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.normal_(0.0, 0.2)
+    for branch in model.branches:
+        nn.init.normal_(branch.classifier.weight, std=2.0)
+        branch.attention = OneCell()
+    image = torch.zeros(1, 3, 224, 224)
+    image[:, :, 40:100, 120:200] = 3.0
+    with torch.no_grad():
+        probs, *maps = model(image)
+    for b, f in enumerate(maps[:3]):
+        torch.testing.assert_close(probs[:, b], f[:, :, 2, 3].softmax(1))
+        assert (probs[:, b] - f.mean((2, 3)).softmax(1)).abs().max() > 1e-3, "flat maps: the test proves nothing"
