@@ -21,13 +21,15 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["anchor_edge", "anchor_edge.*"]),
+    # OpenCV and ONNX Runtime are not base requirements: on a Jetson, pip's
+    # opencv-python-headless would shadow JetPack's OpenCV (GStreamer, CUDA) and
+    # a CPU-only onnxruntime would replace a GPU build. A PC takes them from [cpu].
     install_requires=[
         "numpy>=1.24",
-        "opencv-python-headless>=4.8",
-        "onnxruntime>=1.17",
         "tqdm>=4.60",
     ],
     extras_require={
+        "cpu": ["opencv-python-headless>=4.8", "onnxruntime>=1.17"],
         # torch/torchvision: any 2.x build works; on the project's machines pip
         # resolves these to the wheels that lie on local disk.
         "export": [

@@ -5,9 +5,19 @@
     >>> prediction = pipe("photo.jpg")
 
 Run time only: numpy, OpenCV, ONNX Runtime (TensorRT + pycuda optional);
-never torch. Logging goes to the "anchor_edge" logger, quiet by default.
+never torch. OpenCV and ONNX Runtime come from the `cpu` extra on a PC and
+from the platform on a Jetson, so that pip never replaces JetPack's builds. Logging goes to the "anchor_edge" logger, quiet by default.
 """
 import logging
+
+try:
+    import cv2  # noqa: F401  (the runtime reads images and video with OpenCV)
+except ImportError as error:  # the base install leaves OpenCV to the platform (docs/tensorrt-jetson.md)
+    raise ImportError(
+        "anchor-edge needs OpenCV's cv2 module: on a PC, pip install 'anchor-edge[cpu]' (OpenCV and ONNX Runtime "
+        "from PyPI); on a Jetson keep JetPack's OpenCV (GStreamer, CUDA): sudo apt install python3-opencv and a "
+        "virtualenv made with --system-site-packages"
+    ) from error
 
 from .errors import AnchorEdgeError, BackendError, BundleError, InputError
 from .lsp import PRESETS, LSPParams

@@ -42,8 +42,8 @@ log = logging.getLogger("anchor_edge")
 DEFAULT_BUNDLE = Path("bundles/default")
 #: subcommand -> (checkout module, the script it stands for, what to install when it is missing)
 CHECKOUT_COMMANDS = {
-    "export": ("export.cli", "export/to_trt.py", "pip install -e .[export]"),
-    "bench": ("benchmarks.latency", "benchmarks/latency.py", "pip install -e .[export,bench]"),
+    "export": ("export.cli", "export/to_trt.py", "pip install -e .[cpu,export]"),
+    "bench": ("benchmarks.latency", "benchmarks/latency.py", "pip install -e .[cpu,export,bench]"),
 }
 
 

@@ -10,12 +10,14 @@ bundle cannot run on any backend.
 from __future__ import annotations
 
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .backends import auto_choice
 from .backends.trt_environment import machine_identity, tensorrt_available
 from .budget import savings_note
 from .bundle import Bundle, load_bundle
@@ -38,7 +40,7 @@ def environment() -> list[Check]:
     checks = [
         Check("python", None, f"{platform.python_version()} ({platform.machine()}, {platform.system()})"),
         Check("numpy", None, np.__version__),
-        Check("opencv", None, cv2.__version__),
+        Check("opencv", None, f"{cv2.__version__}, GStreamer {'yes' if has_gstreamer(cv2.getBuildInformation()) else 'no'}"),
     ]
     try:
         import onnxruntime as ort
@@ -68,8 +70,16 @@ def bundle_checks(path: str | Path) -> list[Check]:
     checks = [Check("bundle", True, f"{bundle.root}: {bundle.num_classes} classes, {trained}, checksums match")]
     checks += [_onnx_check(bundle, role) for role in Role]
     checks += _engine_checks(bundle)
+    choice, why = auto_choice(bundle)
+    checks.append(Check("auto backend", None, f"{choice} ({why})"))
     checks.append(_cost_check(bundle))
     return checks
+
+
+def has_gstreamer(build_information: str) -> bool:
+    """Whether OpenCV was built with GStreamer (JetPack's is; the PyPI wheels are not), from cv2.getBuildInformation()."""
+    match = re.search(r"^\s*GStreamer:\s*(\S+)", build_information, re.MULTILINE)
+    return bool(match) and match.group(1).upper().startswith("YES")
 
 
 def _cost_check(bundle: Bundle) -> Check:

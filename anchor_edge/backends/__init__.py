@@ -18,7 +18,12 @@ log = logging.getLogger("anchor_edge")
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
-__all__ = ["BACKENDS", "Runner", "TensorSpec", "open_runners", "resolve_backend"]
+__all__ = ["BACKENDS", "Runner", "TensorSpec", "auto_choice", "open_runners", "resolve_backend"]
+
+
+def auto_choice(bundle: Bundle) -> tuple[str, str]:
+    """What "auto" would run `bundle` on here, and why (for `anchor-edge doctor`)."""
+    return _auto(bundle, bool(bundle.manifest.engines))
 
 
 def resolve_backend(bundle: Bundle, backend: str) -> str:
