@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bundle_option(predict)
     predict.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
     predict.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
+    predict.add_argument("--providers", type=_providers, default="cpu", metavar="P[,P]",
+                         help="ONNX Runtime providers: cpu, cuda, tensorrt, openvino (priority order) or auto (default: cpu)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     predict.add_argument("--save-vis", type=Path, metavar="PATH",
                          help="a folder: one PNG of boxes and heatmap per image; for a stream, a .mp4/.avi annotated video")
@@ -109,7 +111,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .sources import is_stream_source
 
-    options = dict(backend=args.backend, preset=args.preset, early_exit=args.early_exit, budget=args.budget)
+    options = dict(backend=args.backend, preset=args.preset, early_exit=args.early_exit, budget=args.budget, providers=args.providers)
     with Pipeline.from_bundle(args.bundle, **options) as pipe:
         log.info("bundle %s on %s", args.bundle, pipe.backend)
         if len(args.images) == 1 and is_stream_source(args.images[0]):
@@ -209,6 +211,11 @@ def _import_from_checkout(module_name: str) -> ModuleType:
         sys.modules[package] = module
         spec.loader.exec_module(module)
     return importlib.import_module(module_name)
+
+
+def _providers(text: str) -> str | list[str]:
+    """--providers: "auto", or names separated by commas."""
+    return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _positive(text: str) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,7 @@ class Pipeline:
         max_batch: int = 64,
         early_exit: float | None = None,
         budget: float | None = None,
+        providers: str | Sequence[str] = "cpu",
     ) -> "Pipeline":
         """Load a bundle and open its two models on a backend.
 
@@ -109,6 +110,10 @@ class Pipeline:
             vote_min: branches that must agree on a class (docs/method.md §3); None
                 takes the bundle's value (2 unless exported otherwise).
             threads: intra-op threads per model on ONNX Runtime; None uses all cores.
+            providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
+                "tensorrt", "openvino", a list in priority order, or "auto" (the
+                first present of tensorrt, cuda, openvino, cpu; logged). One that
+                does not start is a BackendError naming what to install.
             max_batch: largest batch sent to a model at once; bigger batches are chunked.
             early_exit: None classifies every patch; a threshold T classifies each
                 image's patches in LSP order and stops once the running mean of
@@ -126,7 +131,7 @@ class Pipeline:
         """
         bundle = load_bundle(path)
         lsp = _lsp_params(preset if preset is not None else bundle.preset)
-        anchornet, downstream = open_runners(bundle, backend, threads=threads)
+        anchornet, downstream = open_runners(bundle, backend, threads=threads, providers=providers)
         return cls(
             bundle,
             anchornet,

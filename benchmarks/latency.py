@@ -48,6 +48,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help=f"bundle directory; repeat to compare bundles in one run (default: {DEFAULT_BUNDLE})")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: each bundle's own)")
+    parser.add_argument("--providers", default="cpu", metavar="P[,P]",
+                        help="ONNX Runtime providers: cpu, cuda, tensorrt, openvino or auto (default: %(default)s)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N", help="default: 1 8")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)")
@@ -158,7 +160,8 @@ def open_pipelines(bundles: list[Path], args: argparse.Namespace) -> dict[str, P
         label = path.name or str(path)
         while label in pipelines:
             label += "'"
-        pipe = Pipeline.from_bundle(path, backend=args.backend, preset=args.preset, threads=args.threads)
+        providers = "auto" if args.providers == "auto" else args.providers.split(",")
+        pipe = Pipeline.from_bundle(path, backend=args.backend, preset=args.preset, threads=args.threads, providers=providers)
         items.instrument(pipe)
         pipelines[label] = pipe
     return pipelines
@@ -169,6 +172,7 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
     return {
         "path": str(bundle.root),
         "backend": pipe.backend,
+        "providers": getattr(pipe.anchornet, "providers", None),
         "downstream": bundle.downstream.name,
         "trained": bundle.trained,
         "anchornet_weights": bundle.anchornet.weights,

@@ -8,11 +8,13 @@ a backend that cannot run is an error, never a silent fallback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ..bundle import Bundle
 from ..errors import BackendError
 from ..schema import Role
 from .base import Runner, TensorSpec
+from .ort_providers import ProviderOptions
 
 log = logging.getLogger("anchor_edge")
 
@@ -58,8 +60,15 @@ def _auto(bundle: Bundle, has_engines: bool) -> tuple[str, str]:
     return "tensorrt", "bundle engines match this machine's TensorRT and GPU"
 
 
-def open_runners(bundle: Bundle, backend: str = "auto", *, threads: int | None = None) -> tuple[Runner, Runner]:
-    """Open (anchornet, downstream) runners for `bundle` on the chosen backend."""
+def open_runners(
+    bundle: Bundle,
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    providers: str | Sequence[str] = "cpu",
+    provider_options: ProviderOptions | None = None,
+) -> tuple[Runner, Runner]:
+    """Open (anchornet, downstream) runners for `bundle` on the chosen backend (ONNX Runtime on `providers`)."""
     chosen = resolve_backend(bundle, backend)
     if chosen == "tensorrt":
         from .trt import TrtRunner
@@ -67,5 +76,6 @@ def open_runners(bundle: Bundle, backend: str = "auto", *, threads: int | None =
         return TrtRunner.from_bundle(bundle, Role.ANCHORNET), TrtRunner.from_bundle(bundle, Role.DOWNSTREAM)
     from .ort import OrtRunner
 
-    anchornet = OrtRunner(bundle.path(Role.ANCHORNET), threads=threads)
-    return anchornet, OrtRunner(bundle.path(Role.DOWNSTREAM), threads=threads)
+    settings = dict(threads=threads, providers=providers, provider_options=provider_options or ProviderOptions())
+    anchornet = OrtRunner(bundle.path(Role.ANCHORNET), **settings)
+    return anchornet, OrtRunner(bundle.path(Role.DOWNSTREAM), **settings)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import BackendError
 from .base import Runner, TensorSpec
+from .ort_providers import ProviderOptions, check_active, choose, session_providers
 
 log = logging.getLogger("anchor_edge")
 
@@ -22,21 +23,35 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 
 
 class OrtRunner(Runner):
-    """One ONNX model on ONNX Runtime's CPU execution provider.
+    """One ONNX model on ONNX Runtime, on the execution providers asked for (anchor_edge/backends/ort_providers.py).
 
     Args:
         model_path: the .onnx file.
         threads: intra-op threads; None lets ONNX Runtime use every physical core.
+        providers: "cpu" (the default), "cuda", "tensorrt", "openvino", a list of
+            them in priority order, or "auto". A requested provider that does not
+            start is a BackendError, never a silent CPU run.
+        provider_options: the TensorRT provider's engine cache folder and FP16 switch.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        threads: int | None = None,
+        providers: str | Sequence[str] = "cpu",
+        provider_options: ProviderOptions = ProviderOptions(),
+    ) -> None:
         super().__init__(Path(model_path).name)
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendError("onnxruntime is not installed: pip install onnxruntime") from exc
+            raise BackendError(
+                "onnxruntime is not installed: pip install 'anchor-edge[cpu]' on a PC (or onnxruntime-gpu for CUDA)"
+            ) from exc
+        self.providers = choose(providers, ort.get_available_providers())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -47,12 +62,15 @@ class OrtRunner(Runner):
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(model_path), options, providers=session_providers(self.providers, provider_options, Path(model_path))
+            )
         except Exception as exc:  # ORT raises its own untyped errors for unreadable models
             raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
+        check_active(self.providers, self._session.get_providers(), self.model_name)
         self.inputs = [_spec(node) for node in self._session.get_inputs()]
         self.outputs = [_spec(node) for node in self._session.get_outputs()]
-        log.debug("onnxruntime %s loaded %s (threads=%s)", ort.__version__, model_path, threads)
+        log.debug("onnxruntime %s loaded %s (threads=%s, providers %s)", ort.__version__, model_path, threads, self.providers)
 
     def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         try:

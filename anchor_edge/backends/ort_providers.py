@@ -1,0 +1,103 @@
+"""ONNX Runtime's execution providers: which to ask for, how to set them up, and how to tell one did not start.
+
+ONNX Runtime falls back to the CPU without a word when a requested provider
+cannot start (a missing CUDA library, a CPU-only wheel), which is the most
+common way a "GPU" deployment ends up running on the CPU. So a runner
+compares what it asked for with `session.get_providers()` and raises a
+`BackendError` naming the missing provider and the package that brings it.
+
+Names: "cpu", "cuda", "tensorrt" (ONNX Runtime's TensorRT provider, not this
+SDK's own TensorRT backend), "openvino". "auto" takes the first one this
+onnxruntime build offers in AUTO_ORDER and logs why.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..bundle import sha256_of
+from ..errors import BackendError
+
+log = logging.getLogger("anchor_edge")
+
+ORT_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+INSTALL = {
+    "cpu": "pip install onnxruntime",
+    "cuda": "pip install onnxruntime-gpu (it needs CUDA and cuDNN libraries matching its build; on a Jetson, NVIDIA's wheel)",
+    "tensorrt": "pip install onnxruntime-gpu and the TensorRT libraries it was built against (LD_LIBRARY_PATH)",
+    "openvino": "pip install onnxruntime-openvino (it replaces the onnxruntime wheel)",
+}
+#: What "auto" tries, fastest first where present.
+AUTO_ORDER = ("tensorrt", "cuda", "openvino", "cpu")
+DEFAULT_CACHE = Path.home() / ".cache" / "anchor-edge" / "ort-tensorrt"
+
+
+class ProviderOptions(NamedTuple):
+    """Settings of the providers that take them: the TensorRT provider's engine cache and FP16 switch."""
+
+    tensorrt_cache: Path = DEFAULT_CACHE
+    tensorrt_fp16: bool = False
+
+
+def choose(requested: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """The provider names to ask for, in priority order; "auto" picks from AUTO_ORDER among `available` (ORT names).
+
+    Raises:
+        BackendError: an unknown name, or a requested provider this onnxruntime build does not have.
+    """
+    if isinstance(requested, str) and requested == "auto":
+        picked = next(name for name in AUTO_ORDER if ORT_NAMES[name] in available or name == "cpu")
+        why = "the first of " + ", ".join(AUTO_ORDER) + f" this onnxruntime offers (it has {', '.join(available)})"
+        log.info("onnxruntime providers auto -> %s (%s)", picked, why)
+        return [picked]
+    names = [requested] if isinstance(requested, str) else list(requested)
+    unknown = [name for name in names if name not in ORT_NAMES]
+    if unknown or not names:
+        raise BackendError(f"unknown ONNX Runtime provider(s) {unknown or names}; choose from {sorted(ORT_NAMES)} or 'auto'")
+    missing = [name for name in names if ORT_NAMES[name] not in available]
+    if missing:
+        raise BackendError(_missing_message(missing, available))
+    return names
+
+
+def session_providers(names: Sequence[str], options: ProviderOptions, model_path: Path) -> list[Any]:
+    """ONNX Runtime's `providers=` list: each name with its options, and the CPU last for any node the others lack.
+
+    The TensorRT provider's engines are cached per model file (its sha256), so
+    another model or a changed one never reuses a stale engine.
+    """
+    providers: list[Any] = []
+    for name in names:
+        if name == "tensorrt":
+            cache = options.tensorrt_cache / sha256_of(model_path)[:16]
+            cache.mkdir(parents=True, exist_ok=True)
+            providers.append((ORT_NAMES[name], {
+                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": options.tensorrt_fp16,
+            }))
+        else:
+            providers.append(ORT_NAMES[name])
+    if "cpu" not in names:
+        providers.append(ORT_NAMES["cpu"])
+    return providers
+
+
+def check_active(names: Sequence[str], active: Sequence[str], model: str) -> None:
+    """Raise BackendError when a requested provider is not among the session's active ones (a silent CPU fallback)."""
+    inactive = [name for name in names if ORT_NAMES[name] not in active]
+    if inactive:
+        raise BackendError(
+            f"ONNX Runtime did not start {', '.join(ORT_NAMES[n] for n in inactive)} for {model} (active: {', '.join(active)}); "
+            + "; ".join(f"{name}: {INSTALL[name]}" for name in inactive)
+        )
+
+
+def _missing_message(missing: Sequence[str], available: Sequence[str]) -> str:
+    return (f"this onnxruntime build has no {', '.join(ORT_NAMES[n] for n in missing)} (it has {', '.join(available)}); "
+            + "; ".join(f"{name}: {INSTALL[name]}" for name in missing))
