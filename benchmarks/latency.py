@@ -172,7 +172,7 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
     return {
         "path": str(bundle.root),
         "backend": pipe.backend,
-        "providers": getattr(pipe.anchornet, "providers", None),
+        "providers": getattr(getattr(pipe.anchornet, "runner", pipe.anchornet), "providers", None),
         "downstream": bundle.downstream.name,
         "trained": bundle.trained,
         "anchornet_weights": bundle.anchornet.weights,

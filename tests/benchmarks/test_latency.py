@@ -83,6 +83,7 @@ def test_quick_run_writes_a_complete_consistent_report(small_bundle, tmp_path, c
     assert labels == ["small", "small'"]
     for info in report["bundles"].values():
         assert info["sha256"] == {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256}
+        assert info["providers"] == ["cpu"] and info["downstream_weights"].startswith("checkpoint:")
         costs = info["costs"]
         assert sum(costs["images_per_branch"].values()) == costs["images"] == len(report["settings"]["images"])
         histogram = costs["patches_per_image"]["histogram"]
