@@ -5,6 +5,7 @@
     python export/to_trt.py --anchornet anchornet.pt --downstream resnet50:resnet50.pt --num-classes 10
     python export/to_trt.py --precision int8 --int8-target tensorrt   # INT8 QDQ models for TensorRT
     python export/to_trt.py --precision anchornet=fp32,downstream=int8 --calibration-dir photos/
+    python export/to_trt.py --bundle bundles/default [--rebuild]   # on the device: engines only, no torch
 
 Exit codes: 0 success, 1 export failure (one line; --debug for the
 traceback), 2 usage error.
@@ -19,8 +20,6 @@ from pathlib import Path
 from anchor_edge.backends.trt_environment import tensorrt_available
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.schema import Int8Target, Pooling, Precision, Preset, Role, read_manifest
-from export.bundle.build import ExportOptions, export_bundle
-from export.bundle.defaults import resolve_default_weights
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
 from export.precision.convert import PrecisionOptions, parse_precision
 
@@ -46,6 +45,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    on_device = parser.add_argument_group("engines for an existing bundle (on the device: needs TensorRT, not torch)")
+    on_device.add_argument("--bundle", type=Path, metavar="DIR",
+                           help="build TensorRT engines from DIR's ONNX files only (no export, no checkpoints, no torch)")
+    on_device.add_argument("--rebuild", action="store_true",
+                           help="with --bundle: replace engines that do not match this GPU and TensorRT")
     precision = parser.add_argument_group("precision (decided in the ONNX graph, checked against FP32 on held-out images)")
     precision.add_argument(
         "--precision", type=_precision_flag, default="fp32", metavar="P",
@@ -75,6 +79,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     """Export as `args` says; returns the exit code."""
+    if args.bundle is not None:
+        return _engines_for(args)
+    from export.bundle.build import ExportOptions, export_bundle  # torch: only for a full export
+    from export.bundle.defaults import resolve_default_weights
+
     try:
         precision = PrecisionOptions(
             models=args.precision, int8_target=args.int8_target, calibration_dir=args.calibration_dir,
@@ -109,6 +118,37 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"export failed: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _engines_for(args: argparse.Namespace) -> int:
+    """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files; no torch involved."""
+    from anchor_edge.backends.trt import engine_mismatches
+    from anchor_edge.bundle import load_bundle
+
+    try:
+        bundle = load_bundle(args.bundle)
+        if bundle.manifest.engines:
+            stale = {role: engine_mismatches(bundle, role) for role in Role if bundle.manifest.engines[role] is not None}
+            reasons = [f"{role}: {'; '.join(why)}" for role, why in stale.items() if why]
+            if not reasons and len(stale) == len(Role):
+                print(f"the engines in {args.bundle} fit this machine; nothing to build")
+                return 0
+            if reasons and not args.rebuild:
+                print(f"engines in {args.bundle} do not fit this machine ({'; '.join(reasons)}); "
+                      "pass --rebuild to replace them", file=sys.stderr)
+                return 1
+        records = build_engines(
+            args.bundle, max_batch=args.max_batch, max_patches=args.max_patches,
+            workspace_bytes=int(args.workspace_gib * (1 << 30)), timing_cache=args.timing_cache,
+        )
+        record_engines(args.bundle, records)
+    except (AnchorEdgeError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"engine build failed: {error}", file=sys.stderr)
+        return 1
+    print(f"built TensorRT engines {', '.join(r.file for r in records.values())} in {args.bundle}")
     return 0
 
 
