@@ -5,6 +5,7 @@
     anchor-edge export [the options of python export/to_trt.py]
     anchor-edge bench [the options of python benchmarks/latency.py]
     anchor-edge doctor [--bundle bundles/default]
+    anchor-edge verify bundles/default [--backend openvino --inference-precision bf16]
 
 `export` and `bench` are second doors to the checkout's scripts: they reuse
 the scripts' own `build_parser(parser)` and `run(args)`, so the options can
@@ -97,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(predict)
     predict.set_defaults(handler=_predict, subparser=predict)
 
+    verify = commands.add_parser("verify", help="rerun the bundle's check set on a backend and compare with FP32")
+    verify.add_argument("bundle", type=Path, metavar="BUNDLE")
+    verify.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
+    verify.add_argument("--providers", type=_providers, default="cpu", metavar="P[,P]", help="ONNX Runtime providers")
+    verify.add_argument("--device", default="CPU", help="OpenVINO device (default: %(default)s)")
+    verify.add_argument("--inference-precision", default="f32", choices=("f32", "bf16", "f16"), help="OpenVINO precision")
+    verify.add_argument("--min-agreement", type=float, default=0.95, help="least top-1 agreement (default: %(default)s)")
+    _add_common_flags(verify)
+    verify.set_defaults(handler=_verify, subparser=verify)
+
     doctor = commands.add_parser("doctor", help="check this machine and whether a bundle can run on it")
     _add_bundle_option(doctor)
     _add_common_flags(doctor)
@@ -150,6 +161,18 @@ def _predict_images(pipe: "Pipeline", paths: list[Path], args: argparse.Namespac
             written = visualize.save(args.save_vis / f"{name}.png", image, prediction, pipe.bundle.class_names)
             log.info("wrote %s", written)
     return 1 if failures else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import describe, verify_bundle
+
+    result = verify_bundle(
+        args.bundle, min_agreement=args.min_agreement, backend=args.backend, providers=args.providers,
+        device=args.device, inference_precision=args.inference_precision,
+    )
+    print(describe(result))
+    print(f"recorded in {args.bundle / 'bundle.json'} (verified)")
+    return 0 if result.passed else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:

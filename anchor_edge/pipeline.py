@@ -97,14 +97,16 @@ class Pipeline:
         early_exit: float | None = None,
         budget: float | None = None,
         providers: str | Sequence[str] = "cpu",
+        device: str = "CPU",
+        inference_precision: str = "f32",
     ) -> "Pipeline":
         """Load a bundle and open its two models on a backend.
 
         Args:
             path: the bundle directory written by `python export/to_trt.py`.
             backend: "auto" (TensorRT when the bundle has engines and TensorRT
-                and a GPU are present, else ONNX Runtime; logged), "onnxruntime"
-                or "tensorrt".
+                and a GPU are present, else ONNX Runtime; logged), "onnxruntime",
+                "tensorrt" or "openvino".
             preset: LSP preset "visual" or "accurate", or {patch size: LSPParams}
                 for custom values; None takes the bundle's preset.
             vote_min: branches that must agree on a class (docs/method.md §3); None
@@ -114,6 +116,9 @@ class Pipeline:
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
                 first present of tensorrt, cuda, openvino, cpu; logged). One that
                 does not start is a BackendError naming what to install.
+            device, inference_precision: for backend="openvino", the OpenVINO device
+                ("CPU", "GPU", "NPU") and precision ("f32", or "bf16" where the CPU
+                has it; check it with `anchor-edge verify`).
             max_batch: largest batch sent to a model at once; bigger batches are chunked.
             early_exit: None classifies every patch; a threshold T classifies each
                 image's patches in LSP order and stops once the running mean of
@@ -131,7 +136,9 @@ class Pipeline:
         """
         bundle = load_bundle(path)
         lsp = _lsp_params(preset if preset is not None else bundle.preset)
-        anchornet, downstream = open_runners(bundle, backend, threads=threads, providers=providers)
+        anchornet, downstream = open_runners(
+            bundle, backend, threads=threads, providers=providers, device=device, inference_precision=inference_precision
+        )
         return cls(
             bundle,
             anchornet,
@@ -145,7 +152,7 @@ class Pipeline:
 
     @property
     def backend(self) -> str:
-        """Which backend runs the models ("onnxruntime" or "tensorrt")."""
+        """Which backend runs the models ("onnxruntime", "tensorrt" or "openvino")."""
         return self.anchornet.backend
 
     def __call__(self, image: ImageLike) -> Prediction:

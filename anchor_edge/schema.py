@@ -311,6 +311,34 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class CheckSet:
+    """Held-out images stored in the bundle with the FP32 pipeline's answers on them, for `anchor-edge verify`.
+
+    `file` is an .npz of `squares` (N, S, S, 3) uint8 BGR, each image's central
+    square already resized to resize_short (so preprocessing only crops it),
+    and the FP32 pipeline's `class_ids` (N,), AnchorNet `probs` (N, 3, C) and
+    summed patch distribution `scores` (N, C).
+    """
+
+    file: str
+    sha256: str
+    images: int
+    source: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One `anchor-edge verify` run: a backend's whole Pipeline against the FP32 answers of the check set."""
+
+    backend: str
+    images: int
+    top1_agreement: float
+    max_abs_diff: dict[str, float]
+    min_agreement: float
+    passed: bool
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The whole bundle.json."""
 
@@ -325,6 +353,8 @@ class Manifest:
     export: Provenance
     engines: Engines = field(default_factory=Engines)
     precision: PrecisionCheck | None = None
+    check_set: CheckSet | None = None
+    verified: tuple[VerifyResult, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -361,6 +391,8 @@ class Manifest:
             engine = self.engines[role]
             if engine is not None:
                 _check_file_name(engine.file, f"engines.{role}.file", source)
+        if self.check_set is not None:
+            _check_file_name(self.check_set.file, "check_set.file", source)
         if not 1 <= self.decision.vote_min <= len(self.branches):
             raise BundleError(f"{source}: decision.vote_min must be 1, 2 or 3, got {self.decision.vote_min}")
 

@@ -18,7 +18,7 @@ from .ort_providers import ProviderOptions
 
 log = logging.getLogger("anchor_edge")
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 
 __all__ = ["BACKENDS", "Runner", "TensorSpec", "auto_choice", "open_runners", "resolve_backend"]
 
@@ -67,13 +67,24 @@ def open_runners(
     threads: int | None = None,
     providers: str | Sequence[str] = "cpu",
     provider_options: ProviderOptions | None = None,
+    device: str = "CPU",
+    inference_precision: str = "f32",
 ) -> tuple[Runner, Runner]:
-    """Open (anchornet, downstream) runners for `bundle` on the chosen backend (ONNX Runtime on `providers`)."""
+    """Open (anchornet, downstream) runners for `bundle` on the chosen backend.
+
+    ONNX Runtime runs on `providers`; OpenVINO compiles for `device` at `inference_precision`.
+    """
     chosen = resolve_backend(bundle, backend)
     if chosen == "tensorrt":
         from .trt import TrtRunner
 
         return TrtRunner.from_bundle(bundle, Role.ANCHORNET), TrtRunner.from_bundle(bundle, Role.DOWNSTREAM)
+    if chosen == "openvino":
+        from .openvino import OpenVinoRunner
+
+        return tuple(  # type: ignore[return-value]
+            OpenVinoRunner(bundle.path(role), device=device, precision=inference_precision, threads=threads) for role in Role
+        )
     from .ort import OrtRunner
 
     settings = dict(threads=threads, providers=providers, provider_options=provider_options or ProviderOptions())

@@ -3,11 +3,13 @@
 The steps, in order: build both PyTorch models (checkpoints loaded with
 `weights_only=True`), export each to ONNX (`onnx_export`), verify each on
 ONNX Runtime against PyTorch on real photos (`verify`), and write bundle.json
-beside them (`staging`). The whole bundle is staged and swapped in at
+beside them (`staging`), with the check set `anchor-edge verify` reruns on the
+device (`anchor_edge.verify`). The whole bundle is staged and swapped in at
 the end, so a failure at any step leaves the previous bundle untouched.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import platform
@@ -42,13 +44,20 @@ from anchor_edge.schema import (
     Verification,
     anchornet_output_names,
 )
+from anchor_edge.verify import CHECK_IMAGES, write_check_set
 from export.bundle.staging import staged_bundle, write_manifest
 from export.graph.onnx_export import OPSET, export_anchornet, export_downstream
 from export.graph.verify import photo_crops, verify
 from export.models.anchornet import BRANCH_RECEPTIVE_FIELDS, branch_specs
-from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD, Downstream, load_downstream
+from export.models.downstream import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Downstream,
+    load_downstream,
+)
 from export.models.flops import count_multiply_adds
 from export.models.loading import LoadedAnchorNet, load_anchornet
+from export.precision.calibration import default_split
 from export.precision.convert import PrecisionOptions, convert_bundle
 
 log = logging.getLogger("anchor_edge")
@@ -115,7 +124,10 @@ def export_bundle(options: ExportOptions) -> Path:
         steps.update()
         class_names = downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(num_classes)]
         reports = {Role.ANCHORNET: anchor_report, Role.DOWNSTREAM: downstream_report}
-        write_manifest(staging, _manifest(options, anchor, downstream, branches, class_names, trained, reports))
+        written = write_manifest(staging, _manifest(options, anchor, downstream, branches, class_names, trained, reports))
+        held_out = default_split(written.class_names)[1]
+        check_set = write_check_set(staging, held_out.images[:CHECK_IMAGES], f"the first {CHECK_IMAGES} of {held_out.source}")
+        write_manifest(staging, dataclasses.replace(written, check_set=check_set))
         steps.update()
         if options.precision.converts:  # the verified FP32 bundle is the reference (export/precision/convert.py)
             steps.set_postfix_str("precision")
