@@ -34,7 +34,7 @@ class Check(NamedTuple):
 
 
 def environment() -> list[Check]:
-    """Python, numpy, OpenCV, ONNX Runtime (and its providers), TensorRT, pycuda and the GPU."""
+    """Python, numpy, OpenCV (and GStreamer), ONNX Runtime (and its providers), OpenVINO, TensorRT, pycuda and the GPU."""
     import cv2
 
     checks = [
@@ -49,6 +49,14 @@ def environment() -> list[Check]:
     else:
         providers = ", ".join(ort.get_available_providers())
         checks.append(Check("onnxruntime", True, f"{ort.__version__}, providers {providers}"))
+    from .backends.openvino import cpu_supports, openvino_devices
+
+    devices = openvino_devices()
+    if devices:
+        bf16 = "bf16 on this CPU" if "CPU" in devices and cpu_supports("bf16") else "no CPU bf16"
+        checks.append(Check("openvino", None, f"{_version('openvino')}, devices {', '.join(devices)} ({bf16})"))
+    else:
+        checks.append(Check("openvino", None, "not installed (optional: pip install openvino)"))
     checks.append(Check("pycuda", None, _version("pycuda") or "not installed"))
     available, reason = tensorrt_available()
     if available:

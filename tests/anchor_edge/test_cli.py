@@ -135,6 +135,7 @@ def test_doctor_reports_the_environment_and_the_bundle(small_bundle):
     bundle = load_bundle(small_bundle)
     share = bundle.anchornet.multiply_adds / bundle.downstream.multiply_adds[224]
     assert re.search(rf"^\s+cost +AnchorNet costs {share:.2f}x the downstream's full image", report, re.MULTILINE)
+    assert re.search(r"^\s+openvino +(not installed|\S+, devices )", report, re.MULTILINE)
     assert re.search(r"^\s+auto backend +onnxruntime \(bundle has no TensorRT engines\)", report, re.MULTILINE)
     assert re.search(rf"^\s+opencv +{re.escape(cv2.__version__)}, GStreamer (yes|no)$", report, re.MULTILINE)
     assert report.rstrip().endswith("can run here")
