@@ -58,6 +58,7 @@ def environment() -> list[Check]:
     else:
         checks.append(Check("openvino", None, "not installed (optional: pip install openvino)"))
     checks.append(Check("pycuda", None, _version("pycuda") or "not installed"))
+    checks.append(Check("cuda", None, _cuda_driver_version()))
     available, reason = tensorrt_available()
     if available:
         identity = machine_identity()
@@ -141,6 +142,20 @@ def _engine_checks(bundle: Bundle) -> list[Check]:
         detail = "fits this machine" if not mismatches else "; ".join(mismatches) + ": rebuild it here"
         checks.append(Check(f"{role}.engine", not mismatches, detail))
     return checks
+
+
+def _cuda_driver_version() -> str:
+    """The CUDA driver version pycuda reports, or why it cannot be read."""
+    try:
+        import pycuda.driver as cuda
+    except ImportError:
+        return "unknown (pycuda not installed)"
+    try:
+        cuda.init()
+        version = cuda.get_driver_version()
+    except Exception as exc:  # pycuda's own cuda.Error family without a driver or device
+        return f"unknown ({exc})"
+    return f"driver {version // 1000}.{version % 1000 // 10}"
 
 
 def _version(distribution: str) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import open_runners
+from .backends.ort_providers import ProviderOptions
 from .backends.base import Runner
 from .budget import check_budget, patch_costs, within_budget
 from .bundle import Bundle, load_bundle
@@ -97,6 +98,7 @@ class Pipeline:
         early_exit: float | None = None,
         budget: float | None = None,
         providers: str | Sequence[str] = "cpu",
+        provider_options: ProviderOptions | None = None,
         device: str = "CPU",
         inference_precision: str = "f32",
     ) -> "Pipeline":
@@ -116,6 +118,8 @@ class Pipeline:
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
                 first present of tensorrt, cuda, openvino, cpu; logged). One that
                 does not start is a BackendError naming what to install.
+            provider_options: `ProviderOptions(tensorrt_cache=..., tensorrt_fp16=...)`
+                for ONNX Runtime's TensorRT provider (engine cache folder, FP16).
             device, inference_precision: for backend="openvino", the OpenVINO device
                 ("CPU", "GPU", "NPU") and precision ("f32", or "bf16" where the CPU
                 has it; check it with `anchor-edge verify`).
@@ -137,7 +141,8 @@ class Pipeline:
         bundle = load_bundle(path)
         lsp = _lsp_params(preset if preset is not None else bundle.preset)
         anchornet, downstream = open_runners(
-            bundle, backend, threads=threads, providers=providers, device=device, inference_precision=inference_precision
+            bundle, backend, threads=threads, providers=providers, provider_options=provider_options,
+            device=device, inference_precision=inference_precision,
         )
         return cls(
             bundle,
