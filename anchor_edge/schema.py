@@ -354,7 +354,7 @@ class Manifest:
     engines: Engines = field(default_factory=Engines)
     precision: PrecisionCheck | None = None
     check_set: CheckSet | None = None
-    verified: tuple[VerifyResult, ...] = ()
+    verified: tuple[VerifyResult, ...] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

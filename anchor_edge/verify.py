@@ -111,7 +111,7 @@ def describe_backend(pipe: Any) -> str:
 def record_result(bundle_dir: Path, result: VerifyResult) -> None:
     """Put `result` into bundle.json's `verified`, replacing an earlier one for the same backend; atomically."""
     manifest = read_manifest(bundle_dir)
-    kept = tuple(r for r in manifest.verified if r.backend != result.backend)
+    kept = tuple(r for r in manifest.verified or () if r.backend != result.backend)
     text = manifest_text(dataclasses.replace(manifest, verified=(*kept, result)))
     target = Path(bundle_dir) / MANIFEST_NAME
     handle, temporary = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=bundle_dir)
