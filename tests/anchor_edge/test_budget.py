@@ -45,22 +45,6 @@ def test_savings_note_says_plainly_when_anchornet_alone_costs_the_full_image():
     assert pays and "0.10x" in note and "under 0.90x" in note
 
 
-@pytest.fixture(scope="module")
-def plain(small_bundle):
-    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipeline:
-        yield pipeline
-
-
-@pytest.fixture(scope="module")
-def images(photos):
-    return [image for _, image in photos]
-
-
-@pytest.fixture(scope="module")
-def plain_predictions(plain, images):
-    return plain.predict_batch(images)
-
-
 def with_budget(plain: Pipeline, budget: float | None, early_exit: float | None = None, preset: str | None = None) -> Pipeline:
     return Pipeline(
         plain.bundle, plain.anchornet, plain.downstream, lsp=PRESETS[preset] if preset else plain.lsp,

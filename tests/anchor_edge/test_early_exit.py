@@ -10,22 +10,6 @@ import pytest
 from anchor_edge import InputError, Pipeline
 
 
-@pytest.fixture(scope="module")
-def plain(small_bundle):
-    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipeline:
-        yield pipeline
-
-
-@pytest.fixture(scope="module")
-def images(photos):
-    return [image for _, image in photos]
-
-
-@pytest.fixture(scope="module")
-def plain_predictions(plain, images):
-    return plain.predict_batch(images)
-
-
 def with_threshold(plain: Pipeline, threshold: float | None) -> Pipeline:
     """The same models and settings as `plain`, with early exit at `threshold`."""
     return Pipeline(
