@@ -30,6 +30,7 @@ from tqdm import tqdm
 from anchor_edge.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
+from export.models.loading import load_anchornet
 from export.training.box_supervision import box_loss, branch_targets, soft_cross_entropy
 from export.training.common import (
     Budget,
@@ -100,13 +101,18 @@ def train_anchornet(
     window_size: int = 128,
     box_supervision: bool = True,
     source: DataSource = DIGITS,
+    init: Path | None = None,
+    peak_lr: float = PEAK_LR,
 ) -> dict:
     """Train, checkpointing to work_dir (resumes from it), and write out/anchornet.pt; returns the pooling report."""
     seed_everything(seed)
     device = pick_device()
     box_supervision = box_supervision and source.has_boxes
-    model = AnchorNet(num_classes=len(source.class_names)).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, weight_decay=1e-4)
+    model = AnchorNet(num_classes=len(source.class_names))
+    if init is not None:  # fine-tune: start from trained weights (a new schedule, a fresh optimizer)
+        model.load_state_dict(load_anchornet(init, len(source.class_names), None).module.state_dict())
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
     checkpoint_path = work_dir / "anchornet_state.pt"
     state = load_checkpoint(checkpoint_path)
     step = 0
@@ -122,10 +128,10 @@ def train_anchornet(
     progress = tqdm(total=total_steps, initial=step, desc="AnchorNet", unit="batch", mininterval=10)
     while step < total_steps and not budget.exhausted():
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), PEAK_LR, WARMUP_STEPS)
+            group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), peak_lr, WARMUP_STEPS)
         progress_fraction = max(step / total_steps, budget.fraction())
         window = window_size if progress_fraction < SMALL_WINDOW_SHARE and source.has_boxes else 224
-        easy = easy_share(progress_fraction) if source.has_easy else 0.0
+        easy = easy_share(progress_fraction) if source.has_easy and init is None else 0.0
         batch = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source)
         images = batch.images.to(device).contiguous(memory_format=torch.channels_last)
         if box_supervision:
@@ -208,11 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=128, help="input side in the first 90 %% of training (224: always full)")
     parser.add_argument("--no-box-supervision", dest="box_supervision", action="store_false",
                         help="image-level labels only, as in the paper")
+    parser.add_argument("--init", type=Path, help="fine-tune: start from this AnchorNet checkpoint (no curriculum)")
+    parser.add_argument("--peak-lr", type=float, default=PEAK_LR, help="peak learning rate (default: %(default)s)")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     train_anchornet(
         args.out, images=args.images, batch_size=args.batch_size, budget_minutes=args.budget_minutes,
         seed=args.seed, work_dir=args.work_dir, window_size=args.window, box_supervision=args.box_supervision,
+        init=args.init, peak_lr=args.peak_lr,
     )
 
 

@@ -9,7 +9,11 @@ digits benchmark does; a user's folder does not) training may also use them:
    centred on the object (cross-entropy against a Gaussian over cells,
    `TARGET_SIGMA` cells wide): attention pooling then reads the object.
 2. Heatmap: each branch's logit map F classifies the label at the object's
-   cell, so LSP's hottest patch lies on the object.
+   cell, and the label's map F[label] peaks there over space (cross-entropy
+   of its spatial softmax against the same Gaussian), so LSP's hottest patch
+   lies on the object. Without the second part the attention map found the
+   digit for 95-98 % of test images but F[label] peaked on it for 28-62 %
+   (the GAP loss lifts F everywhere), and the patches missed.
 3. Branch by size: the branch of the object's natural receptive field is
    trained on hard labels, the others on smoothed ones (`SIZE_SMOOTHING`), so
    the decision rule's most confident branch follows the object's size.
@@ -59,7 +63,7 @@ def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def box_loss(outputs: TrainingOutputs, labels: Tensor, boxes: Tensor, natural_branch: Tensor) -> Tensor:
-    """Sum over branches of the attention term and the heatmap-at-the-object term (module docstring, 1 and 2)."""
+    """Sum over branches of the attention term and the two heatmap terms (module docstring, 1 and 2)."""
     targets = branch_targets(labels, natural_branch, outputs.gap_logits.shape[-1])
     loss = outputs.gap_logits.new_zeros(())
     for branch, (field, logit_map, attention) in enumerate(zip(BRANCH_RECEPTIVE_FIELDS, outputs.logit_maps, outputs.attention_maps)):
@@ -68,4 +72,6 @@ def box_loss(outputs: TrainingOutputs, labels: Tensor, boxes: Tensor, natural_br
         loss = loss - (cells * attention[:, 0].clamp_min(1e-12).log()).sum((1, 2)).mean()
         at_object = (logit_map * cells[:, None]).sum((2, 3))
         loss = loss + soft_cross_entropy(at_object, targets[:, branch].to(logit_map.device))
+        label_map = logit_map[torch.arange(len(labels)), labels.to(logit_map.device)].flatten(1)
+        loss = loss + soft_cross_entropy(label_map, cells.flatten(1))
     return loss
