@@ -36,24 +36,24 @@ def test_the_box_loss_is_least_when_attention_and_heatmap_sit_on_the_object():
     box, label, natural = torch.tensor([[40.0, 40.0, 80.0, 80.0]]), torch.tensor([3]), torch.tensor([0])
 
     def placed_on(target_box: torch.Tensor):
-        """Outputs whose S is the target of `target_box` and whose F says class 3 there."""
+        """Outputs whose S is the target of `target_box` and whose F says class 3 there, peaking as the target does."""
         s_maps, f_maps = [], []
         for field, logit_map in zip((63, 95, 111), outputs.logit_maps):
             cells = attention_target(target_box, field, *logit_map.shape[2:])
             s_maps.append(cells[:, None])
             f = torch.zeros_like(logit_map)
-            f[:, 3] = 20 * cells / cells.amax((1, 2), keepdim=True)
+            f[:, 3] = 20 + cells.log()  # class 3 wins at the object, and F[3]'s spatial softmax is the target itself
             f_maps.append(f)
         return outputs._replace(logit_maps=tuple(f_maps), attention_maps=tuple(s_maps))
 
     on_object = box_loss(placed_on(box), label, box, natural).item()
     elsewhere = box_loss(placed_on(box + 40), label, box, natural).item()  # 5 cells off
-    # On the object, the attention term is each branch's target entropy (its minimum, Gibbs' inequality).
+    # On the object, the attention and F[label] terms are each branch's target entropy (their minimum, Gibbs' inequality).
     entropy = sum(
         -(t * t.log()).sum().item()
         for t in (attention_target(box, f, m.shape[2], m.shape[3]) for f, m in zip((63, 95, 111), outputs.logit_maps))
     )
-    assert on_object > entropy
+    assert on_object > 2 * entropy
     assert elsewhere > on_object + 10
     assert box_loss(outputs, label, box, natural).item() > on_object
 
