@@ -1,4 +1,4 @@
-"""The `anchor-edge` command: predict, export, bench, doctor.
+"""The `anchor-edge` command: predict (images or streams), verify, doctor, export, bench.
 
     anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9] [--budget 0.5]
     anchor-edge predict clip.mp4 | 0 | rtsp://... [--save-vis out.mp4] [--json] [--every N] [--batch N] [--smooth ema]
