@@ -92,8 +92,8 @@ def test_a_few_steps_lower_the_loss_against_a_learning_rate_of_zero(tmp_path, mo
         out = tmp_path / label
         if kind == "anchornet":
             monkeypatch.setattr(anchornet_recipe, "WARMUP_STEPS", 1)
-            monkeypatch.setattr(anchornet_recipe, "PEAK_LR", 2e-3 * scale)
-            train_anchornet(out, images=4 * 3, batch_size=4, seed=0, work_dir=out / "work", eval_images=2, window_size=128)
+            train_anchornet(out, images=4 * 3, batch_size=4, seed=0, work_dir=out / "work", eval_images=2, window_size=128,
+                            peak_lr=anchornet_recipe.PEAK_LR * scale)
             saved = torch.load(out / "anchornet.pt", weights_only=True)["state_dict"]
             model = AnchorNet(num_classes=10)
         else:
