@@ -133,11 +133,11 @@ def train_anchornet(
         window = window_size if progress_fraction < SMALL_WINDOW_SHARE and source.has_boxes else 224
         easy = easy_share(progress_fraction) if source.has_easy and init is None else 0.0
         batch = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source)
-        images = batch.images.to(device).contiguous(memory_format=torch.channels_last)
+        inputs = batch.images.to(device).contiguous(memory_format=torch.channels_last)
         if box_supervision:
-            loss = anchornet_loss(model, images, batch.labels.to(device), batch.boxes().to(device), batch.scales().to(device))
+            loss = anchornet_loss(model, inputs, batch.labels.to(device), batch.boxes().to(device), batch.scales().to(device))
         else:
-            loss = anchornet_loss(model, images, batch.labels.to(device))
+            loss = anchornet_loss(model, inputs, batch.labels.to(device))
         take_step(optimizer, loss, progress)
         step += 1
         if step % 50 == 0 or step == total_steps:
