@@ -79,12 +79,10 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
         rows = [_truth(s, d) for s, d in zip(samples, decisions)]
         for name, pipe in pipes.items():
             boxes = select_all(anchor, decisions, bundle.branches, pipe.lsp)
-            for row, image_boxes, probs in zip(rows, boxes, pipe.classify_normalized(down_in, boxes)):
-                row[f"patches_{name}"] = int(probs.sum(0).argmax())
-                row[f"patch_sizes_patches_{name}"] = [int(b[2] - b[0]) for b in image_boxes]
-                if name == "accurate":
-                    row["first_box"] = [int(v) for v in image_boxes[0]]
+            _record(rows, f"patches_{name}", boxes, pipe.classify_normalized(down_in, boxes))
             if name == "accurate":
+                for row, image_boxes in zip(rows, boxes):
+                    row["first_box"] = [int(v) for v in image_boxes[0]]
                 _early_exits(rows, pipe, down_in, boxes, bundle.num_classes)
                 _budgets(rows, pipe, down_in, boxes, bundle)
         _classify(rows, "full_bundle", main.downstream, down_in)
@@ -107,10 +105,7 @@ def _early_exits(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: l
     """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/early_exit.py)."""
     for threshold in EARLY_EXIT_THRESHOLDS:
         key = early_exit_key(threshold)
-        used = classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes)
-        for row, image_boxes, probs in zip(rows, boxes, used):
-            row[key] = int(probs.sum(0).argmax())
-            row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
+        _record(rows, key, boxes, classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes))
 
 
 def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], bundle: Bundle) -> None:
@@ -118,15 +113,16 @@ def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[
     costs, full = patch_costs(bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop)
     for budget in BUDGETS:
         capped = within_budget(boxes, costs, budget * full)
-        key = budget_key(budget)
-        for row, image_boxes, probs in zip(rows, capped, pipe.classify_normalized(down_in, capped)):
-            row[key] = int(probs.sum(0).argmax())
-            row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes]
-        key = budget_key(budget, BUDGET_EARLY_EXIT)
+        _record(rows, budget_key(budget), capped, pipe.classify_normalized(down_in, capped))
         used = classify_until_confident(pipe.classify_normalized, down_in, capped, BUDGET_EARLY_EXIT, bundle.num_classes)
-        for row, image_boxes, probs in zip(rows, capped, used):
-            row[key] = int(probs.sum(0).argmax())
-            row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
+        _record(rows, budget_key(budget, BUDGET_EARLY_EXIT), capped, used)
+
+
+def _record(rows: list[dict], key: str, boxes: list[np.ndarray], patch_probs: list[np.ndarray]) -> None:
+    """One method's class per image (argmax of its summed patch softmaxes) and the sizes of the patches it used."""
+    for row, image_boxes, probs in zip(rows, boxes, patch_probs):
+        row[key] = int(probs.sum(0).argmax())
+        row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
 
 
 def _truth(sample, decision: tuple[int, int]) -> dict:
