@@ -38,6 +38,11 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
     attention: tuple[np.ndarray, ...] | None = None
 
+    def class_distribution(self) -> np.ndarray:
+        """The summed patch softmaxes normalized to sum to 1 (float64): the distribution whose argmax is `class_id`."""
+        total = self.patch_probs.sum(axis=0, dtype=np.float64)
+        return total / max(float(total.sum()), 1e-12)
+
     def to_dict(self, *, top_k: int = 5) -> dict:
         """JSON-ready summary: class, score, branch, boxes, per-patch top class, timings.
 
@@ -45,8 +50,7 @@ class Prediction:
         summarised: the `top_k` classes of the summed patch distribution and each
         patch's own top class and probability.
         """
-        total = self.patch_probs.sum(axis=0)
-        share = total / max(float(total.sum()), 1e-12)
+        share = self.class_distribution()
         top = np.argsort(-share, kind="stable")[:top_k]
         return {
             "class_id": self.class_id,

@@ -8,7 +8,7 @@ pays on throughput whenever the pipeline is slower than the file is read
 pipeline had no time for are counted as dropped.
 
 Optional temporal smoothing (off by default) averages each frame's class
-distribution (the summed patch softmaxes, normalized) over recent frames,
+distribution (`Prediction.class_distribution`) over recent frames,
 exponentially or over a window, so labels do not flicker from frame to
 frame; the per-frame Prediction is left as it was.
 """
@@ -117,12 +117,6 @@ class Smoothing:
         return self._average
 
 
-def class_distribution(prediction: Prediction) -> np.ndarray:
-    """The summed patch softmaxes, normalized to sum to 1 (the distribution whose argmax is the class)."""
-    total = prediction.patch_probs.sum(axis=0).astype(np.float64)
-    return total / total.sum()
-
-
 class Stream:
     """An iterator of StreamResult over a source, with its StreamStats; a context manager that closes the source.
 
@@ -177,7 +171,7 @@ class Stream:
         result = StreamResult(frame.index, frame.timestamp_ms, latency_ms, prediction, frame.image)
         if self.smoothing is None:
             return result
-        smoothed = self.smoothing.update(class_distribution(prediction))
+        smoothed = self.smoothing.update(prediction.class_distribution())
         return result._replace(smoothed=smoothed, smoothed_class_id=int(smoothed.argmax()))
 
     def close(self) -> None:

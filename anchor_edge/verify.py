@@ -13,19 +13,17 @@ a floor.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic_write import write_atomically
 from .bundle import load_bundle, sha256_of
 from .errors import BundleError, InputError
 from .preprocess import resize_and_crop
 from .schema import MANIFEST_NAME, CheckSet, VerifyResult, manifest_text, read_manifest
-from .stream import class_distribution
 
 CHECK_FILE = "check.npz"
 #: Images in the check set: enough to see a drift in top-1, few enough to stay a few MB.
@@ -48,7 +46,7 @@ def write_check_set(bundle_dir: Path, images: Sequence[tuple[str, np.ndarray]], 
         squares=squares,
         class_ids=np.array([p.class_id for p in predictions]),
         probs=np.stack([p.branch_probs for p in predictions]).astype(np.float32),
-        scores=np.stack([class_distribution(p) for p in predictions]).astype(np.float32),
+        scores=np.stack([p.class_distribution() for p in predictions]).astype(np.float32),
     )
     return CheckSet(file=CHECK_FILE, sha256=sha256_of(Path(bundle_dir) / CHECK_FILE), images=len(images), source=source)
 
@@ -83,7 +81,7 @@ def verify_bundle(
         backend = describe_backend(pipe)
     class_ids = np.array([p.class_id for p in predictions])
     probs = np.stack([p.branch_probs for p in predictions])
-    scores = np.stack([class_distribution(p) for p in predictions])
+    scores = np.stack([p.class_distribution() for p in predictions])
     agreement = float(np.mean(class_ids == stored["class_ids"]))
     result = VerifyResult(
         backend=backend, images=len(predictions), top1_agreement=round(agreement, 4),
@@ -113,16 +111,7 @@ def record_result(bundle_dir: Path, result: VerifyResult) -> None:
     manifest = read_manifest(bundle_dir)
     kept = tuple(r for r in manifest.verified or () if r.backend != result.backend)
     text = manifest_text(dataclasses.replace(manifest, verified=(*kept, result)))
-    target = Path(bundle_dir) / MANIFEST_NAME
-    handle, temporary = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=bundle_dir)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, target.stat().st_mode)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(Path(bundle_dir) / MANIFEST_NAME, text.encode("utf-8"))
 
 
 def describe(result: VerifyResult) -> str:
