@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
+from anchor_edge.atomic_write import write_atomically
 from anchor_edge.errors import ExportError, InputError
 from anchor_edge.backends.trt_environment import (
     INSTALL_HINT,
@@ -140,8 +139,8 @@ def build_engine(
             f"TensorRT failed to build {name} from {onnx_path}: "
             f"{take_tensorrt_errors() or 'see the TensorRT log above'}"
         )
-    _write_atomically(engine_path, serialized)
-    _write_atomically(timing_cache, cache.serialize())
+    write_atomically(engine_path, serialized)
+    write_atomically(timing_cache, cache.serialize())
     log.info("built %s in %.1f s (timing cache %s)", name, time.perf_counter() - started, timing_cache)
 
 
@@ -164,7 +163,7 @@ def record_engines(bundle_dir: str | Path, engines: Mapping[Role, EngineRecord])
                 f"but {path} holds {bundle_sha}: rebuild the engines for this bundle"
             )
     recorded = dataclasses.replace(manifest.engines, **{Role(role).value: record for role, record in engines.items()})
-    _write_atomically(path, manifest_text(dataclasses.replace(manifest, engines=recorded)).encode("utf-8"))
+    write_atomically(path, manifest_text(dataclasses.replace(manifest, engines=recorded)).encode("utf-8"))
 
 
 def _require_tensorrt() -> None:
@@ -244,19 +243,3 @@ def _attach_timing_cache(config: trt.IBuilderConfig, path: Path, name: str) -> t
         if config.set_timing_cache(cache, False):
             return cache
     raise EngineBuildError(f"{name}: TensorRT cannot attach a timing cache: {take_tensorrt_errors()}")
-
-
-def _write_atomically(path: Path, data: Any) -> None:
-    """Write bytes (or any buffer) to `path` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(temporary, path.stat().st_mode if path.exists() else 0o644)  # mkstemp makes it owner-only
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
