@@ -31,6 +31,7 @@ from anchor_edge.backends import BACKENDS  # noqa: E402
 from anchor_edge.budget import savings_note  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
 from anchor_edge.lsp import PRESETS  # noqa: E402
+from anchor_edge.sources import IMAGE_SUFFIXES  # noqa: E402
 from benchmarks import items, report  # noqa: E402
 from benchmarks.costs import cost_accounting  # noqa: E402
 from benchmarks.measure import interleaved  # noqa: E402
@@ -38,7 +39,6 @@ from benchmarks.stream import stream_figures, stream_table  # noqa: E402
 
 DEFAULT_BUNDLE = Path("bundles/default")
 QUICK = {"warmup": 0.2, "seconds": 0.5}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from anchor_edge.errors import InputError
 from anchor_edge.preprocess import load_image, resize_and_crop
+from anchor_edge.sources import IMAGE_SUFFIXES
 from export.data.source import HELD_OUT, TRAIN, LabelledImage
 
 LOG = logging.getLogger("anchor_edge.train")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 #: Without a given split, file j (sorted by name) of a class is held out when j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1.
 HELD_OUT_EVERY = 5
 HELD_OUT_FOLDERS = ("val", "test")

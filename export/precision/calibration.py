@@ -34,6 +34,7 @@ from anchor_edge.patches import cut_by_size, locate
 from anchor_edge.pipeline import Pipeline
 from anchor_edge.preprocess import load_image, normalize
 from anchor_edge.schema import INPUT_NAME
+from anchor_edge.sources import IMAGE_SUFFIXES
 from export.data.photos import real_photos
 
 log = logging.getLogger("anchor_edge")
@@ -51,7 +52,6 @@ MAX_PATCHES_PER_SIZE = 256
 #: classes and scales). 480 held out, so that the check can judge a 95 % floor
 #: (docs/decisions/006-precision-check-and-calibration-images.md).
 DIGITS_CALIBRATION, DIGITS_HELD_OUT = 240, 480
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 Photo = tuple[str, np.ndarray]
 
@@ -133,7 +133,7 @@ def folder_images(folder: Path) -> ImageSet:
         raise InputError(f"--calibration-dir {folder} is not a directory")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InputError(f"--calibration-dir {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"--calibration-dir {folder} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
     images = []
     for path in files:
         try:
