@@ -47,9 +47,12 @@ setup(
         "bench": ["matplotlib>=3.7", "py-cpuinfo>=9", "scikit-image>=0.22", "scikit-learn>=1.3"],
         "trt": ["tensorrt>=10", "pycuda>=2022.1"],
         "openvino": ["openvino>=2024.0"],
+        # Ray for batch jobs and serving (anchor_edge.scale), pinned to the minor release the tests ran on:
+        # its Data and Serve APIs move between minors.
+        "scale": ["ray[data,serve]>=2.60,<2.61"],
         # tensorrt-stubs is installed separately with --no-deps (see README): it
         # depends on tensorrt itself, which cannot install without a GPU driver.
-        "test": ["pytest>=7", "mypy>=1.8", "matplotlib>=3.7", "py-cpuinfo>=9", "openvino>=2024.0"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "mypy>=1.8", "matplotlib>=3.7", "py-cpuinfo>=9", "openvino>=2024.0"],
     },
     entry_points={"console_scripts": ["anchor-edge = anchor_edge.cli:main"]},
 )

@@ -19,7 +19,7 @@ except ImportError as error:  # the base install leaves OpenCV to the platform (
         "virtualenv made with --system-site-packages"
     ) from error
 
-from .errors import AnchorEdgeError, BackendError, BundleError, InputError
+from .errors import AnchorEdgeError, BackendError, BundleError, ClusterError, InputError
 from .lsp import PRESETS, LSPParams
 from .pipeline import Pipeline
 from .prediction import Prediction
@@ -29,6 +29,7 @@ __all__ = [
     "AnchorEdgeError",
     "BackendError",
     "BundleError",
+    "ClusterError",
     "InputError",
     "LSPParams",
     "PRESETS",

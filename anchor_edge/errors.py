@@ -4,7 +4,7 @@ Callers catch `AnchorEdgeError` for anything this library raises on purpose;
 the subclasses say whose fault it was: the input (`InputError`, also a
 `ValueError`: an image, an argument, a flag, a checkpoint the caller named),
 the bundle on disk (`BundleError`), the inference backend (`BackendError`),
-or a step of the export that failed on a valid input (`ExportError`: a model
+the Ray cluster that batch jobs and the server run on (`ClusterError`), or a step of the export that failed on a valid input (`ExportError`: a model
 ONNX cannot reproduce, a conversion or precision check that fails, an engine
 TensorRT cannot build). Every message names the file, tensor or field at
 fault and says what to do about it.
@@ -29,3 +29,7 @@ class BackendError(AnchorEdgeError):
 
 class ExportError(AnchorEdgeError):
     """An export step that failed on valid input: verification, conversion, the precision check, an engine build."""
+
+
+class ClusterError(AnchorEdgeError):
+    """Ray is missing, cannot start or join a cluster, or a local cluster would not stay on loopback."""
