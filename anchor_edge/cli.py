@@ -1,4 +1,4 @@
-"""The `anchor-edge` command: predict (images or streams), verify, doctor, export, bench.
+"""The `anchor-edge` command: predict (images or streams), verify, doctor, batch and serve (Ray), export, bench.
 
     anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9] [--budget 0.5]
     anchor-edge predict clip.mp4 | 0 | rtsp://... [--save-vis out.mp4] [--json] [--every N] [--batch N] [--smooth ema]
@@ -6,6 +6,8 @@
     anchor-edge bench [the options of python benchmarks/latency.py]
     anchor-edge doctor [--bundle bundles/default]
     anchor-edge verify bundles/default [--backend openvino --inference-precision bf16]
+    anchor-edge batch --input 'photos/**/*.jpg' --output results/ [--actors 2] [--address auto]
+    anchor-edge serve [--port 8000] [--replicas 2] [--max-batch 8] [--batch-wait-ms 5]
 
 `export` and `bench` are second doors to the checkout's scripts: they reuse
 the scripts' own `build_parser(parser)` and `run(args)`, so the options can
@@ -113,6 +115,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(doctor)
     doctor.set_defaults(handler=_doctor, subparser=doctor)
 
+    batch = commands.add_parser("batch", help="classify a large set of image files on Ray, results to Parquet")
+    _add_bundle_option(batch)
+    batch.add_argument("--input", required=True, metavar="PATH_OR_GLOB", help="an image file, a folder (recursive) or a glob")
+    batch.add_argument("--output", required=True, type=Path, metavar="DIR",
+                       help="results folder (Parquet parts); images already in it are skipped")
+    batch.add_argument("--actors", type=_positive, default=1, metavar="N", help="pipelines running at once (default: %(default)s)")
+    batch.add_argument("--threads-per-actor", type=_positive, default=1, metavar="T",
+                       help="ONNX Runtime threads of each actor (default: %(default)s)")
+    batch.add_argument("--batch-size", type=_positive, default=16, metavar="B", help="images per predict_batch (default: %(default)s)")
+    batch.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="G", help="GPUs each actor reserves (default: 0)")
+    _add_ray_options(batch)
+    _add_common_flags(batch)
+    batch.set_defaults(handler=_batch, subparser=batch)
+
+    serve = commands.add_parser("serve", help="serve a bundle over HTTP on Ray Serve, batching requests")
+    _add_bundle_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=_positive, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--replicas", type=_positive, default=1, metavar="N", help="pipelines serving at once (default: %(default)s)")
+    serve.add_argument("--threads-per-replica", type=_positive, default=1, metavar="T",
+                       help="ONNX Runtime threads of each replica (default: %(default)s)")
+    serve.add_argument("--max-batch", type=_positive, default=8, metavar="B", help="largest request batch (default: %(default)s)")
+    serve.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="W",
+                       help="longest wait for a batch to fill after its first request (default: %(default)s)")
+    serve.add_argument("--max-body-mb", type=float, default=20.0, metavar="MB", help="largest request body (default: %(default)s)")
+    serve.add_argument("--gpus-per-replica", type=float, default=0.0, metavar="G", help="GPUs each replica reserves (default: 0)")
+    _add_ray_options(serve)
+    _add_common_flags(serve)
+    serve.set_defaults(handler=_serve, subparser=serve)
+
     for command, (_, script, _) in CHECKOUT_COMMANDS.items():
         commands.add_parser(command, add_help=False, help=f"{script}'s options (anchor-edge {command} --help)")
     return parser
@@ -173,6 +205,18 @@ def _verify(args: argparse.Namespace) -> int:
     print(describe(result))
     print(f"recorded in {args.bundle / 'bundle.json'} (verified)")
     return 0 if result.passed else 1
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .scale.commands import run_batch_command
+
+    return run_batch_command(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .scale.commands import run_serve_command
+
+    return run_serve_command(args)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -258,6 +302,13 @@ def _threshold(text: str) -> float | None:
 
 def _add_bundle_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", metavar="ADDR",
+                        help="join a Ray cluster: auto (one started with `ray start` here) or HEAD:PORT; "
+                        "default: start a local cluster on 127.0.0.1")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
 
 
 def _add_common_flags(parser: argparse.ArgumentParser) -> None:

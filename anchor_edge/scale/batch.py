@@ -30,7 +30,13 @@ import pyarrow as pa
 
 from anchor_edge.errors import AnchorEdgeError, ClusterError, InputError
 from anchor_edge.scale.cluster import import_ray
-from anchor_edge.scale.results import PartWriter, error_row, finished_paths, prediction_row, to_table
+from anchor_edge.scale.results import (
+    PartWriter,
+    error_row,
+    finished_paths,
+    prediction_row,
+    to_table,
+)
 from anchor_edge.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger("anchor_edge")

@@ -35,11 +35,12 @@ INSTALL_HINT = "pip install 'anchor-edge[scale]'"
 class Cluster:
     """The cluster this process is connected to.
 
-    local: this process started it (and `stop` shuts it down); addresses: every
-    node and control-plane address Ray reports; cpus, gpus: the cluster's totals.
+    started_here: `start` started it, so `stop` shuts it down (a cluster that
+    was joined, or already connected, is left running); addresses: every node
+    and control-plane address Ray reports; cpus, gpus: the cluster's totals.
     """
 
-    local: bool
+    started_here: bool
     addresses: tuple[str, ...]
     cpus: float
     gpus: float
@@ -49,7 +50,8 @@ def start(address: str | None = None, *, num_cpus: int | None = None) -> Cluster
     """Connect this process to Ray: a new local cluster on loopback (address None) or an existing one.
 
     Args:
-        address: None starts a local cluster on 127.0.0.1; "auto" joins one
+        address: None starts a local cluster on 127.0.0.1 (in a process already
+            connected to Ray: checks that cluster is on loopback); "auto" joins one
             started on this machine with `ray start`; "HOST:PORT" joins a
             cluster's head node.
         num_cpus: CPUs a local cluster may use (default: all cores).
@@ -59,35 +61,38 @@ def start(address: str | None = None, *, num_cpus: int | None = None) -> Cluster
             cluster reports an address outside 127.0.0.0/8.
     """
     local = address is None
-    if local:
+    already_connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if local and not already_connected:
         _choose_single_machine_mode()
     ray = import_ray()
-    if not ray.is_initialized():
-        options: dict = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    started_here = not already_connected
+    if started_here:
+        options: dict = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
         if local:
             options.update(_node_ip_address="127.0.0.1", num_cpus=num_cpus)
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise ClusterError(f"Ray could not {'start' if local else f'join {address!r}'}: {error}") from error
-    cluster = describe(local=local)
+    cluster = describe(started_here=started_here)
     if local:
         try:
             check_loopback(cluster.addresses)
         except ClusterError:
-            ray.shutdown()
+            if started_here:
+                ray.shutdown()
             raise
     log.info("Ray cluster: %s CPUs, %s GPUs at %s", cluster.cpus, cluster.gpus, ", ".join(cluster.addresses))
     return cluster
 
 
-def describe(*, local: bool) -> Cluster:
+def describe(*, started_here: bool) -> Cluster:
     """The connected cluster's addresses and resources."""
     ray = import_ray()
     addresses = {node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}
     addresses.add(_host(ray.get_runtime_context().gcs_address))
     resources = ray.cluster_resources()
-    return Cluster(local, tuple(sorted(addresses)), float(resources.get("CPU", 0)), float(resources.get("GPU", 0)))
+    return Cluster(started_here, tuple(sorted(addresses)), float(resources.get("CPU", 0)), float(resources.get("GPU", 0)))
 
 
 def check_loopback(addresses: tuple[str, ...]) -> None:
@@ -95,15 +100,15 @@ def check_loopback(addresses: tuple[str, ...]) -> None:
     outside = [a for a in addresses if not _is_loopback(a)]
     if outside:
         raise ClusterError(
-            f"the local Ray cluster reports address(es) {outside} outside 127.0.0.0/8, so it was shut down; "
+            f"the local Ray cluster reports address(es) {outside} outside 127.0.0.0/8 and is refused; "
             f"set {SINGLE_MACHINE_SWITCH}=0 in the environment, or call start() before anything imports ray"
         )
 
 
 def stop(cluster: Cluster) -> None:
-    """Shut Ray down if this process started the cluster; leave a joined cluster running."""
+    """Shut Ray down if `start` started the cluster; leave a joined or already connected one running."""
     ray = import_ray()
-    if cluster.local and ray.is_initialized():
+    if cluster.started_here and ray.is_initialized():
         ray.shutdown()
 
 

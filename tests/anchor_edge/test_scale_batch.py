@@ -185,3 +185,19 @@ def test_run_batch_without_a_cluster_says_to_start_one(small_bundle, tmp_path, m
     monkeypatch.setattr(batch, "import_ray", lambda: NoCluster)
     with pytest.raises(ClusterError, match="cluster.start"):
         batch.run_batch(small_bundle, [str(tmp_path / "a.jpg")], tmp_path)
+
+
+def test_batch_command_writes_the_rows_and_says_what_it_did(ray_cluster, small_bundle, image_folder, in_process, tmp_path, capsys):
+    from anchor_edge.cli import main
+
+    argv = ["batch", "--bundle", str(small_bundle), "--input", str(image_folder / "**" / "*.jpg"), "--output",
+            str(tmp_path), "--actors", "2", "--batch-size", "2", "--backend", "onnxruntime"]
+    assert main(argv) == 0
+
+    jpegs = {p for p in in_process if p.endswith(".jpg")}
+    rows = read_rows(tmp_path)
+    assert set(rows.index) == jpegs | {str(image_folder / "truncated.jpg"), str(image_folder / "empty.jpg")}
+    assert_rows_match(rows, {p: in_process[p] for p in jpegs})
+    out = capsys.readouterr().out
+    assert f"{len(rows)} rows written to {tmp_path} (2 errors)" in out and f"0 of {len(rows)} images were done before" in out
+    assert ray_cluster.started_here and __import__("ray").is_initialized(), "the command stopped a cluster it only joined"

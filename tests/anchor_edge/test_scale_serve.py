@@ -1,0 +1,164 @@
+"""`anchor-edge serve` on a local Ray cluster, over HTTP on 127.0.0.1: in-process answers, real batches, bad requests refused."""
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import pytest
+
+from anchor_edge import Pipeline
+from anchor_edge.errors import InputError
+
+pytestmark = pytest.mark.timeout(300)
+
+MAX_BODY = 2 * 2**20
+REQUEST_TIMEOUT_S = 60
+
+
+def post(url, body):
+    """(status, JSON body, batch-size header) of one bounded POST."""
+    request = urllib.request.Request(url + "/predict", data=body, method="POST", headers={"Content-Type": "image/png"})
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            return response.status, json.loads(response.read()), response.headers.get("x-anchor-edge-batch-size")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), None
+
+
+def free_loopback_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster, small_bundle):
+    from anchor_edge.scale.serve import ServeOptions, start_server, stop_server
+
+    options = ServeOptions(port=free_loopback_port(), max_batch=8, batch_wait_ms=50, max_body_bytes=MAX_BODY,
+                           backend="onnxruntime")
+    url = start_server(str(small_bundle), options)
+    assert url.startswith("http://127.0.0.1:")
+    yield url
+    stop_server()
+
+
+@pytest.fixture(scope="module")
+def encoded(photos):
+    return [cv2.imencode(".png", image)[1].tobytes() for _, image in photos]
+
+
+@pytest.fixture(scope="module")
+def expected(small_bundle, photos):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipe:
+        return [prediction.to_dict() for prediction in pipe.predict_batch([image for _, image in photos])]
+
+
+def assert_same_prediction(served, local):
+    for key in ("class_id", "label", "branch", "anchor_class"):
+        assert served[key] == local[key], key
+    assert served["score"] == pytest.approx(local["score"], abs=1e-4)
+    assert [p["box"] for p in served["patches"]] == [p["box"] for p in local["patches"]]
+    assert [p["class_id"] for p in served["patches"]] == [p["class_id"] for p in local["patches"]]
+
+
+def test_health_names_the_bundle(server, small_bundle):
+    with urllib.request.urlopen(server + "/health", timeout=REQUEST_TIMEOUT_S) as response:
+        health = json.loads(response.read())
+    assert health["status"] == "ok" and health["bundle"] == str(small_bundle) and health["max_batch"] == 8
+
+
+def test_served_predictions_equal_in_process_ones(server, encoded, expected):
+    for body, local in zip(encoded, expected):
+        status, served, _ = post(server, body)
+        assert status == 200
+        assert_same_prediction(served, local)
+
+
+def test_64_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, encoded, expected):
+    order = [i % len(encoded) for i in range(64)]
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        replies = list(pool.map(lambda i: post(server, encoded[i]), order))
+
+    assert [status for status, _, _ in replies] == [200] * 64
+    for i, (_, served, _) in zip(order, replies):
+        assert_same_prediction(served, expected[i])
+    sizes = [int(size) for _, _, size in replies]
+    assert max(sizes) > 1 and max(sizes) <= 8, sizes
+
+
+def test_a_bad_image_is_a_400_with_the_reason_and_the_next_request_succeeds(server, encoded, expected):
+    status, reply, _ = post(server, b"this is not an image")
+    assert status == 400 and "decode" in reply["error"]
+    whole = encoded[0]
+    status, reply, _ = post(server, whole[: len(whole) // 3])
+    assert status == 400 and reply["error"]
+
+    status, served, _ = post(server, encoded[0])
+    assert status == 200
+    assert_same_prediction(served, expected[0])
+
+
+def test_an_oversized_body_is_refused_and_the_server_keeps_serving(server, encoded, expected):
+    status, reply, _ = post(server, b"\0" * (MAX_BODY + 1))
+    assert status == 413 and str(MAX_BODY) in reply["error"]
+    assert post(server, encoded[1])[0] == 200
+
+
+def test_unknown_routes_are_404_and_list_the_routes(server):
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(server + "/classify", timeout=REQUEST_TIMEOUT_S)
+    assert caught.value.code == 404 and "POST /predict" in json.loads(caught.value.read())["error"]
+
+
+def test_max_ongoing_requests_never_caps_a_batch():
+    from anchor_edge.scale.serve import max_ongoing_requests
+
+    for max_batch in (1, 8, 64):
+        assert max_ongoing_requests(max_batch) >= max_batch
+    assert max_ongoing_requests(8) == 16  # the default max_ongoing_requests (5) would cap a batch of 8 at 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"replicas": 3}, "need 3 CPUs"), ({"max_batch": 0}, "max-batch"), ({"batch_wait_ms": -1}, "batch-wait-ms")],
+)
+def test_serve_options_that_would_hang_or_misbehave_are_refused(change, message):
+    from anchor_edge.scale.serve import ServeOptions
+
+    with pytest.raises(InputError, match=message):
+        ServeOptions(**change).check(cluster_cpus=2)
+
+
+def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(small_bundle, encoded, expected, tmp_path):
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    port = free_loopback_port()
+    command = [sys.executable, "-m", "anchor_edge", "serve", "--bundle", str(small_bundle), "--port", str(port),
+               "--max-batch", "4", "--backend", "onnxruntime"]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in server.stdout], daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        announced = lines.get(timeout=120)  # printed once the deployment is running
+        assert announced.startswith(f"serving {small_bundle} at {url}: POST {url}/predict"), announced
+        status, served, _ = post(url, encoded[2])
+        assert status == 200
+        assert_same_prediction(served, expected[2])
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=90)
+    assert server.returncode == 0, log.read_text()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/health", timeout=5)
