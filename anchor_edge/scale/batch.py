@@ -49,13 +49,18 @@ VANISHED = "the file could not be read (it was removed or is not readable)"
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What a job did: inputs found, skipped (done before), rows written now (errors among them), seconds."""
+    """What a job did: inputs found, skipped (done before), rows written now (errors among them), seconds.
+
+    startup_seconds: from the start until the first results came back (listing,
+    actor creation, bundle loading, the first batch); the rest is steady work.
+    """
 
     inputs: int
     skipped: int
     written: int
     errors: int
     seconds: float
+    startup_seconds: float
     output: Path
 
     @property
@@ -164,7 +169,7 @@ def run_batch(
     done = finished_paths(output)
     todo = [p for p in paths if p not in done]
     writer = PartWriter(output, rows_per_part=rows_per_part)
-    errors = 0
+    errors, first_results = 0, time.perf_counter()
     if todo:
         cpus = actor_cpus(actors, threads_per_actor, float(ray.cluster_resources().get("CPU", 0)))
         results = ray.data.read_binary_files(
@@ -179,21 +184,27 @@ def run_batch(
             num_cpus=cpus,
             num_gpus=gpus_per_actor,
         )
-        errors = _collect(results, set(todo), writer, progress)
-    report = BatchReport(len(paths), len(paths) - len(todo), writer.written, errors, time.perf_counter() - started, output)
+        errors, first_results = _collect(results, set(todo), writer, progress)
+    finished = time.perf_counter()
+    report = BatchReport(len(paths), len(paths) - len(todo), writer.written, errors, finished - started,
+                         first_results - started, output)
     log.info("batch: %d images, %d skipped, %d written (%d errors) in %.1f s", report.inputs, report.skipped,
              report.written, report.errors, report.seconds)
     return report
 
 
-def _collect(results, todo: set[str], writer: PartWriter, progress: bool) -> int:
-    """Write each path's first row; then an error row for every path Ray never returned. Returns the error count."""
+def _collect(results, todo: set[str], writer: PartWriter, progress: bool) -> tuple[int, float]:
+    """Write each path's first row, then an error row for every path Ray never returned.
+
+    Returns the error count and when (perf_counter) the first results arrived.
+    """
     from tqdm import tqdm
 
-    pending, errors = set(todo), 0
+    pending, errors, first_results = set(todo), 0, None
     try:
         with tqdm(total=len(todo), unit="image", disable=None if progress else True) as bar:
             for table in results.iter_batches(batch_format="pyarrow", batch_size=None):
+                first_results = first_results or time.perf_counter()
                 rows = [row for row in table.to_pylist() if row["path"] in pending]
                 pending.difference_update(row["path"] for row in rows)
                 errors += sum(row["error"] is not None for row in rows)
@@ -209,7 +220,7 @@ def _collect(results, todo: set[str], writer: PartWriter, progress: bool) -> int
         raise ClusterError(f"the batch job failed: {error}; the finished rows are kept, run it again to go on") from error
     finally:
         writer.close()
-    return errors
+    return errors, first_results or time.perf_counter()
 
 
 def _absolute(path: str | os.PathLike[str]) -> str:

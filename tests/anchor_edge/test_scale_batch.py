@@ -68,6 +68,7 @@ def test_batch_rows_equal_in_process_predictions_and_bad_files_are_error_rows(ra
     rows = read_rows(tmp_path)
     assert len(rows) == len(in_process) + len(BAD_FILES) == report.written and rows.index.is_unique
     assert (report.inputs, report.skipped, report.errors) == (len(rows), 0, len(BAD_FILES))
+    assert 0 < report.startup_seconds < report.seconds
     assert_rows_match(rows, in_process)
     for name in BAD_FILES:
         row = rows.loc[str(image_folder / name)]
