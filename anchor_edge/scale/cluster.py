@@ -11,6 +11,9 @@ is not on loopback is shut down and refused.
 
 Joining a running cluster (`address="auto"` or "HOST:PORT") keeps that
 cluster's addresses: a real multi-node cluster lives on the user's network.
+No address means a new local cluster even where RAY_ADDRESS is set (Ray
+sets it for the subprocesses of a driver, which would otherwise join the
+parent's cluster unasked).
 """
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ def start(address: str | None = None, *, num_cpus: int | None = None) -> Cluster
         if local:
             options.update(_node_ip_address="127.0.0.1", num_cpus=num_cpus)
         try:
-            ray.init(address=address, **options)
+            ray.init(address="local" if local else address, **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise ClusterError(f"Ray could not {'start' if local else f'join {address!r}'}: {error}") from error
     cluster = describe(started_here=started_here)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -120,7 +121,9 @@ def test_max_ongoing_requests_never_caps_a_batch():
 
     for max_batch in (1, 8, 64):
         assert max_ongoing_requests(max_batch) >= max_batch
-    assert max_ongoing_requests(8) == 16  # the default max_ongoing_requests (5) would cap a batch of 8 at 5
+    assert max_ongoing_requests(8) == 16  # Ray's default max_ongoing_requests (5) would cap a batch of 8 at 5
+    assert max_ongoing_requests(64) == 128  # one batch running, one forming
+    assert max_ongoing_requests(1) == 16  # without batching, the replica still queues requests itself
 
 
 @pytest.mark.parametrize(
@@ -134,7 +137,8 @@ def test_serve_options_that_would_hang_or_misbehave_are_refused(change, message)
         ServeOptions(**change).check(cluster_cpus=2)
 
 
-def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(small_bundle, encoded, expected, tmp_path):
+def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(server, small_bundle, encoded, expected, tmp_path):
+    """On its own local cluster: RAY_ADDRESS (set by this process's cluster) must not make it join ours and stop our server."""
     import queue
     import signal
     import subprocess
@@ -162,3 +166,6 @@ def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(small_bundl
     assert server.returncode == 0, log.read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/health", timeout=5)
+    assert os.environ.get("RAY_ADDRESS"), "the tests' cluster no longer sets RAY_ADDRESS: this test tests less"
+    with urllib.request.urlopen(server + "/health", timeout=REQUEST_TIMEOUT_S) as response:
+        assert response.status == 200
