@@ -11,8 +11,11 @@ most `batch_wait_ms` after the first, into one `predict_batch` call run on a
 worker thread, so the replica's event loop keeps accepting the next batch's
 requests meanwhile. Images are decoded before they join a batch, so a bad one
 fails alone. A replica takes at most `max_ongoing_requests` requests at a
-time, which Ray defaults to fewer than a large batch: it is set to two
-batches (one running, one forming), never below `max_batch`.
+time, which Ray defaults to 5, fewer than a batch of 8: it is set to two
+batches (one running, one forming) and at least `MIN_ONGOING_REQUESTS`, so
+that without batching too the replica queues requests itself; requests
+left waiting in Ray's router are retried with a backoff, which cost a third
+of the throughput here (docs/scale.md).
 
 The deployment class is made by `application()` after Ray is connected,
 since `serve.batch` needs Ray imported, and importing Ray before
@@ -31,6 +34,7 @@ from anchor_edge.scale.cluster import import_ray
 log = logging.getLogger("anchor_edge")
 
 BATCH_SIZE_HEADER = "x-anchor-edge-batch-size"
+MIN_ONGOING_REQUESTS = 16
 APP_NAME = "anchor-edge"
 
 
@@ -64,8 +68,8 @@ class ServeOptions:
 
 
 def max_ongoing_requests(max_batch: int) -> int:
-    """Requests one replica may hold: a running batch and a forming one."""
-    return 2 * max_batch
+    """Requests one replica may hold: a running batch and a forming one, and never fewer than MIN_ONGOING_REQUESTS."""
+    return max(2 * max_batch, MIN_ONGOING_REQUESTS)
 
 
 def application(bundle: str, options: ServeOptions) -> Any:
