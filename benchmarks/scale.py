@@ -210,7 +210,7 @@ def write_chart(path: Path, result: dict[str, Any]) -> None:
         right.plot(levels_x, [row["latency_ms_p50"] for row in levels.values()], marker="o", label=f"p50, {label}")
         right.plot(levels_x, [row["latency_ms_p99"] for row in levels.values()], marker="x", linestyle=":", label=f"p99, {label}")
     middle.axhline(result["in_process"]["requests_per_s_sequential"], color="gray", linestyle="--", label="in-process, one at a time")
-    middle.set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title=f"online: {REPLICAS} replicas")
+    middle.set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title=f"online: {REPLICAS} replicas", ylim=(0, None))
     right.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="latency (ms)", title="online latency")
     for axis in (middle, right):
         axis.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])

@@ -22,7 +22,16 @@ def test_the_base_install_pulls_neither_opencv_nor_onnxruntime():
     assert not any(req.startswith(("opencv", "onnxruntime")) for req in base), base
     assert {req.split(">")[0] for req in extras["cpu"]} == {"opencv-python-headless", "onnxruntime"}
     readme = (REPO / "README.md").read_text()
-    assert '".[cpu,export,bench]"' in readme and '".[cpu,export,test]"' in readme
+    ci_command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert '".[cpu,export,bench]"' in readme and ci_command in readme and '".[cpu,export,test,scale]"' in ci_command
+
+
+def test_ray_is_imported_only_by_the_scale_commands():
+    code = ("import sys, anchor_edge, anchor_edge.cli, anchor_edge.scale.batch, anchor_edge.scale.serve\n"
+            "anchor_edge.cli.build_parser().parse_args(['batch', '--input', 'x', '--output', 'y'])\n"
+            "print('ray' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_without_opencv_the_import_says_what_to_install():
