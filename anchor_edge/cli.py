@@ -120,12 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--input", required=True, metavar="PATH_OR_GLOB", help="an image file, a folder (recursive) or a glob")
     batch.add_argument("--output", required=True, type=Path, metavar="DIR",
                        help="results folder (Parquet parts); images already in it are skipped")
-    batch.add_argument("--actors", type=_positive, default=1, metavar="N", help="pipelines running at once (default: %(default)s)")
-    batch.add_argument("--threads-per-actor", type=_positive, default=1, metavar="T",
-                       help="ONNX Runtime threads of each actor (default: %(default)s)")
     batch.add_argument("--batch-size", type=_positive, default=16, metavar="B", help="images per predict_batch (default: %(default)s)")
-    batch.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="G", help="GPUs each actor reserves (default: 0)")
-    _add_ray_options(batch)
+    _add_ray_options(batch, member="actor")
     _add_common_flags(batch)
     batch.set_defaults(handler=_batch, subparser=batch)
 
@@ -133,15 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bundle_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=_positive, default=8000, help="port (default: %(default)s)")
-    serve.add_argument("--replicas", type=_positive, default=1, metavar="N", help="pipelines serving at once (default: %(default)s)")
-    serve.add_argument("--threads-per-replica", type=_positive, default=1, metavar="T",
-                       help="ONNX Runtime threads of each replica (default: %(default)s)")
     serve.add_argument("--max-batch", type=_positive, default=8, metavar="B", help="largest request batch (default: %(default)s)")
-    serve.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="W",
+    serve.add_argument("--batch-wait-ms", type=_non_negative, default=5.0, metavar="W",
                        help="longest wait for a batch to fill after its first request (default: %(default)s)")
-    serve.add_argument("--max-body-mb", type=float, default=20.0, metavar="MB", help="largest request body (default: %(default)s)")
-    serve.add_argument("--gpus-per-replica", type=float, default=0.0, metavar="G", help="GPUs each replica reserves (default: 0)")
-    _add_ray_options(serve)
+    serve.add_argument("--max-body-mb", type=_non_negative, default=20.0, metavar="MB", help="largest request body (default: %(default)s)")
+    _add_ray_options(serve, member="replica")
     _add_common_flags(serve)
     serve.set_defaults(handler=_serve, subparser=serve)
 
@@ -292,6 +284,17 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _non_negative(text: str) -> float:
+    """--gpus-per-*, --batch-wait-ms, --max-body-mb: a usage error (exit 2) unless a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"needs a number >= 0, got {text!r}")
+    return value
+
+
 def _threshold(text: str) -> float | None:
     """--early-exit's type: a usage error (exit 2) unless a number >= 0."""
     try:
@@ -304,7 +307,14 @@ def _add_bundle_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
 
 
-def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+def _add_ray_options(parser: argparse.ArgumentParser, *, member: str) -> None:
+    """The Ray pool of pipelines (--{member}s, each one's threads and GPUs), the cluster and the backend."""
+    parser.add_argument(f"--{member}s", type=_positive, default=1, metavar="N",
+                        help=f"pipelines ({member}s) running at once (default: %(default)s)")
+    parser.add_argument(f"--threads-per-{member}", type=_positive, default=1, metavar="T",
+                        help=f"ONNX Runtime threads of each {member} (default: %(default)s)")
+    parser.add_argument(f"--gpus-per-{member}", type=_non_negative, default=0.0, metavar="G",
+                        help=f"GPUs each {member} reserves (default: 0)")
     parser.add_argument("--address", metavar="ADDR",
                         help="join a Ray cluster: auto (one started with `ray start` here) or HEAD:PORT; "
                         "default: start a local cluster on 127.0.0.1")

@@ -106,6 +106,10 @@ def test_a_tampered_bundle_fails_with_one_line(small_bundle, chelsea, tmp_path):
         ["predict", "x.jpg", "--early-exit", "-0.5"],
         ["teleport"],
         ["doctor", "extra"],
+        ["batch", "--input", "photos/"],  # no --output
+        ["batch", "--input", "x", "--output", "y", "--actors", "0"],
+        ["serve", "--gpus-per-replica", "-1"],
+        ["serve", "--batch-wait-ms", "nan"],
         [],
     ],
 )
