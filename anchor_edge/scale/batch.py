@@ -205,8 +205,11 @@ def _collect(results, todo: set[str], writer: PartWriter, progress: bool) -> tup
         with tqdm(total=len(todo), unit="image", disable=None if progress else True) as bar:
             for table in results.iter_batches(batch_format="pyarrow", batch_size=None):
                 first_results = first_results or time.perf_counter()
-                rows = [row for row in table.to_pylist() if row["path"] in pending]
-                pending.difference_update(row["path"] for row in rows)
+                rows = []
+                for row in table.to_pylist():
+                    if row["path"] in pending:  # a path's first row only, even within one table
+                        pending.discard(row["path"])
+                        rows.append(row)
                 errors += sum(row["error"] is not None for row in rows)
                 writer.add(rows)
                 bar.update(len(rows))

@@ -115,6 +115,19 @@ def test_an_actor_that_dies_mid_job_loses_and_duplicates_nothing(ray_cluster, sm
     assert_rows_match(rows, in_process)
 
 
+def test_a_file_removed_before_it_is_read_is_an_error_row(ray_cluster, small_bundle, in_process, tmp_path):
+    from anchor_edge.scale.batch import VANISHED, run_batch
+
+    present = sorted(in_process)[:2]
+    missing = str(tmp_path / "removed.jpg")
+    report = run_batch(small_bundle, [*present, missing], tmp_path / "out", backend="onnxruntime", progress=False)
+
+    rows = read_rows(tmp_path / "out")
+    assert (report.written, report.errors) == (3, 1)
+    assert rows.loc[missing, "error"] == VANISHED
+    assert_rows_match(rows, {p: in_process[p] for p in present})
+
+
 def test_interrupted_writer_keeps_every_whole_part_and_no_torn_file(tmp_path):
     from anchor_edge.scale.results import PartWriter, error_row, finished_paths
 
