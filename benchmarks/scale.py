@@ -250,9 +250,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         result["cluster_start_seconds"] = time.perf_counter() - began
         try:
-            import ray.data
+            from anchor_edge.scale.batch import quiet_ray_data
 
-            ray.data.DataContext.get_current().enable_progress_bars = False
+            quiet_ray_data()
             result["offline"] = offline(args.bundle, paths, work)
             result["online"] = online(args.bundle, paths)
         except (AnchorEdgeError, RuntimeError, OSError) as error:

@@ -193,6 +193,14 @@ def run_batch(
     return report
 
 
+def quiet_ray_data() -> None:
+    """Turn off Ray Data's progress lines and info logs in this process, for callers that show their own progress."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 def _collect(results, todo: set[str], writer: PartWriter, progress: bool) -> tuple[int, float]:
     """Write each path's first row, then an error row for every path Ray never returned.
 

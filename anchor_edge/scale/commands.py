@@ -16,11 +16,11 @@ log = logging.getLogger("anchor_edge")
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    from anchor_edge.scale.batch import run_batch
+    from anchor_edge.scale.batch import quiet_ray_data, run_batch
 
     connected = cluster.start(args.address)
     try:
-        _quiet_ray_data()
+        quiet_ray_data()
         report = run_batch(
             args.bundle, args.input, args.output, actors=args.actors, threads_per_actor=args.threads_per_actor,
             batch_size=args.batch_size, gpus_per_actor=args.gpus_per_actor, backend=args.backend,
@@ -60,11 +60,3 @@ def run_serve_command(args: argparse.Namespace) -> int:
 
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
-
-
-def _quiet_ray_data() -> None:
-    """The command shows its own progress bar: Ray Data's progress lines and info logs would bury it."""
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
