@@ -190,7 +190,7 @@ def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Always a colour gain and offset per channel; sometimes a rotation by a
     multiple of 90 degrees, grey, a second training photo blended in, blur,
-    or sensor noise. Test backgrounds are never augmented.
+    sensor noise, or round clutter. Test backgrounds are never augmented.
     """
     result = image.astype(np.float32) * rng.uniform(0.6, 1.4, size=3) + rng.uniform(-40, 40, size=3)
     if rng.random() < 0.5:
@@ -205,7 +205,39 @@ def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         result = cv2.GaussianBlur(np.ascontiguousarray(result), (0, 0), float(rng.uniform(0.5, 2.0)))
     if rng.random() < 0.2:
         result = result + rng.normal(0.0, rng.uniform(3, 12), size=result.shape)
+    if rng.random() < CLUTTER_SHARE:
+        result = _with_round_clutter(result, rng)
     return np.ascontiguousarray(np.clip(np.rint(result), 0, 255).astype(np.uint8))
+
+
+#: Share of training backgrounds that get round clutter, and how many objects at most.
+CLUTTER_SHARE = 0.5
+MAX_CLUTTER = 5
+
+
+def _with_round_clutter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paste 1-MAX_CLUTTER round objects (ellipses cut from another training photo, some with a rim).
+
+    The test photos' round things (coins, a cat's eyes) were read as a 0 or
+    outweighed a thin 1: the training photos have few such shapes. These are
+    textured disks, not pen strokes, so they teach what a digit is not.
+    """
+    result = image.copy()
+    for _ in range(int(rng.integers(1, MAX_CLUTTER + 1))):
+        _, photo = photos("train")[rng.integers(len(photos("train")))]
+        texture = _background(photo, rng).astype(np.float32) * rng.uniform(0.5, 1.5)
+        mask = np.zeros(result.shape[:2], np.uint8)
+        centre = (int(rng.integers(IMAGE_SIZE)), int(rng.integers(IMAGE_SIZE)))
+        axes = (int(rng.integers(8, 56)), int(rng.integers(8, 56)))
+        angle = float(rng.uniform(0, 180))
+        cv2.ellipse(mask, centre, axes, angle, 0, 360, 1, -1)
+        inside = mask.astype(bool)
+        result[inside] = texture[inside]
+        if rng.random() < 0.4:
+            rim = np.zeros_like(mask)
+            cv2.ellipse(rim, centre, axes, angle, 0, 360, 1, int(rng.integers(2, 7)))
+            result[rim.astype(bool)] *= rng.uniform(0.4, 1.6)
+    return result
 
 
 def _digit_alpha(pixels: np.ndarray, longer_side: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -52,3 +52,16 @@ def test_training_backgrounds_are_augmented_and_test_backgrounds_are_not():
     # Training samples vary in colour: per-channel means differ from the photo's grey balance.
     spreads = [np.ptp(network_input(make_sample("train", i).image).reshape(-1, 3).mean(0)) for i in range(30)]
     assert max(spreads) > 20
+
+
+def test_round_clutter_is_deterministic_and_covers_one_to_max_clutter_ellipses():
+    from export.data.digits import IMAGE_SIZE, MAX_CLUTTER, _with_round_clutter
+
+    grey = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 128.0, np.float32)
+    first = _with_round_clutter(grey, np.random.default_rng(7))
+    again = _with_round_clutter(grey, np.random.default_rng(7))
+    assert np.array_equal(first, again)
+    assert np.all(grey == 128.0), "the input is not changed in place"
+    changed = np.any(first != 128.0, axis=2)
+    # At least one ellipse of semi-axes >= 8 px (pi * 8 * 8, less its clipped part), at most MAX_CLUTTER of <= 55 px.
+    assert 50 <= changed.sum() <= MAX_CLUTTER * np.pi * 56 * 56
