@@ -48,8 +48,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
         url = start_server(str(args.bundle), options)
         print(f"serving {args.bundle} at {url}: POST {url}/predict (an image file as the body), GET {url}/health; "
               "Ctrl-C stops", flush=True)
-        while True:
-            time.sleep(3600)
+        wait_for_interrupt()
     except KeyboardInterrupt:
         log.info("stopping the server")
     finally:
@@ -60,3 +59,18 @@ def run_serve_command(args: argparse.Namespace) -> int:
 
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
+
+
+#: Longest wait between two looks at a pending Ctrl-C or SIGTERM.
+INTERRUPT_POLL_SECONDS = 0.5
+
+
+def wait_for_interrupt() -> None:
+    """Sleep until Ctrl-C or SIGTERM raises KeyboardInterrupt, in short sleeps.
+
+    The kernel may hand the signal to any of Ray's threads; Python then runs
+    its handler in the main thread only when that thread wakes, so one long
+    sleep left `serve` running after Ctrl-C.
+    """
+    while True:
+        time.sleep(INTERRUPT_POLL_SECONDS)

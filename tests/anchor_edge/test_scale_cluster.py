@@ -59,3 +59,21 @@ def test_ray_imported_first_is_refused_before_a_cluster_starts():
     )
     assert "REFUSED ray was imported before" in probe.stdout, probe.stderr
     assert "INITIALIZED False" in probe.stdout
+
+
+def test_a_signal_taken_by_another_thread_still_ends_the_wait():
+    # Ray's threads can receive the process's SIGINT; a long sleep in the main thread never woke up for it.
+    script = (
+        "import signal, threading, time\n"
+        "from anchor_edge.scale.commands import wait_for_interrupt\n"
+        "def send():\n"
+        "    time.sleep(0.3)\n"
+        "    signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
+        "threading.Thread(target=send).start()\n"
+        "try:\n"
+        "    wait_for_interrupt()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "interrupted", done.stderr
