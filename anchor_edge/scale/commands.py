@@ -70,7 +70,8 @@ def wait_for_interrupt() -> None:
 
     The kernel may hand the signal to any of Ray's threads; Python then runs
     its handler in the main thread only when that thread wakes, so one long
-    sleep left `serve` running after Ctrl-C.
+    sleep could outlast Ctrl-C. A server started as a shell's background job
+    ignores SIGINT, as the shell asks; SIGTERM (`kill PID`) always stops it.
     """
     while True:
         time.sleep(INTERRUPT_POLL_SECONDS)

@@ -65,6 +65,7 @@ def test_a_signal_taken_by_another_thread_still_ends_the_wait():
     # Ray's threads can receive the process's SIGINT; a long sleep in the main thread never woke up for it.
     script = (
         "import signal, threading, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # even where the test runner ignores SIGINT
         "from anchor_edge.scale.commands import wait_for_interrupt\n"
         "def send():\n"
         "    time.sleep(0.3)\n"

@@ -152,7 +152,13 @@ def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(server, sma
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
         environment = os.environ | {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment)
+        # A shell's background job (a CI runner's `cmd &`) ignores SIGINT and a child inherits an ignored signal,
+        # but not a handler: with one set here, the server starts with Python's own Ctrl-C handling.
+        inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment)
+        finally:
+            signal.signal(signal.SIGINT, inherited)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     url = f"http://127.0.0.1:{port}"
