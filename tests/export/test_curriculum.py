@@ -65,3 +65,16 @@ def test_round_clutter_is_deterministic_and_covers_one_to_max_clutter_ellipses()
     changed = np.any(first != 128.0, axis=2)
     # At least one ellipse of semi-axes >= 8 px (pi * 8 * 8, less its clipped part), at most MAX_CLUTTER of <= 55 px.
     assert 50 <= changed.sum() <= MAX_CLUTTER * np.pi * 56 * 56
+
+
+def test_real_crops_are_deterministic_and_cover_one_to_max_crops_disks():
+    from export.data.digits import IMAGE_SIZE, MAX_CROPS, _with_real_crops
+
+    grey = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 128.0, np.float32)
+    first = _with_real_crops(grey, np.random.default_rng(3))
+    assert np.array_equal(first, _with_real_crops(grey, np.random.default_rng(3)))
+    assert np.all(grey == 128.0), "the input is not changed in place"
+    changed = np.any(first != 128.0, axis=2)
+    # The last crop pasted lies on top: a whole disk of diameter >= 20 px (pi * 10 * 10, less the rasterised rim);
+    # at most MAX_CROPS squares of 80 px.
+    assert 250 <= changed.sum() <= MAX_CROPS * 80 * 80

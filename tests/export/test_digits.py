@@ -16,6 +16,7 @@ from export.data.digits import (
     network_input,
     photos,
 )
+from export.data.photos import SKIMAGE_EXTRA
 
 
 def test_same_arguments_give_identical_bytes_and_other_seeds_differ():
@@ -86,6 +87,7 @@ def test_photo_split_is_disjoint_and_samples_stay_in_their_split():
     train_names = {name for name, _ in photos("train")}
     test_names = {name for name, _ in photos("test")}
     assert test_names == set(TEST_PHOTOS) and not train_names & test_names and len(train_names) >= 10
+    assert set(SKIMAGE_EXTRA) <= train_names, "the extra photos are training backgrounds"
     test_digits = set(np.concatenate(digit_indices("test")))
     for index in range(40):
         sample = make_sample("test", index)
