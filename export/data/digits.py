@@ -31,7 +31,8 @@ i % 10 and scale (i // 10) % 3, so any 30 consecutive samples are balanced.
 
 Training only (docs/method.md §7): two more real photos (`extra_photos`), and
 train backgrounds are augmented (colour, rotation, blur, noise, a second photo
-blended in, pasted clutter), because 18 training photos are few and unseen test photos cost AnchorNet most of its errors; and
+blended in, pasted clutter), because 17 training photos are few and unseen
+test photos cost AnchorNet most of its errors; and
 `easy=True` gives the contrast curriculum's easy sample (white ink on a
 darkened photo), which lets weakly supervised training leave chance at once.
 Both draw from their own seeded generator, so the test split's bytes do not
@@ -190,7 +191,8 @@ def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Always a colour gain and offset per channel; sometimes a rotation by a
     multiple of 90 degrees, grey, a second training photo blended in, blur,
-    sensor noise, round clutter, or real crops pasted on. Test backgrounds are never augmented.
+    sensor noise, round clutter, or real crops pasted on. Test backgrounds
+    are never augmented.
     """
     result = image.astype(np.float32) * rng.uniform(0.6, 1.4, size=3) + rng.uniform(-40, 40, size=3)
     if rng.random() < 0.5:
@@ -253,7 +255,7 @@ def _crops() -> np.ndarray:
 
 
 def _with_real_crops(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Paste 1-MAX_CROPS real crops (faces and other photo patches, scikit-image's LFW subset), 20-80 px, in an ellipse.
+    """Paste 1-MAX_CROPS real crops (faces and other photo patches, scikit-image's LFW subset), 20-80 px, each in a disk.
 
     More real things that are not digits: the unseen test photos hold
     structures (a cat's face, coins) the training photos lack. Each grey
