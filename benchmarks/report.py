@@ -149,6 +149,7 @@ def environment(note: str | None) -> dict:
         "versions": {name: _version(name) for name in ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime",
                                                        "onnxruntime-gpu", "tensorrt", "pycuda")},
         "cuda": _cuda_version(),
+        "commit": _git_commit(),
         "note": note,
     }
 
@@ -221,6 +222,19 @@ def _nvidia_smi(field: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.splitlines()[0] if out else None
+
+
+def _git_commit() -> str | None:
+    """This checkout's short commit, with "-dirty" when tracked files have uncommitted changes; None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head or None
 
 
 def _cuda_version() -> str | None:
