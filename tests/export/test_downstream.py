@@ -248,7 +248,7 @@ def test_builtin_name_that_is_also_a_module_is_ambiguous(tmp_path, monkeypatch):
         load_downstream("resnet18:make_net")
 
 
-@pytest.mark.parametrize("spec", ["resnet_50", "weights.pt", "ResNet50", ""])
+@pytest.mark.parametrize("spec", ["resnet_50", "weights.bin", "ResNet50", ""])
 def test_unknown_spec_explains_the_grammar(spec):
     with pytest.raises(ValueError, match="unknown downstream spec") as err:
         load_downstream(spec)
