@@ -3,6 +3,8 @@
     python export/to_trt.py                              # the default bundle, bundles/default
     python export/to_trt.py --downstream resnet50 --out bundles/resnet50
     python export/to_trt.py --anchornet anchornet.pt --downstream resnet50:resnet50.pt --num-classes 10
+    python export/to_trt.py --anchornet anchornet.pt --downstream timm:efficientnet_b0:ft.pth --class-names names.txt
+    python export/to_trt.py --anchornet anchornet.pt --downstream model.onnx --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --pixel-range 0-1
     python export/to_trt.py --precision int8 --int8-target tensorrt   # INT8 QDQ models for TensorRT
     python export/to_trt.py --precision anchornet=fp32,downstream=int8 --calibration-dir photos/
     python export/to_trt.py --bundle bundles/default [--rebuild]   # on the device: engines only, no torch
@@ -17,9 +19,10 @@ import logging
 import sys
 from pathlib import Path
 
-from anchor_edge.backends.trt_environment import tensorrt_available
+from anchor_edge.backends.trt.environment import tensorrt_available
 from anchor_edge.errors import AnchorEdgeError
-from anchor_edge.schema import Int8Target, Pooling, Precision, Preset, Role, read_manifest
+from anchor_edge.bundle.choices import Int8Target, Pooling, Precision, Preset, Role
+from anchor_edge.bundle.schema import read_manifest
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
 from export.precision.convert import PrecisionOptions, parse_precision
 
@@ -36,8 +39,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument(
         "--downstream", metavar="SPEC",
-        help="NAME[:CKPT] (torchvision name or efficientnet_lite0) or MODULE:CALLABLE[:CKPT] "
-        "(default: efficientnet_lite0:weights/downstream_patches.pt with the trained AnchorNet, else efficientnet_lite0)",
+        help="NAME[:CKPT] (torchvision name or efficientnet_lite0), timm:NAME[:CKPT], MODULE:CALLABLE[:CKPT], "
+        "FILE.onnx, or a TorchScript FILE.pt (default: the default architecture's weights/<ARCH>/downstream_patches.pt with the trained AnchorNet, "
+        "else efficientnet_lite0)",
+    )
+    parser.add_argument(
+        "--trained", metavar="ARCH",
+        help="export the trained AnchorNet with weights/ARCH/downstream_patches.pt instead of the default "
+        "architecture's (efficientnet_lite0: the light pair); not with --anchornet or --downstream",
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
     parser.add_argument("--pooling", choices=[p.value for p in Pooling], help="AnchorNet's inference pooling (default: gap)")
@@ -45,6 +54,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    feed = parser.add_argument_group(
+        "the downstream's own preprocessing and class names (default: what its source records; a flag that "
+        "contradicts the source is an error)"
+    )
+    feed.add_argument("--mean", type=_three_numbers, metavar="R,G,B",
+                      help="the downstream's mean, in its channel order, on the --pixel-range scale")
+    feed.add_argument("--std", type=_three_numbers, metavar="R,G,B",
+                      help="the downstream's std, in its channel order, on the --pixel-range scale")
+    feed.add_argument("--pixel-range", choices=["0-1", "0-255"],
+                      help="the scale --mean and --std are written in: 0-1 (0.485,0.456,0.406) or 0-255 (123.68,...); "
+                      "required with them")
+    feed.add_argument("--class-names", type=Path, metavar="FILE", help="class names: one per line, or a JSON list")
+    feed.add_argument("--channel-order", choices=["rgb", "bgr"],
+                      help="the channel order the downstream was trained on (default: RGB)")
+    feed.add_argument("--allow-pickle", action="store_true",
+                      help="load a downstream FILE that is a whole pickled module (runs code from the file)")
     on_device = parser.add_argument_group("engines for an existing bundle (on the device: needs TensorRT, not torch)")
     on_device.add_argument("--bundle", type=Path, metavar="DIR",
                            help="build TensorRT engines from DIR's ONNX files only (no export, no checkpoints, no torch)")
@@ -81,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     """Export as `args` says; returns the exit code."""
     if args.bundle is not None:
         return _engines_for(args)
-    from export.bundle.build import ExportOptions, export_bundle  # torch: only for a full export
+    from export.bundle.build import export_bundle  # torch: only for a full export
     from export.bundle.defaults import resolve_default_weights
 
     try:
@@ -89,13 +114,13 @@ def run(args: argparse.Namespace) -> int:
             models=args.precision, int8_target=args.int8_target, calibration_dir=args.calibration_dir,
             min_agreement=args.min_agreement,
         )
-        anchornet, downstream = resolve_default_weights(args.anchornet, args.downstream)
-        options = ExportOptions(
-            out=args.out, anchornet=anchornet, downstream=downstream, num_classes=args.num_classes,
-            pooling=args.pooling, preset=args.preset, vote_min=args.vote_min, tolerance=args.tolerance,
-            precision=precision,
+        anchornet, downstream = resolve_default_weights(args.anchornet, args.downstream, args.trained)
+        out = export_bundle(
+            anchornet, downstream, args.out, num_classes=args.num_classes, pooling=args.pooling, preset=args.preset,
+            vote_min=args.vote_min, tolerance=args.tolerance, precision=precision, mean=args.mean, std=args.std,
+            pixel_range=args.pixel_range, class_names=args.class_names, channel_order=args.channel_order,
+            allow_pickle=args.allow_pickle,
         )
-        out = export_bundle(options)
         print(f"wrote {out / 'bundle.json'}")
         if precision.converts:
             print(_precision_summary(out))
@@ -123,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _engines_for(args: argparse.Namespace) -> int:
     """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files; no torch involved."""
-    from anchor_edge.backends.trt import engine_mismatches
+    from anchor_edge.backends.trt.runner import engine_mismatches
     from anchor_edge.bundle import load_bundle
 
     try:
@@ -150,6 +175,16 @@ def _engines_for(args: argparse.Namespace) -> int:
         return 1
     print(f"built TensorRT engines {', '.join(r.file for r in records.values())} in {args.bundle}")
     return 0
+
+
+def _three_numbers(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, one per channel, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def _precision_flag(text: str) -> dict[Role, Precision]:

@@ -55,11 +55,11 @@ def small_models(tmp_path_factory) -> tuple[SmallModels, Path, Path]:
 @pytest.fixture(scope="session")
 def small_bundle(small_models, tmp_path_factory) -> Path:
     """A 10-class bundle: seeded AnchorNet + resnet18, exported and verified by the export stage."""
-    from export.bundle.build import ExportOptions, export_bundle
+    from export.bundle.build import export_bundle
 
     _, anchornet_ckpt, downstream_ckpt = small_models
     out = tmp_path_factory.mktemp("bundles") / "small"
-    return export_bundle(ExportOptions(out=out, anchornet=anchornet_ckpt, downstream=f"resnet18:{downstream_ckpt}"))
+    return export_bundle(anchornet_ckpt, f"resnet18:{downstream_ckpt}", out)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,15 @@
-"""Export AnchorNet and a downstream network into one verified, self-describing bundle.
+"""Export AnchorNet and a downstream network into one verified, self-describing bundle: `export_bundle`.
 
-The steps, in order: build both PyTorch models (checkpoints loaded with
-`weights_only=True`), export each to ONNX (`onnx_export`), verify each on
-ONNX Runtime against PyTorch on real photos (`verify`), and write bundle.json
-beside them (`staging`), with the check set `anchor-edge verify` reruns on the
-device (`anchor_edge.verify`). The whole bundle is staged and swapped in at
-the end, so a failure at any step leaves the previous bundle untouched.
+The steps, in order: build both models (checkpoints loaded with
+`weights_only=True`; the downstream from any source export/models/downstream.py
+reads, or an in-memory module), settle the downstream's preprocessing and
+class names (`preprocessing`), export each to ONNX (`onnx_export`, or the
+edited graph of an ONNX file), verify each on ONNX Runtime against its
+source on real photos (`verify`, `downstream_file`), and write bundle.json
+beside them (`staging`), with the check set `anchor-edge verify` reruns on
+the device (`anchor_edge.bundle.check_set`). The whole bundle is staged and
+swapped in at the end, so a failure at any step leaves the previous bundle
+untouched. `python export/to_trt.py` is a thin layer over `export_bundle`.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import dataclasses
 import datetime
 import logging
 import platform
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -22,9 +26,10 @@ import torch
 import torchvision
 from tqdm import tqdm
 
-from anchor_edge.errors import InputError
-from anchor_edge.lsp import PRESETS
-from anchor_edge.schema import (
+from anchor_edge.bundle.check_set import CHECK_IMAGES, write_check_set
+from anchor_edge.bundle.choices import Pooling, Precision, Preset
+from anchor_edge.bundle.precision_records import Verification
+from anchor_edge.bundle.schema import (
     INPUT_NAME,
     LOGITS_OUTPUT,
     PROBS_OUTPUT,
@@ -34,29 +39,22 @@ from anchor_edge.schema import (
     Manifest,
     ModelEntry,
     Models,
-    Pooling,
-    Precision,
     Preprocess,
-    Preset,
     Provenance,
-    Role,
     Tensor,
-    Verification,
     anchornet_output_names,
 )
-from anchor_edge.verify import CHECK_IMAGES, write_check_set
+from anchor_edge.errors import InputError
+from anchor_edge.method.lsp import PRESETS
+from export.bundle.downstream_file import DownstreamFile, write_downstream
 from export.bundle.staging import staged_bundle, write_manifest
-from export.graph.onnx_export import OPSET, export_anchornet, export_downstream
+from export.graph.onnx_export import OPSET, export_anchornet
 from export.graph.verify import photo_crops, verify
-from export.models.anchornet import BRANCH_RECEPTIVE_FIELDS, branch_specs
-from export.models.downstream import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Downstream,
-    load_downstream,
-)
+from export.models.anchornet import BRANCH_RECEPTIVE_FIELDS, AnchorNet, branch_specs
+from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD, Downstream, downstream_from_module, load_downstream
 from export.models.flops import count_multiply_adds
 from export.models.loading import LoadedAnchorNet, load_anchornet
+from export.models.preprocessing import PreprocessingFlags, apply_preprocessing
 from export.precision.calibration import default_split
 from export.precision.convert import PrecisionOptions, convert_bundle
 
@@ -65,86 +63,161 @@ log = logging.getLogger("anchor_edge")
 RESIZE_SHORT, CROP = 256, 224
 PATCH_SIZES = BRANCH_RECEPTIVE_FIELDS
 ANCHORNET_FILE, DOWNSTREAM_FILE = "anchornet.onnx", "downstream.onnx"
+IN_MEMORY = "in-memory"
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    """What `python export/to_trt.py` was asked to export (its flags, one field each)."""
+def export_bundle(
+    anchornet: AnchorNet | str | Path | None,
+    downstream: torch.nn.Module | str | Path,
+    out: str | Path,
+    *,
+    num_classes: int | None = None,
+    pooling: str | None = None,
+    preset: str = "accurate",
+    vote_min: int = 2,
+    tolerance: float = 1e-3,
+    precision: PrecisionOptions | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    pixel_range: str | None = None,
+    class_names: Sequence[str] | str | Path | None = None,
+    channel_order: str | None = None,
+    allow_pickle: bool = False,
+) -> Path:
+    """Export, verify and write a bundle of AnchorNet and a downstream classifier; return its directory.
 
-    out: Path
-    anchornet: Path | None = None
-    downstream: str = "efficientnet_lite0"
-    num_classes: int | None = None
-    pooling: str | None = None
-    preset: str = "accurate"
-    vote_min: int = 2
-    tolerance: float = 1e-3
-    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+    The command line (`python export/to_trt.py`, export/cli.py) calls this
+    with its flags, so both take the same checks, staging and errors.
 
+    Args:
+        anchornet: an AnchorNet module (in eval mode or not; counted as
+            trained), a checkpoint path, or None for a fresh, seeded one.
+        downstream: an nn.Module mapping (N, 3, H, W) to (N, C) logits at 63
+            to 224 px (a timm model brings its pretrained_cfg), or a spec
+            string or path as `--downstream` takes (export/models/downstream.py).
+        out: the bundle directory; an existing bundle there is replaced only
+            once the new one is complete.
+        num_classes: classes; None: AnchorNet's (checkpoint or module), else 1000.
+        pooling: AnchorNet's inference pooling, "gap" or "attention".
+        preset, vote_min: the LSP preset and branch votes recorded in the bundle.
+        tolerance: the largest ONNX-vs-source difference allowed.
+        precision: FP16 / INT8 conversion (export/precision/convert.py); None: FP32.
+        mean, std: the downstream's normalisation, three values each in its
+            channel order, on the `pixel_range` scale ("0-1" or "0-255").
+        class_names: names (a list) or a file of them (one per line, or JSON).
+        channel_order: "RGB" or "BGR", the order the downstream was trained on.
+        allow_pickle: load a downstream file that is a whole pickled module.
 
-def export_bundle(options: ExportOptions) -> Path:
-    """Export, verify and write the bundle described by `options`; return its directory."""
-    if options.preset not in PRESETS:
-        raise InputError(f"unknown LSP preset {options.preset!r}; choose one of {sorted(PRESETS)}")
+    Returns:
+        `out` as a Path.
+
+    Raises:
+        InputError: an argument, file or spec that cannot be used, or a flag
+            that contradicts what its source records.
+        ExportError: a step failed on valid input (VerificationError: ONNX
+            differs from the source beyond `tolerance`).
+
+    Example:
+        >>> import timm
+        >>> from export import export_bundle
+        >>> net = timm.create_model("resnet18", pretrained=False, num_classes=10)
+        >>> export_bundle("weights/anchornet.pt", net, "bundles/mine", class_names=[str(d) for d in range(10)])
+        PosixPath('bundles/mine')
+    """
+    if preset not in PRESETS:
+        raise InputError(f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if isinstance(vote_min, bool) or vote_min not in (1, 2, 3):
+        raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min!r}")
+    if not tolerance > 0:
+        raise InputError(f"tolerance must be positive, got {tolerance!r}")
+    precision = precision or PrecisionOptions()
+    out = Path(out)
     steps = tqdm(total=5, desc="export", unit="step", disable=None)
-    anchor = load_anchornet(options.anchornet, options.num_classes, options.pooling)
-    num_classes = anchor.module.num_classes
-    downstream = load_downstream(options.downstream, num_classes=num_classes)
-    if downstream.num_classes != num_classes:
+    anchor = _anchornet(anchornet, num_classes, pooling)
+    classes = anchor.module.num_classes
+    net = _downstream(downstream, classes, allow_pickle)
+    if net.num_classes != classes:
         raise InputError(
-            f"AnchorNet has {num_classes} classes but downstream {downstream.name} has {downstream.num_classes}; "
+            f"AnchorNet has {classes} classes but downstream {net.name} has {net.num_classes}; "
             "they must classify the same classes"
         )
+    net = apply_preprocessing(net, PreprocessingFlags(mean, std, pixel_range, class_names, channel_order))
+    names = _class_names(net, anchor, given=class_names is not None)
     steps.update()
-    trained = anchor.trained and downstream.pretrained != "random"
+    trained = anchor.trained and net.pretrained != "random"
     if not trained:
         log.warning(
             "UNTRAINED WEIGHTS: %s; the bundle runs but its patches and classes mean nothing",
-            "AnchorNet is freshly initialised" if not anchor.trained else f"downstream {downstream.name} is random",
+            "AnchorNet is freshly initialised" if not anchor.trained else f"downstream {net.name} is random",
         )
     branches = branch_specs(CROP, anchor.module.pooling)
-    output_names = anchornet_output_names(branches)
     crops = photo_crops(CROP)
-    with staged_bundle(options.out) as staging:
+    with staged_bundle(out) as staging:
         steps.set_postfix_str("ONNX")
-        export_anchornet(anchor.module, staging / ANCHORNET_FILE, output_names, size=CROP)
-        export_downstream(downstream.module, staging / DOWNSTREAM_FILE, size=CROP)
+        export_anchornet(anchor.module, staging / ANCHORNET_FILE, anchornet_output_names(branches), size=CROP)
         steps.update()
         steps.set_postfix_str("verify AnchorNet")
         anchor_report = verify(
             anchor.module, staging / ANCHORNET_FILE, crops, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-            sizes=[CROP], top1_output=PROBS_OUTPUT, tolerance=options.tolerance,
+            sizes=[CROP], top1_output=PROBS_OUTPUT, tolerance=tolerance,
         )
         steps.update()
-        steps.set_postfix_str("verify downstream")
-        downstream_report = verify(
-            downstream.module, staging / DOWNSTREAM_FILE, crops, mean=downstream.mean, std=downstream.std,
-            sizes=[*PATCH_SIZES, CROP], top1_output=LOGITS_OUTPUT, tolerance=options.tolerance,
-        )
+        steps.set_postfix_str("downstream")
+        written = write_downstream(net, staging / DOWNSTREAM_FILE, crops, sizes=(*PATCH_SIZES, CROP), tolerance=tolerance)
         steps.update()
-        class_names = downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(num_classes)]
-        reports = {Role.ANCHORNET: anchor_report, Role.DOWNSTREAM: downstream_report}
-        written = write_manifest(staging, _manifest(options, anchor, downstream, branches, class_names, trained, reports))
-        held_out = default_split(written.class_names)[1]
+        manifest = write_manifest(staging, _manifest(preset, vote_min, anchor, net, written, branches, names, trained, anchor_report))
+        held_out = default_split(manifest.class_names)[1]
         check_set = write_check_set(staging, held_out.images[:CHECK_IMAGES], f"the first {CHECK_IMAGES} of {held_out.source}")
-        write_manifest(staging, dataclasses.replace(written, check_set=check_set))
+        write_manifest(staging, dataclasses.replace(manifest, check_set=check_set))
         steps.update()
-        if options.precision.converts:  # the verified FP32 bundle is the reference (export/precision/convert.py)
+        if precision.converts:  # the verified FP32 bundle is the reference (export/precision/convert.py)
             steps.set_postfix_str("precision")
-            convert_bundle(staging, options.precision)
+            convert_bundle(staging, precision)
     steps.close()
-    log.info("wrote bundle %s", options.out)
-    return Path(options.out)
+    log.info("wrote bundle %s", out)
+    return out
+
+
+def _anchornet(anchornet: AnchorNet | str | Path | None, num_classes: int | None, pooling: str | None) -> LoadedAnchorNet:
+    if not isinstance(anchornet, AnchorNet):
+        return load_anchornet(None if anchornet is None else Path(anchornet), num_classes, pooling)
+    if num_classes is not None and num_classes != anchornet.num_classes:
+        raise InputError(f"num_classes {num_classes} disagrees with the AnchorNet given, which has {anchornet.num_classes}")
+    if pooling is not None and pooling != anchornet.pooling:
+        raise InputError(f"pooling {pooling!r} disagrees with the AnchorNet given, built with {anchornet.pooling!r}")
+    return LoadedAnchorNet(anchornet.eval(), IN_MEMORY, True, None)
+
+
+def _downstream(downstream: torch.nn.Module | str | Path, num_classes: int, allow_pickle: bool) -> Downstream:
+    if isinstance(downstream, torch.nn.Module):
+        if allow_pickle:
+            raise InputError("allow_pickle applies only to a pickled module file, not to an in-memory module; drop it")
+        return downstream_from_module(downstream, name=type(downstream).__name__, pretrained=IN_MEMORY, num_classes=num_classes)
+    if not isinstance(downstream, (str, Path)):
+        raise InputError(f"downstream must be an nn.Module, a spec string or a path, got {type(downstream).__name__}")
+    return load_downstream(str(downstream), num_classes=num_classes, allow_pickle=allow_pickle)
+
+
+def _class_names(downstream: Downstream, anchor: LoadedAnchorNet, *, given: bool) -> list[str]:
+    """The downstream's names (given or recorded), else AnchorNet's checkpoint's, else class_0..N-1."""
+    if given and anchor.class_names is not None and list(anchor.class_names) != downstream.class_names:
+        raise InputError(
+            f"the class names given disagree with those AnchorNet's checkpoint ({anchor.source}) records: "
+            f"{list(anchor.class_names)[:5]}...; drop the flag"
+        )
+    return downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(downstream.num_classes)]
 
 
 def _manifest(
-    options: ExportOptions,
+    preset: str,
+    vote_min: int,
     anchor: LoadedAnchorNet,
     downstream: Downstream,
+    written: DownstreamFile,
     branches: tuple[Branch, ...],
     class_names: list[str],
     trained: bool,
-    verification: dict[Role, Verification],
+    anchor_report: Verification,
 ) -> Manifest:
     """bundle.json of the FP32 bundle; sha256s are filled in by `write_manifest` from the files."""
     num_classes = anchor.module.num_classes
@@ -160,8 +233,8 @@ def _manifest(
         class_names=tuple(class_names),
         preprocess=Preprocess(resize_short=RESIZE_SHORT, crop=CROP),
         branches=branches,
-        decision=Decision(vote_min=options.vote_min),
-        lsp=Lsp(preset=Preset(options.preset), presets={name: dict(params) for name, params in PRESETS.items()}),
+        decision=Decision(vote_min=vote_min),
+        lsp=Lsp(preset=Preset(preset), presets={name: dict(params) for name, params in PRESETS.items()}),
         models=Models(
             anchornet=ModelEntry(
                 file=ANCHORNET_FILE, sha256="", precision=Precision.FP32,
@@ -170,18 +243,18 @@ def _manifest(
                 weights=anchor.source,
                 parameters=sum(p.numel() for p in anchor.module.parameters()),
                 multiply_adds=count_multiply_adds(anchor.module, CROP),
-                verification=verification[Role.ANCHORNET],
+                verification=anchor_report,
                 pooling=Pooling(anchor.module.pooling),
             ),
             downstream=ModelEntry(
                 file=DOWNSTREAM_FILE, sha256="", precision=Precision.FP32,
-                mean=downstream.mean, std=downstream.std,
+                mean=written.mean, std=written.std,
                 inputs=(Tensor(INPUT_NAME, ("batch", 3, "height", "width")),),
                 outputs=(Tensor(LOGITS_OUTPUT, ("batch", num_classes)),),
                 weights=downstream.pretrained,
-                parameters=sum(p.numel() for p in downstream.module.parameters()),
-                multiply_adds={size: count_multiply_adds(downstream.module, size) for size in sizes},
-                verification=verification[Role.DOWNSTREAM],
+                parameters=written.parameters,
+                multiply_adds=written.multiply_adds,
+                verification=written.verification,
                 name=downstream.name,
                 patch_sizes=sizes,
             ),

@@ -7,22 +7,21 @@ import pytest
 import torch
 
 from anchor_edge import Pipeline
-from anchor_edge.preprocess import resize_and_crop
+from anchor_edge.method.preprocess import resize_and_crop
 from export.models.downstream import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, IMAGENET_MEAN, IMAGENET_STD, load_downstream
 from tests import reference
 
 
 @pytest.fixture(scope="module")
 def attention_bundle(small_models, tmp_path_factory):
-    from export.bundle.build import ExportOptions, export_bundle
+    from export.bundle.build import export_bundle
 
     _, anchornet_ckpt, _ = small_models
     folder = tmp_path_factory.mktemp("lite0")
     torch.manual_seed(3)
     lite0 = load_downstream("efficientnet_lite0", num_classes=10).module
     torch.save(lite0.state_dict(), folder / "lite0.pt")
-    out = export_bundle(ExportOptions(out=folder / "bundle", anchornet=anchornet_ckpt, pooling="attention",
-                                      downstream=f"efficientnet_lite0:{folder / 'lite0.pt'}"))
+    out = export_bundle(anchornet_ckpt, f"efficientnet_lite0:{folder / 'lite0.pt'}", folder / "bundle", pooling="attention")
     return out, lite0.eval()
 
 

@@ -22,12 +22,12 @@ FP16_AGREEMENT_FLOOR = 0.95
 
 @pytest.fixture(scope="module")
 def default_bundle(tmp_path_factory):
-    from export.bundle.build import ExportOptions, export_bundle
+    from export.bundle.build import export_bundle
     from export.bundle.defaults import resolve_default_weights
 
     anchornet, downstream = resolve_default_weights(None, None)
     assert anchornet is not None and downstream.startswith("efficientnet_lite0:"), "weights/ must hold the default models"
-    return export_bundle(ExportOptions(out=tmp_path_factory.mktemp("default") / "bundle", anchornet=anchornet, downstream=downstream))
+    return export_bundle(anchornet, downstream, tmp_path_factory.mktemp("default") / "bundle")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from anchor_edge.bundle import sha256_of
-from export.bundle.build import ExportOptions, export_bundle
+from export.bundle.build import export_bundle
 from export.graph.verify import VerificationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,9 +75,8 @@ def test_a_failed_verification_leaves_the_previous_bundle_untouched(small_models
     shutil.copytree(small_bundle, out)
     before = (out / "bundle.json").read_bytes()
     _, anchornet_ckpt, downstream_ckpt = small_models
-    options = ExportOptions(out=out, anchornet=anchornet_ckpt, downstream=f"resnet18:{downstream_ckpt}", tolerance=1e-15)
     with pytest.raises(VerificationError, match="differs from PyTorch"):
-        export_bundle(options)
+        export_bundle(anchornet_ckpt, f"resnet18:{downstream_ckpt}", out, tolerance=1e-15)
     assert (out / "bundle.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
