@@ -1,6 +1,6 @@
 """`python -m anchor_edge ...` runs the `anchor-edge` command."""
 import sys
 
-from .cli import main
+from anchor_edge.cli import main
 
 sys.exit(main())

@@ -2,7 +2,8 @@
 
 Callers catch `AnchorEdgeError` for anything this library raises on purpose;
 the subclasses say whose fault it was: the input (`InputError`, also a
-`ValueError`: an image, an argument, a flag, a checkpoint the caller named),
+`ValueError`: an image, an argument, a flag, a checkpoint the caller named;
+`SourceError` for a video source that cannot be opened or is lost),
 the bundle on disk (`BundleError`), the inference backend (`BackendError`),
 the Ray cluster that batch jobs and the server run on (`ClusterError`), or a step of the export that failed on a valid input (`ExportError`: a model
 ONNX cannot reproduce, a conversion or precision check that fails, an engine
@@ -17,6 +18,10 @@ class AnchorEdgeError(Exception):
 
 class InputError(AnchorEdgeError, ValueError):
     """An image, argument or file the caller gave that cannot be used (corrupt, empty, wrong type, missing)."""
+
+
+class SourceError(InputError):
+    """A video file, camera, stream URL, pipeline or image folder that cannot be opened, or was lost for good."""
 
 
 class BundleError(AnchorEdgeError):

@@ -6,35 +6,41 @@ patches cut at native size from the network input -> every patch of every
 image grouped by size, one downstream call per size -> per image, the argmax
 of the sum of its patches' softmax.
 
-A Pipeline holds no per-call state, so one instance may serve several
-threads at once; both backends' runners are thread-safe.
+A Pipeline holds no per-call state (each call times itself on its own
+`StageClock`), so one instance may serve several threads at once; every
+backend's runners are thread-safe.
 """
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .backends import open_runners
-from .backends.ort_providers import ProviderOptions
-from .backends.base import Runner
-from .budget import check_budget, patch_costs, within_budget
-from .bundle import Bundle, load_bundle
-from .early_exit import check_threshold, classify_until_confident
-from .errors import InputError
-from .lsp import PRESETS, LSPParams
-from .patches import cut_by_size, decide_all, select_all, select_boxes
-from .prediction import Prediction
-from .preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
-from .schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT, Role
-from .sources import FrameSource
-from .stream import Smoothing, Stream, open_stream
+from anchor_edge.backends import BackendOptions, open_runners
+from anchor_edge.backends.base import Runner
+from anchor_edge.backends.ort_providers import ProviderOptions
+from anchor_edge.bundle.load import Bundle, load_bundle
+from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
+from anchor_edge.checks import positive_int
+from anchor_edge.errors import InputError
+from anchor_edge.method.budget import check_budget, patch_costs, within_budget
+from anchor_edge.method.early_exit import check_threshold, classify_until_confident
+from anchor_edge.method.lsp import PRESETS, LSPParams
+from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
+from anchor_edge.method.preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
+from anchor_edge.prediction import Prediction
+from anchor_edge.timing import StageClock
+
+if TYPE_CHECKING:  # the video layer sits on top of the pipeline; `stream` imports it when called
+    from anchor_edge.video.sources import FrameSource
+    from anchor_edge.video.stream import Smoothing, Stream
 
 log = logging.getLogger("anchor_edge")
-
 
 
 class Pipeline:
@@ -67,14 +73,12 @@ class Pipeline:
             raise InputError(f"LSP parameters are missing for patch size(s) {missing}; give one LSPParams per branch")
         if not 1 <= vote_min <= len(bundle.branches):
             raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min}")
-        if max_batch < 1:
-            raise InputError(f"max_batch must be at least 1, got {max_batch}")
         self.bundle = bundle
         self.anchornet = anchornet
         self.downstream = downstream
         self.lsp = dict(lsp)
         self.vote_min = vote_min
-        self.max_batch = max_batch
+        self.max_batch = positive_int("max_batch", max_batch)
         self.early_exit = check_threshold(early_exit)
         self._patch_costs: dict[int, int] = {}
         self._full_cost = 0
@@ -90,17 +94,17 @@ class Pipeline:
         cls,
         path: str | Path,
         *,
-        backend: str = "auto",
+        backend: str | BackendOptions = "auto",
         preset: str | Mapping[int, LSPParams] | None = None,
         vote_min: int | None = None,
         threads: int | None = None,
         max_batch: int = 64,
         early_exit: float | None = None,
         budget: float | None = None,
-        providers: str | Sequence[str] = "cpu",
+        providers: str | Sequence[str] | None = None,
         provider_options: ProviderOptions | None = None,
-        device: str = "CPU",
-        inference_precision: str = "f32",
+        device: str | None = None,
+        inference_precision: str | None = None,
     ) -> "Pipeline":
         """Load a bundle and open its two models on a backend.
 
@@ -108,35 +112,39 @@ class Pipeline:
             path: the bundle directory written by `python export/to_trt.py`.
             backend: "auto" (TensorRT when the bundle has engines and TensorRT
                 and a GPU are present, else ONNX Runtime; logged), "onnxruntime",
-                "tensorrt" or "openvino".
+                "tensorrt" or "openvino"; or one backend's options value,
+                `OnnxRuntimeOptions(...)`, `OpenVinoOptions(...)` or `TensorRtOptions()`
+                (anchor_edge/backends/options.py), which then holds every backend option.
+                The keyword options below apply to the backend they name; one given to
+                another backend (device="GPU" on ONNX Runtime) is an InputError.
             preset: LSP preset "visual" or "accurate", or {patch size: LSPParams}
                 for custom values; None takes the bundle's preset.
             vote_min: branches that must agree on a class (docs/method.md §3); None
                 takes the bundle's value (2 unless exported otherwise).
-            threads: intra-op threads per model on ONNX Runtime; None uses all cores.
+            threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
             providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
                 first present of tensorrt, cuda, openvino, cpu; logged). One that
-                does not start is a BackendError naming what to install.
+                does not start is a BackendError naming what to install. None: "cpu".
             provider_options: `ProviderOptions(tensorrt_cache=..., tensorrt_fp16=...)`
                 for ONNX Runtime's TensorRT provider (engine cache folder, FP16).
             device, inference_precision: for backend="openvino", the OpenVINO device
-                ("CPU", "GPU", "NPU") and precision ("f32", or "bf16" where the CPU
-                has it; check it with `anchor-edge verify`).
+                ("CPU", "GPU", "NPU"; None: "CPU") and precision ("f32", the default, or
+                "bf16" where the CPU has it; check it with `anchor-edge verify`).
             max_batch: largest batch sent to a model at once; bigger batches are chunked.
             early_exit: None classifies every patch; a threshold T classifies each
                 image's patches in LSP order and stops once the running mean of
                 their softmaxes has a class probability >= T (0: one patch per
-                image; above 1: the same as None). See anchor_edge/early_exit.py.
+                image; above 1: the same as None). See anchor_edge/method/early_exit.py.
             budget: None takes every LSP patch; a share b of the downstream's
                 full-image multiply-adds caps each image's patches at b x that
                 cost, taken in LSP order (with early_exit too: whichever stops
-                first). See anchor_edge/budget.py.
+                first). See anchor_edge/method/budget.py.
 
         Raises:
             BundleError: the bundle is missing, malformed or fails its checksums.
             BackendError: the backend cannot be used or cannot load the models.
-            InputError: an unknown preset or bad parameter.
+            InputError: an unknown preset, a bad parameter, or a backend option the chosen backend does not take.
         """
         bundle = load_bundle(path)
         lsp = _lsp_params(preset if preset is not None else bundle.preset)
@@ -170,38 +178,29 @@ class Pipeline:
         Raises:
             InputError: naming the position of the first image that cannot be read.
         """
-        timings: dict[str, float] = {}
-        clock = _Clock(timings)
-        crops, transforms = self.preprocess(images)
-        clock.lap("preprocess")
+        clock = StageClock()
+        with clock.stage("preprocess"):
+            crops, transforms = self.preprocess(images)
         if not transforms:
             return []
-        anchornet_inputs = self._normalized(crops, Role.ANCHORNET)
-        anchor = self.run_anchornet(anchornet_inputs)
-        clock.lap("anchornet")
-        decisions = decide_all(anchor, self.vote_min)
-        clock.lap("decision")
-        boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp)
-        if self.budget is not None:
-            boxes = within_budget(boxes, self._patch_costs, self.budget * self._full_cost)
-        clock.lap("lsp")
-        downstream_inputs = anchornet_inputs if self._shared_normalization else self._normalized(crops, Role.DOWNSTREAM)
-        normalizing_ms = clock.restart()  # preparing the downstream's input counts as cutting patches
-        if self.early_exit is None:
-            patch_probs = self.classify_normalized(downstream_inputs, boxes, timings)
-            timings["crop"] += normalizing_ms
-        else:
-            timings["crop"] = normalizing_ms  # the rounds below add their cutting to it
-            classes = self.bundle.num_classes
-            patch_probs = classify_until_confident(
-                self.classify_normalized, downstream_inputs, boxes, self.early_exit, classes, timings
-            )
+        with clock.stage("anchornet"):
+            anchornet_inputs = self._normalized(crops, Role.ANCHORNET)
+            anchor = self.run_anchornet(anchornet_inputs, clock)
+        with clock.stage("decision"):
+            decisions = decide_all(anchor, self.vote_min)
+        with clock.stage("lsp"):
+            boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp)
+            if self.budget is not None:
+                boxes = within_budget(boxes, self._patch_costs, self.budget * self._full_cost)
+        with clock.stage("crop"):  # the downstream's input is where its patches are cut from
+            shared = self._shared_normalization
+            downstream_inputs = anchornet_inputs if shared else self._normalized(crops, Role.DOWNSTREAM)
+        patch_probs = self._classify(downstream_inputs, boxes, clock)
+        with clock.stage("aggregate"):
             boxes = [image_boxes[: len(probs)] for image_boxes, probs in zip(boxes, patch_probs)]
-        clock.restart()
-        totals = [probs.sum(axis=0) for probs in patch_probs]
-        boxes_original = [transform.to_original(b) for transform, b in zip(transforms, boxes)]
-        clock.lap("aggregate")
-        timings["total"] = sum(timings.values())
+            totals = [probs.sum(axis=0) for probs in patch_probs]
+            boxes_original = [transform.to_original(b) for transform, b in zip(transforms, boxes)]
+        timings = clock.timings()
         return [
             self._prediction(anchor, i, decisions[i], boxes[i], boxes_original[i], patch_probs[i], totals[i], timings)
             for i in range(len(transforms))
@@ -224,45 +223,58 @@ class Pipeline:
         """AnchorNet on (N, crop, crop, 3) uint8 RGB network inputs: probabilities, logit maps (and attention maps)."""
         return self.run_anchornet(self._normalized(crops, Role.ANCHORNET))
 
-    def run_anchornet(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    def run_anchornet(self, inputs: np.ndarray, clock: StageClock | None = None) -> dict[str, np.ndarray]:
         """AnchorNet on (N, 3, crop, crop) float32 inputs already normalized with its mean and std."""
         names = [PROBS_OUTPUT, *self._map_outputs, *self._attention_outputs]
-        return _run_chunked(self.anchornet, inputs, names, self.max_batch)
+        return self._run_chunked(Role.ANCHORNET, inputs, names, clock or StageClock())
 
     def select(self, anchor: Mapping[str, np.ndarray], index: int, class_id: int, branch: int) -> np.ndarray:
         """LSP on image `index`'s heatmap F[class] of the chosen branch: (n, 4) boxes."""
         return select_boxes(anchor, index, class_id, self.bundle.branches[branch], self.lsp)
 
     def classify_patches(
-        self, crops: np.ndarray, boxes: list[np.ndarray], timings: dict[str, float] | None = None
+        self, crops: np.ndarray, boxes: list[np.ndarray], clock: StageClock | None = None
     ) -> list[np.ndarray]:
         """Softmax of the downstream network for every box of (N, H, W, 3) uint8 RGB crops.
 
         Returns one (n_i, C) array per image, rows in its boxes' order.
         """
-        return self.classify_normalized(self._normalized(crops, Role.DOWNSTREAM), boxes, timings)
+        return self.classify_normalized(self._normalized(crops, Role.DOWNSTREAM), boxes, clock)
 
     def classify_normalized(
-        self, inputs: np.ndarray, boxes: list[np.ndarray], timings: dict[str, float] | None = None
+        self, inputs: np.ndarray, boxes: list[np.ndarray], clock: StageClock | None = None
     ) -> list[np.ndarray]:
         """Softmax of the downstream network for every box, batched by patch size across images.
 
         `inputs` is (N, 3, H, W) float32, already normalized for the downstream
-        network. Returns one (n_i, C) array per image, rows in its boxes' order.
+        network. Returns one (n_i, C) array per image, rows in its boxes' order;
+        `clock` gets the "crop" and "downstream_<size>" times.
         """
-        start = time.perf_counter()
-        batches = cut_by_size(inputs, boxes)
-        stage_times = {"crop": (time.perf_counter() - start) * 1e3}
+        clock = clock or StageClock()
+        with clock.stage("crop"):
+            batches = cut_by_size(inputs, boxes)
         results = [np.empty((len(b), self.bundle.num_classes), np.float32) for b in boxes]
         for size, (members, batch) in batches.items():
-            start = time.perf_counter()
-            logits = _run_chunked(self.downstream, batch, [LOGITS_OUTPUT], self.max_batch)[LOGITS_OUTPUT]
-            for (i, j), row in zip(members, softmax(logits)):
-                results[i][j] = row
-            stage_times[f"downstream_{size}"] = (time.perf_counter() - start) * 1e3
-        if timings is not None:
-            timings.update(stage_times)
+            with clock.stage(f"downstream_{size}"):
+                logits = self._run_chunked(Role.DOWNSTREAM, batch, [LOGITS_OUTPUT], clock)[LOGITS_OUTPUT]
+                for (i, j), row in zip(members, softmax(logits)):
+                    results[i][j] = row
         return results
+
+    def _classify(self, inputs: np.ndarray, boxes: list[np.ndarray], clock: StageClock) -> list[np.ndarray]:
+        """Every box's softmax; with early exit, each image's first boxes up to the one that makes it confident."""
+        if self.early_exit is None:
+            return self.classify_normalized(inputs, boxes, clock)
+        return classify_until_confident(
+            partial(self.classify_normalized, clock=clock), inputs, boxes, self.early_exit, self.bundle.num_classes
+        )
+
+    def _run_chunked(self, role: Role, batch: np.ndarray, names: list[str], clock: StageClock) -> dict[str, np.ndarray]:
+        """`role`'s model on `batch`, in chunks of at most `max_batch`, timed on `clock`."""
+        runner = self.anchornet if role is Role.ANCHORNET else self.downstream
+        chunks = [batch[s : s + self.max_batch] for s in range(0, len(batch), self.max_batch)] or [batch]
+        parts = [clock.run(role.value, runner, {INPUT_NAME: chunk}, names) for chunk in chunks]
+        return parts[0] if len(parts) == 1 else {name: np.concatenate([part[name] for part in parts]) for name in names}
 
     @property
     def _shared_normalization(self) -> bool:
@@ -312,7 +324,7 @@ class Pipeline:
 
     def stream(
         self,
-        source: "str | int | Path | FrameSource",
+        source: str | int | Path | FrameSource,
         *,
         every: int = 1,
         batch: int = 1,
@@ -324,7 +336,7 @@ class Pipeline:
         Args:
             source: a camera index, a URL, a GStreamer pipeline ("... ! appsink"),
                 an image folder or glob, a video file, or an open FrameSource
-                (anchor_edge/sources.py).
+                (anchor_edge/video/sources.py).
             every: classify every n-th frame of a recorded source.
             batch: consecutive frames of a recorded source per `predict_batch`
                 call (throughput); live sources always take the newest frame alone.
@@ -343,6 +355,8 @@ class Pipeline:
             >>> with pipe.stream("clip.mp4", batch=8) as frames:
             ...     labels = [result.prediction.label for result in frames]
         """
+        from anchor_edge.video.stream import open_stream
+
         return open_stream(self, source, every=every, batch=batch, smoothing=smoothing, reconnects=reconnects)
 
     def close(self) -> None:
@@ -371,28 +385,3 @@ def _lsp_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]:
         return PRESETS[preset]
     return {int(size): LSPParams(*params) for size, params in preset.items()}
 
-
-def _run_chunked(runner: Runner, batch: np.ndarray, names: list[str], max_batch: int) -> dict[str, np.ndarray]:
-    if len(batch) <= max_batch:
-        return runner.run({INPUT_NAME: batch}, names)
-    parts = [runner.run({INPUT_NAME: batch[s : s + max_batch]}, names) for s in range(0, len(batch), max_batch)]
-    return {name: np.concatenate([part[name] for part in parts]) for name in names}
-
-
-class _Clock:
-    """Stage timer: `lap(name)` records the milliseconds since the previous lap or restart."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-        self.last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] = (now - self.last) * 1e3
-        self.last = now
-
-    def restart(self) -> float:
-        """Start the next stage now; returns the milliseconds since the previous lap, which no stage got."""
-        now = time.perf_counter()
-        elapsed, self.last = (now - self.last) * 1e3, now
-        return elapsed

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anchor_edge.budget import savings_note
-from anchor_edge.schema import Manifest
+from anchor_edge.method.budget import savings_note
+from anchor_edge.bundle.schema import Manifest
 from export.data.digits import SCALE_FIELDS
 
 PRESET_NAMES = ("visual", "accurate")

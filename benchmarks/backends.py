@@ -23,7 +23,7 @@ from typing import Any
 from anchor_edge import Pipeline
 from anchor_edge.backends.openvino import cpu_supports, openvino_devices
 from anchor_edge.errors import AnchorEdgeError
-from anchor_edge.verify import describe_backend, verify_bundle
+from anchor_edge.bundle.check_set import verify_bundle
 from benchmarks import report
 from benchmarks.measure import interleaved, paired_ratio, summarize
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for label, (path, options) in chosen.items():
             verified = verify_bundle(path, record=False, threads=args.threads, **options)
-            result["settings"][label] = {"backend": describe_backend(pipelines[label]), "bundle": str(path),
+            result["settings"][label] = {"backend": pipelines[label].anchornet.describe(), "bundle": str(path),
                                          "top1_agreement": verified.top1_agreement, "max_abs_diff": verified.max_abs_diff}
         for batch_size in args.batch_sizes:
             batches = [[photos[(start + i) % len(photos)] for i in range(batch_size)] for start in range(len(photos))]

@@ -4,7 +4,7 @@ All three start from the same decoded BGR photos and run the same
 downstream session, so the only difference between them is the method:
 
 * pipeline: `Pipeline.predict_batch` end to end (docs/method.md §3-§5), with
-  its own per-stage timings and the time spent inside each model;
+  its own per-stage timings and the time spent inside each model (anchor_edge/timing.py);
 * full image: preprocess, then the downstream network on the 224x224 crop
   (the paper's baseline, Table 3 "full image");
 * resized: preprocess, then the crop resized to the patch size of the branch
@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 
 from anchor_edge.pipeline import Pipeline, softmax
-from anchor_edge.preprocess import normalize, resize_and_crop
-from anchor_edge.schema import INPUT_NAME, LOGITS_OUTPUT
-from benchmarks.measure import Item, TimedRunner
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
+from anchor_edge.timing import StageClock
+from benchmarks.measure import Item
 
 Batch = Sequence[tuple[int, np.ndarray]]
 
@@ -37,32 +38,16 @@ class Choice(NamedTuple):
     patches: int
 
 
-def instrument(pipeline: Pipeline) -> tuple[TimedRunner, TimedRunner]:
-    """Swap the pipeline's runners for timing wrappers; returns (anchornet, downstream) timers."""
-    pipeline.anchornet = TimedRunner(pipeline.anchornet)
-    pipeline.downstream = TimedRunner(pipeline.downstream)
-    return pipeline.anchornet, pipeline.downstream
-
-
 def choices(pipeline: Pipeline, photos: Sequence[np.ndarray]) -> list[Choice]:
     """Run the pipeline once per photo (batch 1) and record its branch and patch count."""
-    predictions = [pipeline(photo) for photo in photos]
-    for timer in (pipeline.anchornet, pipeline.downstream):
-        timer.take()
-    return [Choice(p.branch, len(p.boxes)) for p in predictions]
+    return [Choice(p.branch, len(p.boxes)) for p in (pipeline(photo) for photo in photos)]
 
 
 def pipeline_item(pipeline: Pipeline) -> Item:
-    """The whole method; breakdown: the pipeline's stage timings plus model_* and device times."""
-    anchornet, downstream = pipeline.anchornet, pipeline.downstream
+    """The whole method; breakdown: the pipeline's own timings (stages, model_* and device times)."""
 
     def call(batch: Batch) -> Mapping[str, float]:
-        prediction = pipeline.predict_batch([image for _, image in batch])[0]
-        breakdown = dict(prediction.timings)
-        for role, timer in (("anchornet", anchornet), ("downstream", downstream)):
-            breakdown[f"model_{role}"], device = timer.take()
-            breakdown |= {f"{role}_{key}": ms for key, ms in device.items()}
-        return breakdown
+        return dict(pipeline.predict_batch([image for _, image in batch])[0].timings)
 
     return call
 
@@ -91,13 +76,11 @@ def _baseline(pipeline: Pipeline, resize_to: Sequence[int] | None) -> Item:
                 crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
             groups.setdefault(size, []).append(crop)
         preprocess_ms = (time.perf_counter() - begin) * 1e3
+        clock = StageClock()
         for crops in groups.values():
-            logits = downstream.run({INPUT_NAME: normalize(np.stack(crops), entry.mean, entry.std)}, [LOGITS_OUTPUT])
-            softmax(logits[LOGITS_OUTPUT]).argmax(axis=1)
-        model_ms, device = downstream.take()
+            feeds = {INPUT_NAME: normalize(np.stack(crops), entry.mean, entry.std)}
+            softmax(clock.run("downstream", downstream, feeds, [LOGITS_OUTPUT])[LOGITS_OUTPUT]).argmax(axis=1)
         total_ms = (time.perf_counter() - begin) * 1e3
-        return {"preprocess": preprocess_ms, "downstream": total_ms - preprocess_ms, "model_downstream": model_ms} | {
-            f"downstream_{key}": ms for key, ms in device.items()
-        }
+        return {"preprocess": preprocess_ms, "downstream": total_ms - preprocess_ms, **clock.models}
 
     return call

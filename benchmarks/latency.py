@@ -27,11 +27,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from anchor_edge import Pipeline  # noqa: E402
-from anchor_edge.backends import BACKENDS  # noqa: E402
-from anchor_edge.budget import savings_note  # noqa: E402
+from anchor_edge.cli.options import add_backend_options, backend_keywords  # noqa: E402
+from anchor_edge.method.budget import savings_note  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
-from anchor_edge.lsp import PRESETS  # noqa: E402
-from anchor_edge.sources import IMAGE_SUFFIXES  # noqa: E402
+from anchor_edge.method.lsp import PRESETS  # noqa: E402
+from anchor_edge.video.sources import IMAGE_SUFFIXES  # noqa: E402
 from benchmarks import items, report  # noqa: E402
 from benchmarks.costs import cost_accounting  # noqa: E402
 from benchmarks.measure import interleaved  # noqa: E402
@@ -46,16 +46,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(prog="python benchmarks/latency.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, action="append", metavar="DIR",
                         help=f"bundle directory; repeat to compare bundles in one run (default: {DEFAULT_BUNDLE})")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
+    add_backend_options(parser)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: each bundle's own)")
-    parser.add_argument("--providers", default="cpu", metavar="P[,P]",
-                        help="ONNX Runtime providers: cpu, cuda, tensorrt, openvino or auto (default: %(default)s)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N", help="default: 1 8")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)")
     budget.add_argument("--iterations", type=int, metavar="N", help="measured rounds per batch size instead of --seconds")
     parser.add_argument("--warmup", type=float, default=3.0, metavar="SECONDS", help="warm-up per batch size (default: %(default)s)")
-    parser.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads per model (default: all cores)")
     parser.add_argument("--images", type=Path, metavar="DIR",
                         help="folder of photos (default: the real photos bundled with scikit-image and scikit-learn)")
     parser.add_argument("--video", type=Path, metavar="FILE",
@@ -90,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "benchmark": "anchor-edge latency: patch pipeline vs full image",
             "environment": env,
             "settings": {
-                "backend": ", ".join(sorted({pipe.backend for pipe in pipelines.values()})),
+                "backend": ", ".join(sorted({pipe.anchornet.describe() for pipe in pipelines.values()})),
                 "batch_sizes": args.batch_sizes, "warmup_s": warmup,
                 "seconds": None if args.iterations else seconds, "iterations": args.iterations,
                 "threads": args.threads, "preset": args.preset, "images": [name for name, _ in photos],
@@ -154,16 +151,13 @@ def load_photos(folder: Path | None) -> list[tuple[str, np.ndarray]]:
 
 
 def open_pipelines(bundles: list[Path], args: argparse.Namespace) -> dict[str, Pipeline]:
-    """One instrumented Pipeline per bundle, labelled by folder name (made unique)."""
+    """One Pipeline per bundle, labelled by folder name (made unique)."""
     pipelines: dict[str, Pipeline] = {}
     for path in bundles:
         label = path.name or str(path)
         while label in pipelines:
             label += "'"
-        providers = "auto" if args.providers == "auto" else args.providers.split(",")
-        pipe = Pipeline.from_bundle(path, backend=args.backend, preset=args.preset, threads=args.threads, providers=providers)
-        items.instrument(pipe)
-        pipelines[label] = pipe
+        pipelines[label] = Pipeline.from_bundle(path, preset=args.preset, **backend_keywords(args))
     return pipelines
 
 
@@ -171,8 +165,7 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
     bundle = pipe.bundle
     return {
         "path": str(bundle.root),
-        "backend": pipe.backend,
-        "providers": getattr(getattr(pipe.anchornet, "runner", pipe.anchornet), "providers", None),
+        "backend": pipe.anchornet.describe(),
         "downstream": bundle.downstream.name,
         "trained": bundle.trained,
         "anchornet_weights": bundle.anchornet.weights,

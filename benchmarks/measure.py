@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from anchor_edge.backends.base import Runner
-
 #: An item's one measured call on a batch; returns its own breakdown {name: ms} (may be empty).
 Item = Callable[[Any], Mapping[str, float]]
 
@@ -77,39 +75,3 @@ def paired_ratio(numerator_ms: Sequence[float], denominator_ms: Sequence[float])
     """Median over rounds of numerator / denominator, each pair measured back to back."""
     return float(np.median(np.asarray(numerator_ms) / np.asarray(denominator_ms)))
 
-
-class TimedRunner:
-    """Wraps a backend runner and adds up the milliseconds spent inside its `run` calls.
-
-    Everything else the pipeline does is host work (decode, resize, normalise,
-    decision, LSP, crop, softmax, bookkeeping), so wall time minus this is the
-    host overhead. TensorRT runners also expose CUDA-event times
-    (`last_timings`: h2d, compute, d2h); they are summed over the calls too.
-    """
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.backend = runner.backend
-        self.model_name = runner.model_name
-        self.ms = 0.0
-        self.device_ms: dict[str, float] = {}
-
-    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        begin = time.perf_counter()
-        outputs = self.runner.run(feeds, output_names)
-        self.ms += (time.perf_counter() - begin) * 1e3
-        for key, ms in getattr(self.runner, "last_timings", {}).items():
-            self.device_ms[key] = self.device_ms.get(key, 0.0) + ms
-        return outputs
-
-    def take(self) -> tuple[float, dict[str, float]]:
-        """The totals since the last take, and reset them."""
-        totals = (self.ms, self.device_ms)
-        self.ms, self.device_ms = 0.0, {}
-        return totals
-
-    def close(self) -> None:
-        self.runner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runner, name)

@@ -63,7 +63,7 @@ def write_images(folder: Path, count: int) -> list[Path]:
 def in_process(bundle: Path, paths: list[Path]) -> dict[str, float]:
     """One process, one thread: batch throughput (batch 16) and one-image-at-a-time latency."""
     from anchor_edge import Pipeline
-    from anchor_edge.preprocess import load_image
+    from anchor_edge.method.preprocess import load_image
 
     with Pipeline.from_bundle(bundle, backend="onnxruntime", threads=1) as pipe:
         pipe.predict_batch([load_image(p) for p in paths[:BATCH_SIZE]])  # warm-up

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torchvision
 
-from anchor_edge.lsp import PRESETS
-from anchor_edge.patches import cut_by_size, locate
-from anchor_edge.preprocess import normalize, resize_and_crop
-from anchor_edge.schema import anchornet_output_names
+from anchor_edge.method.lsp import PRESETS
+from anchor_edge.method.patches import cut_by_size, locate
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+from anchor_edge.bundle.schema import anchornet_output_names
 from benchmarks.measure import interleaved, paired_ratio, summarize
 from benchmarks.report import environment
 from export.data.photos import real_photos
@@ -77,7 +77,7 @@ class Timer:
 
 
 def method_item(anchornet, downstream, params, timer: Timer):
-    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.patches`), then every patch, grouped by size."""
+    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.method.patches`), then every patch, grouped by size."""
     branches = branch_specs(pooling=anchornet.pooling)
     names = anchornet_output_names(branches)
 

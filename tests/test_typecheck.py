@@ -23,8 +23,8 @@ mypy_api = pytest.importorskip("mypy.api")
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKED = [
-    "anchor_edge/backends/trt.py",
-    "anchor_edge/backends/trt_environment.py",
+    "anchor_edge/backends/trt/runner.py",
+    "anchor_edge/backends/trt/environment.py",
     "export/engines/build.py",
     "export/engines/plan.py",
 ]

@@ -1,26 +1,46 @@
 """Choose and open the backend that runs a bundle's two models.
 
-One module per backend (`ort`, `trt`), one interface (`base.Runner`). The
+One module per backend (`ort`, `openvino`, `trt/`), one interface
+(`base.Runner`), one frozen options value per backend (`options`). The
 choice is explicit and logged: "auto" takes TensorRT only when the bundle
 carries engines and TensorRT and a GPU are present, and says so; asking for
-a backend that cannot run is an error, never a silent fallback.
+a backend that cannot run is an error, never a silent fallback; an option
+the chosen backend does not take is an InputError.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from typing import Any
 
-from ..bundle import Bundle
-from ..errors import BackendError
-from ..schema import Role
-from .base import Runner, TensorSpec
-from .ort_providers import ProviderOptions
+from anchor_edge.backends.base import Runner, TensorSpec
+from anchor_edge.backends.options import (
+    OPTIONS_BY_BACKEND,
+    BackendOptions,
+    OnnxRuntimeOptions,
+    OpenVinoOptions,
+    TensorRtOptions,
+    backend_options,
+)
+from anchor_edge.bundle.load import Bundle
+from anchor_edge.bundle.choices import Role
+from anchor_edge.errors import BackendError, InputError
 
 log = logging.getLogger("anchor_edge")
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+BACKENDS = ("auto", *OPTIONS_BY_BACKEND)
 
-__all__ = ["BACKENDS", "Runner", "TensorSpec", "auto_choice", "open_runners", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "BackendOptions",
+    "OnnxRuntimeOptions",
+    "OpenVinoOptions",
+    "Runner",
+    "TensorRtOptions",
+    "TensorSpec",
+    "auto_choice",
+    "open_runners",
+    "resolve_backend",
+]
 
 
 def auto_choice(bundle: Bundle) -> tuple[str, str]:
@@ -49,7 +69,7 @@ def _auto(bundle: Bundle, has_engines: bool) -> tuple[str, str]:
     """TensorRT when the bundle's engines can run on this machine, else ONNX Runtime; and why."""
     if not has_engines:
         return "onnxruntime", "bundle has no TensorRT engines"
-    from .trt import engine_mismatches, tensorrt_available
+    from anchor_edge.backends.trt.runner import engine_mismatches, tensorrt_available
 
     available, reason = tensorrt_available()
     if not available:
@@ -60,33 +80,28 @@ def _auto(bundle: Bundle, has_engines: bool) -> tuple[str, str]:
     return "tensorrt", "bundle engines match this machine's TensorRT and GPU"
 
 
-def open_runners(
-    bundle: Bundle,
-    backend: str = "auto",
-    *,
-    threads: int | None = None,
-    providers: str | Sequence[str] = "cpu",
-    provider_options: ProviderOptions | None = None,
-    device: str = "CPU",
-    inference_precision: str = "f32",
-) -> tuple[Runner, Runner]:
-    """Open (anchornet, downstream) runners for `bundle` on the chosen backend.
+def open_runners(bundle: Bundle, backend: str | BackendOptions = "auto", **keywords: Any) -> tuple[Runner, Runner]:
+    """Open (anchornet, downstream) runners for `bundle`.
 
-    ONNX Runtime runs on `providers`; OpenVINO compiles for `device` at `inference_precision`.
+    Args:
+        bundle: the loaded bundle.
+        backend: "auto", a backend's name, or its options value (`OnnxRuntimeOptions(...)`, ...).
+        keywords: with a name or "auto", the keyword forms of the chosen backend's
+            options (threads, providers, provider_options, device, inference_precision);
+            None counts as not given.
+
+    Raises:
+        InputError: an option the chosen backend does not take, or keywords next to an options value.
+        BackendError: the backend is unknown, missing, or cannot load the models.
     """
-    chosen = resolve_backend(bundle, backend)
-    if chosen == "tensorrt":
-        from .trt import TrtRunner
-
-        return TrtRunner.from_bundle(bundle, Role.ANCHORNET), TrtRunner.from_bundle(bundle, Role.DOWNSTREAM)
-    if chosen == "openvino":
-        from .openvino import OpenVinoRunner
-
-        return tuple(  # type: ignore[return-value]
-            OpenVinoRunner(bundle.path(role), device=device, precision=inference_precision, threads=threads) for role in Role
-        )
-    from .ort import OrtRunner
-
-    settings = dict(threads=threads, providers=providers, provider_options=provider_options or ProviderOptions())
-    anchornet = OrtRunner(bundle.path(Role.ANCHORNET), **settings)
-    return anchornet, OrtRunner(bundle.path(Role.DOWNSTREAM), **settings)
+    given = sorted(name for name, value in keywords.items() if value is not None)
+    if isinstance(backend, str):
+        options = backend_options(resolve_backend(bundle, backend), **keywords)
+    elif not isinstance(backend, tuple(OPTIONS_BY_BACKEND.values())):
+        raise InputError(f"backend must be one of {list(BACKENDS)} or a backend's options value, got {backend!r}")
+    elif given:
+        raise InputError(f"{', '.join(given)} given next to {type(backend).__name__}; put them inside it")
+    else:
+        resolve_backend(bundle, backend.backend)
+        options = backend
+    return options.open(bundle)

@@ -32,6 +32,8 @@ class Runner(abc.ABC):
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
+        #: Device milliseconds of the latest `run` where the backend measures them (TensorRT: h2d, compute, d2h).
+        self.last_timings: dict[str, float] = {}
         self._closed = False
 
     @abc.abstractmethod
@@ -51,7 +53,7 @@ class Runner(abc.ABC):
         Example:
             >>> probs = runner.run({"image": batch}, ["probs"])["probs"]
         """
-        from ..errors import BackendError
+        from anchor_edge.errors import BackendError
 
         if self._closed:
             raise BackendError(f"{self.backend} runner for {self.model_name!r} is closed; create a new Pipeline")
@@ -67,6 +69,10 @@ class Runner(abc.ABC):
                 f"{self.model_name!r} has no output(s) {sorted(unknown)}; it has {[s.name for s in self.outputs]}"
             )
         return dict(zip(names, self._run(feeds, names)))
+
+    def describe(self) -> str:
+        """The backend setting this runner runs with, for reports and verify records ("onnxruntime:cpu", "tensorrt")."""
+        return self.backend
 
     def close(self) -> None:
         """Release the backend's resources; further `run` calls raise BackendError."""

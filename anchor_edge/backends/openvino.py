@@ -17,12 +17,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import BackendError
-from .base import Runner, TensorSpec
+from anchor_edge.errors import BackendError, InputError
+from anchor_edge.backends.base import Runner, TensorSpec
+from anchor_edge.backends.options import OPENVINO_PRECISIONS
 
 log = logging.getLogger("anchor_edge")
 
-PRECISIONS = ("f32", "bf16", "f16")
 INSTALL = "pip install openvino"
 
 
@@ -62,8 +62,8 @@ class OpenVinoRunner(Runner):
             import openvino as ov
         except ImportError as exc:
             raise BackendError(f"openvino is not installed: {INSTALL}") from exc
-        if precision not in PRECISIONS:
-            raise BackendError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision not in OPENVINO_PRECISIONS:
+            raise InputError(f"precision must be one of {OPENVINO_PRECISIONS}, got {precision!r}")
         core = ov.Core()
         if device not in core.available_devices and device != "AUTO":
             raise BackendError(f"OpenVINO has no device {device!r} here (it sees {core.available_devices})")
@@ -94,6 +94,9 @@ class OpenVinoRunner(Runner):
             shapes = {name: tuple(array.shape) for name, array in feeds.items()}
             raise BackendError(f"OpenVINO failed to run {self.model_name} on inputs {shapes}: {exc}") from exc
         return [by_name[name] for name in output_names]
+
+    def describe(self) -> str:
+        return f"openvino:{self.device}:{self.inference_precision}"
 
     def close(self) -> None:
         super().close()

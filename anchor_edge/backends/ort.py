@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import BackendError
-from .base import Runner, TensorSpec
-from .ort_providers import ProviderOptions, check_active, choose, session_providers
+from anchor_edge.errors import BackendError
+from anchor_edge.backends.base import Runner, TensorSpec
+from anchor_edge.backends.ort_providers import ProviderOptions, check_active, choose, session_providers
 
 log = logging.getLogger("anchor_edge")
 
@@ -78,6 +78,9 @@ class OrtRunner(Runner):
         except Exception as exc:
             shapes = {name: tuple(array.shape) for name, array in feeds.items()}
             raise BackendError(f"ONNX Runtime failed to run {self.model_name} on inputs {shapes}: {exc}") from exc
+
+    def describe(self) -> str:
+        return "onnxruntime:" + ",".join(self.providers)
 
     def close(self) -> None:
         super().close()

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..bundle import sha256_of
-from ..errors import BackendError
+from anchor_edge.bundle.load import sha256_of
+from anchor_edge.errors import BackendError
 
 log = logging.getLogger("anchor_edge")
 

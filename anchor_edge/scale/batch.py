@@ -21,13 +21,15 @@ import glob
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import AnchorEdgeError, ClusterError, InputError
 from anchor_edge.scale.cluster import import_ray
 from anchor_edge.scale.results import (
@@ -37,7 +39,10 @@ from anchor_edge.scale.results import (
     prediction_row,
     to_table,
 )
-from anchor_edge.sources import IMAGE_SUFFIXES
+from anchor_edge.video.sources import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from anchor_edge.backends import BackendOptions
 
 log = logging.getLogger("anchor_edge")
 
@@ -75,13 +80,20 @@ class BatchPredictor:
     rest of its batch is classified together.
     """
 
-    def __init__(self, bundle: str, *, threads: int, backend: str = "auto") -> None:
-        from anchor_edge.pipeline import Pipeline
+    def __init__(
+        self,
+        bundle: str,
+        *,
+        threads: int,
+        backend: str | BackendOptions = "auto",
+        backend_keywords: Mapping[str, Any] | None = None,
+    ) -> None:
+        from anchor_edge.scale.member import open_member_pipeline
 
-        self.pipeline = Pipeline.from_bundle(bundle, backend=backend, threads=threads)
+        self.pipeline = open_member_pipeline(bundle, threads=threads, backend=backend, backend_keywords=backend_keywords)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        from anchor_edge.preprocess import load_image
+        from anchor_edge.method.preprocess import load_image
 
         rows: dict[int, dict] = {}
         images, positions = [], []
@@ -120,8 +132,8 @@ def actor_cpus(actors: int, threads: int, cluster_cpus: float) -> float:
     Raises:
         InputError: the cluster is too small to hold `actors` actors beside the read tasks.
     """
-    if actors < 1 or threads < 1:
-        raise InputError(f"actors and threads per actor must be at least 1, got {actors} and {threads}")
+    positive_int("actors", actors)
+    positive_int("threads per actor", threads)
     room = cluster_cpus - READ_RESERVE_CPUS
     if room <= 0:
         raise InputError(f"the cluster has {cluster_cpus:g} CPUs: too few to run actors beside the read tasks")
@@ -137,7 +149,8 @@ def run_batch(
     threads_per_actor: int = 1,
     batch_size: int = 16,
     gpus_per_actor: float = 0.0,
-    backend: str = "auto",
+    backend: str | BackendOptions = "auto",
+    backend_keywords: Mapping[str, Any] | None = None,
     predictor: Callable[..., Callable[[dict[str, np.ndarray]], pa.Table]] = BatchPredictor,
     progress: bool = True,
     rows_per_part: int = 10_000,
@@ -149,9 +162,11 @@ def run_batch(
             (shared storage on a multi-node cluster, docs/scale.md).
         inputs: a file, folder or glob (see list_inputs), or a list of paths.
         output: the results folder; rows already there are skipped.
-        actors, threads_per_actor: the pool size and each actor's ONNX Runtime threads.
+        actors, threads_per_actor: the pool size and each actor's threads (its CPU
+            reservation, and the backend's threads where it takes them).
         batch_size: images per `predict_batch` call.
         gpus_per_actor: GPUs each actor reserves (a GPU node then runs its own engines).
+        backend, backend_keywords: each actor's `Pipeline.from_bundle(bundle, backend=..., **backend_keywords)`.
         predictor: the actor class (a BatchPredictor or one with its call signature).
 
     Raises:
@@ -161,8 +176,7 @@ def run_batch(
     ray = import_ray()
     if not ray.is_initialized():
         raise ClusterError("no Ray cluster is connected: call anchor_edge.scale.cluster.start() first")
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    positive_int("batch_size", batch_size)
     started = time.perf_counter()
     output = Path(output)
     paths = sorted({_absolute(p) for p in inputs}) if isinstance(inputs, list) else list_inputs(inputs)
@@ -177,7 +191,7 @@ def run_batch(
         ).map_batches(
             predictor,
             fn_constructor_args=(str(bundle),),
-            fn_constructor_kwargs={"threads": threads_per_actor, "backend": backend},
+            fn_constructor_kwargs={"threads": threads_per_actor, "backend": backend, "backend_keywords": backend_keywords},
             compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=batch_size,
             batch_format="numpy",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from anchor_edge.atomic_write import write_atomically
+from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.errors import InputError
 from anchor_edge.prediction import Prediction
 

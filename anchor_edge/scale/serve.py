@@ -25,11 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.scale.cluster import import_ray
+
+if TYPE_CHECKING:
+    from anchor_edge.backends import BackendOptions
 
 log = logging.getLogger("anchor_edge")
 
@@ -50,13 +55,14 @@ class ServeOptions:
     batch_wait_ms: float = 5.0
     max_body_bytes: int = 20 * 2**20
     gpus_per_replica: float = 0.0
-    backend: str = "auto"
+    backend: str | BackendOptions = "auto"
+    #: Pipeline.from_bundle's backend options in keyword form (providers, device, ...); threads come per replica.
+    backend_keywords: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self, cluster_cpus: float) -> None:
         """Raise InputError for values Serve would accept and then hang or misbehave on."""
         for name in ("port", "replicas", "threads_per_replica", "max_batch", "max_body_bytes"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            positive_int(name.replace("_", "-"), getattr(self, name))
         if self.batch_wait_ms < 0:
             raise InputError(f"batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
         needed = self.replicas * self.threads_per_replica
@@ -79,8 +85,8 @@ def application(bundle: str, options: ServeOptions) -> Any:
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
-    from anchor_edge.pipeline import Pipeline
-    from anchor_edge.preprocess import load_image
+    from anchor_edge.method.preprocess import load_image
+    from anchor_edge.scale.member import open_member_pipeline
 
     max_batch, wait_s, limit = options.max_batch, options.batch_wait_ms / 1000, options.max_body_bytes
 
@@ -88,7 +94,8 @@ def application(bundle: str, options: ServeOptions) -> Any:
         """One replica: a Pipeline, the routes, and the request batcher."""
 
         def __init__(self) -> None:
-            self.pipeline = Pipeline.from_bundle(bundle, backend=options.backend, threads=options.threads_per_replica)
+            self.pipeline = open_member_pipeline(bundle, threads=options.threads_per_replica, backend=options.backend,
+                                                 backend_keywords=options.backend_keywords)
 
         async def __call__(self, request: Request) -> JSONResponse:
             route = (request.method, request.url.path.rstrip("/") or "/")

@@ -23,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from anchor_edge.errors import InputError
-from anchor_edge.preprocess import load_image, resize_and_crop
-from anchor_edge.sources import IMAGE_SUFFIXES
+from anchor_edge.method.preprocess import load_image, resize_and_crop
+from anchor_edge.video.sources import IMAGE_SUFFIXES
 from export.data.source import HELD_OUT, TRAIN, LabelledImage
 
 LOG = logging.getLogger("anchor_edge.train")

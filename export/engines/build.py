@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from anchor_edge.atomic_write import write_atomically
+from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.errors import ExportError, InputError
-from anchor_edge.backends.trt_environment import (
+from anchor_edge.backends.trt.environment import (
     INSTALL_HINT,
     machine_identity,
     take_tensorrt_errors,
@@ -32,7 +32,8 @@ from anchor_edge.backends.trt_environment import (
     tensorrt_logger,
 )
 from anchor_edge.bundle import load_bundle, sha256_of
-from anchor_edge.schema import MANIFEST_NAME, EngineRecord, Profile, Role, manifest_text, read_manifest
+from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.schema import EngineRecord, Profile, MANIFEST_NAME, manifest_text, read_manifest
 from export.engines.plan import engine_record, plan_profiles
 
 if TYPE_CHECKING:

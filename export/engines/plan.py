@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from anchor_edge.errors import InputError
-from anchor_edge.lsp import PRESETS
-from anchor_edge.schema import EngineRecord, Manifest, Precision, Profile, Role
+from anchor_edge.method.lsp import PRESETS
+from anchor_edge.bundle.choices import Precision, Role
+from anchor_edge.bundle.schema import EngineRecord, Manifest, Profile
 
 #: The pipeline's typical call: one image (and that image's patches).
 TYPICAL_IMAGES_PER_CALL = 1

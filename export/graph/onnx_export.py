@@ -15,7 +15,7 @@ from typing import Sequence
 import onnx
 import torch
 
-from anchor_edge.schema import INPUT_NAME, LOGITS_OUTPUT
+from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from export.graph.ort_layout import keep_blocked_layout
 from export.graph.same_padding import mark_same_upper, same_padding_convs
 

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from anchor_edge.errors import InputError
-from anchor_edge.schema import Branch as BranchSpec
-from anchor_edge.schema import Pooling, anchornet_output_names, branch_layout
+from anchor_edge.bundle.schema import Branch as BranchSpec
+from anchor_edge.bundle.choices import Pooling
+from anchor_edge.bundle.schema import anchornet_output_names, branch_layout
 
 Activation = Callable[[], nn.Module]
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from anchor_edge.errors import ExportError, InputError
 from anchor_edge.pipeline import Pipeline
-from anchor_edge.schema import Accuracy, Difference, Precision, PrecisionCheck, Role
+from anchor_edge.bundle.choices import Precision, Role
+from anchor_edge.bundle.precision_records import Accuracy, Difference, PrecisionCheck
 from export.precision.calibration import ImageSet
 
 

@@ -37,7 +37,9 @@ from pathlib import Path
 
 from anchor_edge.errors import ExportError, InputError
 from anchor_edge.pipeline import Pipeline
-from anchor_edge.schema import Calibration, ModelEntry, Models, Precision, PrecisionCheck, Role, read_manifest
+from anchor_edge.bundle.choices import Precision, Role
+from anchor_edge.bundle.precision_records import Calibration, PrecisionCheck
+from anchor_edge.bundle.schema import ModelEntry, Models, read_manifest
 from export.bundle.staging import write_manifest
 from export.precision.calibration import (
     BatchReader,

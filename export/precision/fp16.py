@@ -26,7 +26,7 @@ from pathlib import Path
 import onnx
 from onnxconverter_common import float16
 
-from anchor_edge.schema import Fp16Record
+from anchor_edge.bundle.precision_records import Fp16Record
 
 log = logging.getLogger("anchor_edge")
 

@@ -45,7 +45,8 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from anchor_edge.errors import InputError
-from anchor_edge.schema import Int8Record, Int8Target
+from anchor_edge.bundle.choices import Int8Target
+from anchor_edge.bundle.precision_records import Int8Record
 
 log = logging.getLogger("anchor_edge")
 

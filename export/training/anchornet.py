@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from anchor_edge.decision import decide
+from anchor_edge.method.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
 from export.models.loading import load_anchornet

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from anchor_edge.errors import InputError
-from anchor_edge.schema import encode
+from anchor_edge.bundle.schema import encode
 from export.bundle.build import CROP, PATCH_SIZES
 from export.graph.onnx_export import export_downstream
 from export.graph.verify import photo_crops, verify

@@ -35,9 +35,9 @@ from torch import nn
 from tqdm import tqdm
 
 from anchor_edge.errors import InputError
-from anchor_edge.lsp import PRESETS
-from anchor_edge.patches import cut_by_size, locate
-from anchor_edge.schema import anchornet_output_names
+from anchor_edge.method.lsp import PRESETS
+from anchor_edge.method.patches import cut_by_size, locate
+from anchor_edge.bundle.schema import anchornet_output_names
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
 from export.data.source import DIGITS, DataSource
 from export.models.anchornet import AnchorNet, branch_specs

@@ -41,7 +41,7 @@ def test_without_opencv_the_import_says_what_to_install():
 
 
 def test_gstreamer_is_read_from_opencvs_build_information():
-    from anchor_edge.doctor import has_gstreamer
+    from anchor_edge.cli.doctor import has_gstreamer
 
     assert has_gstreamer("  Video I/O:\n    GStreamer:                   YES (1.20.3)\n")
     assert not has_gstreamer("  Video I/O:\n    GStreamer:                   NO\n")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from anchor_edge import BundleError, InputError, LSPParams, Pipeline
-from anchor_edge.lsp import PRESETS
-from anchor_edge.preprocess import resize_and_crop
+from anchor_edge.method.lsp import PRESETS
+from anchor_edge.method.preprocess import resize_and_crop
 from tests import reference
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from anchor_edge import Pipeline
 from anchor_edge.bundle import load_bundle
-from anchor_edge.schema import Role, encode
+from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.schema import encode
 from benchmarks.accuracy import evaluate
 from benchmarks.accuracy_report import BUDGETS, EARLY_EXIT_THRESHOLDS, budget_key, early_exit_key, summarize
 from export.data.digits import make_sample

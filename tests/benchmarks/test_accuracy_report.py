@@ -1,7 +1,7 @@
 """benchmarks/accuracy_report.py on hand-made records whose figures are worked out below."""
 import pytest
 
-from anchor_edge.schema import Manifest
+from anchor_edge.bundle.schema import Manifest
 from benchmarks.accuracy_report import BUDGETS, summarize, table
 from tests.manifests import bundle_json
 

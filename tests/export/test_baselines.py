@@ -9,7 +9,7 @@ import pytest
 
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.pipeline import softmax
-from anchor_edge.preprocess import normalize, resize_and_crop
+from anchor_edge.method.preprocess import normalize, resize_and_crop
 from export.data.digits import make_sample
 from export.training.baselines import main
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anchor_edge.preprocess import resize_and_crop
+from anchor_edge.method.preprocess import resize_and_crop
 from export.data.digits import (
     DIGIT_SIDES,
     NETWORK_OFFSET,

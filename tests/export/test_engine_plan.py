@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
-from anchor_edge.backends.engine_identity import identity_mismatches, identity_of
-from anchor_edge.backends.trt_environment import tensorrt_available
+from anchor_edge.backends.trt.identity import identity_mismatches, identity_of
+from anchor_edge.backends.trt.environment import tensorrt_available
 from anchor_edge.errors import BundleError
-from anchor_edge.schema import Manifest, Precision, Profile, encode
+from anchor_edge.bundle.choices import Precision
+from anchor_edge.bundle.schema import Manifest, Profile, encode
 from export.engines.build import EngineBuildError, build_engine, record_engines
 from export.engines.plan import engine_record, plan_profiles
 from tests.manifests import bundle_json

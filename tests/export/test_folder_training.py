@@ -44,7 +44,7 @@ def test_given_train_and_val_folders_are_the_split(tmp_path, photos):
 
 
 def test_a_held_out_sample_is_the_runtimes_centre_crop_and_training_crops_vary(tmp_path, photos):
-    from anchor_edge.preprocess import load_image, resize_and_crop
+    from anchor_edge.method.preprocess import load_image, resize_and_crop
 
     folder = ImageFolder.open(write_class_folders(tmp_path / "data", photos))
     path, label = folder.files[HELD_OUT][0]

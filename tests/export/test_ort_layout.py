@@ -86,7 +86,7 @@ def test_anchornet_export_has_no_crops_left_and_the_same_outputs(exports, photos
     gates = [n for n in plain.graph.node if n.op_type == "HardSigmoid"]
     assert len(gates) == 12  # one SE block per bneck row with SE: Table 1's six, two per branch in Table 2
     assert sum(n.name.endswith("/gate_full") for n in rewritten.graph.node) == len(gates)
-    from anchor_edge.preprocess import normalize, resize_and_crop
+    from anchor_edge.method.preprocess import normalize, resize_and_crop
     from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
 
     x = normalize(np.stack([resize_and_crop(image)[0] for _, image in photos[:3]]), IMAGENET_MEAN, IMAGENET_STD)

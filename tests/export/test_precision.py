@@ -15,8 +15,9 @@ cv2 = pytest.importorskip("cv2")
 
 from anchor_edge.bundle import load_bundle  # noqa: E402
 from anchor_edge.pipeline import Pipeline  # noqa: E402
-from anchor_edge.preprocess import resize_and_crop  # noqa: E402
-from anchor_edge.schema import Accuracy, encode, read_manifest  # noqa: E402
+from anchor_edge.method.preprocess import resize_and_crop  # noqa: E402
+from anchor_edge.bundle.precision_records import Accuracy  # noqa: E402
+from anchor_edge.bundle.schema import encode, read_manifest  # noqa: E402
 from export.bundle.staging import write_manifest  # noqa: E402
 from export.precision.calibration import (  # noqa: E402
     MIN_CALIBRATION_IMAGES,

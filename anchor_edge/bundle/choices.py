@@ -1,0 +1,45 @@
+"""The string choices bundle.json stores (roles, precisions, pooling, LSP presets, INT8 targets), as enums.
+
+Each is a `str` enum stored as its value and printed as its value, so a
+manifest written by one side reads back as the same choice on the other.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class _Named(str, enum.Enum):
+    """A string choice stored in bundle.json as its value; prints as its value too."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Role(_Named):
+    """The two models of a bundle."""
+
+    ANCHORNET, DOWNSTREAM = "anchornet", "downstream"
+
+
+class Precision(_Named):
+    """The numeric precision an ONNX model (and the engine built from it) computes in."""
+
+    FP32, FP16, INT8 = "fp32", "fp16", "int8"
+
+
+class Pooling(_Named):
+    """AnchorNet's pooling of the branch maps into class scores (docs/method.md §1)."""
+
+    GAP, ATTENTION = "gap", "attention"
+
+
+class Preset(_Named):
+    """The LSP presets of docs/method.md §4."""
+
+    VISUAL, ACCURATE = "visual", "accurate"
+
+
+class Int8Target(_Named):
+    """Who runs an INT8 model: ONNX Runtime on a CPU (uint8 activations) or TensorRT (symmetric int8)."""
+
+    CPU, TENSORRT = "cpu", "tensorrt"

@@ -1,0 +1,86 @@
+"""`anchor-edge serve`: serve a bundle over HTTP on Ray Serve, batching requests.
+
+It starts a local Ray cluster on loopback unless `--address` names one to
+join, and stops what it started on the way out (Ctrl-C and SIGTERM included).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+
+from anchor_edge.cli.options import (
+    add_backend_options,
+    add_bundle_option,
+    add_common_flags,
+    add_ray_options,
+    backend_keywords,
+    non_negative,
+    positive_int,
+)
+
+log = logging.getLogger("anchor_edge")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve a bundle over HTTP on Ray Serve, batching requests")
+    add_bundle_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=positive_int, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--max-batch", type=positive_int, default=8, metavar="B",
+                       help="largest request batch (default: %(default)s)")
+    serve.add_argument("--batch-wait-ms", type=non_negative, default=5.0, metavar="W",
+                       help="longest wait for a batch to fill after its first request (default: %(default)s)")
+    serve.add_argument("--max-body-mb", type=non_negative, default=20.0, metavar="MB",
+                       help="largest request body (default: %(default)s)")
+    add_ray_options(serve, member="replica")
+    add_backend_options(serve, threads=False)
+    add_common_flags(serve)
+    serve.set_defaults(handler=run, subparser=serve)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anchor_edge.scale import cluster
+    from anchor_edge.scale.serve import ServeOptions, start_server, stop_server
+
+    keywords = backend_keywords(args)
+    backend = keywords.pop("backend")
+    options = ServeOptions(
+        host=args.host, port=args.port, replicas=args.replicas, threads_per_replica=args.threads_per_replica,
+        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, max_body_bytes=int(args.max_body_mb * 2**20),
+        gpus_per_replica=args.gpus_per_replica, backend=backend, backend_keywords=keywords,
+    )
+    connected = cluster.start(args.address)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the server as Ctrl-C does
+    try:
+        url = start_server(str(args.bundle), options)
+        print(f"serving {args.bundle} at {url}: POST {url}/predict (an image file as the body), GET {url}/health; "
+              "Ctrl-C stops", flush=True)
+        wait_for_interrupt()
+    except KeyboardInterrupt:
+        log.info("stopping the server")
+    finally:
+        stop_server()
+        cluster.stop(connected)
+    return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+#: Longest wait between two looks at a pending Ctrl-C or SIGTERM.
+INTERRUPT_POLL_SECONDS = 0.5
+
+
+def wait_for_interrupt() -> None:
+    """Sleep until Ctrl-C or SIGTERM raises KeyboardInterrupt, in short sleeps.
+
+    The kernel may hand the signal to any of Ray's threads; Python then runs
+    its handler in the main thread only when that thread wakes, so one long
+    sleep could outlast Ctrl-C. A server started as a shell's background job
+    ignores SIGINT, as the shell asks; SIGTERM (`kill PID`) always stops it.
+    """
+    while True:
+        time.sleep(INTERRUPT_POLL_SECONDS)

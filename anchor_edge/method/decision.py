@@ -1,0 +1,88 @@
+"""Which class an image is, and which branch localizes it (docs/method.md §3, paper eqs. 6-8).
+
+AnchorNet's three branches (B63, B95, B111, in that order) each give a class
+distribution. Each branch votes for its top class; the image's class is the
+one the branches agree on, and the branch that localizes it is the most
+confident branch among those whose top probability belongs to that class.
+Its heatmap F[class] then drives LSP (`anchor_edge.method.lsp`).
+"""
+import numpy as np
+
+from anchor_edge.errors import InputError
+
+NUM_BRANCHES = 3
+
+
+def decide(branch_probs: np.ndarray, vote_min: int = 2) -> tuple[int, int]:
+    """Pick the image's class and the branch whose heatmap localizes it.
+
+    With Y_j = argmax of branch j's probabilities (ties: lowest class index)
+    and P_j its maximum:
+
+    * Class: a class predicted (as Y_j) by at least `vote_min` branches;
+      otherwise Y of the most confident branch (largest P_j, ties: lowest
+      branch index).
+    * Branch: argmax over j of [P_j == prob_j(class)] * P_j (ties: lowest
+      branch index): the most confident branch among those whose top
+      probability is the class's probability. The argmax runs over those
+      branches only, so the rule holds even if the scores are not positive.
+
+    Reading of `vote_min` (docs/method.md §3): the paper writes "> 2" votes,
+    which with three branches means all three agree; then the most
+    confident branch predicts that class anyway, so the literal rule never
+    differs from "take the most confident branch". The default 2 reads it as
+    a majority vote; `vote_min=3` reproduces the literal formula. With
+    `vote_min=1` several classes can qualify; the class with the most votes
+    wins and a three-way split falls back to the most confident branch, so
+    1 behaves exactly like 2.
+
+    Args:
+        branch_probs: (3, C) array, rows B63, B95, B111, each a branch's
+            class probabilities (as the graph outputs them).
+        vote_min: votes a class needs to win outright, 1 to 3.
+
+    Returns:
+        (class_id, branch_index) as Python ints; branch_index 0, 1, 2 is
+        B63, B95, B111.
+
+    Raises:
+        InputError: wrong shape, non-finite values, or vote_min outside 1..3.
+
+    Example:
+        >>> decide(np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45]]))
+        (0, 0)
+    """
+    probs = _checked_probs(branch_probs)
+    is_int = isinstance(vote_min, (int, np.integer)) and not isinstance(vote_min, bool)
+    if not is_int or not 1 <= vote_min <= NUM_BRANCHES:
+        raise InputError(f"vote_min must be an integer from 1 to {NUM_BRANCHES}, got {vote_min!r}")
+
+    top_class = probs.argmax(axis=1)  # argmax returns the first maximum: lowest class on ties
+    top_prob = probs.max(axis=1)
+    most_confident = int(top_prob.argmax())
+
+    votes = np.bincount(top_class)
+    most_voted = int(votes.argmax())
+    if votes[most_voted] >= vote_min and np.count_nonzero(votes == votes[most_voted]) == 1:
+        class_id = most_voted
+    else:
+        class_id = int(top_class[most_confident])
+
+    agrees = top_prob == probs[:, class_id]
+    branch_index = int(np.where(agrees, top_prob, -np.inf).argmax())
+    return class_id, branch_index
+
+
+def _checked_probs(branch_probs: np.ndarray) -> np.ndarray:
+    """The probabilities as a float array, or an InputError saying what is wrong."""
+    probs = np.asarray(branch_probs)
+    if probs.ndim != 2 or probs.shape[0] != NUM_BRANCHES or probs.shape[1] < 1:
+        raise InputError(
+            f"branch_probs must have shape ({NUM_BRANCHES}, num_classes), one row per branch "
+            f"B63, B95, B111; got shape {probs.shape}"
+        )
+    if probs.dtype == bool or not np.issubdtype(probs.dtype, np.number) or np.iscomplexobj(probs):
+        raise InputError(f"branch_probs must hold real numbers, got dtype {probs.dtype}")
+    if not np.isfinite(probs).all():
+        raise InputError("branch_probs contains NaN or infinity; check the model output")
+    return probs

@@ -1,0 +1,157 @@
+"""Localizing Semantic Patches: from a branch heatmap to patch boxes (docs/method.md §2 and §4).
+
+A branch with receptive field k and stride 8 sees, at map location (r, c),
+the input box [8c, 8r, 8c + k, 8r + k) of the 224x224 network input (paper
+section 3.1). LSP (paper Algorithm 1) walks the locations from the hottest
+down and keeps a box only if it overlaps every kept box by IoU < T, so the
+patches are both semantic and spread out; it stops at K boxes or after the
+hottest fraction P of the locations.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from anchor_edge.errors import InputError
+
+# Added to H*W*P before the floor so a decimal coverage means what it says:
+# 0.29 of 100 locations is 29 candidates, not the 28 that 0.29's binary value gives.
+_COVERAGE_ROUNDING_SLACK = 1e-9
+
+
+class LSPParams(NamedTuple):
+    """One branch's LSP settings (paper section 4.1)."""
+
+    max_patches: int  # K: at most this many boxes
+    iou_threshold: float  # T: a box is kept only if its IoU with every kept box is < T
+    coverage: float  # P: only the hottest max(1, floor(H*W*P)) locations are candidates
+
+
+# docs/method.md §4's table (paper section 4.1), keyed by preset, then patch size (B63, B95, B111).
+PRESETS: dict[str, dict[int, LSPParams]] = {
+    "visual": {
+        63: LSPParams(max_patches=5, iou_threshold=0.3, coverage=0.05),
+        95: LSPParams(max_patches=3, iou_threshold=0.3, coverage=0.04),
+        111: LSPParams(max_patches=2, iou_threshold=0.3, coverage=0.03),
+    },
+    "accurate": {
+        63: LSPParams(max_patches=24, iou_threshold=0.8, coverage=0.3),
+        95: LSPParams(max_patches=10, iou_threshold=0.8, coverage=0.3),
+        111: LSPParams(max_patches=8, iou_threshold=0.8, coverage=0.3),
+    },
+}
+
+
+def location_boxes(map_height: int, map_width: int, patch_size: int, stride: int = 8) -> np.ndarray:
+    """Input boxes of every map location, by the mapping rule (docs/method.md §2).
+
+    Args:
+        map_height, map_width: the branch map's size H, W.
+        patch_size: the branch's receptive field k (63, 95 or 111).
+        stride: the branch's total stride (8 for every AnchorNet branch).
+
+    Returns:
+        (H*W, 4) int64 boxes [x0, y0, x1, y1) in network-input pixels, x1 and
+        y1 exclusive, in row-major location order: row i is location
+        (i // W, i % W).
+
+    Example:
+        >>> location_boxes(1, 2, 63).tolist()
+        [[0, 0, 63, 63], [8, 0, 71, 63]]
+    """
+    for name, value in (("map_height", map_height), ("map_width", map_width),
+                        ("patch_size", patch_size), ("stride", stride)):
+        _require_positive_int(name, value)
+    rows, cols = np.divmod(np.arange(map_height * map_width, dtype=np.int64), map_width)
+    x0, y0 = cols * stride, rows * stride
+    return np.stack([x0, y0, x0 + patch_size, y0 + patch_size], axis=1)
+
+
+def select_patches(
+    heatmap: np.ndarray,
+    patch_size: int,
+    stride: int = 8,
+    *,
+    max_patches: int,
+    iou_threshold: float,
+    coverage: float,
+) -> np.ndarray:
+    """Run LSP (paper Algorithm 1, exactly as docs/method.md §4) on one heatmap.
+
+    1. Order the H*W locations by heat, descending; equal heat keeps
+       row-major order (stable sort).
+    2. The hottest location's box is always taken.
+    3. The candidates are the first max(1, floor(H*W*coverage)) locations
+       of that order, the hottest one included. Each later candidate's box
+       is taken when its IoU with every box taken so far is strictly below
+       `iou_threshold`. Selection stops as soon as `max_patches` boxes are
+       taken.
+
+    IoU counts pixels of the exclusive boxes: |A and B| / |A or B|.
+
+    Args:
+        heatmap: (H, W) finite heat of the chosen class (M = F[class]).
+        patch_size: receptive field k of the heatmap's branch.
+        stride: the branch's total stride.
+        max_patches: K >= 1.
+        iou_threshold: T in (0, 1].
+        coverage: P in (0, 1].
+
+    Returns:
+        (n, 4) int64 boxes [x0, y0, x1, y1) in network-input pixels, in the
+        order they were taken; 1 <= n <= max_patches.
+
+    Example:
+        >>> select_patches(np.array([[0.0, 1.0]]), 63, max_patches=2,
+        ...                iou_threshold=0.5, coverage=1.0).tolist()
+        [[8, 0, 71, 63]]
+    """
+    heat = np.asarray(heatmap)
+    if heat.ndim != 2 or heat.size == 0:
+        raise InputError(f"heatmap must be a non-empty 2-D (H, W) array, got shape {heat.shape}")
+    if heat.dtype == bool or not np.issubdtype(heat.dtype, np.number) or np.iscomplexobj(heat):
+        raise InputError(f"heatmap must hold real numbers, got dtype {heat.dtype}")
+    if not np.isfinite(heat).all():
+        raise InputError("heatmap contains NaN or infinity; check the model output")
+    _require_positive_int("patch_size", patch_size)
+    _require_positive_int("stride", stride)
+    _require_positive_int("max_patches", max_patches)
+    _require_fraction("iou_threshold", iou_threshold)
+    _require_fraction("coverage", coverage)
+
+    map_height, map_width = heat.shape
+    num_candidates = max(1, math.floor(heat.size * coverage + _COVERAGE_ROUNDING_SLACK))
+    # Negating a float copy sorts descending; a stable sort keeps row-major order on ties.
+    order = np.argsort(-heat.astype(np.float64).ravel(), kind="stable")[:num_candidates]
+    boxes = location_boxes(map_height, map_width, patch_size, stride)[order]
+
+    # Candidate i is taken iff no box taken before it blocks it, so walk the
+    # taken boxes in order: each one blocks every later candidate it overlaps
+    # by IoU >= T, and the next box taken is the first candidate still free.
+    left, top, right, bottom = np.ascontiguousarray(boxes.T)
+    areas = (right - left) * (bottom - top)
+    taken = [0]
+    blocked = np.zeros(len(boxes), dtype=bool)
+    while len(taken) < max_patches:
+        latest = taken[-1]
+        # Pixel IoU of every candidate with the latest box.
+        overlap_w = np.maximum(np.minimum(right, right[latest]) - np.maximum(left, left[latest]), 0)
+        overlap_h = np.maximum(np.minimum(bottom, bottom[latest]) - np.maximum(top, top[latest]), 0)
+        intersection = overlap_w * overlap_h
+        blocked |= intersection / (areas + areas[latest] - intersection) >= iou_threshold
+        free = np.flatnonzero(~blocked[latest + 1:])
+        if free.size == 0:
+            break
+        taken.append(latest + 1 + int(free[0]))
+    return boxes[taken]
+
+
+def _require_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _require_fraction(name: str, value: object) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not 0 < value <= 1):
+        raise InputError(f"{name} must be a number in (0, 1], got {value!r}")

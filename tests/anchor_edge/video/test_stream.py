@@ -1,0 +1,238 @@
+"""Pipeline.stream and `anchor-edge predict SOURCE` on short videos made here from real photos and the digits benchmark."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from anchor_edge import Pipeline
+from anchor_edge.cli import main
+from anchor_edge.video.sources import LiveSource, SourceError, open_source
+from anchor_edge.video.stream import Smoothing, Stream
+
+
+def write_video(path, frames, fps=10.0):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def decoded(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def photo_video(photos, tmp_path_factory):
+    frames = [cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA) for _, image in photos[:6]] * 2
+    return write_video(tmp_path_factory.mktemp("video") / "photos.mp4", frames)
+
+
+@pytest.fixture(scope="module")
+def digits_video(tmp_path_factory):
+    from export.data import digits_video
+
+    path = tmp_path_factory.mktemp("video") / "digits.mp4"
+    labels = digits_video.write_video(path, 10, fps=10.0)
+    assert labels == list(range(10)) and json.loads(path.with_suffix(".json").read_text())["labels"] == labels
+    return path, labels
+
+
+@pytest.fixture(scope="module")
+def pipe(small_bundle):
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as pipeline:
+        yield pipeline
+
+
+def test_a_file_delivers_every_frame_in_order_or_every_nth(pipe, photo_video):
+    with pipe.stream(photo_video) as stream:
+        results = list(stream)
+    assert [r.index for r in results] == list(range(12))
+    assert [r.timestamp_ms for r in results] == pytest.approx([100.0 * i for i in range(12)])
+    assert stream.stats.frames == 12 and stream.stats.dropped == 0 and stream.stats.frames_per_s > 0
+    with pipe.stream(photo_video, every=5) as stream:
+        assert [r.index for r in stream] == [0, 5, 10]
+
+
+def test_labels_on_the_digits_video_match_predict_batch_on_its_frames(pipe, digits_video):
+    path, _ = digits_video
+    frames = decoded(path)
+    expected = pipe.predict_batch(frames)
+    for batch in (1, 4):
+        with pipe.stream(path, batch=batch) as stream:
+            got = list(stream)
+        assert [r.prediction.class_id for r in got] == [p.class_id for p in expected]
+        assert [r.prediction.boxes.tolist() for r in got] == [p.boxes.tolist() for p in expected]
+        assert all(np.array_equal(r.image, frame) for r, frame in zip(got, frames))
+
+
+def test_an_image_folder_streams_and_an_unreadable_file_is_an_error_row(pipe, photos, tmp_path):
+    for i, (_, image) in enumerate(photos[:3]):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), image)
+    (tmp_path / "1b.jpg").write_bytes(b"not a jpeg")
+    with pipe.stream(tmp_path) as stream:
+        results = list(stream)
+    assert [r.index for r in results] == [0, 1, 2, 3]  # 0.jpg, 1.jpg, 1b.jpg, 2.jpg
+    assert results[2].prediction is None and "1b.jpg" in results[2].error
+    assert stream.stats.frames == 3 and stream.stats.errors == 1
+
+
+def test_smoothing_averages_class_distributions():
+    ema, window = Smoothing("ema", alpha=0.5), Smoothing("window", window=2)
+    first, second, third = np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.0, 1.0])
+    assert ema.update(first).tolist() == [1.0, 0.0]
+    assert ema.update(second).tolist() == [0.5, 0.5]
+    assert ema.update(third).tolist() == [0.25, 0.75]
+    window.update(first)
+    window.update(second)
+    assert window.update(third).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="smoothing"):
+        Smoothing("median")
+
+
+class FakeCapture:
+    """A live camera: a new frame every `interval` s; after `frames` frames it fails (a lost connection)."""
+
+    def __init__(self, frames: int = 10_000, interval: float = 0.005, opens: bool = True) -> None:
+        self.left, self.interval, self.opens, self.released = frames, interval, opens, False
+        self.image = np.zeros((240, 320, 3), np.uint8)
+
+    def isOpened(self) -> bool:
+        return self.opens
+
+    def read(self):
+        time.sleep(self.interval)
+        if not self.opens or self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, self.image
+
+    def grab(self) -> bool:
+        return self.read()[0]
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+class SlowPipeline:
+    """predict_batch that takes `seconds` per call: a pipeline that cannot keep up with the camera."""
+
+    def __init__(self, pipe: Pipeline, seconds: float) -> None:
+        self.pipe, self.seconds = pipe, seconds
+        self.prediction = None
+
+    def predict_batch(self, images):
+        time.sleep(self.seconds)
+        if self.prediction is None:
+            self.prediction = self.pipe(images[0])
+        return [self.prediction for _ in images]
+
+
+def test_a_slow_pipeline_on_a_live_source_drops_frames_and_keeps_latency_bounded(pipe):
+    source = LiveSource("fake camera", lambda: FakeCapture(interval=0.005))
+    stream = Stream(SlowPipeline(pipe, 0.05), source, batch=8)
+    results = []
+    with stream:
+        for result in stream:
+            results.append(result)
+            if len(results) == 20:
+                break
+    # 20 results at 50 ms each while the camera made a frame every 5 ms: most frames were never taken.
+    assert stream.stats.dropped > 50
+    # Each result is of a frame at most one camera interval older than the call: far below a queue's growth.
+    assert stream.stats.latency_percentile(99) < 500
+    assert [r.index for r in results] == sorted(r.index for r in results) and results[-1].index > 50
+    assert stream.batch == 1  # live sources are never batched
+
+
+def test_a_lost_live_source_reconnects_then_ends_in_one_error(pipe):
+    captures = [FakeCapture(frames=3, interval=0.001), FakeCapture(frames=2, interval=0.001)]
+    opened = []
+
+    def open_capture():
+        capture = captures.pop(0) if captures else FakeCapture(opens=False)
+        opened.append(capture)
+        return capture
+
+    source = LiveSource("flaky camera", open_capture, reconnects=3, backoff_s=0.001)
+    with pytest.raises(SourceError, match="3 reconnect tries"):
+        with Stream(SlowPipeline(pipe, 0.0), source) as stream:
+            for _ in stream:
+                pass
+    assert source.reconnected == 4 and len(opened) == 5  # first open, the second camera, three failed tries
+    assert all(capture.released for capture in opened)
+
+
+def test_sources_that_cannot_be_opened_are_one_clear_error(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(tmp_path / "missing.mp4")
+    (tmp_path / "garbage.mp4").write_bytes(b"garbage" * 100)
+    with pytest.raises(SourceError, match="cannot open this video"):
+        open_source(tmp_path / "garbage.mp4")
+    with pytest.raises(SourceError, match="cannot open it"):
+        open_source("rtsp://127.0.0.1:9/none", capture=lambda *_: FakeCapture(opens=False))
+
+
+def test_cli_writes_an_annotated_video_with_the_inputs_frames_and_size(small_bundle, photo_video, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    assert main(["predict", str(photo_video), "--bundle", str(small_bundle), "--save-vis", str(out), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["frame"] for line in lines] == list(range(12)) and all("label" in line for line in lines)
+    frames = decoded(out)
+    assert len(frames) == 12 and frames[0].shape == (240, 320, 3)
+    capture = cv2.VideoCapture(str(out))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    capture.release()
+
+
+@pytest.mark.parametrize("source", ["missing.mp4", "garbage.mp4", "rtsp://127.0.0.1:9/none"])
+def test_cli_ends_a_bad_source_with_exit_code_one_and_one_line(small_bundle, tmp_path, capsys, source, monkeypatch):
+    (tmp_path / "garbage.mp4").write_bytes(b"garbage" * 100)
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", source, "--bundle", str(small_bundle)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("anchor-edge:")]
+    assert len(errors) == 1 and ("no such file" in errors[0] or "cannot open" in errors[0])
+
+
+def test_ctrl_c_closes_the_video_so_it_stays_playable(small_bundle, photo_video, tmp_path, monkeypatch, capsys):
+    from anchor_edge.video import stream as stream_module
+
+    calls = {"n": 0}
+    real = stream_module.Stream._result
+
+    def interrupt_after_three(self, *args):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(stream_module.Stream, "_result", interrupt_after_three)
+    out = tmp_path / "cut.mp4"
+    assert main(["predict", str(photo_video), "--bundle", str(small_bundle), "--save-vis", str(out)]) == 130
+    assert len(decoded(out)) == 3
+    assert "3 frames" in capsys.readouterr().err
+
+
+def test_the_reader_thread_stops_when_the_stream_closes(pipe):
+    source = LiveSource("fake camera", lambda: FakeCapture(interval=0.002))
+    with Stream(SlowPipeline(pipe, 0.0), source) as stream:
+        next(iter(stream))
+    assert not source._thread.is_alive()
+    assert not any(t.name.startswith("anchor-edge reader") for t in threading.enumerate())
