@@ -13,6 +13,7 @@ Layers, each importing only those before it: `errors`, `bundle/` (the
 contract), `method/` (the paper's steps), `backends/`, then `pipeline`;
 `video/`, `scale/` and `cli/` sit on top and are never imported from here.
 """
+
 import logging
 
 try:

@@ -1,4 +1,5 @@
 """`python -m anchor_edge ...` runs the `anchor-edge` command."""
+
 import sys
 
 from anchor_edge.cli import main

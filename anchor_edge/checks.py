@@ -2,6 +2,7 @@
 
 Each raises `InputError` naming the argument and the value it got.
 """
+
 from __future__ import annotations
 
 import numbers

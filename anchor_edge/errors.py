@@ -5,7 +5,8 @@ the subclasses say whose fault it was: the input (`InputError`, also a
 `ValueError`: an image, an argument, a flag, a checkpoint the caller named;
 `SourceError` for a video source that cannot be opened or is lost),
 the bundle on disk (`BundleError`), the inference backend (`BackendError`),
-the Ray cluster that batch jobs and the server run on (`ClusterError`), or a step of the export that failed on a valid input (`ExportError`: a model
+the Ray cluster that batch jobs and the server run on (`ClusterError`), or a
+step of the export that failed on a valid input (`ExportError`: a model
 ONNX cannot reproduce, a conversion or precision check that fails, an engine
 TensorRT cannot build). Every message names the file, tensor or field at
 fault and says what to do about it.

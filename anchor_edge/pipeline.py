@@ -10,6 +10,7 @@ A Pipeline holds no per-call state (each call times itself on its own
 `StageClock`), so one instance may serve several threads at once; every
 backend's runners are thread-safe.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,8 @@ import numpy as np
 from anchor_edge.backends import BackendOptions, open_runners
 from anchor_edge.backends.base import Runner
 from anchor_edge.backends.ort_providers import ProviderOptions
-from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
@@ -149,8 +150,13 @@ class Pipeline:
         bundle = load_bundle(path)
         lsp = _lsp_params(preset if preset is not None else bundle.preset)
         anchornet, downstream = open_runners(
-            bundle, backend, threads=threads, providers=providers, provider_options=provider_options,
-            device=device, inference_precision=inference_precision,
+            bundle,
+            backend,
+            threads=threads,
+            providers=providers,
+            provider_options=provider_options,
+            device=device,
+            inference_precision=inference_precision,
         )
         return cls(
             bundle,
@@ -381,7 +387,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def _lsp_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]:
     if isinstance(preset, str):
         if preset not in PRESETS:
-            raise InputError(f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)} or pass {{size: LSPParams}}")
+            raise InputError(
+                f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)} or pass {{size: LSPParams}}"
+            )
         return PRESETS[preset]
     return {int(size): LSPParams(*params) for size, params in preset.items()}
-

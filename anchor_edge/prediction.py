@@ -1,4 +1,5 @@
 """What the pipeline says about one image, and how it got there."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

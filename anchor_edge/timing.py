@@ -10,6 +10,7 @@ d2h, as "<role>_h2d_ms", ...); it lies inside the stages and is not added to
 the total, so a benchmark reads host overhead as total minus model time
 without wrapping the pipeline's runners.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,7 +41,7 @@ class StageClock:
     def run(
         self, role: str, runner: Runner, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]
     ) -> dict[str, np.ndarray]:
-        """`runner.run(feeds, output_names)`, its time added to "model_<role>" and its device times to "<role>_<key>"."""
+        """`runner.run(feeds, output_names)`; its time adds to "model_<role>", its device times to "<role>_<key>"."""
         start = time.perf_counter()
         outputs = runner.run(feeds, output_names)
         self._add(f"model_{role}", (time.perf_counter() - start) * 1e3)

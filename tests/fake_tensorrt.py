@@ -7,6 +7,7 @@ exercised exactly as on a device; `FakeCuda(gpus=..., init=...)` also plays
 the machines `tensorrt_available()` must tell apart. tests/gpu/test_tensorrt.py
 checks the same code against real TensorRT.
 """
+
 from __future__ import annotations
 
 import sys
@@ -207,7 +208,9 @@ def install(monkeypatch, tmp_path: Path, cuda: FakeCuda | None = None) -> tuple[
             pass
 
     fake_trt = types.SimpleNamespace(
-        Runtime=Runtime, ILogger=ILogger, __version__="10.3.0",
+        Runtime=Runtime,
+        ILogger=ILogger,
+        __version__="10.3.0",
         TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
     )
     package = types.ModuleType("pycuda")

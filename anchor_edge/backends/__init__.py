@@ -7,6 +7,7 @@ carries engines and TensorRT and a GPU are present, and says so; asking for
 a backend that cannot run is an error, never a silent fallback; an option
 the chosen backend does not take is an InputError.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,8 @@ from anchor_edge.backends.options import (
     TensorRtOptions,
     backend_options,
 )
-from anchor_edge.bundle.load import Bundle
 from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.load import Bundle
 from anchor_edge.errors import BackendError, InputError
 
 log = logging.getLogger("anchor_edge")

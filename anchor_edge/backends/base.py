@@ -5,6 +5,7 @@ pipeline never knows which backend runs a model. A runner is created once per
 model, is safe to call from several threads, and is a context manager so its
 resources (sessions, device buffers) are released deterministically.
 """
+
 from __future__ import annotations
 
 import abc
@@ -59,9 +60,7 @@ class Runner(abc.ABC):
             raise BackendError(f"{self.backend} runner for {self.model_name!r} is closed; create a new Pipeline")
         expected = {spec.name for spec in self.inputs}
         if set(feeds) != expected:
-            raise BackendError(
-                f"{self.model_name!r} takes inputs {sorted(expected)}, got {sorted(feeds)}"
-            )
+            raise BackendError(f"{self.model_name!r} takes inputs {sorted(expected)}, got {sorted(feeds)}")
         names = [spec.name for spec in self.outputs] if output_names is None else list(output_names)
         unknown = set(names) - {spec.name for spec in self.outputs}
         if unknown:

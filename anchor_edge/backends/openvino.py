@@ -8,6 +8,7 @@ chosen on purpose and checked against FP32 with `anchor-edge verify`, never
 taken silently. What the compiled model really runs in is read back from it
 (`inference_precision`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from anchor_edge.errors import BackendError, InputError
 from anchor_edge.backends.base import Runner, TensorSpec
 from anchor_edge.backends.options import OPENVINO_PRECISIONS
+from anchor_edge.errors import BackendError, InputError
 
 log = logging.getLogger("anchor_edge")
 
@@ -56,7 +57,9 @@ class OpenVinoRunner(Runner):
 
     backend = "openvino"
 
-    def __init__(self, model_path: str | Path, *, device: str = "CPU", precision: str = "f32", threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | Path, *, device: str = "CPU", precision: str = "f32", threads: int | None = None
+    ) -> None:
         super().__init__(Path(model_path).name)
         try:
             import openvino as ov

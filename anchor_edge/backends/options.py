@@ -9,6 +9,7 @@ chosen backend by `backend_options`, and a keyword that backend does not
 take is an InputError (the project's rule: no silent fallback, no option
 silently dropped).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,15 +50,19 @@ class OnnxRuntimeOptions:
         from anchor_edge.backends.ort import OrtRunner
 
         return tuple(  # type: ignore[return-value]
-            OrtRunner(bundle.path(role), threads=self.threads, providers=self.providers,
-                      provider_options=self.provider_options)
+            OrtRunner(
+                bundle.path(role),
+                threads=self.threads,
+                providers=self.providers,
+                provider_options=self.provider_options,
+            )
             for role in Role
         )
 
 
 @dataclass(frozen=True)
 class OpenVinoOptions:
-    """OpenVINO: the device ("CPU", "GPU", "NPU", "AUTO"), the inference precision and CPU threads (None: OpenVINO's)."""
+    """OpenVINO: the device ("CPU", "GPU", "NPU", "AUTO"), the inference precision, CPU threads (None: its own)."""
 
     backend: ClassVar[str] = "openvino"
     device: str = "CPU"
@@ -106,8 +111,10 @@ def backend_options(backend: str, **keywords: Any) -> BackendOptions:
     given = {KEYWORD_FIELDS.get(name, name): value for name, value in keywords.items() if value is not None}
     refused = [name for name in given if name not in option_names(options)]
     if refused:
-        raise InputError(f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {backend}: "
-                         + "; ".join(_takes(other) for other in OPTIONS_BY_BACKEND.values()))
+        raise InputError(
+            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {backend}: "
+            + "; ".join(_takes(other) for other in OPTIONS_BY_BACKEND.values())
+        )
     return options(**given)
 
 
@@ -124,4 +131,3 @@ def takes(backend: str, option: str) -> bool:
 def _takes(options: type[BackendOptions]) -> str:
     names = [next((k for k, v in KEYWORD_FIELDS.items() if v == n), n) for n in option_names(options)]
     return f"{options.backend} takes {', '.join(names) if names else 'none'}"
-

@@ -5,6 +5,7 @@ default thread spinning, the idle session's workers keep spinning and steal
 the cores of the busy one (measured on 2 cores: an idle ResNet-50 session
 slowed AnchorNet from about 12 to 25 ms), so spinning is switched off.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,13 +14,18 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from anchor_edge.errors import BackendError
 from anchor_edge.backends.base import Runner, TensorSpec
 from anchor_edge.backends.ort_providers import ProviderOptions, check_active, choose, session_providers
+from anchor_edge.errors import BackendError
 
 log = logging.getLogger("anchor_edge")
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(uint8)": "uint8"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+}
 
 
 class OrtRunner(Runner):
@@ -63,14 +69,18 @@ class OrtRunner(Runner):
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(model_path), options, providers=session_providers(self.providers, provider_options, Path(model_path))
+                str(model_path),
+                options,
+                providers=session_providers(self.providers, provider_options, Path(model_path)),
             )
         except Exception as exc:  # ORT raises its own untyped errors for unreadable models
             raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
         check_active(self.providers, self._session.get_providers(), self.model_name)
         self.inputs = [_spec(node) for node in self._session.get_inputs()]
         self.outputs = [_spec(node) for node in self._session.get_outputs()]
-        log.debug("onnxruntime %s loaded %s (threads=%s, providers %s)", ort.__version__, model_path, threads, self.providers)
+        log.debug(
+            "onnxruntime %s loaded %s (threads=%s, providers %s)", ort.__version__, model_path, threads, self.providers
+        )
 
     def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         try:

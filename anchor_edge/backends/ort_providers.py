@@ -10,6 +10,7 @@ Names: "cpu", "cuda", "tensorrt" (ONNX Runtime's TensorRT provider, not this
 SDK's own TensorRT backend), "openvino". "auto" takes the first one this
 onnxruntime build offers in AUTO_ORDER and logs why.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,8 @@ ORT_NAMES = {
 }
 INSTALL = {
     "cpu": "pip install onnxruntime",
-    "cuda": "pip install onnxruntime-gpu (it needs CUDA and cuDNN libraries matching its build; on a Jetson, NVIDIA's wheel)",
+    "cuda": "pip install onnxruntime-gpu (it needs CUDA and cuDNN libraries matching its build; "
+    "on a Jetson, NVIDIA's wheel)",
     "tensorrt": "pip install onnxruntime-gpu and the TensorRT libraries it was built against (LD_LIBRARY_PATH)",
     "openvino": "pip install onnxruntime-openvino (it replaces the onnxruntime wheel)",
 }
@@ -60,7 +62,9 @@ def choose(requested: str | Sequence[str], available: Sequence[str]) -> list[str
     names = [requested] if isinstance(requested, str) else list(requested)
     unknown = [name for name in names if name not in ORT_NAMES]
     if unknown or not names:
-        raise BackendError(f"unknown ONNX Runtime provider(s) {unknown or names}; choose from {sorted(ORT_NAMES)} or 'auto'")
+        raise BackendError(
+            f"unknown ONNX Runtime provider(s) {unknown or names}; choose from {sorted(ORT_NAMES)} or 'auto'"
+        )
     missing = [name for name in names if ORT_NAMES[name] not in available]
     if missing:
         raise BackendError(_missing_message(missing, available))
@@ -78,9 +82,16 @@ def session_providers(names: Sequence[str], options: ProviderOptions, model_path
         if name == "tensorrt":
             cache = options.tensorrt_cache / sha256_of(model_path)[:16]
             cache.mkdir(parents=True, exist_ok=True)
-            providers.append((ORT_NAMES[name], {
-                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": options.tensorrt_fp16,
-            }))
+            providers.append(
+                (
+                    ORT_NAMES[name],
+                    {
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(cache),
+                        "trt_fp16_enable": options.tensorrt_fp16,
+                    },
+                )
+            )
         else:
             providers.append(ORT_NAMES[name])
     if "cpu" not in names:
@@ -93,11 +104,13 @@ def check_active(names: Sequence[str], active: Sequence[str], model: str) -> Non
     inactive = [name for name in names if ORT_NAMES[name] not in active]
     if inactive:
         raise BackendError(
-            f"ONNX Runtime did not start {', '.join(ORT_NAMES[n] for n in inactive)} for {model} (active: {', '.join(active)}); "
-            + "; ".join(f"{name}: {INSTALL[name]}" for name in inactive)
+            f"ONNX Runtime did not start {', '.join(ORT_NAMES[n] for n in inactive)} for {model} "
+            f"(active: {', '.join(active)}); " + "; ".join(f"{name}: {INSTALL[name]}" for name in inactive)
         )
 
 
 def _missing_message(missing: Sequence[str], available: Sequence[str]) -> str:
-    return (f"this onnxruntime build has no {', '.join(ORT_NAMES[n] for n in missing)} (it has {', '.join(available)}); "
-            + "; ".join(f"{name}: {INSTALL[name]}" for name in missing))
+    return (
+        f"this onnxruntime build has no {', '.join(ORT_NAMES[n] for n in missing)} (it has {', '.join(available)}); "
+        + "; ".join(f"{name}: {INSTALL[name]}" for name in missing)
+    )

@@ -5,6 +5,7 @@
 replaces a file without a half-written moment, and `check_set` holds the
 images and FP32 answers that `anchor-edge verify` compares a device against.
 """
+
 from anchor_edge.bundle.load import Bundle, load_bundle, sha256_of
 
 __all__ = ["Bundle", "load_bundle", "sha256_of"]

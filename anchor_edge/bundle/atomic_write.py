@@ -4,6 +4,7 @@ Both stages update files inside a bundle (the export records engines, the
 runtime records `anchor-edge verify` results), and a half-written bundle.json
 would make the whole bundle unreadable.
 """
+
 from __future__ import annotations
 
 import os

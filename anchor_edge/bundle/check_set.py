@@ -10,6 +10,7 @@ AnchorNet's probabilities and of the class distribution, records the result
 in bundle.json (`verified`, one entry per backend setting) and fails below
 a floor.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,9 @@ import numpy as np
 
 from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.bundle.load import load_bundle, sha256_of
+from anchor_edge.bundle.schema import MANIFEST_NAME, CheckSet, VerifyResult, manifest_text, read_manifest
 from anchor_edge.errors import BundleError, InputError
 from anchor_edge.method.preprocess import resize_and_crop
-from anchor_edge.bundle.schema import CheckSet, VerifyResult, MANIFEST_NAME, manifest_text, read_manifest
 
 CHECK_FILE = "check.npz"
 #: Images in the check set: enough to see a drift in top-1, few enough to stay a few MB.
@@ -74,7 +75,9 @@ def verify_bundle(
         raise BundleError(f"{bundle.root} has no check set; re-export it with this anchor-edge to verify it")
     path = bundle.root / check.file
     if path.is_symlink() or not path.is_file() or sha256_of(path) != check.sha256:
-        raise BundleError(f"{path} is missing or does not match its sha256 in {bundle.manifest_path}; re-export the bundle")
+        raise BundleError(
+            f"{path} is missing or does not match its sha256 in {bundle.manifest_path}; re-export the bundle"
+        )
     stored = np.load(path)
     with Pipeline.from_bundle(bundle.root, **pipeline_options) as pipe:
         predictions = pipe.predict_batch(list(stored["squares"]))
@@ -84,12 +87,15 @@ def verify_bundle(
     scores = np.stack([p.class_distribution() for p in predictions])
     agreement = float(np.mean(class_ids == stored["class_ids"]))
     result = VerifyResult(
-        backend=backend, images=len(predictions), top1_agreement=round(agreement, 4),
+        backend=backend,
+        images=len(predictions),
+        top1_agreement=round(agreement, 4),
         max_abs_diff={
             "anchornet_probs": float(np.abs(probs - stored["probs"]).max()),
             "class_distribution": float(np.abs(scores - stored["scores"]).max()),
         },
-        min_agreement=min_agreement, passed=agreement >= min_agreement,
+        min_agreement=min_agreement,
+        passed=agreement >= min_agreement,
     )
     if record:
         record_result(bundle.root, result)
@@ -102,4 +108,3 @@ def record_result(bundle_dir: Path, result: VerifyResult) -> None:
     kept = tuple(r for r in manifest.verified or () if r.backend != result.backend)
     text = manifest_text(dataclasses.replace(manifest, verified=(*kept, result)))
     write_atomically(Path(bundle_dir) / MANIFEST_NAME, text.encode("utf-8"))
-

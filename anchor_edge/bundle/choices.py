@@ -3,6 +3,7 @@
 Each is a `str` enum stored as its value and printed as its value, so a
 manifest written by one side reads back as the same choice on the other.
 """
+
 from __future__ import annotations
 
 import enum

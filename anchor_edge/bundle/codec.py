@@ -6,6 +6,7 @@ NamedTuples) and raises BundleError naming the file and the dotted field at
 fault. Encoding is the inverse: enums become their values, tuples lists,
 int keys strings, and None fields are left out.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,12 @@ def decode(kind: Any, value: Any, where: str, source: str) -> Any:
                 return decode(option, value, where, source)
             except BundleError as error:
                 errors.append(error)
-        raise errors[0] if len(errors) == 1 else BundleError(
-            f"{source}: field {where} has an unexpected form ({_kind_name(kind)} expected); re-export the bundle"
+        raise (
+            errors[0]
+            if len(errors) == 1
+            else BundleError(
+                f"{source}: field {where} has an unexpected form ({_kind_name(kind)} expected); re-export the bundle"
+            )
         )
     if dataclasses.is_dataclass(kind):
         return _decode_fields(kind, value, where, source, typing.get_type_hints(kind), dataclasses.fields(kind))
@@ -56,7 +61,9 @@ def decode(kind: Any, value: Any, where: str, source: str) -> Any:
     if origin is dict:
         key_kind, value_kind = typing.get_args(kind)
         _require(value, dict, where, source)
-        return {_key(key_kind, k, where, source): decode(value_kind, v, f"{where}.{k}", source) for k, v in value.items()}
+        return {
+            _key(key_kind, k, where, source): decode(value_kind, v, f"{where}.{k}", source) for k, v in value.items()
+        }
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BundleError(f"{source}: field {where} must be float, got {type(value).__name__}")
@@ -75,8 +82,10 @@ def _decode_fields(kind: Any, value: Any, where: str, source: str, hints: dict, 
     values = {}
     for item in fields:
         name = f"{where}.{item.name}" if where else item.name
-        required = item.required if isinstance(item, _Field) else (
-            item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        required = (
+            item.required
+            if isinstance(item, _Field)
+            else (item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING)
         )
         if item.name not in value:
             if required:
@@ -107,7 +116,11 @@ def _kind_name(kind: Any) -> str:
 def encode(value: Any) -> Any:
     """Any block of the schema (or a value inside one) as the JSON it is stored as."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value) if getattr(value, f.name) is not None}
+        return {
+            f.name: encode(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None
+        }
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return {name: encode(item) for name, item in zip(value._fields, value)}
     if isinstance(value, enum.Enum):

@@ -7,6 +7,7 @@ checks every model file's sha256, so a truncated copy or a tampered model
 fails here, naming the file, rather than producing wrong answers later.
 docs/bundle-format.md documents every field.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
-from anchor_edge.errors import BundleError
 from anchor_edge.bundle.choices import Role
-from anchor_edge.bundle.schema import Branch, Manifest, ModelEntry, MANIFEST_NAME, read_manifest
-
+from anchor_edge.bundle.schema import MANIFEST_NAME, Branch, Manifest, ModelEntry, read_manifest
+from anchor_edge.errors import BundleError
 
 _T = TypeVar("_T")
 

@@ -1,8 +1,9 @@
-"""What the export's checks and precision steps record in bundle.json: ONNX parity, INT8 and FP16 conversion, the precision check.
+"""What the export's checks record in bundle.json: ONNX parity, INT8 and FP16 conversion, the precision check.
 
 Part of the bundle schema (anchor_edge/bundle/schema.py), kept apart because
 only the export writes these records; the run time reads them to show them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

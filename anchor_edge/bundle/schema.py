@@ -15,6 +15,7 @@ file elsewhere on the machine.
 Schema version 1 is the only one; a bundle of another version is refused
 with the command that re-exports it.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,13 @@ from typing import Any
 
 from anchor_edge.bundle.choices import Pooling, Precision, Preset, Role
 from anchor_edge.bundle.codec import decode, encode
-from anchor_edge.errors import BundleError
 from anchor_edge.bundle.precision_records import (
     Fp16Record,
     Int8Record,
     PrecisionCheck,
     Verification,
 )
+from anchor_edge.errors import BundleError
 from anchor_edge.method.lsp import LSPParams
 
 SCHEMA_VERSION = 1
@@ -84,8 +85,12 @@ def branch_layout(receptive_fields: tuple[int, ...], stride: int, crop: int, *, 
     """
     return tuple(
         Branch(
-            name=f"B{k}", receptive_field=k, stride=stride, map_size=(crop - k) // stride + 1,
-            map_output=f"map_{k}", attention_output=f"att_{k}" if attention else None,
+            name=f"B{k}",
+            receptive_field=k,
+            stride=stride,
+            map_size=(crop - k) // stride + 1,
+            map_output=f"map_{k}",
+            attention_output=f"att_{k}" if attention else None,
         )
         for k in receptive_fields
     )
@@ -273,7 +278,9 @@ class Manifest:
         if len(self.branches) != 3:
             raise BundleError(f"{source}: expected 3 branches (B63, B95, B111), found {len(self.branches)}")
         if len(self.class_names) != self.num_classes:
-            raise BundleError(f"{source}: class_names has {len(self.class_names)} entries, num_classes is {self.num_classes}")
+            raise BundleError(
+                f"{source}: class_names has {len(self.class_names)} entries, num_classes is {self.num_classes}"
+            )
         for role in Role:
             entry = self.models[role]
             if any(s <= 0 for s in entry.std):

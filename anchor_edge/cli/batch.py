@@ -3,6 +3,7 @@
 It starts a local Ray cluster on loopback unless `--address` names one to
 join, and stops what it started on the way out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,23 @@ from anchor_edge.cli.options import (
 def add_parser(commands: argparse._SubParsersAction) -> None:
     batch = commands.add_parser("batch", help="classify a large set of image files on Ray, results to Parquet")
     add_bundle_option(batch)
-    batch.add_argument("--input", required=True, metavar="PATH_OR_GLOB", help="an image file, a folder (recursive) or a glob")
-    batch.add_argument("--output", required=True, type=Path, metavar="DIR",
-                       help="results folder (Parquet parts); images already in it are skipped")
-    batch.add_argument("--batch-size", type=positive_int, default=16, metavar="B",
-                       help="images per predict_batch (default: %(default)s)")
+    batch.add_argument(
+        "--input", required=True, metavar="PATH_OR_GLOB", help="an image file, a folder (recursive) or a glob"
+    )
+    batch.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="results folder (Parquet parts); images already in it are skipped",
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        metavar="B",
+        help="images per predict_batch (default: %(default)s)",
+    )
     add_ray_options(batch, member="actor")
     add_backend_options(batch, threads=False)
     add_common_flags(batch)
@@ -42,8 +55,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         quiet_ray_data()
         report = run_batch(
-            args.bundle, args.input, args.output, actors=args.actors, threads_per_actor=args.threads_per_actor,
-            batch_size=args.batch_size, gpus_per_actor=args.gpus_per_actor, backend=backend, backend_keywords=keywords,
+            args.bundle,
+            args.input,
+            args.output,
+            actors=args.actors,
+            threads_per_actor=args.threads_per_actor,
+            batch_size=args.batch_size,
+            gpus_per_actor=args.gpus_per_actor,
+            backend=backend,
+            backend_keywords=keywords,
         )
     finally:
         cluster.stop(connected)

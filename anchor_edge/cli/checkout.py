@@ -5,6 +5,7 @@ options can never drift apart. Those scripts need the build-time
 dependencies (torch), which a deployment does not install, so they are
 imported only when asked for, from the source checkout.
 """
+
 from __future__ import annotations
 
 import argparse

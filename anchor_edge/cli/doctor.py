@@ -7,12 +7,13 @@ reports the answer with the reason when it is "no". Each check is a
 `Check(name, ok, detail)`; the command prints them and fails when the
 bundle cannot run on any backend.
 """
+
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
@@ -21,13 +22,13 @@ import numpy as np
 
 from anchor_edge.backends import auto_choice
 from anchor_edge.backends.trt.environment import machine_identity, tensorrt_available
-from anchor_edge.method.budget import savings_note
-from anchor_edge.bundle.load import Bundle, load_bundle
-from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME
 from anchor_edge.cli.failure import one_line
 from anchor_edge.cli.options import add_bundle_option, add_common_flags
+from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.method.budget import savings_note
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -59,13 +60,17 @@ class Check(NamedTuple):
 
 
 def environment() -> list[Check]:
-    """Python, numpy, OpenCV (and GStreamer), ONNX Runtime (and its providers), OpenVINO, TensorRT, pycuda and the GPU."""
+    """Python, numpy, OpenCV (GStreamer), ONNX Runtime (its providers), OpenVINO, TensorRT, pycuda and the GPU."""
     import cv2
 
     checks = [
         Check("python", None, f"{platform.python_version()} ({platform.machine()}, {platform.system()})"),
         Check("numpy", None, np.__version__),
-        Check("opencv", None, f"{cv2.__version__}, GStreamer {'yes' if has_gstreamer(cv2.getBuildInformation()) else 'no'}"),
+        Check(
+            "opencv",
+            None,
+            f"{cv2.__version__}, GStreamer {'yes' if has_gstreamer(cv2.getBuildInformation()) else 'no'}",
+        ),
     ]
     try:
         import onnxruntime as ort
@@ -111,7 +116,7 @@ def bundle_checks(path: str | Path) -> list[Check]:
 
 
 def has_gstreamer(build_information: str) -> bool:
-    """Whether OpenCV was built with GStreamer (JetPack's is; the PyPI wheels are not), from cv2.getBuildInformation()."""
+    """Whether OpenCV was built with GStreamer (JetPack's is, the PyPI wheels are not), from its build information."""
     match = re.search(r"^\s*GStreamer:\s*(\S+)", build_information, re.MULTILINE)
     return bool(match) and match.group(1).upper().startswith("YES")
 
@@ -150,8 +155,13 @@ def _onnx_check(bundle: Bundle, role: Role) -> Check:
 
 def _engine_checks(bundle: Bundle) -> list[Check]:
     if not bundle.manifest.engines:
-        return [Check("engines", None, "none in the bundle; build them on the target: python export/to_trt.py --out "
-                      f"{bundle.root}")]
+        return [
+            Check(
+                "engines",
+                None,
+                f"none in the bundle; build them on the target: python export/to_trt.py --out {bundle.root}",
+            )
+        ]
     available, reason = tensorrt_available()
     if not available:
         return [Check(f"{role}.engine", False, f"TensorRT cannot run here: {reason}") for role in Role]

@@ -1,4 +1,5 @@
 """How a subcommand reports a failure: one line on stderr, the traceback only when asked (--debug)."""
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ Exit codes: 0 success, 2 usage error (argparse), 1 failure, with a one-line
 reason on stderr (`--debug` shows the traceback and debug logs; `-v` info
 logs). The library logs through the "anchor_edge" logger, quiet by default.
 """
+
 from __future__ import annotations
 
 import argparse

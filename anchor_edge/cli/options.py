@@ -3,6 +3,7 @@
 Every type turns a bad value into argparse's usage error (exit 2) with the
 value that was given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,11 +63,19 @@ def add_backend_options(parser: argparse.ArgumentParser, *, threads: bool = True
     """
     group = parser.add_argument_group("backend (an option the chosen backend does not take is an error)")
     group.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: %(default)s)")
-    group.add_argument("--providers", type=providers, metavar="P[,P]",
-                       help="ONNX Runtime providers: cpu, cuda, tensorrt, openvino (priority order) or auto (default: cpu)")
+    group.add_argument(
+        "--providers",
+        type=providers,
+        metavar="P[,P]",
+        help="ONNX Runtime providers: cpu, cuda, tensorrt, openvino (priority order) or auto (default: cpu)",
+    )
     if threads:
-        group.add_argument("--threads", type=positive_int, metavar="T",
-                           help="threads per model, ONNX Runtime or OpenVINO (default: the backend's)")
+        group.add_argument(
+            "--threads",
+            type=positive_int,
+            metavar="T",
+            help="threads per model, ONNX Runtime or OpenVINO (default: the backend's)",
+        )
     group.add_argument("--device", help="OpenVINO device: CPU, GPU, NPU or AUTO (default: CPU)")
     group.add_argument("--inference-precision", choices=OPENVINO_PRECISIONS, help="OpenVINO precision (default: f32)")
 
@@ -79,15 +88,33 @@ def backend_keywords(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_ray_options(parser: argparse.ArgumentParser, *, member: str) -> None:
     """The Ray pool of pipelines (--{member}s, each one's threads and GPUs) and the cluster."""
-    parser.add_argument(f"--{member}s", type=positive_int, default=1, metavar="N",
-                        help=f"pipelines ({member}s) running at once (default: %(default)s)")
-    parser.add_argument(f"--threads-per-{member}", type=positive_int, default=1, metavar="T",
-                        help=f"ONNX Runtime threads of each {member} (default: %(default)s)")
-    parser.add_argument(f"--gpus-per-{member}", type=non_negative, default=0.0, metavar="G",
-                        help=f"GPUs each {member} reserves (default: 0)")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="join a Ray cluster: auto (one started with `ray start` here) or HEAD:PORT; "
-                        "default: start a local cluster on 127.0.0.1")
+    parser.add_argument(
+        f"--{member}s",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help=f"pipelines ({member}s) running at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        f"--threads-per-{member}",
+        type=positive_int,
+        default=1,
+        metavar="T",
+        help=f"ONNX Runtime threads of each {member} (default: %(default)s)",
+    )
+    parser.add_argument(
+        f"--gpus-per-{member}",
+        type=non_negative,
+        default=0.0,
+        metavar="G",
+        help=f"GPUs each {member} reserves (default: 0)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="join a Ray cluster: auto (one started with `ray start` here) or HEAD:PORT; "
+        "default: start a local cluster on 127.0.0.1",
+    )
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """The `anchor-edge` parser: one subparser per subcommand module, each built from the shared option groups.
 
     anchor-edge predict photo.jpg [--bundle bundles/default] [--json] [--save-vis DIR] [--early-exit 0.9] [--budget 0.5]
-    anchor-edge predict clip.mp4 | 0 | rtsp://... [--save-vis out.mp4] [--json] [--every N] [--batch-size N] [--smooth ema]
+    anchor-edge predict clip.mp4 | 0 | rtsp://... [--save-vis out.mp4] [--json] [--every N] [--batch-size N]
     anchor-edge export [the options of python export/to_trt.py]
     anchor-edge bench [the options of python benchmarks/latency.py]
     anchor-edge doctor [--bundle bundles/default]
@@ -12,6 +12,7 @@
 Every subcommand that opens a bundle (predict, verify, batch, serve, bench)
 takes the same backend options (`options.add_backend_options`).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`anchor-edge predict`: classify image files, or one video, camera, URL, pipeline or image folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,27 +26,46 @@ log = logging.getLogger("anchor_edge")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="classify images, a video, a camera or a stream with a bundle")
     predict.add_argument(
-        "images", nargs="+", metavar="SOURCE",
+        "images",
+        nargs="+",
+        metavar="SOURCE",
         help="image files; or one video file, image folder or glob, camera index, rtsp/http URL or GStreamer pipeline",
     )
     add_bundle_option(predict)
     add_backend_options(predict)
     predict.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
-    predict.add_argument("--save-vis", type=Path, metavar="PATH",
-                         help="a folder: one PNG of boxes and heatmap per image; for a stream, a .mp4/.avi annotated video")
     predict.add_argument(
-        "--early-exit", type=threshold, metavar="T",
+        "--save-vis",
+        type=Path,
+        metavar="PATH",
+        help="a folder: one PNG of boxes and heatmap per image; for a stream, a .mp4/.avi annotated video",
+    )
+    predict.add_argument(
+        "--early-exit",
+        type=threshold,
+        metavar="T",
         help="stop classifying an image's patches once their mean softmax has a class >= T (0: one patch)",
     )
     predict.add_argument(
-        "--budget", type=float, metavar="B",
+        "--budget",
+        type=float,
+        metavar="B",
         help="cap each image's downstream multiply-adds at B x the full image's, patches in LSP order",
     )
     stream = predict.add_argument_group("streams (a video, camera, URL, pipeline or image folder)")
-    stream.add_argument("--every", type=positive_int, default=1, metavar="N", help="classify every N-th frame of a file")
-    stream.add_argument("--batch-size", "--batch", type=positive_int, default=1, metavar="B", dest="batch_size",
-                        help="frames of a file per predict_batch (throughput; default: %(default)s)")
+    stream.add_argument(
+        "--every", type=positive_int, default=1, metavar="N", help="classify every N-th frame of a file"
+    )
+    stream.add_argument(
+        "--batch-size",
+        "--batch",
+        type=positive_int,
+        default=1,
+        metavar="B",
+        dest="batch_size",
+        help="frames of a file per predict_batch (throughput; default: %(default)s)",
+    )
     stream.add_argument("--smooth", choices=("ema", "window"), help="average class probabilities over recent frames")
     add_common_flags(predict)
     predict.set_defaults(handler=run, subparser=predict)

@@ -3,6 +3,7 @@
 It starts a local Ray cluster on loopback unless `--address` names one to
 join, and stops what it started on the way out (Ctrl-C and SIGTERM included).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_bundle_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=positive_int, default=8000, help="port (default: %(default)s)")
-    serve.add_argument("--max-batch", type=positive_int, default=8, metavar="B",
-                       help="largest request batch (default: %(default)s)")
-    serve.add_argument("--batch-wait-ms", type=non_negative, default=5.0, metavar="W",
-                       help="longest wait for a batch to fill after its first request (default: %(default)s)")
-    serve.add_argument("--max-body-mb", type=non_negative, default=20.0, metavar="MB",
-                       help="largest request body (default: %(default)s)")
+    serve.add_argument(
+        "--max-batch", type=positive_int, default=8, metavar="B", help="largest request batch (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--batch-wait-ms",
+        type=non_negative,
+        default=5.0,
+        metavar="W",
+        help="longest wait for a batch to fill after its first request (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-mb",
+        type=non_negative,
+        default=20.0,
+        metavar="MB",
+        help="largest request body (default: %(default)s)",
+    )
     add_ray_options(serve, member="replica")
     add_backend_options(serve, threads=False)
     add_common_flags(serve)
@@ -47,16 +59,26 @@ def run(args: argparse.Namespace) -> int:
     keywords = backend_keywords(args)
     backend = keywords.pop("backend")
     options = ServeOptions(
-        host=args.host, port=args.port, replicas=args.replicas, threads_per_replica=args.threads_per_replica,
-        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, max_body_bytes=int(args.max_body_mb * 2**20),
-        gpus_per_replica=args.gpus_per_replica, backend=backend, backend_keywords=keywords,
+        host=args.host,
+        port=args.port,
+        replicas=args.replicas,
+        threads_per_replica=args.threads_per_replica,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        gpus_per_replica=args.gpus_per_replica,
+        backend=backend,
+        backend_keywords=keywords,
     )
     connected = cluster.start(args.address)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the server as Ctrl-C does
     try:
         url = start_server(str(args.bundle), options)
-        print(f"serving {args.bundle} at {url}: POST {url}/predict (an image file as the body), GET {url}/health; "
-              "Ctrl-C stops", flush=True)
+        print(
+            f"serving {args.bundle} at {url}: POST {url}/predict (an image file as the body), GET {url}/health; "
+            "Ctrl-C stops",
+            flush=True,
+        )
         wait_for_interrupt()
     except KeyboardInterrupt:
         log.info("stopping the server")

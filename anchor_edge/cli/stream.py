@@ -7,6 +7,7 @@ code is then 130. Unreadable frames of an image folder are reported and
 make the exit code 1; a source that cannot be opened or is lost for good
 ends the run with one line and exit code 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,17 @@ def run_stream(pipe: Pipeline, args: argparse.Namespace) -> int:
     smoothing = Smoothing(args.smooth) if args.smooth else None
     interrupted = False
     with ExitStack() as stack:
-        stream = stack.enter_context(pipe.stream(args.images[0], every=args.every, batch=args.batch_size, smoothing=smoothing))
+        stream = stack.enter_context(
+            pipe.stream(args.images[0], every=args.every, batch=args.batch_size, smoothing=smoothing)
+        )
         source = stream.source
         video = None
         if args.save_vis is not None and args.save_vis.suffix.lower() in VIDEO_SUFFIXES:
             video = stack.enter_context(VideoOut(args.save_vis, source.fps))
         total = None if source.frame_count is None else -(-source.frame_count // args.every)
-        progress = stack.enter_context(tqdm(total=total, unit="frame", disable=True if source.live else None, leave=False))
+        progress = stack.enter_context(
+            tqdm(total=total, unit="frame", disable=True if source.live else None, leave=False)
+        )
         names = pipe.bundle.class_names
         try:
             for result in stream:
@@ -71,5 +76,7 @@ def _report(result: StreamResult, as_json: bool, names: tuple[str, ...]) -> None
     else:
         prediction = result.prediction
         smoothed = "" if result.smoothed_class_id is None else f" (smoothed: {names[result.smoothed_class_id]})"
-        tqdm.write(f"frame {result.index}: {prediction.label} score {prediction.score:.3f}{smoothed} "
-                   f"branch B{prediction.branch} patches {len(prediction.boxes)} latency {result.latency_ms:.0f} ms")
+        tqdm.write(
+            f"frame {result.index}: {prediction.label} score {prediction.score:.3f}{smoothed} "
+            f"branch B{prediction.branch} patches {len(prediction.boxes)} latency {result.latency_ms:.0f} ms"
+        )

@@ -1,4 +1,5 @@
 """`anchor-edge verify BUNDLE`: rerun the bundle's check set on a backend and compare with FP32."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     verify = commands.add_parser("verify", help="rerun the bundle's check set on a backend and compare with FP32")
     verify.add_argument("bundle", type=Path, metavar="BUNDLE")
     add_backend_options(verify)
-    verify.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
-                        help="least top-1 agreement (default: %(default)s)")
+    verify.add_argument(
+        "--min-agreement",
+        type=float,
+        default=DEFAULT_MIN_AGREEMENT,
+        help="least top-1 agreement (default: %(default)s)",
+    )
     add_common_flags(verify)
     verify.set_defaults(handler=run, subparser=verify)
 
@@ -30,5 +35,7 @@ def describe(result: VerifyResult) -> str:
     """One line: agreement and differences, and whether the floor holds."""
     verdict = "passed" if result.passed else f"FAILED (below {result.min_agreement:.0%})"
     diffs = ", ".join(f"{name} {value:.2e}" for name, value in result.max_abs_diff.items())
-    return (f"{result.backend}: top-1 agreement with FP32 {result.top1_agreement:.1%} on {result.images} images; "
-            f"max |difference| {diffs}; {verdict}")
+    return (
+        f"{result.backend}: top-1 agreement with FP32 {result.top1_agreement:.1%} on {result.images} images; "
+        f"max |difference| {diffs}; {verdict}"
+    )

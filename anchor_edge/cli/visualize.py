@@ -15,6 +15,7 @@ One picture per prediction, laid out as:
 OpenCV is already a run-time dependency, so a deployment can write these
 without matplotlib.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,8 +25,8 @@ import cv2
 import numpy as np
 
 from anchor_edge.errors import InputError
-from anchor_edge.prediction import Prediction
 from anchor_edge.method.preprocess import ImageLike, load_image
+from anchor_edge.prediction import Prediction
 
 #: Box colour (BGR magenta). The JET colour map of the heatmap never produces it, so boxes stay visible.
 BOX_COLOUR = (255, 0, 255)
@@ -83,7 +84,9 @@ def render(image: ImageLike, prediction: Prediction, class_names: Sequence[str] 
     return np.vstack([top, row])
 
 
-def annotate(frame: np.ndarray, prediction: Prediction, label: str | None = None, fps: float | None = None) -> np.ndarray:
+def annotate(
+    frame: np.ndarray, prediction: Prediction, label: str | None = None, fps: float | None = None
+) -> np.ndarray:
     """A copy of a video frame, same size, with the heatmap, numbered boxes, label, score and frames/s drawn on it.
 
     For video out (`anchor-edge predict clip.mp4 --save-vis out.mp4`), where
@@ -163,6 +166,7 @@ def _draw_boxes(panel: np.ndarray, boxes: np.ndarray) -> None:
 
 def _legend(prediction: Prediction, class_names: Sequence[str] | None) -> np.ndarray:
     """The prediction in three lines, then a table: rank, the patch's top class, its probability, its contribution."""
+
     def name(class_id: int) -> str:
         return class_names[class_id][:20] if class_names else f"class {class_id}"
 

@@ -13,6 +13,7 @@ Every image must be able to afford its first patch, or it would have no
 answer: a budget below the costliest patch size's share is refused, naming
 the smallest budget this bundle allows.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,19 @@ import numpy as np
 from anchor_edge.errors import InputError
 
 
-def patch_costs(multiply_adds: int | Mapping[int, int], patch_sizes: Sequence[int], crop: int) -> tuple[dict[int, int], int]:
+def patch_costs(
+    multiply_adds: int | Mapping[int, int], patch_sizes: Sequence[int], crop: int
+) -> tuple[dict[int, int], int]:
     """({patch size: multiply-adds}, full-image multiply-adds) from the downstream's bundle.json entry."""
     if not isinstance(multiply_adds, Mapping):
-        raise InputError("the downstream's multiply_adds must be recorded per input size to apply a budget; re-export the bundle")
+        raise InputError(
+            "the downstream's multiply_adds must be recorded per input size to apply a budget; re-export the bundle"
+        )
     missing = [size for size in (*patch_sizes, crop) if size not in multiply_adds]
     if missing:
-        raise InputError(f"bundle.json has no downstream multiply-adds for size(s) {missing}; re-export the bundle to use a budget")
+        raise InputError(
+            f"bundle.json has no downstream multiply-adds for size(s) {missing}; re-export the bundle to use a budget"
+        )
     return {size: int(multiply_adds[size]) for size in patch_sizes}, int(multiply_adds[crop])
 
 
@@ -77,7 +84,8 @@ def savings_note(anchornet_cost: int, full: int) -> tuple[bool, str]:
     share = anchornet_cost / full
     if share >= 1:
         return False, (
-            f"AnchorNet alone costs {anchornet_cost / 1e6:.0f} M multiply-adds, {share:.2f}x the downstream's full image "
+            f"AnchorNet alone costs {anchornet_cost / 1e6:.0f} M multiply-adds, "
+            f"{share:.2f}x the downstream's full image "
             f"({full / 1e6:.0f} M): the pipeline cannot be cheaper than the full image; use a heavier downstream"
         )
     return True, (

@@ -6,6 +6,7 @@ one the branches agree on, and the branch that localizes it is the most
 confident branch among those whose top probability belongs to that class.
 Its heatmap F[class] then drives LSP (`anchor_edge.method.lsp`).
 """
+
 import numpy as np
 
 from anchor_edge.errors import InputError

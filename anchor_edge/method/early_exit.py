@@ -25,6 +25,7 @@ patch; patches classified past it are dropped, so the result is exactly
 that of classifying one patch at a time. The inputs are normalized once,
 before the first round, so a round costs no more than its patches.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,7 +78,9 @@ def classify_until_confident(
     undecided = {i for i, image_boxes in enumerate(boxes) if len(image_boxes)}
     start, stop = 0, 1
     while undecided:
-        round_boxes = [image_boxes[start:stop] if i in undecided else image_boxes[:0] for i, image_boxes in enumerate(boxes)]
+        round_boxes = [
+            image_boxes[start:stop] if i in undecided else image_boxes[:0] for i, image_boxes in enumerate(boxes)
+        ]
         round_probs = classify(inputs, round_boxes)
         still_undecided = set()
         for i in sorted(undecided):

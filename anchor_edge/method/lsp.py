@@ -7,6 +7,7 @@ down and keeps a box only if it overlaps every kept box by IoU < T, so the
 patches are both semantic and spread out; it stops at K boxes or after the
 hottest fraction P of the locations.
 """
+
 import math
 from typing import NamedTuple
 
@@ -59,8 +60,12 @@ def location_boxes(map_height: int, map_width: int, patch_size: int, stride: int
         >>> location_boxes(1, 2, 63).tolist()
         [[0, 0, 63, 63], [8, 0, 71, 63]]
     """
-    for name, value in (("map_height", map_height), ("map_width", map_width),
-                        ("patch_size", patch_size), ("stride", stride)):
+    for name, value in (
+        ("map_height", map_height),
+        ("map_width", map_width),
+        ("patch_size", patch_size),
+        ("stride", stride),
+    ):
         _require_positive_int(name, value)
     rows, cols = np.divmod(np.arange(map_height * map_width, dtype=np.int64), map_width)
     x0, y0 = cols * stride, rows * stride
@@ -139,7 +144,7 @@ def select_patches(
         overlap_h = np.maximum(np.minimum(bottom, bottom[latest]) - np.maximum(top, top[latest]), 0)
         intersection = overlap_w * overlap_h
         blocked |= intersection / (areas + areas[latest] - intersection) >= iou_threshold
-        free = np.flatnonzero(~blocked[latest + 1:])
+        free = np.flatnonzero(~blocked[latest + 1 :])
         if free.size == 0:
             break
         taken.append(latest + 1 + int(free[0]))
@@ -152,6 +157,5 @@ def _require_positive_int(name: str, value: object) -> None:
 
 
 def _require_fraction(name: str, value: object) -> None:
-    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-            or not 0 < value <= 1):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value <= 1:
         raise InputError(f"{name} must be a number in (0, 1], got {value!r}")

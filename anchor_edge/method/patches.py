@@ -7,6 +7,7 @@ them choose the very boxes the runtime chooses. Inputs are plain arrays
 keyed by the bundle's output names; cutting works on anything that slices
 like a (C, H, W) array (numpy, or torch tensors with `stack=torch.stack`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -14,9 +15,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from anchor_edge.bundle.schema import PROBS_OUTPUT, Branch
 from anchor_edge.method.decision import decide
 from anchor_edge.method.lsp import LSPParams, select_patches
-from anchor_edge.bundle.schema import Branch, PROBS_OUTPUT
 
 
 class Located(NamedTuple):

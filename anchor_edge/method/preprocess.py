@@ -7,6 +7,7 @@ uint8 image, `resize_and_crop` makes the network input and a
 `CropTransform` that maps patch boxes back onto the caller's image, and
 `normalize` makes the float tensor. Every bad input raises `InputError`.
 """
+
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -148,12 +149,12 @@ def resize_and_crop(
     height, width = image_bgr.shape[:2]
     side = min(height, width)
     square_x, square_y = (width - side) // 2, (height - side) // 2
-    square = image_bgr[square_y:square_y + side, square_x:square_x + side]
+    square = image_bgr[square_y : square_y + side, square_x : square_x + side]
     if side != resize_short:
         interpolation = cv2.INTER_AREA if side > resize_short else cv2.INTER_LINEAR
         square = cv2.resize(square, (resize_short, resize_short), interpolation=interpolation)
     start = (resize_short - crop) // 2
-    rgb = cv2.cvtColor(square[start:start + crop, start:start + crop], cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(square[start : start + crop, start : start + crop], cv2.COLOR_BGR2RGB)
 
     scale = side / resize_short
     transform = CropTransform(
@@ -187,8 +188,7 @@ def normalize(images_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float
         batch = batch[np.newaxis]
     if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
         raise InputError(
-            f"normalize needs (N, H, W, 3) or (H, W, 3) uint8 RGB, got shape {np.shape(images_rgb)} "
-            f"dtype {batch.dtype}"
+            f"normalize needs (N, H, W, 3) or (H, W, 3) uint8 RGB, got shape {np.shape(images_rgb)} dtype {batch.dtype}"
         )
     mean_values = np.asarray(mean, dtype=np.float32)
     std_values = np.asarray(std, dtype=np.float32)
@@ -247,9 +247,7 @@ def _to_bgr_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
         return np.ascontiguousarray(pixels)
     if channels == 4:
         return cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR)
-    raise InputError(
-        f"{source} has shape {pixels.shape}; expected H x W (grey), H x W x 3 (BGR) or H x W x 4 (BGRA)"
-    )
+    raise InputError(f"{source} has shape {pixels.shape}; expected H x W (grey), H x W x 3 (BGR) or H x W x 4 (BGRA)")
 
 
 def _declared_size(data: bytes) -> tuple[int, int] | None:
@@ -282,10 +280,10 @@ def _jpeg_header(data: bytes) -> tuple[tuple[int, int] | None, bool]:
         if marker in _JPEG_STANDALONE_MARKERS:
             position += 2
             continue
-        segment_end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        segment_end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
         if marker in _JPEG_SOF_MARKERS and position + 9 <= len(data):
-            height = int.from_bytes(data[position + 5:position + 7], "big")
-            size = int.from_bytes(data[position + 7:position + 9], "big"), height
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            size = int.from_bytes(data[position + 7 : position + 9], "big"), height
         if marker == _JPEG_SOS:
             return size, _scans_end_in(data, segment_end)
         position = segment_end
@@ -302,8 +300,9 @@ def _scans_end_in(data: bytes, scan_start: int) -> bool:
     """
     pixels = np.frombuffer(data, dtype=np.uint8)
     following = pixels[1:]
-    is_marker = (pixels[:-1] == 0xFF) & (following != 0x00) & (following != 0xFF) \
-        & ((following < 0xD0) | (following > 0xD7))
+    is_marker = (
+        (pixels[:-1] == 0xFF) & (following != 0x00) & (following != 0xFF) & ((following < 0xD0) | (following > 0xD7))
+    )
     markers = np.flatnonzero(is_marker)
     position = scan_start
     while True:
@@ -313,4 +312,4 @@ def _scans_end_in(data: bytes, scan_start: int) -> bool:
         position = int(markers[index])
         if data[position + 1] == _JPEG_EOI:
             return True
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")

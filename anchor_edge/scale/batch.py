@@ -15,6 +15,7 @@ the rows (`anchor_edge.scale.results`). What that buys:
   job, since no read task can be placed). ONNX Runtime ignores
   OMP_NUM_THREADS, so each actor's intra-op threads are passed explicitly.
 """
+
 from __future__ import annotations
 
 import glob
@@ -90,7 +91,9 @@ class BatchPredictor:
     ) -> None:
         from anchor_edge.scale.member import open_member_pipeline
 
-        self.pipeline = open_member_pipeline(bundle, threads=threads, backend=backend, backend_keywords=backend_keywords)
+        self.pipeline = open_member_pipeline(
+            bundle, threads=threads, backend=backend, backend_keywords=backend_keywords
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         from anchor_edge.method.preprocess import load_image
@@ -122,7 +125,9 @@ def list_inputs(pattern: str | Path) -> list[str]:
     else:
         found = [p for p in glob.glob(text, recursive=True) if os.path.isfile(p)]
     if not found:
-        raise InputError(f"no image files at {text!r}: give a file, a folder of images or a glob such as 'photos/**/*.jpg'")
+        raise InputError(
+            f"no image files at {text!r}: give a file, a folder of images or a glob such as 'photos/**/*.jpg'"
+        )
     return sorted({_absolute(p) for p in found})
 
 
@@ -191,7 +196,11 @@ def run_batch(
         ).map_batches(
             predictor,
             fn_constructor_args=(str(bundle),),
-            fn_constructor_kwargs={"threads": threads_per_actor, "backend": backend, "backend_keywords": backend_keywords},
+            fn_constructor_kwargs={
+                "threads": threads_per_actor,
+                "backend": backend,
+                "backend_keywords": backend_keywords,
+            },
             compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=batch_size,
             batch_format="numpy",
@@ -200,10 +209,17 @@ def run_batch(
         )
         errors, first_results = _collect(results, set(todo), writer, progress)
     finished = time.perf_counter()
-    report = BatchReport(len(paths), len(paths) - len(todo), writer.written, errors, finished - started,
-                         first_results - started, output)
-    log.info("batch: %d images, %d skipped, %d written (%d errors) in %.1f s", report.inputs, report.skipped,
-             report.written, report.errors, report.seconds)
+    report = BatchReport(
+        len(paths), len(paths) - len(todo), writer.written, errors, finished - started, first_results - started, output
+    )
+    log.info(
+        "batch: %d images, %d skipped, %d written (%d errors) in %.1f s",
+        report.inputs,
+        report.skipped,
+        report.written,
+        report.errors,
+        report.seconds,
+    )
     return report
 
 
@@ -242,7 +258,9 @@ def _collect(results, todo: set[str], writer: PartWriter, progress: bool) -> tup
     except Exception as error:  # a Ray task that failed for good; the rows written so far stay
         if isinstance(error, AnchorEdgeError):
             raise
-        raise ClusterError(f"the batch job failed: {error}; the finished rows are kept, run it again to go on") from error
+        raise ClusterError(
+            f"the batch job failed: {error}; the finished rows are kept, run it again to go on"
+        ) from error
     finally:
         writer.close()
     return errors, first_results or time.perf_counter()

@@ -15,6 +15,7 @@ No address means a new local cluster even where RAY_ADDRESS is set (Ray
 sets it for the subprocesses of a driver, which would otherwise join the
 parent's cluster unasked).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -95,7 +96,9 @@ def describe(*, started_here: bool) -> Cluster:
     addresses = {node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}
     addresses.add(_host(ray.get_runtime_context().gcs_address))
     resources = ray.cluster_resources()
-    return Cluster(started_here, tuple(sorted(addresses)), float(resources.get("CPU", 0)), float(resources.get("GPU", 0)))
+    return Cluster(
+        started_here, tuple(sorted(addresses)), float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+    )
 
 
 def check_loopback(addresses: tuple[str, ...]) -> None:

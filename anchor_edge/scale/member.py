@@ -5,6 +5,7 @@ read, so every member passes its threads explicitly: to the chosen backend
 when that backend takes threads (ONNX Runtime, OpenVINO), never to one that
 does not (TensorRT), where they only size the member's CPU reservation.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,9 +18,13 @@ from anchor_edge.pipeline import Pipeline
 
 
 def open_member_pipeline(
-    bundle: str, *, threads: int, backend: str | BackendOptions = "auto", backend_keywords: Mapping[str, Any] | None = None
+    bundle: str,
+    *,
+    threads: int,
+    backend: str | BackendOptions = "auto",
+    backend_keywords: Mapping[str, Any] | None = None,
 ) -> Pipeline:
-    """`Pipeline.from_bundle(bundle, backend=backend, **backend_keywords)`, with `threads` where the backend takes them."""
+    """`Pipeline.from_bundle(bundle, backend=..., **backend_keywords)`, with `threads` where the backend takes them."""
     keywords = dict(backend_keywords or {})
     if isinstance(backend, str):
         backend = resolve_backend(load_bundle(bundle), backend)

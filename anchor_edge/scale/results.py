@@ -8,6 +8,7 @@ for. Part files are written through a temporary file and renamed, so a job
 stopped at any moment leaves only whole parts; the paths in them are what a
 re-run skips (`finished_paths`).
 """
+
 from __future__ import annotations
 
 import time
@@ -73,7 +74,9 @@ def finished_paths(folder: Path) -> set[str]:
         try:
             paths = pq.read_table(part, columns=["path"]).column("path")
         except (pa.ArrowException, KeyError) as error:
-            raise InputError(f"{part} is not a part file of an anchor-edge batch job ({error}); use another --output") from error
+            raise InputError(
+                f"{part} is not a part file of an anchor-edge batch job ({error}); use another --output"
+            ) from error
         done.update(paths.to_pylist())
     return done
 

@@ -21,6 +21,7 @@ The deployment class is made by `application()` after Ray is connected,
 since `serve.batch` needs Ray imported, and importing Ray before
 `cluster.start()` would keep a local cluster off loopback.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -94,15 +95,26 @@ def application(bundle: str, options: ServeOptions) -> Any:
         """One replica: a Pipeline, the routes, and the request batcher."""
 
         def __init__(self) -> None:
-            self.pipeline = open_member_pipeline(bundle, threads=options.threads_per_replica, backend=options.backend,
-                                                 backend_keywords=options.backend_keywords)
+            self.pipeline = open_member_pipeline(
+                bundle,
+                threads=options.threads_per_replica,
+                backend=options.backend,
+                backend_keywords=options.backend_keywords,
+            )
 
         async def __call__(self, request: Request) -> JSONResponse:
             route = (request.method, request.url.path.rstrip("/") or "/")
             if route == ("GET", "/health"):
                 bundle_info = self.pipeline.bundle
-                return JSONResponse({"status": "ok", "bundle": bundle, "backend": self.pipeline.backend,
-                                     "classes": bundle_info.num_classes, "max_batch": max_batch})
+                return JSONResponse(
+                    {
+                        "status": "ok",
+                        "bundle": bundle,
+                        "backend": self.pipeline.backend,
+                        "classes": bundle_info.num_classes,
+                        "max_batch": max_batch,
+                    }
+                )
             if route != ("POST", "/predict"):
                 return JSONResponse({"error": "routes: POST /predict (an image file as the body), GET /health"}, 404)
             body = await _read_body(request, limit)

@@ -15,6 +15,7 @@ Two kinds of source, because they fail differently:
 Every failure to open (a missing file, a bad URL, a codec OpenCV cannot
 read) is a `SourceError` (an `InputError`) naming the source.
 """
+
 from __future__ import annotations
 
 import glob
@@ -80,8 +81,14 @@ def is_stream_source(spec: str | int) -> bool:
     if isinstance(spec, int):
         return True
     text = str(spec)
-    return (text.isdigit() or text.startswith(LIVE_SCHEMES) or " ! " in text or any(c in text for c in "*?[")
-            or Path(text).suffix.lower() in VIDEO_SUFFIXES or Path(text).is_dir())
+    return (
+        text.isdigit()
+        or text.startswith(LIVE_SCHEMES)
+        or " ! " in text
+        or any(c in text for c in "*?[")
+        or Path(text).suffix.lower() in VIDEO_SUFFIXES
+        or Path(text).is_dir()
+    )
 
 
 def open_source(
@@ -112,7 +119,9 @@ def open_source(
     if isinstance(spec, int) or text.isdigit():
         return LiveSource(f"camera {int(text)}", lambda: capture(int(text)), reconnects=reconnects, backoff_s=backoff_s)
     if " ! " in text:
-        return LiveSource("GStreamer pipeline", lambda: capture(text, cv2.CAP_GSTREAMER), reconnects=reconnects, backoff_s=backoff_s)
+        return LiveSource(
+            "GStreamer pipeline", lambda: capture(text, cv2.CAP_GSTREAMER), reconnects=reconnects, backoff_s=backoff_s
+        )
     if text.startswith(LIVE_SCHEMES):
         return LiveSource(text, lambda: capture(text), reconnects=reconnects, backoff_s=backoff_s)
     path = Path(text)
@@ -199,7 +208,9 @@ class LiveSource:
     live = True
     frame_count = None
 
-    def __init__(self, name: str, open_capture: Callable[[], Capture], *, reconnects: int = 5, backoff_s: float = 0.5) -> None:
+    def __init__(
+        self, name: str, open_capture: Callable[[], Capture], *, reconnects: int = 5, backoff_s: float = 0.5
+    ) -> None:
         self.name = name
         self.dropped = 0
         self.reconnected = 0
@@ -208,7 +219,9 @@ class LiveSource:
         self._backoff_s = backoff_s
         self._capture = open_capture()
         if not self._capture.isOpened():
-            raise SourceError(f"{name}: cannot open it (check the device index or URL, and that OpenCV has its backend)")
+            raise SourceError(
+                f"{name}: cannot open it (check the device index or URL, and that OpenCV has its backend)"
+            )
         fps = float(self._capture.get(cv2.CAP_PROP_FPS))
         self.fps = fps if fps > 0 else None
         self._latest: Frame | None = None

@@ -12,6 +12,7 @@ distribution (`Prediction.class_distribution`) over recent frames,
 exponentially or over a window, so labels do not flicker from frame to
 frame; the per-frame Prediction is left as it was.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,7 +51,11 @@ class StreamResult(NamedTuple):
 
     def to_dict(self) -> dict:
         """One JSON line: the frame's index, times, and its prediction (or error)."""
-        line: dict = {"frame": self.index, "timestamp_ms": round(self.timestamp_ms, 3), "latency_ms": round(self.latency_ms, 3)}
+        line: dict = {
+            "frame": self.index,
+            "timestamp_ms": round(self.timestamp_ms, 3),
+            "latency_ms": round(self.latency_ms, 3),
+        }
         if self.prediction is None:
             return {**line, "error": self.error}
         line.update(self.prediction.to_dict())
@@ -80,21 +85,27 @@ class StreamStats:
     def to_dict(self) -> dict:
         p50, p99 = self.latency_percentile(50), self.latency_percentile(99)
         return {
-            "frames": self.frames, "dropped": self.dropped, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
             "frames_per_s": round(self.frames_per_s, 3),
-            "latency_ms_p50": None if p50 is None else round(p50, 3), "latency_ms_p99": None if p99 is None else round(p99, 3),
+            "latency_ms_p50": None if p50 is None else round(p50, 3),
+            "latency_ms_p99": None if p99 is None else round(p99, 3),
         }
 
     def summary(self) -> str:
         """One line for the end of a run."""
         p50, p99 = self.latency_percentile(50), self.latency_percentile(99)
         latency = "no frames" if p50 is None else f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_s:.2f} frames/s), "
-                f"{self.dropped} dropped, {self.errors} unreadable; capture to result {latency}")
+        return (
+            f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_s:.2f} frames/s), "
+            f"{self.dropped} dropped, {self.errors} unreadable; capture to result {latency}"
+        )
 
 
 class Smoothing:
-    """Temporal smoothing of class distributions: "ema" (weight `alpha` on the newest) or "window" (mean of the last n)."""
+    """Temporal smoothing of class distributions: "ema" (weight `alpha` on the newest) or "window" (last n's mean)."""
 
     def __init__(self, mode: str = "ema", *, alpha: float = 0.3, window: int = 5) -> None:
         if mode not in ("ema", "window"):
@@ -123,7 +134,9 @@ class Stream:
     Made by `Pipeline.stream`; see that method for the arguments.
     """
 
-    def __init__(self, pipeline: "Pipeline", source: FrameSource, *, batch: int = 1, smoothing: Smoothing | None = None) -> None:
+    def __init__(
+        self, pipeline: "Pipeline", source: FrameSource, *, batch: int = 1, smoothing: Smoothing | None = None
+    ) -> None:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch must be an integer >= 1, got {batch!r}")
         self.pipeline = pipeline
@@ -184,8 +197,15 @@ class Stream:
         self.close()
 
 
-def open_stream(pipeline: "Pipeline", source: "str | int | FrameSource", *, every: int = 1, batch: int = 1,
-                smoothing: Smoothing | None = None, reconnects: int = 5) -> Stream:
+def open_stream(
+    pipeline: "Pipeline",
+    source: "str | int | FrameSource",
+    *,
+    every: int = 1,
+    batch: int = 1,
+    smoothing: Smoothing | None = None,
+    reconnects: int = 5,
+) -> Stream:
     """A Stream over `source` (a spec for `anchor_edge.video.sources.open_source`, or an open FrameSource)."""
     if not hasattr(source, "read"):
         source = open_source(source, every=every, reconnects=reconnects)

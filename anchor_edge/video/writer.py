@@ -5,6 +5,7 @@ Motion JPEG; the codecs OpenCV's own FFmpeg build writes everywhere). The
 writer opens on the first frame and takes its size; a later frame of another
 size (an image folder) is resized to it, since a video has one size.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Fixtures the runtime tests share: the small bundle's plain pipeline and its answers on the photos, and a local Ray cluster."""
+"""Fixtures the runtime tests share: the small bundle's plain pipeline and answers, a local Ray cluster."""
+
 import importlib.util
 import ipaddress
 

@@ -1,4 +1,5 @@
 """The base install leaves OpenCV and ONNX Runtime to the platform (a Jetson's JetPack), and says what is missing."""
+
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _setup_keywords() -> dict:
     tree = ast.parse((REPO / "setup.py").read_text())
-    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    call = next(
+        node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"
+    )
     return {kw.arg: kw.value for kw in call.keywords}
 
 
@@ -27,9 +30,11 @@ def test_the_base_install_pulls_neither_opencv_nor_onnxruntime():
 
 
 def test_ray_is_imported_only_by_the_scale_commands():
-    code = ("import sys, anchor_edge, anchor_edge.cli, anchor_edge.scale.batch, anchor_edge.scale.serve\n"
-            "anchor_edge.cli.build_parser().parse_args(['batch', '--input', 'x', '--output', 'y'])\n"
-            "print('ray' in sys.modules)")
+    code = (
+        "import sys, anchor_edge, anchor_edge.cli, anchor_edge.scale.batch, anchor_edge.scale.serve\n"
+        "anchor_edge.cli.build_parser().parse_args(['batch', '--input', 'x', '--output', 'y'])\n"
+        "print('ray' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
 

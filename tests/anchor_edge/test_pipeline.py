@@ -1,4 +1,5 @@
 """The Pipeline on ONNX Runtime against the method written independently in PyTorch (tests/reference.py)."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -63,7 +64,9 @@ def test_prediction_fields_are_consistent(pipe, photos):
     assert prediction.score == pytest.approx(summed.max() / len(prediction.boxes), rel=1e-5)
     height, width = image.shape[:2]
     assert (prediction.boxes_original >= 0).all()
-    assert (prediction.boxes_original[:, [0, 2]] <= width).all() and (prediction.boxes_original[:, [1, 3]] <= height).all()
+    assert (prediction.boxes_original[:, [0, 2]] <= width).all() and (
+        prediction.boxes_original[:, [1, 3]] <= height
+    ).all()
     assert prediction.heatmap.shape == {63: (21, 21), 95: (17, 17), 111: (15, 15)}[prediction.branch]
     assert {"preprocess", "anchornet", "decision", "lsp", "crop", "aggregate", "total"} <= set(prediction.timings)
     assert f"downstream_{prediction.branch}" in prediction.timings
@@ -130,7 +133,13 @@ def test_empty_batch_gives_no_predictions(pipe):
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((0, 0, 3), np.uint8), np.full((8, 8, 3), np.nan, np.float32), b"", b"\x00garbage" * 10, "/nonexistent.jpg"],
+    [
+        np.zeros((0, 0, 3), np.uint8),
+        np.full((8, 8, 3), np.nan, np.float32),
+        b"",
+        b"\x00garbage" * 10,
+        "/nonexistent.jpg",
+    ],
     ids=["0x0", "nan-float", "empty-bytes", "random-bytes", "missing-path"],
 )
 def test_bad_images_raise_input_error_naming_the_position(pipe, photos, bad):

@@ -1,4 +1,5 @@
 """Every name README.md and docs/python-api.md document is importable where they say it is."""
+
 from __future__ import annotations
 
 import builtins
@@ -23,8 +24,11 @@ def documented_paths() -> set[str]:
         for module, imported in re.findall(r"from (anchor_edge(?:\.\w+)*) import ([\w, ]+)", text):
             names |= {f"{module}.{name.strip()}" for name in imported.split(",") if name.strip()}
         names |= {f"anchor_edge.{error}" for error in re.findall(r"`(\w+Error)`", text) if not hasattr(builtins, error)}
-        names |= {f"{path}.{other}" for path, *others in re.findall(r"`(anchor_edge(?:\.\w+)+)\.\w+ / (\w+) / (\w+)`", text)
-                  for other in others}
+        names |= {
+            f"{path}.{other}"
+            for path, *others in re.findall(r"`(anchor_edge(?:\.\w+)+)\.\w+ / (\w+) / (\w+)`", text)
+            for other in others
+        }
     return names
 
 
@@ -44,8 +48,12 @@ def resolve(path: str) -> object:
 
 def test_the_documents_name_the_api():
     names = documented_paths()
-    assert {"anchor_edge.Pipeline", "anchor_edge.method.lsp.select_patches", "anchor_edge.SourceError",
-            "anchor_edge.method.preprocess.normalize"} <= names
+    assert {
+        "anchor_edge.Pipeline",
+        "anchor_edge.method.lsp.select_patches",
+        "anchor_edge.SourceError",
+        "anchor_edge.method.preprocess.normalize",
+    } <= names
 
 
 @pytest.mark.parametrize("path", sorted(documented_paths()))
@@ -55,8 +63,15 @@ def test_documented_name_is_importable(path):
 
 def test_the_error_family_is_exported_whole():
     errors = {name for name in dir(anchor_edge.errors) if name.endswith("Error")}
-    assert errors == {"AnchorEdgeError", "InputError", "SourceError", "BundleError", "BackendError", "ExportError",
-                      "ClusterError"}
+    assert errors == {
+        "AnchorEdgeError",
+        "InputError",
+        "SourceError",
+        "BundleError",
+        "BackendError",
+        "ExportError",
+        "ClusterError",
+    }
     assert errors <= set(anchor_edge.__all__)
     assert issubclass(anchor_edge.SourceError, anchor_edge.InputError)
 

@@ -1,4 +1,5 @@
 """The checks at the runtime's doors: Runner.run's names, a closed runner, the Pipeline's own arguments."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 from anchor_edge import BackendError, InputError, Pipeline
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
-from anchor_edge.method.lsp import PRESETS
 from anchor_edge.bundle.choices import Role
+from anchor_edge.method.lsp import PRESETS
 
 
 @pytest.fixture()
@@ -38,12 +39,15 @@ def opened(small_bundle):
         yield pipeline
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lsp": {63: PRESETS["visual"][63]}, "vote_min": 2}, r"missing for patch size\(s\) \[95, 111\]"),
-    ({"lsp": PRESETS["visual"], "vote_min": 0}, "vote_min must be 1, 2 or 3"),
-    ({"lsp": PRESETS["visual"], "vote_min": 4}, "vote_min must be 1, 2 or 3"),
-    ({"lsp": PRESETS["visual"], "vote_min": 2, "max_batch": 0}, "max_batch must be an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lsp": {63: PRESETS["visual"][63]}, "vote_min": 2}, r"missing for patch size\(s\) \[95, 111\]"),
+        ({"lsp": PRESETS["visual"], "vote_min": 0}, "vote_min must be 1, 2 or 3"),
+        ({"lsp": PRESETS["visual"], "vote_min": 4}, "vote_min must be 1, 2 or 3"),
+        ({"lsp": PRESETS["visual"], "vote_min": 2, "max_batch": 0}, "max_batch must be an integer >= 1, got 0"),
+    ],
+)
 def test_the_constructor_refuses_bad_arguments(opened, kwargs, message):
     with pytest.raises(InputError, match=message):
         Pipeline(opened.bundle, opened.anchornet, opened.downstream, **kwargs)

@@ -1,4 +1,5 @@
 """StageClock: stages add up, total is their sum, model and device times are kept apart from the total."""
+
 from __future__ import annotations
 
 import time
@@ -39,7 +40,9 @@ def test_model_and_device_times_of_the_fake_tensorrt_are_summed_and_left_out_of_
     clear_caches()
     timings = clock.timings()
     assert {key: timings[key] for key in ("downstream_h2d_ms", "downstream_compute_ms", "downstream_d2h_ms")} == {
-        "downstream_h2d_ms": 3.0, "downstream_compute_ms": 3.0, "downstream_d2h_ms": 3.0
+        "downstream_h2d_ms": 3.0,
+        "downstream_compute_ms": 3.0,
+        "downstream_d2h_ms": 3.0,
     }
     assert 0 < timings["model_downstream"] <= timings["downstream_63"] == timings["total"]
 

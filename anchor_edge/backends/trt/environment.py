@@ -7,6 +7,7 @@ answers are cached for the process: the world is detected once. TensorRT's
 own log goes through the "anchor_edge" logger. tensorrt and pycuda are
 imported lazily: importing this module never fails.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,10 @@ INSTALL_HINT = (
 
 # TensorRT severities -> logging levels; VERBOSE is dropped (thousands of lines per build).
 _LOG_LEVELS = {
-    "INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING, "INFO": logging.DEBUG,
+    "INTERNAL_ERROR": logging.CRITICAL,
+    "ERROR": logging.ERROR,
+    "WARNING": logging.WARNING,
+    "INFO": logging.DEBUG,
 }
 _recent_errors: deque[str] = deque(maxlen=5)
 

@@ -12,14 +12,15 @@ export stage (`export/engines/plan.py`) writes the records.
 The record is `anchor_edge.bundle.schema.EngineRecord` (bundle.json ``"engines"``,
 one entry per model role; docs/bundle-format.md lists its fields).
 """
+
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Mapping
 
-from anchor_edge.errors import BundleError
 from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.schema import EngineRecord, Manifest
+from anchor_edge.errors import BundleError
 
 #: The fields whose change invalidates an engine, in the order mismatches are reported.
 IDENTITY_FIELDS = ("tensorrt", "gpu", "compute_capability", "onnx_sha256", "precision")

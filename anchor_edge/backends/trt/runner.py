@@ -15,6 +15,7 @@ calling thread and pops it afterwards. Only the name-based tensor API of
 TensorRT 10 and 11 is used; every boolean TensorRT returns is checked.
 tensorrt and pycuda are imported lazily: importing this module never fails.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,27 +25,44 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from anchor_edge.backends.base import Runner, TensorSpec
+from anchor_edge.backends.trt.environment import (
+    import_cuda,
+    machine_identity,
+    take_tensorrt_errors,
+    tensorrt_available,
+    tensorrt_logger,
+)
+from anchor_edge.backends.trt.identity import engine_entry, engine_identity, identity_mismatches, identity_of
+from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.load import Bundle, sha256_of
 from anchor_edge.errors import BackendError, BundleError, InputError
-from anchor_edge.bundle.choices import Role
-from anchor_edge.backends.base import Runner, TensorSpec
-from anchor_edge.backends.trt.identity import engine_entry, engine_identity, identity_mismatches, identity_of
-from anchor_edge.backends.trt.environment import import_cuda, machine_identity, take_tensorrt_errors, tensorrt_available, tensorrt_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 __all__ = [
-    "TrtRunner", "batch_slices", "buffer_nbytes", "choose_profile", "engine_mismatches",
-    "machine_identity", "numpy_dtype", "tensorrt_available",
+    "TrtRunner",
+    "batch_slices",
+    "buffer_nbytes",
+    "choose_profile",
+    "engine_mismatches",
+    "machine_identity",
+    "numpy_dtype",
+    "tensorrt_available",
 ]
 
 log = logging.getLogger("anchor_edge")
 
 # TensorRT DataType names -> numpy; other types (BF16, FP8, INT4) have no numpy equivalent.
 _NUMPY_DTYPES = {
-    "FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8,
-    "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
 }
 
 
@@ -191,7 +209,8 @@ class TrtRunner(Runner):
         mismatches = engine_mismatches(bundle, role)
         if mismatches:
             raise BackendError(
-                f"the {role} TensorRT engine in {bundle.root} does not fit: " + "; ".join(mismatches)
+                f"the {role} TensorRT engine in {bundle.root} does not fit: "
+                + "; ".join(mismatches)
                 + ". Rebuild the engines on this machine, or use the onnxruntime backend"
             )
         entry = engine_entry(bundle.manifest, _role(role), source=str(bundle.manifest_path))

@@ -1,4 +1,5 @@
 """Typed backend options: an option reaches only a backend that takes it; anything else is an InputError."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,17 @@ def test_keywords_become_the_chosen_backends_value():
     assert backend_options("tensorrt") == TensorRtOptions()
 
 
-@pytest.mark.parametrize("backend, keywords, refused", [
-    ("onnxruntime", {"device": "GPU"}, "device does not apply to onnxruntime"),
-    ("onnxruntime", {"inference_precision": "bf16"}, "precision does not apply to onnxruntime"),
-    ("openvino", {"providers": "cuda"}, "providers does not apply to openvino"),
-    ("openvino", {"provider_options": object()}, "provider_options does not apply to openvino"),
-    ("tensorrt", {"threads": 2, "device": "GPU"}, "threads, device do not apply to tensorrt"),
-    ("onnxruntime", {"no_such_option": 1}, "no_such_option does not apply to onnxruntime"),
-])
+@pytest.mark.parametrize(
+    "backend, keywords, refused",
+    [
+        ("onnxruntime", {"device": "GPU"}, "device does not apply to onnxruntime"),
+        ("onnxruntime", {"inference_precision": "bf16"}, "precision does not apply to onnxruntime"),
+        ("openvino", {"providers": "cuda"}, "providers does not apply to openvino"),
+        ("openvino", {"provider_options": object()}, "provider_options does not apply to openvino"),
+        ("tensorrt", {"threads": 2, "device": "GPU"}, "threads, device do not apply to tensorrt"),
+        ("onnxruntime", {"no_such_option": 1}, "no_such_option does not apply to onnxruntime"),
+    ],
+)
 def test_an_option_the_backend_does_not_take_is_an_input_error(backend, keywords, refused):
     with pytest.raises(InputError, match=refused) as caught:
         backend_options(backend, **keywords)
@@ -36,11 +40,14 @@ def test_an_option_the_backend_does_not_take_is_an_input_error(backend, keywords
     assert "tensorrt takes none" in str(caught.value)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: OnnxRuntimeOptions(threads=0), "threads must be an integer >= 1, got 0"),
-    (lambda: OpenVinoOptions(threads=True), "threads must be an integer >= 1, got True"),
-    (lambda: OpenVinoOptions(precision="int4"), "precision must be one of"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: OnnxRuntimeOptions(threads=0), "threads must be an integer >= 1, got 0"),
+        (lambda: OpenVinoOptions(threads=True), "threads must be an integer >= 1, got True"),
+        (lambda: OpenVinoOptions(precision="int4"), "precision must be one of"),
+    ],
+)
 def test_values_check_their_fields(make, message):
     with pytest.raises(InputError, match=message):
         make()
@@ -58,8 +65,10 @@ def test_auto_checks_the_options_against_the_backend_it_chose(small_bundle):
 
 
 def test_an_options_value_runs_its_backend(small_bundle, photos):
-    with Pipeline.from_bundle(small_bundle, backend=OnnxRuntimeOptions(threads=1)) as typed, \
-            Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as keywords:
+    with (
+        Pipeline.from_bundle(small_bundle, backend=OnnxRuntimeOptions(threads=1)) as typed,
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as keywords,
+    ):
         assert typed.anchornet.describe() == "onnxruntime:cpu"
         image = photos[0][1]
         assert typed(image).class_id == keywords(image).class_id

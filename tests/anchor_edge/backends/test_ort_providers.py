@@ -3,6 +3,7 @@
 A fake onnxruntime stands in for GPU builds this machine cannot have; the
 real one runs the CPU case.
 """
+
 from __future__ import annotations
 
 import sys
@@ -63,7 +64,9 @@ def model(small_bundle):
 def test_a_requested_provider_that_does_not_start_is_an_error_naming_what_to_install(model, monkeypatch):
     gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setitem(sys.modules, "onnxruntime", fake_onnxruntime(gpu_build, starts=[]))  # CUDA libraries missing
-    with pytest.raises(BackendError, match=r"did not start CUDAExecutionProvider .*active: CPUExecutionProvider.*onnxruntime-gpu"):
+    with pytest.raises(
+        BackendError, match=r"did not start CUDAExecutionProvider .*active: CPUExecutionProvider.*onnxruntime-gpu"
+    ):
         OrtRunner(model, providers="cuda")
 
 
@@ -79,7 +82,9 @@ def test_started_providers_run_with_the_cpu_behind_them(model, monkeypatch, tmp_
     gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     fake = fake_onnxruntime(gpu_build, starts=["TensorrtExecutionProvider", "CUDAExecutionProvider"])
     monkeypatch.setitem(sys.modules, "onnxruntime", fake)
-    runner = OrtRunner(model, providers=["tensorrt", "cuda"], provider_options=ProviderOptions(tmp_path / "cache", True))
+    runner = OrtRunner(
+        model, providers=["tensorrt", "cuda"], provider_options=ProviderOptions(tmp_path / "cache", True)
+    )
     (tensorrt, options), cuda, cpu = fake.last_session.requested
     assert (tensorrt, cuda, cpu) == ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     assert options["trt_engine_cache_enable"] is True and options["trt_fp16_enable"] is True
@@ -101,7 +106,10 @@ def test_the_real_cpu_provider_runs_and_reports_itself(small_bundle, photos):
     import onnxruntime
 
     with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, providers="auto") as pipe:
-        if not set(onnxruntime.get_available_providers()) & {"CUDAExecutionProvider", "TensorrtExecutionProvider",
-                                                              "OpenVINOExecutionProvider"}:
+        if not set(onnxruntime.get_available_providers()) & {
+            "CUDAExecutionProvider",
+            "TensorrtExecutionProvider",
+            "OpenVINOExecutionProvider",
+        }:
             assert pipe.anchornet.providers == pipe.downstream.providers == ["cpu"]  # a CPU-only build, as in CI
         assert np.isfinite(pipe(photos[0][1]).patch_probs).all()

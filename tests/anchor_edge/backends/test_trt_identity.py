@@ -1,15 +1,14 @@
 """Engine identity: a stale engine is named with both sides of every difference."""
+
 import pytest
 
 from anchor_edge.backends.trt.identity import engine_entry, engine_identity, identity_mismatches
-from anchor_edge.errors import BundleError
 from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.schema import Manifest
+from anchor_edge.errors import BundleError
 from tests.manifests import bundle_json
 
-BUILT = engine_identity(
-    tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", onnx_sha256="a" * 64, precision="fp16"
-)
+BUILT = engine_identity(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", onnx_sha256="a" * 64, precision="fp16")
 
 
 def test_same_machine_and_model_has_no_mismatch():

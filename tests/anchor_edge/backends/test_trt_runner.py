@@ -1,4 +1,5 @@
 """TrtRunner's control flow, run against the shared stand-in for tensorrt and pycuda (tests/fake_tensorrt.py)."""
+
 from __future__ import annotations
 
 import threading

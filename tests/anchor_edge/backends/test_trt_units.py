@@ -1,4 +1,5 @@
 """The GPU-free parts of the TensorRT backend: chunking, buffer sizes, profile choice, availability."""
+
 import sys
 import types
 

@@ -1,4 +1,5 @@
 """`anchor-edge verify`: the bundle's own check set, rerun on a backend, against the FP32 answers stored at export."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,9 +11,9 @@ from onnx import numpy_helper
 
 from anchor_edge import BundleError
 from anchor_edge.bundle import load_bundle, sha256_of
-from anchor_edge.cli import main
-from anchor_edge.bundle.schema import manifest_text
 from anchor_edge.bundle.check_set import CHECK_FILE, CHECK_IMAGES, verify_bundle
+from anchor_edge.bundle.schema import manifest_text
+from anchor_edge.cli import main
 
 
 @pytest.fixture()
@@ -29,7 +30,9 @@ def test_the_export_stores_a_small_check_set_with_fp32_answers(small_bundle):
     assert sha256_of(path) == check.sha256 and path.stat().st_size < 5 << 20
     stored = np.load(path)
     assert stored["squares"].shape == (CHECK_IMAGES, 256, 256, 3) and stored["squares"].dtype == np.uint8
-    assert stored["probs"].shape == (CHECK_IMAGES, 3, 10) and stored["scores"].sum(1) == pytest.approx(np.ones(CHECK_IMAGES), abs=1e-5)
+    assert stored["probs"].shape == (CHECK_IMAGES, 3, 10) and stored["scores"].sum(1) == pytest.approx(
+        np.ones(CHECK_IMAGES), abs=1e-5
+    )
 
 
 def test_fp32_on_onnxruntime_passes_and_is_recorded(bundle, capsys):
@@ -61,9 +64,12 @@ def test_a_damaged_model_is_refused(bundle, capsys):
     weights.CopyFrom(numpy_helper.from_array(damaged, weights.name))
     onnx.save(model, str(path))
     manifest = load_bundle(bundle, verify_checksums=False).manifest
-    models = type(manifest.models)(anchornet=manifest.models.anchornet,
-                                   downstream=type(manifest.models.downstream)(**{**manifest.models.downstream.__dict__,
-                                                                                    "sha256": sha256_of(path)}))
+    models = type(manifest.models)(
+        anchornet=manifest.models.anchornet,
+        downstream=type(manifest.models.downstream)(
+            **{**manifest.models.downstream.__dict__, "sha256": sha256_of(path)}
+        ),
+    )
     (bundle / "bundle.json").write_text(manifest_text(type(manifest)(**{**manifest.__dict__, "models": models})))
     assert main(["verify", str(bundle), "--backend", "onnxruntime", "--min-agreement", "0.9"]) == 1
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
 """bundle.json validation: every broken bundle is a BundleError that names the file or field."""
+
 from __future__ import annotations
 
 import json

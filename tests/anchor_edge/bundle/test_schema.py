@@ -1,4 +1,5 @@
 """bundle.json through one typed schema: read and written by the same types, documented field by field."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,11 +90,17 @@ def test_a_model_file_that_links_out_of_the_bundle_is_refused(small_bundle, tmp_
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m["models"]["downstream"].update(precision="int4"), r"models\.downstream\.precision is 'int4'; expected one of 'fp32', 'fp16', 'int8'"),
+        (
+            lambda m: m["models"]["downstream"].update(precision="int4"),
+            r"models\.downstream\.precision is 'int4'; expected one of 'fp32', 'fp16', 'int8'",
+        ),
         (lambda m: m["models"]["downstream"]["multiply_adds"].update(big=1), r"models\.downstream\.multiply_adds"),
         (lambda m: m["lsp"].update(preset="fast"), r"lsp\.preset is 'fast'"),
         (lambda m: m["models"]["anchornet"].update(mean=[1, 2]), r"models\.anchornet\.mean must have 3 entries"),
-        (lambda m: m.update(schema_version=2), r"schema_version 2; this anchor-edge reads 1: re-export the bundle with python export/to_trt.py"),
+        (
+            lambda m: m.update(schema_version=2),
+            r"schema_version 2; this anchor-edge reads 1: re-export the bundle with python export/to_trt.py",
+        ),
     ],
 )
 def test_type_errors_name_the_field(change, message):

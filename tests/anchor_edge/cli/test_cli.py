@@ -1,4 +1,5 @@
 """The `anchor-edge` command, run as a subprocess on a real photo: output, exit codes, pictures."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 
 from anchor_edge import Pipeline, cli
-from anchor_edge.cli import checkout, visualize
 from anchor_edge.bundle import load_bundle
+from anchor_edge.cli import checkout, visualize
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -158,8 +159,18 @@ def test_export_writes_a_bundle_that_loads(small_models, tmp_path):
     _, anchornet_ckpt, downstream_ckpt = small_models
     out = tmp_path / "exported"
     result = anchor_edge(
-        "export", "--anchornet", anchornet_ckpt, "--downstream", f"resnet18:{downstream_ckpt}", "--out", out,
-        "--preset", "visual", "--timing-cache", tmp_path / "tensorrt.timing-cache", timeout=300,
+        "export",
+        "--anchornet",
+        anchornet_ckpt,
+        "--downstream",
+        f"resnet18:{downstream_ckpt}",
+        "--out",
+        out,
+        "--preset",
+        "visual",
+        "--timing-cache",
+        tmp_path / "tensorrt.timing-cache",
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out / 'bundle.json'}" in result.stdout
@@ -178,7 +189,17 @@ def test_bench_quick(small_bundle, tmp_path):
         pytest.skip("benchmarks/latency.py is not in this checkout")
     report = tmp_path / "latency.json"
     result = anchor_edge(
-        "bench", "--quick", "--bundle", small_bundle, "--batch-sizes", "1", "--threads", "1", "--json", report, timeout=300
+        "bench",
+        "--quick",
+        "--bundle",
+        small_bundle,
+        "--batch-sizes",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        report,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     written = json.loads(report.read_text())
@@ -194,7 +215,11 @@ def test_bench_quick(small_bundle, tmp_path):
 
 
 def test_checkout_commands_need_the_checkout(monkeypatch, capsys):
-    monkeypatch.setitem(checkout.CHECKOUT_COMMANDS, "bench", ("benchmarks.no_such_script", "benchmarks/no_such_script.py", "pip install -e .[bench]"))
+    monkeypatch.setitem(
+        checkout.CHECKOUT_COMMANDS,
+        "bench",
+        ("benchmarks.no_such_script", "benchmarks/no_such_script.py", "pip install -e .[bench]"),
+    )
     assert cli.main(["bench", "--quick"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("anchor-edge bench needs a source checkout with pip install -e .[bench]")
@@ -275,16 +300,24 @@ def test_save_vis_keeps_both_pictures_of_two_images_with_one_file_name(small_bun
 
 def test_doctor_checks_a_bundles_engines_against_this_machine(small_bundle, tmp_path, monkeypatch, capsys):
     from anchor_edge.backends.trt import runner as trt_backend
-    from anchor_edge.cli import doctor
     from anchor_edge.bundle.schema import EngineRecord, Engines, manifest_text
+    from anchor_edge.cli import doctor
 
     copy = tmp_path / "bundle"
     shutil.copytree(small_bundle, copy)
     bundle = load_bundle(copy)
     machine = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
-    records = {role: EngineRecord(file=f"{role}.engine", sha256="0" * 64, profiles=(), **machine,
-                                  onnx_sha256=bundle.manifest.models[role].sha256, precision=bundle.manifest.models[role].precision)
-               for role in ("anchornet", "downstream")}
+    records = {
+        role: EngineRecord(
+            file=f"{role}.engine",
+            sha256="0" * 64,
+            profiles=(),
+            **machine,
+            onnx_sha256=bundle.manifest.models[role].sha256,
+            precision=bundle.manifest.models[role].precision,
+        )
+        for role in ("anchornet", "downstream")
+    }
     (copy / "bundle.json").write_text(manifest_text(replace(bundle.manifest, engines=Engines(**records))))
     monkeypatch.setattr(doctor, "tensorrt_available", lambda: (True, ""))
     monkeypatch.setattr(trt_backend, "machine_identity", lambda: {**machine, "tensorrt": "11.4.0"})

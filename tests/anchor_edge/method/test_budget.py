@@ -1,4 +1,5 @@
 """The cost budget: patches in LSP order while their multiply-adds fit the cap, never one past it."""
+
 from __future__ import annotations
 
 import math
@@ -45,10 +46,17 @@ def test_savings_note_says_plainly_when_anchornet_alone_costs_the_full_image():
     assert pays and "0.10x" in note and "under 0.90x" in note
 
 
-def with_budget(plain: Pipeline, budget: float | None, early_exit: float | None = None, preset: str | None = None) -> Pipeline:
+def with_budget(
+    plain: Pipeline, budget: float | None, early_exit: float | None = None, preset: str | None = None
+) -> Pipeline:
     return Pipeline(
-        plain.bundle, plain.anchornet, plain.downstream, lsp=PRESETS[preset] if preset else plain.lsp,
-        vote_min=plain.vote_min, budget=budget, early_exit=early_exit,
+        plain.bundle,
+        plain.anchornet,
+        plain.downstream,
+        lsp=PRESETS[preset] if preset else plain.lsp,
+        vote_min=plain.vote_min,
+        budget=budget,
+        early_exit=early_exit,
     )
 
 
@@ -57,7 +65,9 @@ def spent(prediction, costs: dict[int, int]) -> int:
 
 
 @pytest.mark.parametrize("budget", [0.3, 0.5, 1.0])
-def test_the_pipeline_never_exceeds_its_cap_and_takes_the_plain_patches_in_order(plain, images, plain_predictions, budget):
+def test_the_pipeline_never_exceeds_its_cap_and_takes_the_plain_patches_in_order(
+    plain, images, plain_predictions, budget
+):
     entry = plain.bundle.downstream
     costs, full = {s: entry.multiply_adds[s] for s in entry.patch_sizes}, entry.multiply_adds[plain.bundle.crop]
     cut = 0

@@ -1,17 +1,20 @@
 """Branch and class decision (docs/method.md §3) against hand-worked cases and a plain re-reading of the rule."""
+
 import numpy as np
 import pytest
 
-from anchor_edge.method.decision import decide
 from anchor_edge.errors import InputError
+from anchor_edge.method.decision import decide
 
 # Rows B63, B95, B111. Y = (0, 1, 0), P = (0.5, 0.9, 0.6): B63 and B111 agree on
 # class 0, B95 is the most confident branch but predicts class 1.
-MAJORITY_VS_CONFIDENT = np.array([
-    [0.5, 0.3, 0.2],
-    [0.1, 0.9, 0.0],
-    [0.6, 0.2, 0.2],
-])
+MAJORITY_VS_CONFIDENT = np.array(
+    [
+        [0.5, 0.3, 0.2],
+        [0.1, 0.9, 0.0],
+        [0.6, 0.2, 0.2],
+    ]
+)
 
 
 def test_majority_wins_over_the_most_confident_branch():

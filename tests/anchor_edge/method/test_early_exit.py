@@ -1,4 +1,5 @@
 """Confidence-based early exit against the plain pipeline's own patch softmaxes, on real photos."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,13 +65,15 @@ def test_stops_at_the_first_patch_whose_running_mean_reaches_the_threshold(plain
 
 
 def test_a_downstream_with_its_own_normalization_gets_the_same_patches(plain, images):
-    """EfficientNet-Lite0 (mean 127, std 128) beside an ImageNet AnchorNet: the inputs are normalized twice, once per model."""
+    """EfficientNet-Lite0 (mean 127, std 128) beside an ImageNet AnchorNet: inputs are normalized once per model."""
     downstream = dataclasses.replace(plain.bundle.downstream, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
     models = dataclasses.replace(plain.bundle.manifest.models, downstream=downstream)
     bundle = dataclasses.replace(plain.bundle, manifest=dataclasses.replace(plain.bundle.manifest, models=models))
 
     def pipeline(threshold: float | None) -> Pipeline:
-        return Pipeline(bundle, plain.anchornet, plain.downstream, lsp=plain.lsp, vote_min=plain.vote_min, early_exit=threshold)
+        return Pipeline(
+            bundle, plain.anchornet, plain.downstream, lsp=plain.lsp, vote_min=plain.vote_min, early_exit=threshold
+        )
 
     for got, full in zip(pipeline(1.01).predict_batch(images), pipeline(None).predict_batch(images)):
         assert got.boxes.tolist() == full.boxes.tolist()

@@ -9,6 +9,7 @@ overlap (63 - 8dx)(63 - 8dy), union 2 * 63 * 63 - overlap.
     (2, 2): 47*47 = 2209 / (7938 - 2209 = 5729) = 0.386
     (3, 0): 39*63 = 2457 / (7938 - 2457 = 5481) = 0.448
 """
+
 import math
 
 import numpy as np
@@ -19,11 +20,13 @@ from anchor_edge.method.lsp import PRESETS, LSPParams, location_boxes, select_pa
 
 # Row-major values; descending order of locations (row, col):
 # 9 (0,0), 8 (2,2), 7 (2,1), 6 (2,0), 5 (0,2), 4 (1,2), 3 (1,1), 2 (1,0), 1 (0,1).
-HEAT_3X3 = np.array([
-    [9.0, 1.0, 5.0],
-    [2.0, 3.0, 4.0],
-    [6.0, 7.0, 8.0],
-])
+HEAT_3X3 = np.array(
+    [
+        [9.0, 1.0, 5.0],
+        [2.0, 3.0, 4.0],
+        [6.0, 7.0, 8.0],
+    ]
+)
 BOX = {  # (row, col) -> [8c, 8r, 8c + 63, 8r + 63)
     (0, 0): [0, 0, 63, 63],
     (2, 2): [16, 16, 79, 79],
@@ -94,14 +97,17 @@ def test_output_is_int64_n_by_4():
     assert boxes.dtype == np.int64 and boxes.shape == (4, 4)
 
 
-@pytest.mark.parametrize(("side", "coverage", "expected"), [
-    (21, 0.05, 22),  # 441 * 0.05 = 22.05
-    (17, 0.04, 11),  # 289 * 0.04 = 11.56
-    (15, 0.03, 6),  # 225 * 0.03 = 6.75
-    (21, 0.3, 132),  # 441 * 0.3 = 132.3
-    (10, 0.29, 29),  # 100 * 0.29 = 29 exactly (0.29 in binary is just below)
-    (10, 0.07, 7),  # 100 * 0.07 = 7 exactly (binary just above)
-])
+@pytest.mark.parametrize(
+    ("side", "coverage", "expected"),
+    [
+        (21, 0.05, 22),  # 441 * 0.05 = 22.05
+        (17, 0.04, 11),  # 289 * 0.04 = 11.56
+        (15, 0.03, 6),  # 225 * 0.03 = 6.75
+        (21, 0.3, 132),  # 441 * 0.3 = 132.3
+        (10, 0.29, 29),  # 100 * 0.29 = 29 exactly (0.29 in binary is just below)
+        (10, 0.07, 7),  # 100 * 0.07 = 7 exactly (binary just above)
+    ],
+)
 def test_candidate_count_is_floor_of_locations_times_coverage(side, coverage, expected):
     # Patch 1 with stride 8: no two boxes overlap, so every candidate is taken.
     heat = -np.arange(side * side, dtype=float).reshape(side, side)
@@ -122,8 +128,12 @@ def test_location_boxes_cover_the_224_input(k, side):
 
 def test_location_boxes_are_row_major():
     assert location_boxes(2, 3, 5, stride=4).tolist() == [
-        [0, 0, 5, 5], [4, 0, 9, 5], [8, 0, 13, 5],
-        [0, 4, 5, 9], [4, 4, 9, 9], [8, 4, 13, 9],
+        [0, 0, 5, 5],
+        [4, 0, 9, 5],
+        [8, 0, 13, 5],
+        [0, 4, 5, 9],
+        [4, 4, 9, 9],
+        [8, 4, 13, 9],
     ]
 
 
@@ -141,7 +151,7 @@ def _lsp_by_the_letter(heat, k, stride, max_patches, threshold, coverage):
     """Algorithm 1 as a plain loop over (value, row, col) triples."""
     height, width = heat.shape
     locations = sorted(((-heat[r, c], r, c) for r in range(height) for c in range(width)))
-    candidates = locations[:max(1, math.floor(height * width * coverage + 1e-9))]
+    candidates = locations[: max(1, math.floor(height * width * coverage + 1e-9))]
     boxes = [(stride * c, stride * r, stride * c + k, stride * r + k) for _, r, c in candidates]
 
     def iou(a, b):
@@ -167,23 +177,44 @@ def test_matches_a_plain_loop_on_random_heatmaps(preset, k, side):
             heat = rng.integers(0, 6, size=(side, side)).astype(float)
         else:
             heat = rng.normal(size=(side, side))
-        got = select_patches(heat, k, max_patches=params.max_patches,
-                             iou_threshold=params.iou_threshold, coverage=params.coverage)
+        got = select_patches(
+            heat, k, max_patches=params.max_patches, iou_threshold=params.iou_threshold, coverage=params.coverage
+        )
         assert got.tolist() == _lsp_by_the_letter(heat, k, 8, *params)
 
 
-@pytest.mark.parametrize("heat", [np.zeros(4), np.zeros((2, 2, 2)), np.zeros((0, 3)),
-                                  np.array([[1.0, np.nan]]), np.array([[np.inf]]), np.array([[True]])])
+@pytest.mark.parametrize(
+    "heat",
+    [
+        np.zeros(4),
+        np.zeros((2, 2, 2)),
+        np.zeros((0, 3)),
+        np.array([[1.0, np.nan]]),
+        np.array([[np.inf]]),
+        np.array([[True]]),
+    ],
+)
 def test_bad_heatmap_is_an_input_error(heat):
     with pytest.raises(InputError, match="heatmap"):
         select_patches(heat, 63, max_patches=1, iou_threshold=0.5, coverage=0.5)
 
 
-@pytest.mark.parametrize(("argument", "value"), [
-    ("patch_size", 0), ("patch_size", 63.0), ("stride", 0), ("max_patches", 0), ("max_patches", True),
-    ("iou_threshold", 0.0), ("iou_threshold", 1.5), ("iou_threshold", float("nan")),
-    ("coverage", 0.0), ("coverage", 1.01), ("coverage", "0.3"),
-])
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("patch_size", 0),
+        ("patch_size", 63.0),
+        ("stride", 0),
+        ("max_patches", 0),
+        ("max_patches", True),
+        ("iou_threshold", 0.0),
+        ("iou_threshold", 1.5),
+        ("iou_threshold", float("nan")),
+        ("coverage", 0.0),
+        ("coverage", 1.01),
+        ("coverage", "0.3"),
+    ],
+)
 def test_bad_parameters_are_an_input_error(argument, value):
     arguments = {"patch_size": 63, "stride": 8, "max_patches": 2, "iou_threshold": 0.5, "coverage": 0.5}
     arguments[argument] = value

@@ -3,6 +3,7 @@
 skimage's bundled photos are the test images (a test-only dependency); every
 encoded fixture is made here with OpenCV at run time.
 """
+
 import pathlib
 
 import cv2
@@ -37,6 +38,7 @@ def chelsea_bgr():
 
 # --- resize_and_crop ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(PHOTOS))
 def test_crop_matches_resizing_the_whole_image(name):
     """The central-square shortcut against the plain method: resize all of it, then crop."""
@@ -50,7 +52,7 @@ def test_crop_matches_resizing_the_whole_image(name):
     new_width, new_height = round(width * 256 / short), round(height * 256 / short)
     whole = cv2.resize(bgr, (new_width, new_height), interpolation=cv2.INTER_AREA)
     top, left = (new_height - 224) // 2, (new_width - 224) // 2
-    expected = whole[top:top + 224, left:left + 224, ::-1].astype(float)
+    expected = whole[top : top + 224, left : left + 224, ::-1].astype(float)
     assert np.abs(rgb - expected).mean() < 2.0
 
 
@@ -85,14 +87,12 @@ def test_whole_crop_maps_to_the_central_seven_eighths_square():
     # Chelsea 300 x 451: m = 300, 224/256 = 0.875 of it is 262.5 px, centred in the
     # central square at x 75: x from 75 + 18.75 = 93.75 to 356.25, y from 18.75 to 281.25.
     _, transform = resize_and_crop(_photo_bgr("chelsea"))
-    np.testing.assert_allclose(transform.to_original(np.array([[0, 0, 224, 224]])),
-                               [[93.75, 18.75, 356.25, 281.25]])
+    np.testing.assert_allclose(transform.to_original(np.array([[0, 0, 224, 224]])), [[93.75, 18.75, 356.25, 281.25]])
 
 
 def test_to_original_clips_to_the_image_and_keeps_an_empty_set_empty():
     _, transform = resize_and_crop(np.zeros((300, 451, 3), np.uint8))
-    np.testing.assert_array_equal(transform.to_original(np.array([[-500, -500, 1000, 1000]])),
-                                  [[0, 0, 451, 300]])
+    np.testing.assert_array_equal(transform.to_original(np.array([[-500, -500, 1000, 1000]])), [[0, 0, 451, 300]])
     assert transform.to_original(np.zeros((0, 4))).shape == (0, 4)
     with pytest.raises(InputError, match="shape"):
         transform.to_original(np.zeros((2, 3)))
@@ -115,8 +115,9 @@ def test_tall_strip_uses_its_central_square():
     assert transform == CropTransform(10 / 256, 0.625, 4995.625, 10, 10000)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32),
-                                 np.zeros((0, 4, 3), np.uint8), [[0, 0, 0]]])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8), [[0, 0, 0]]]
+)
 def test_resize_and_crop_needs_bgr_uint8(bad):
     with pytest.raises(InputError, match="load_image"):
         resize_and_crop(bad)
@@ -128,6 +129,7 @@ def test_crop_larger_than_resize_is_an_input_error():
 
 
 # --- load_image: arrays -------------------------------------------------------------------------
+
 
 def test_bgr_uint8_passes_through(chelsea_bgr):
     assert load_image(chelsea_bgr) is chelsea_bgr
@@ -162,17 +164,20 @@ def test_uint16_rounds_value_over_257():
     assert loaded[0, :, 0].tolist() == [0, 0, 1, 1, 1, 2, 255]
 
 
-@pytest.mark.parametrize(("array", "message"), [
-    (np.zeros((0, 0, 3), np.uint8), "empty"),
-    (np.zeros((0, 0), np.uint8), "empty"),
-    (np.full((4, 4, 3), np.nan), "float64.*uint8"),
-    (np.zeros((4, 4, 3), np.float32), "float32.*uint8"),
-    (np.zeros((4, 4, 3), np.int64), "int64.*uint8"),
-    (np.zeros((4, 4, 3), bool), "bool.*uint8"),
-    (np.zeros((4, 4, 2), np.uint8), "shape"),
-    (np.zeros((2, 4, 4, 3), np.uint8), "shape"),
-    (np.zeros(12, np.uint8), "shape"),
-])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((0, 0, 3), np.uint8), "empty"),
+        (np.zeros((0, 0), np.uint8), "empty"),
+        (np.full((4, 4, 3), np.nan), "float64.*uint8"),
+        (np.zeros((4, 4, 3), np.float32), "float32.*uint8"),
+        (np.zeros((4, 4, 3), np.int64), "int64.*uint8"),
+        (np.zeros((4, 4, 3), bool), "bool.*uint8"),
+        (np.zeros((4, 4, 2), np.uint8), "shape"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "shape"),
+        (np.zeros(12, np.uint8), "shape"),
+    ],
+)
 def test_unusable_arrays_are_input_errors(array, message):
     with pytest.raises(InputError, match=message):
         load_image(array)
@@ -185,6 +190,7 @@ def test_other_types_are_input_errors(thing):
 
 
 # --- load_image: files and bytes ----------------------------------------------------------------
+
 
 def test_png_round_trips_exactly_from_bytes_str_and_path(chelsea_bgr, tmp_path):
     png = _encode(".png", chelsea_bgr)
@@ -202,7 +208,7 @@ def test_grey_and_bgra_png_round_trip(chelsea_bgr):
 
 
 def test_sixteen_bit_png_rounds_like_the_array(chelsea_bgr):
-    deep = (chelsea_bgr.astype(np.uint16) * 257 + np.uint16(100))  # 8-bit value v -> 257v + 100
+    deep = chelsea_bgr.astype(np.uint16) * 257 + np.uint16(100)  # 8-bit value v -> 257v + 100
     loaded = load_image(_encode(".png", deep))
     np.testing.assert_array_equal(loaded, np.round(deep / 257.0).astype(np.uint8))
 
@@ -222,15 +228,20 @@ def test_jpeg_with_data_after_its_end_marker_loads(chelsea_bgr):
     np.testing.assert_array_equal(load_image(jpeg + trailer), load_image(jpeg))
 
 
-@pytest.mark.parametrize("params", [
-    [], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 4],
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        [],
+        [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+        [cv2.IMWRITE_JPEG_RST_INTERVAL, 4],
+    ],
+)
 @pytest.mark.parametrize("keep", [0.5, 0.9])
 def test_truncated_jpeg_is_an_input_error(chelsea_bgr, params, keep):
     """OpenCV 4 decodes these with the missing rows grey, OpenCV 5 refuses them: we always refuse."""
     jpeg = _encode(".jpg", chelsea_bgr, params)
     with pytest.raises(InputError, match="truncated JPEG"):
-        load_image(jpeg[:int(len(jpeg) * keep)])
+        load_image(jpeg[: int(len(jpeg) * keep)])
 
 
 def test_jpeg_missing_only_its_end_marker_is_an_input_error(chelsea_bgr):
@@ -248,20 +259,23 @@ def test_truncated_jpeg_with_a_complete_exif_thumbnail_is_an_input_error(chelsea
     with_thumbnail = jpeg[:2] + app1 + jpeg[2:]
     np.testing.assert_array_equal(load_image(with_thumbnail), load_image(jpeg))
     with pytest.raises(InputError, match="truncated JPEG"):
-        load_image(with_thumbnail[:len(with_thumbnail) - 1000])
+        load_image(with_thumbnail[: len(with_thumbnail) - 1000])
 
 
 def test_truncated_png_is_an_input_error(chelsea_bgr):
     png = _encode(".png", chelsea_bgr)
     with pytest.raises(InputError, match="cannot decode"):
-        load_image(png[:len(png) // 2])
+        load_image(png[: len(png) // 2])
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"", "empty"),
-    (np.random.default_rng(2).bytes(5000), "cannot decode"),
-    (b"\xff\xd8", "truncated JPEG"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (np.random.default_rng(2).bytes(5000), "cannot decode"),
+        (b"\xff\xd8", "truncated JPEG"),
+    ],
+)
 def test_undecodable_bytes_are_input_errors(data, message):
     with pytest.raises(InputError, match=message):
         load_image(data)
@@ -279,8 +293,8 @@ def test_png_declaring_a_giant_image_is_refused_before_decoding():
 def test_jpeg_declaring_a_giant_image_is_refused_before_decoding(chelsea_bgr):
     jpeg = bytearray(_encode(".jpg", chelsea_bgr))
     frame = jpeg.index(b"\xff\xc0")  # baseline start of frame: FF C0, length, precision, height, width
-    assert int.from_bytes(jpeg[frame + 5:frame + 7], "big") == 300
-    jpeg[frame + 5:frame + 9] = (30000).to_bytes(2, "big") + (40000).to_bytes(2, "big")
+    assert int.from_bytes(jpeg[frame + 5 : frame + 7], "big") == 300
+    jpeg[frame + 5 : frame + 9] = (30000).to_bytes(2, "big") + (40000).to_bytes(2, "big")
     with pytest.raises(InputError, match="declares 40000 x 30000 pixels"):
         load_image(bytes(jpeg))
 
@@ -310,11 +324,15 @@ def test_file_path_and_array_give_the_same_crop(chelsea_bgr, tmp_path):
 
 # --- normalize ----------------------------------------------------------------------------------
 
+
 def test_normalize_by_hand_on_a_2x2_image():
-    rgb = np.array([
-        [[0, 10, 255], [100, 60, 20]],
-        [[50, 50, 50], [255, 0, 5]],
-    ], np.uint8)
+    rgb = np.array(
+        [
+            [[0, 10, 255], [100, 60, 20]],
+            [[50, 50, 50], [255, 0, 5]],
+        ],
+        np.uint8,
+    )
     mean, std = [100.0, 50.0, 5.0], [2.0, 5.0, 10.0]
     out = normalize(rgb, mean, std)
     assert out.shape == (1, 3, 2, 2) and out.dtype == np.float32 and out.flags.c_contiguous
@@ -334,14 +352,17 @@ def test_normalize_keeps_the_batch_order():
     assert (out[1, 0] == 20).all() and (out[1, 1] == 10).all() and (out[1, 2] == 5).all()
 
 
-@pytest.mark.parametrize(("images", "mean", "std", "message"), [
-    (np.zeros((2, 2, 3), np.float32), [0, 0, 0], [1, 1, 1], "uint8"),
-    (np.zeros((2, 2, 4), np.uint8), [0, 0, 0], [1, 1, 1], "uint8"),
-    (np.zeros((2, 2), np.uint8), [0, 0, 0], [1, 1, 1], "uint8"),
-    (np.zeros((2, 2, 3), np.uint8), [0, 0], [1, 1, 1], "three values"),
-    (np.zeros((2, 2, 3), np.uint8), [0, 0, 0], [1, 0, 1], "positive"),
-    (np.zeros((2, 2, 3), np.uint8), [0, np.nan, 0], [1, 1, 1], "finite"),
-])
+@pytest.mark.parametrize(
+    ("images", "mean", "std", "message"),
+    [
+        (np.zeros((2, 2, 3), np.float32), [0, 0, 0], [1, 1, 1], "uint8"),
+        (np.zeros((2, 2, 4), np.uint8), [0, 0, 0], [1, 1, 1], "uint8"),
+        (np.zeros((2, 2), np.uint8), [0, 0, 0], [1, 1, 1], "uint8"),
+        (np.zeros((2, 2, 3), np.uint8), [0, 0], [1, 1, 1], "three values"),
+        (np.zeros((2, 2, 3), np.uint8), [0, 0, 0], [1, 0, 1], "positive"),
+        (np.zeros((2, 2, 3), np.uint8), [0, np.nan, 0], [1, 1, 1], "finite"),
+    ],
+)
 def test_normalize_refuses_bad_input(images, mean, std, message):
     with pytest.raises(InputError, match=message):
         normalize(images, mean, std)

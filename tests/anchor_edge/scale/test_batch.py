@@ -1,4 +1,5 @@
-"""`anchor-edge batch` on a local Ray cluster (loopback), on real photos: the same answers as in-process, nothing lost."""
+"""`anchor-edge batch` on a local Ray cluster (loopback), on real photos: the answers in-process gives, nothing lost."""
+
 from __future__ import annotations
 
 import os
@@ -54,16 +55,24 @@ def assert_rows_match(rows, in_process):
     for path, prediction in in_process.items():
         row = rows.loc[path]
         assert pd.isna(row["error"])
-        assert (row["class_id"], row["label"], row["branch"]) == (prediction.class_id, prediction.label, prediction.branch)
+        assert (row["class_id"], row["label"], row["branch"]) == (
+            prediction.class_id,
+            prediction.label,
+            prediction.branch,
+        )
         assert row["patch_count"] == len(prediction.boxes)
         np.testing.assert_allclose(np.stack(row["boxes"]), prediction.boxes_original, atol=1e-3)
         assert row["score"] == pytest.approx(prediction.score, abs=1e-4)
 
 
-def test_batch_rows_equal_in_process_predictions_and_bad_files_are_error_rows(ray_cluster, small_bundle, image_folder, in_process, tmp_path):
+def test_batch_rows_equal_in_process_predictions_and_bad_files_are_error_rows(
+    ray_cluster, small_bundle, image_folder, in_process, tmp_path
+):
     from anchor_edge.scale.batch import run_batch
 
-    report = run_batch(small_bundle, image_folder, tmp_path, actors=2, batch_size=3, backend="onnxruntime", progress=False)
+    report = run_batch(
+        small_bundle, image_folder, tmp_path, actors=2, batch_size=3, backend="onnxruntime", progress=False
+    )
 
     rows = read_rows(tmp_path)
     assert len(rows) == len(in_process) + len(BAD_FILES) == report.written and rows.index.is_unique
@@ -75,13 +84,17 @@ def test_batch_rows_equal_in_process_predictions_and_bad_files_are_error_rows(ra
         assert row["error"] and pd.isna(row["class_id"]) and row["boxes"] is None
 
 
-def test_a_rerun_skips_finished_images_and_does_only_the_new_ones(ray_cluster, small_bundle, image_folder, in_process, tmp_path):
+def test_a_rerun_skips_finished_images_and_does_only_the_new_ones(
+    ray_cluster, small_bundle, image_folder, in_process, tmp_path
+):
     from anchor_edge.scale.batch import run_batch
 
     first = sorted(in_process)[:4]
     assert run_batch(small_bundle, first, tmp_path, backend="onnxruntime", progress=False).written == 4
 
-    again = run_batch(small_bundle, image_folder, tmp_path, actors=2, batch_size=4, backend="onnxruntime", progress=False)
+    again = run_batch(
+        small_bundle, image_folder, tmp_path, actors=2, batch_size=4, backend="onnxruntime", progress=False
+    )
 
     assert (again.skipped, again.written) == (4, len(in_process) + len(BAD_FILES) - 4)
     rows = read_rows(tmp_path)
@@ -90,7 +103,9 @@ def test_a_rerun_skips_finished_images_and_does_only_the_new_ones(ray_cluster, s
     assert run_batch(small_bundle, image_folder, tmp_path, backend="onnxruntime", progress=False).written == 0
 
 
-def test_an_actor_that_dies_mid_job_loses_and_duplicates_nothing(ray_cluster, small_bundle, image_folder, in_process, tmp_path):
+def test_an_actor_that_dies_mid_job_loses_and_duplicates_nothing(
+    ray_cluster, small_bundle, image_folder, in_process, tmp_path
+):
     from anchor_edge.scale.batch import BatchPredictor, run_batch
 
     victim = sorted(in_process)[len(in_process) // 2]
@@ -106,8 +121,16 @@ def test_an_actor_that_dies_mid_job_loses_and_duplicates_nothing(ray_cluster, sm
             return super().__call__(batch)
 
     output = tmp_path / "out"
-    report = run_batch(small_bundle, image_folder, output, actors=2, batch_size=2, backend="onnxruntime",
-                       predictor=DiesOnce, progress=False)
+    report = run_batch(
+        small_bundle,
+        image_folder,
+        output,
+        actors=2,
+        batch_size=2,
+        backend="onnxruntime",
+        predictor=DiesOnce,
+        progress=False,
+    )
 
     assert marker.exists(), "the actor never died: the test did not test anything"
     rows = read_rows(output)
@@ -157,7 +180,9 @@ def test_list_inputs_takes_files_folders_and_globs(image_folder):
 
     everything = list_inputs(image_folder)
     assert len(everything) == len(list(image_folder.rglob("*.*"))) - 1  # all but notes.txt
-    assert list_inputs(str(image_folder / "jpeg" / "*.jpg")) == sorted(str(p) for p in (image_folder / "jpeg").glob("*.jpg"))
+    assert list_inputs(str(image_folder / "jpeg" / "*.jpg")) == sorted(
+        str(p) for p in (image_folder / "jpeg").glob("*.jpg")
+    )
     assert list_inputs(image_folder / "garbage.png") == [str(image_folder / "garbage.png")]
     with pytest.raises(InputError, match="no image files"):
         list_inputs(image_folder / "nothing-*.jpg")
@@ -201,11 +226,26 @@ def test_run_batch_without_a_cluster_says_to_start_one(small_bundle, tmp_path, m
         batch.run_batch(small_bundle, [str(tmp_path / "a.jpg")], tmp_path)
 
 
-def test_batch_command_writes_the_rows_and_says_what_it_did(ray_cluster, small_bundle, image_folder, in_process, tmp_path, capsys):
+def test_batch_command_writes_the_rows_and_says_what_it_did(
+    ray_cluster, small_bundle, image_folder, in_process, tmp_path, capsys
+):
     from anchor_edge.cli import main
 
-    argv = ["batch", "--bundle", str(small_bundle), "--input", str(image_folder / "**" / "*.jpg"), "--output",
-            str(tmp_path), "--actors", "2", "--batch-size", "2", "--backend", "onnxruntime"]
+    argv = [
+        "batch",
+        "--bundle",
+        str(small_bundle),
+        "--input",
+        str(image_folder / "**" / "*.jpg"),
+        "--output",
+        str(tmp_path),
+        "--actors",
+        "2",
+        "--batch-size",
+        "2",
+        "--backend",
+        "onnxruntime",
+    ]
     assert main(argv) == 0
 
     jpegs = {p for p in in_process if p.endswith(".jpg")}
@@ -213,5 +253,10 @@ def test_batch_command_writes_the_rows_and_says_what_it_did(ray_cluster, small_b
     assert set(rows.index) == jpegs | {str(image_folder / "truncated.jpg"), str(image_folder / "empty.jpg")}
     assert_rows_match(rows, {p: in_process[p] for p in jpegs})
     out = capsys.readouterr().out
-    assert f"{len(rows)} rows written to {tmp_path} (2 errors)" in out and f"0 of {len(rows)} images were done before" in out
-    assert ray_cluster.started_here and __import__("ray").is_initialized(), "the command stopped a cluster it only joined"
+    assert (
+        f"{len(rows)} rows written to {tmp_path} (2 errors)" in out
+        and f"0 of {len(rows)} images were done before" in out
+    )
+    assert ray_cluster.started_here and __import__("ray").is_initialized(), (
+        "the command stopped a cluster it only joined"
+    )

@@ -1,4 +1,5 @@
 """A local Ray cluster stays on loopback: the address checks by hand, and Ray started for real in a fresh process."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,12 +11,19 @@ import pytest
 from anchor_edge.errors import ClusterError
 from anchor_edge.scale.cluster import _host, check_loopback
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed: pip install -e '.[scale]'")
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray is not installed: pip install -e '.[scale]'"
+)
 
 
 @pytest.mark.parametrize(
     ("address", "host"),
-    [("127.0.0.1:6379", "127.0.0.1"), ("10.1.2.3:40000", "10.1.2.3"), ("[::1]:6379", "::1"), ("127.0.0.1", "127.0.0.1")],
+    [
+        ("127.0.0.1:6379", "127.0.0.1"),
+        ("10.1.2.3:40000", "10.1.2.3"),
+        ("[::1]:6379", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
 )
 def test_host_of_a_control_plane_address(address, host):
     assert _host(address) == host

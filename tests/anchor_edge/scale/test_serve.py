@@ -1,4 +1,5 @@
-"""`anchor-edge serve` on a local Ray cluster, over HTTP on 127.0.0.1: in-process answers, real batches, bad requests refused."""
+"""`anchor-edge serve` on a local Ray cluster, HTTP on 127.0.0.1: in-process answers, batches, refusals."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def free_loopback_port():
 def server(ray_cluster, small_bundle):
     from anchor_edge.scale.serve import ServeOptions, start_server, stop_server
 
-    options = ServeOptions(port=free_loopback_port(), max_batch=8, batch_wait_ms=50, max_body_bytes=MAX_BODY,
-                           backend="onnxruntime")
+    options = ServeOptions(
+        port=free_loopback_port(), max_batch=8, batch_wait_ms=50, max_body_bytes=MAX_BODY, backend="onnxruntime"
+    )
     url = start_server(str(small_bundle), options)
     assert url.startswith("http://127.0.0.1:")
     yield url
@@ -138,17 +140,30 @@ def test_serve_options_that_would_hang_or_misbehave_are_refused(change, message)
 
 
 def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(server, small_bundle, encoded, expected, tmp_path):
-    """On a local cluster of its own, even with RAY_ADDRESS naming the tests' cluster (as Ray sets it for a driver's children)."""
-    import ray
+    """On a local cluster of its own, even with RAY_ADDRESS naming the tests' cluster (as Ray sets it)."""
     import queue
     import signal
     import subprocess
     import sys
     import threading
 
+    import ray
+
     port = free_loopback_port()
-    command = [sys.executable, "-m", "anchor_edge", "serve", "--bundle", str(small_bundle), "--port", str(port),
-               "--max-batch", "4", "--backend", "onnxruntime"]
+    command = [
+        sys.executable,
+        "-m",
+        "anchor_edge",
+        "serve",
+        "--bundle",
+        str(small_bundle),
+        "--port",
+        str(port),
+        "--max-batch",
+        "4",
+        "--backend",
+        "onnxruntime",
+    ]
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
         environment = os.environ | {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}

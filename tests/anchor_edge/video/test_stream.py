@@ -1,4 +1,5 @@
-"""Pipeline.stream and `anchor-edge predict SOURCE` on short videos made here from real photos and the digits benchmark."""
+"""Pipeline.stream and `anchor-edge predict SOURCE` on short videos made here from real photos and the digits set."""
+
 from __future__ import annotations
 
 import json
