@@ -111,7 +111,7 @@ def online(bundle: Path, paths: list[Path]) -> dict[str, dict[str, dict[str, flo
     passes: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in SERVING}
     for label in [*SERVING, *reversed(SERVING)]:
         max_batch, wait_ms = SERVING[label]
-        options = ServeOptions(port=_free_port(), replicas=REPLICAS, max_batch=max_batch, batch_wait_ms=wait_ms,
+        options = ServeOptions(port=_free_port(), replicas=REPLICAS, max_batch_size=max_batch, batch_wait_ms=wait_ms,
                                backend="onnxruntime")
         start_server(str(bundle), options)
         try:

@@ -7,7 +7,7 @@
     anchor-edge doctor [--bundle bundles/default]
     anchor-edge verify bundles/default [--backend openvino --inference-precision bf16]
     anchor-edge batch --input 'photos/**/*.jpg' --output results/ [--actors 2] [--address auto]
-    anchor-edge serve [--port 8000] [--replicas 2] [--max-batch 8] [--batch-wait-ms 5]
+    anchor-edge serve [--port 8000] [--replicas 2] [--max-batch-size 8] [--batch-wait-ms 5]
 
 Every subcommand that opens a bundle (predict, verify, batch, serve, bench)
 takes the same backend options (`options.add_backend_options`).

@@ -30,7 +30,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=positive_int, default=8000, help="port (default: %(default)s)")
     serve.add_argument(
-        "--max-batch", type=positive_int, default=8, metavar="B", help="largest request batch (default: %(default)s)"
+        "--max-batch-size",
+        "--max-batch",
+        type=positive_int,
+        default=8,
+        metavar="B",
+        dest="max_batch_size",
+        help="most requests per predict_batch (default: %(default)s)",
     )
     serve.add_argument(
         "--batch-wait-ms",
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         replicas=args.replicas,
         threads_per_replica=args.threads_per_replica,
-        max_batch=args.max_batch,
+        max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
         max_body_bytes=int(args.max_body_mb * 2**20),
         gpus_per_replica=args.gpus_per_replica,

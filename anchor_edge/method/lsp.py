@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 
 # Added to H*W*P before the floor so a decimal coverage means what it says:
@@ -66,7 +67,7 @@ def location_boxes(map_height: int, map_width: int, patch_size: int, stride: int
         ("patch_size", patch_size),
         ("stride", stride),
     ):
-        _require_positive_int(name, value)
+        positive_int(name, value)
     rows, cols = np.divmod(np.arange(map_height * map_width, dtype=np.int64), map_width)
     x0, y0 = cols * stride, rows * stride
     return np.stack([x0, y0, x0 + patch_size, y0 + patch_size], axis=1)
@@ -118,9 +119,9 @@ def select_patches(
         raise InputError(f"heatmap must hold real numbers, got dtype {heat.dtype}")
     if not np.isfinite(heat).all():
         raise InputError("heatmap contains NaN or infinity; check the model output")
-    _require_positive_int("patch_size", patch_size)
-    _require_positive_int("stride", stride)
-    _require_positive_int("max_patches", max_patches)
+    positive_int("patch_size", patch_size)
+    positive_int("stride", stride)
+    positive_int("max_patches", max_patches)
     _require_fraction("iou_threshold", iou_threshold)
     _require_fraction("coverage", coverage)
 
@@ -149,11 +150,6 @@ def select_patches(
             break
         taken.append(latest + 1 + int(free[0]))
     return boxes[taken]
-
-
-def _require_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _require_fraction(name: str, value: object) -> None:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 
 ImageLike = np.ndarray | str | os.PathLike[str] | bytes
@@ -140,9 +141,8 @@ def resize_and_crop(
             f"resize_and_crop needs a non-empty H x W x 3 uint8 BGR array, got shape {image_bgr.shape} "
             f"dtype {image_bgr.dtype}; use load_image"
         )
-    for name, value in (("resize_short", resize_short), ("crop", crop)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    positive_int("resize_short", resize_short)
+    positive_int("crop", crop)
     if crop > resize_short:
         raise InputError(f"crop ({crop}) must not exceed resize_short ({resize_short})")
 

@@ -6,7 +6,7 @@ a 413 (refused before it is read when the request declares its length), and
 the replica goes on serving. Each response carries the size of the batch it
 was classified in (header `x-anchor-edge-batch-size`).
 
-Batching: `serve.batch` gathers up to `max_batch` decoded images, waiting at
+Batching: `serve.batch` gathers up to `max_batch_size` decoded images, waiting at
 most `batch_wait_ms` after the first, into one `predict_batch` call run on a
 worker thread, so the replica's event loop keeps accepting the next batch's
 requests meanwhile. Images are decoded before they join a batch, so a bad one
@@ -52,7 +52,8 @@ class ServeOptions:
     port: int = 8000
     replicas: int = 1
     threads_per_replica: int = 1
-    max_batch: int = 8
+    #: Requests per predict_batch call (Ray Serve's max_batch_size; Pipeline's max_batch chunks model calls).
+    max_batch_size: int = 8
     batch_wait_ms: float = 5.0
     max_body_bytes: int = 20 * 2**20
     gpus_per_replica: float = 0.0
@@ -62,7 +63,7 @@ class ServeOptions:
 
     def check(self, cluster_cpus: float) -> None:
         """Raise InputError for values Serve would accept and then hang or misbehave on."""
-        for name in ("port", "replicas", "threads_per_replica", "max_batch", "max_body_bytes"):
+        for name in ("port", "replicas", "threads_per_replica", "max_batch_size", "max_body_bytes"):
             positive_int(name.replace("_", "-"), getattr(self, name))
         if self.batch_wait_ms < 0:
             raise InputError(f"batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
@@ -74,9 +75,9 @@ class ServeOptions:
             )
 
 
-def max_ongoing_requests(max_batch: int) -> int:
+def max_ongoing_requests(max_batch_size: int) -> int:
     """Requests one replica may hold: a running batch and a forming one, and never fewer than MIN_ONGOING_REQUESTS."""
-    return max(2 * max_batch, MIN_ONGOING_REQUESTS)
+    return max(2 * max_batch_size, MIN_ONGOING_REQUESTS)
 
 
 def application(bundle: str, options: ServeOptions) -> Any:
@@ -89,7 +90,7 @@ def application(bundle: str, options: ServeOptions) -> Any:
     from anchor_edge.method.preprocess import load_image
     from anchor_edge.scale.member import open_member_pipeline
 
-    max_batch, wait_s, limit = options.max_batch, options.batch_wait_ms / 1000, options.max_body_bytes
+    max_batch_size, wait_s, limit = options.max_batch_size, options.batch_wait_ms / 1000, options.max_body_bytes
 
     class PipelineServer:
         """One replica: a Pipeline, the routes, and the request batcher."""
@@ -112,7 +113,7 @@ def application(bundle: str, options: ServeOptions) -> Any:
                         "bundle": bundle,
                         "backend": self.pipeline.backend,
                         "classes": bundle_info.num_classes,
-                        "max_batch": max_batch,
+                        "max_batch": max_batch_size,
                     }
                 )
             if route != ("POST", "/predict"):
@@ -127,14 +128,14 @@ def application(bundle: str, options: ServeOptions) -> Any:
             prediction, batch_size = await self.classify(image)
             return JSONResponse(prediction.to_dict(), headers={BATCH_SIZE_HEADER: str(batch_size)})
 
-        @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)
+        @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=wait_s)
         async def classify(self, images: list) -> list:
             predictions = await asyncio.to_thread(self.pipeline.predict_batch, images)
             return [(prediction, len(images)) for prediction in predictions]
 
     deployment = serve.deployment(PipelineServer, name="PipelineServer").options(
         num_replicas=options.replicas,
-        max_ongoing_requests=max_ongoing_requests(max_batch),
+        max_ongoing_requests=max_ongoing_requests(max_batch_size),
         ray_actor_options={"num_cpus": options.threads_per_replica, "num_gpus": options.gpus_per_replica},
     )
     return deployment.bind()
@@ -149,7 +150,7 @@ def start_server(bundle: str, options: ServeOptions) -> str:
     serve.start(http_options={"host": options.host, "port": options.port})
     serve.run(application(bundle, options), name=APP_NAME, route_prefix="/")
     url = f"http://{options.host}:{options.port}"
-    log.info("serving %s at %s (%d replicas, batches up to %d)", bundle, url, options.replicas, options.max_batch)
+    log.info("serving %s at %s (%d replicas, batches up to %d)", bundle, url, options.replicas, options.max_batch_size)
     return url
 
 

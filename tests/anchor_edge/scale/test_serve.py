@@ -42,7 +42,7 @@ def server(ray_cluster, small_bundle):
     from anchor_edge.scale.serve import ServeOptions, start_server, stop_server
 
     options = ServeOptions(
-        port=free_loopback_port(), max_batch=8, batch_wait_ms=50, max_body_bytes=MAX_BODY, backend="onnxruntime"
+        port=free_loopback_port(), max_batch_size=8, batch_wait_ms=50, max_body_bytes=MAX_BODY, backend="onnxruntime"
     )
     url = start_server(str(small_bundle), options)
     assert url.startswith("http://127.0.0.1:")
@@ -130,7 +130,11 @@ def test_max_ongoing_requests_never_caps_a_batch():
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"replicas": 3}, "need 3 CPUs"), ({"max_batch": 0}, "max-batch"), ({"batch_wait_ms": -1}, "batch-wait-ms")],
+    [
+        ({"replicas": 3}, "need 3 CPUs"),
+        ({"max_batch_size": 0}, "max-batch-size must be an integer >= 1, got 0"),
+        ({"batch_wait_ms": -1}, "batch-wait-ms"),
+    ],
 )
 def test_serve_options_that_would_hang_or_misbehave_are_refused(change, message):
     from anchor_edge.scale.serve import ServeOptions
@@ -159,7 +163,7 @@ def test_serve_command_serves_until_ctrl_c_and_then_stops_everything(server, sma
         str(small_bundle),
         "--port",
         str(port),
-        "--max-batch",
+        "--max-batch-size",
         "4",
         "--backend",
         "onnxruntime",
