@@ -121,7 +121,7 @@ def export_bundle(
         >>> import timm
         >>> from export import export_bundle
         >>> net = timm.create_model("resnet18", pretrained=False, num_classes=10)
-        >>> export_bundle("weights/anchornet.pt", net, "bundles/mine", class_names=[str(d) for d in range(10)])
+        >>> export_bundle("weights/anchornet.pt", net, "bundles/mine")  # class names from the AnchorNet checkpoint
         PosixPath('bundles/mine')
     """
     if preset not in PRESETS:

@@ -84,6 +84,11 @@ def apply_preprocessing(downstream: Downstream, flags: PreprocessingFlags) -> Do
     for field, value in changes.items():
         _check_agrees(downstream, field, value)
     result = downstream._replace(**changes)
+    if result.interpolation is not None:
+        log.info(
+            "downstream %s was trained with %s resizing; the runtime feeds patches unresized and resizes only the "
+            "whole image (INTER_AREA down, INTER_LINEAR up)", result.name, result.interpolation,
+        )
     if not {"mean", "std"} & (result.stated | set(changes)):
         log.warning(
             "downstream %s: its source records no mean and std; assuming ImageNet's (0-255: mean %s, std %s, RGB). "
