@@ -1,33 +1,45 @@
-"""Which weights `python export/to_trt.py` exports when it is given none.
+"""Which weights `python export/to_trt.py` exports when it is given none, or only `--trained ARCH`.
 
-The repository commits trained weights in weights/ (`python -m export.train`
-makes them): a 10-class AnchorNet trained on the digits benchmark and a
-EfficientNet-Lite0 fine-tuned on the patches it localizes. With neither
---anchornet nor --downstream on the command line, those two make the default
-bundle, so it is trained out of the box. Any flag given keeps the old
-meaning: an unnamed AnchorNet is freshly initialised and an unnamed
-downstream is EfficientNet-Lite0, so `--downstream resnet50` still gives the
-1000-class latency bundle.
+The repository commits trained weights (`python -m export.train` makes them,
+export/models/trained_weights.py says where): a 10-class AnchorNet trained on
+the digits benchmark, and per downstream architecture a network fine-tuned
+on the patches it localizes. With neither --anchornet nor --downstream on the
+command line, the AnchorNet and the default architecture's downstream make
+the default bundle, so it is trained out of the box; `--trained ARCH` takes
+another architecture's trained pair (efficientnet_lite0: the light one).
+Any other flag keeps its old meaning: an unnamed AnchorNet is freshly
+initialised and an unnamed downstream is EfficientNet-Lite0, so
+`--downstream resnet50` still gives a 1000-class random latency bundle.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from anchor_edge.errors import InputError
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0
+from export.models.trained_weights import ANCHORNET_FILE, WEIGHTS_DIR, downstream_weights, trained_architectures
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
-ANCHORNET_WEIGHTS = WEIGHTS_DIR / "anchornet.pt"
-DOWNSTREAM_WEIGHTS = WEIGHTS_DIR / "downstream_patches.pt"
-#: What python -m export.train trains into weights/.
-DOWNSTREAM_ARCHITECTURE = DEFAULT_ARCHITECTURE
 UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
 
 
-def resolve_default_weights(anchornet: Path | None, downstream: str | None) -> tuple[Path | None, str]:
+def resolve_default_weights(
+    anchornet: Path | None, downstream: str | None, trained: str | None = None, weights: Path = WEIGHTS_DIR
+) -> tuple[Path | None, str]:
     """The (AnchorNet checkpoint, downstream spec) to export, given the flags (None: not given)."""
-    if anchornet is None and downstream is None and ANCHORNET_WEIGHTS.is_file() and DOWNSTREAM_WEIGHTS.is_file():
-        return _short(ANCHORNET_WEIGHTS), f"{DOWNSTREAM_ARCHITECTURE}:{_short(DOWNSTREAM_WEIGHTS)}"
+    trained_anchornet = weights / ANCHORNET_FILE
+    if trained is not None:
+        if anchornet is not None or downstream is not None:
+            raise InputError("--trained names both models; drop --anchornet and --downstream, or --trained")
+        patches = downstream_weights(weights, trained, "patches")
+        if not (trained_anchornet.is_file() and patches.is_file()):
+            have = ", ".join(trained_architectures(weights)) or "none"
+            raise InputError(f"no trained {trained} in {weights} (trained downstreams there: {have}); "
+                             f"train one with: python -m export.train")
+        return _short(trained_anchornet), f"{trained}:{_short(patches)}"
+    patches = downstream_weights(weights, DEFAULT_ARCHITECTURE, "patches")
+    if anchornet is None and downstream is None and trained_anchornet.is_file() and patches.is_file():
+        return _short(trained_anchornet), f"{DEFAULT_ARCHITECTURE}:{_short(patches)}"
     return anchornet, downstream if downstream is not None else UNTRAINED_DOWNSTREAM
 
 

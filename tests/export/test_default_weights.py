@@ -1,43 +1,61 @@
-"""`python export/to_trt.py` exports the committed trained weights only when asked for nothing else."""
+"""`python export/to_trt.py` exports the committed trained weights only when asked for nothing else, or `--trained ARCH`."""
 from pathlib import Path
 
 import pytest
 
-from export.bundle import defaults as default_weights
+from anchor_edge.errors import InputError
 from export.bundle.defaults import resolve_default_weights
+from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0
+from export.models.trained_weights import WEIGHTS_DIR, downstream_weights, trained_architectures
 
 
 @pytest.fixture
-def weights(tmp_path, monkeypatch):
-    anchornet, downstream = tmp_path / "anchornet.pt", tmp_path / "downstream_patches.pt"
-    monkeypatch.setattr(default_weights, "ANCHORNET_WEIGHTS", anchornet)
-    monkeypatch.setattr(default_weights, "DOWNSTREAM_WEIGHTS", downstream)
-    return anchornet, downstream
-
-
-def test_no_flags_and_trained_weights_give_the_trained_pair(weights):
-    for path in weights:
+def weights(tmp_path):
+    """A weights/ folder with the trained AnchorNet and a patch-tuned downstream for the default and for Lite0."""
+    (tmp_path / "anchornet.pt").write_bytes(b"x")
+    for architecture in {DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0}:
+        path = downstream_weights(tmp_path, architecture, "patches")
+        path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"x")
-    anchornet, downstream = resolve_default_weights(None, None)
-    assert Path(anchornet).resolve() == weights[0].resolve()
-    name, checkpoint = downstream.split(":", 1)
-    assert name == "efficientnet_lite0" and Path(checkpoint).resolve() == weights[1].resolve()
+    return tmp_path
 
 
-def test_without_both_weight_files_the_default_stays_untrained(weights):
-    weights[0].write_bytes(b"x")  # the downstream weights are missing
-    assert resolve_default_weights(None, None) == (None, "efficientnet_lite0")
+def _split(spec: str) -> tuple[str, Path]:
+    name, checkpoint = spec.split(":", 1)
+    return name, Path(checkpoint).resolve()
+
+
+def test_no_flags_and_trained_weights_give_the_default_architectures_trained_pair(weights):
+    anchornet, downstream = resolve_default_weights(None, None, weights=weights)
+    assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
+    assert _split(downstream) == (DEFAULT_ARCHITECTURE, (weights / DEFAULT_ARCHITECTURE / "downstream_patches.pt").resolve())
+
+
+def test_trained_picks_another_architectures_pair(weights):
+    anchornet, downstream = resolve_default_weights(None, None, EFFICIENTNET_LITE0, weights=weights)
+    assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
+    assert _split(downstream) == (EFFICIENTNET_LITE0, (weights / "efficientnet_lite0" / "downstream_patches.pt").resolve())
+
+
+def test_trained_with_a_model_flag_or_without_its_weights_is_an_input_error(weights):
+    with pytest.raises(InputError, match="drop --anchornet and --downstream"):
+        resolve_default_weights(None, "resnet50", EFFICIENTNET_LITE0, weights=weights)
+    with pytest.raises(InputError, match=r"no trained resnet18 .*\(trained downstreams there: efficientnet_lite0"):
+        resolve_default_weights(None, None, "resnet18", weights=weights)
+
+
+def test_without_the_downstream_weights_the_default_stays_untrained(weights):
+    downstream_weights(weights, DEFAULT_ARCHITECTURE, "patches").unlink()
+    assert resolve_default_weights(None, None, weights=weights) == (None, "efficientnet_lite0")
 
 
 def test_any_flag_keeps_its_old_meaning(weights):
-    for path in weights:
-        path.write_bytes(b"x")
-    assert resolve_default_weights(None, "resnet50") == (None, "resnet50")
-    assert resolve_default_weights(Path("a.pt"), None) == (Path("a.pt"), "efficientnet_lite0")
+    assert resolve_default_weights(None, "resnet50", weights=weights) == (None, "resnet50")
+    assert resolve_default_weights(Path("a.pt"), None, weights=weights) == (Path("a.pt"), "efficientnet_lite0")
 
 
-def test_the_defaults_are_the_committed_weights_of_this_checkout():
-    """The module's own location finds weights/ at the repository root, wherever the module sits."""
+def test_the_committed_weights_name_their_architecture_by_folder():
+    """weights/ at the repository root holds AnchorNet and a trained downstream for the default architecture."""
     repository = Path(__file__).resolve().parents[2]
-    assert default_weights.ANCHORNET_WEIGHTS == repository / "weights" / "anchornet.pt"
-    assert default_weights.ANCHORNET_WEIGHTS.is_file() and default_weights.DOWNSTREAM_WEIGHTS.is_file()
+    assert WEIGHTS_DIR == repository / "weights" and (WEIGHTS_DIR / "anchornet.pt").is_file()
+    assert DEFAULT_ARCHITECTURE in trained_architectures() and EFFICIENTNET_LITE0 in trained_architectures()
