@@ -27,25 +27,28 @@ from export.bundle.build import CROP, PATCH_SIZES
 from export.graph.onnx_export import export_downstream
 from export.graph.verify import photo_crops, verify
 from export.models.flops import count_multiply_adds
-from export.training.downstream import ARCHITECTURE, NORMALIZATION, WEIGHT_FILES, build_downstream
+from export.models.downstream import DEFAULT_ARCHITECTURE
+from export.models.trained_weights import downstream_weights
+from export.training.downstream import RECIPES, build_downstream, normalization
 
 DEFAULT_OUT = Path("bundles/default-baselines")
+#: The baselines a recipe may train; each architecture's recipe says which it has (ResNet-50: no resized one).
 BASELINES = ("full", "resized")
 MANIFEST = "baselines.json"
 
 
-def export_baselines(weights: Path, out: Path, tolerance: float = 1e-3) -> Path:
-    """Export weights/downstream_{full,resized}.pt to out/; returns out/baselines.json."""
+def export_baselines(weights: Path, out: Path, architecture: str = DEFAULT_ARCHITECTURE, tolerance: float = 1e-3) -> Path:
+    """Export weights/<architecture>/downstream_{full,resized}.pt to out/; returns out/baselines.json."""
     out.mkdir(parents=True, exist_ok=True)
     crops = photo_crops(CROP)
     sizes = [*PATCH_SIZES, CROP]
-    mean, std = NORMALIZATION
+    mean, std = normalization(architecture)
     models = {}
-    for kind in BASELINES:
-        checkpoint = weights / WEIGHT_FILES[kind]
+    for kind in (kind for kind in BASELINES if kind in RECIPES[architecture].kinds):
+        checkpoint = downstream_weights(weights, architecture, kind)
         if not checkpoint.is_file():
             raise InputError(f"{checkpoint} is missing; train it with: python -m export.train")
-        module = build_downstream()
+        module = build_downstream(architecture)
         module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         module.eval()
         onnx_file = f"downstream_{kind}.onnx"
@@ -54,7 +57,7 @@ def export_baselines(weights: Path, out: Path, tolerance: float = 1e-3) -> Path:
                         top1_output="logits", tolerance=tolerance)
         models[kind] = {
             "file": onnx_file,
-            "name": ARCHITECTURE,
+            "name": architecture,
             "weights": f"checkpoint:{checkpoint}",
             "mean": list(mean),
             "std": list(std),
@@ -70,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.training.baselines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=Path("weights"), help="trained weights (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+    parser.add_argument("--architecture", choices=sorted(RECIPES), default=DEFAULT_ARCHITECTURE,
+                        help="whose baselines, weights/<architecture>/ (default: %(default)s, the default bundle's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        print(f"wrote {export_baselines(args.weights, args.out)}")
+        print(f"wrote {export_baselines(args.weights, args.out, args.architecture)}")
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         print(f"baseline export failed: {error}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -41,12 +42,23 @@ from anchor_edge.bundle.schema import anchornet_output_names
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
 from export.data.source import DIGITS, DataSource
 from export.models.anchornet import AnchorNet, branch_specs
-from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, load_downstream
+from export.models.downstream import (
+    DEFAULT_ARCHITECTURE,
+    EFFICIENTNET_LITE0,
+    EFFICIENTNET_LITE_MEAN,
+    EFFICIENTNET_LITE_STD,
+    RESNET50,
+    load_downstream,
+)
 from export.models.loading import load_anchornet
+from export.models.trained_weights import downstream_weights
 from export.training.common import (
     IMAGENET,
     Budget,
     Normalization,
+    autocast,
+    bf16_supported,
+    easy_share,
     add_recipe_arguments,
     apply_recipe_arguments,
     learning_rate,
@@ -62,25 +74,68 @@ from export.training.common import (
 )
 
 LOG = logging.getLogger("anchor_edge.train")
-ARCHITECTURE = DEFAULT_ARCHITECTURE
-#: The downstream network's input normalization (AnchorNet's is ImageNet's).
-NORMALIZATION: Normalization = (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
-KINDS = ("full", "patches", "resized")
-WEIGHT_FILES = {kind: f"downstream_{kind}.pt" for kind in KINDS}
-PEAK_LR = {"full": 1e-3, "patches": 3e-4, "resized": 1e-3}
 WARMUP_STEPS = 30
-#: "full" first learns digits on FULL_WINDOW crops that hold the digit (a third of
-#: the cost of 224, and the digit is a larger share of the input), then on the
+#: A run first learns on FULL_WINDOW crops that hold the object (a third of
+#: the cost of 224, and the object is a larger share of the input), then on the
 #: whole 224 input it is evaluated on.
 FULL_WINDOW = 128
 SMALL_WINDOW_SHARE = 0.7
-#: Data seeds apart from AnchorNet's, so each recipe sees its own samples.
-SEED_OFFSET = {"full": 1000, "patches": 2000, "resized": 3000}
+#: Data seeds apart from AnchorNet's, so each step sees its own samples.
+SEED_OFFSET = {"trunk": 4000, "full": 1000, "patches": 2000, "resized": 3000}
 
 
-def build_downstream(num_classes: int = NUM_CLASSES) -> nn.Module:
-    """EfficientNet-Lite0 with its ImageNet backbone and a new head (10 classes for the digits)."""
-    return load_downstream(ARCHITECTURE, num_classes=num_classes).module
+class Recipe(NamedTuple):
+    """How one architecture's downstream networks are trained: the steps, where each starts, its learning rate.
+
+    starts_from[kind]: the step whose weights `kind` starts from (None: the
+    architecture's own start, ImageNet for EfficientNet-Lite0, random for the
+    rest). windowed: the steps that learn on FULL_WINDOW crops first. curriculum:
+    the steps that start on the contrast curriculum's easy samples
+    (`export.training.common.easy_share`): a network from scratch sat at
+    chance on the real samples for its first 150 steps, as AnchorNet did.
+    """
+
+    architecture: str
+    kinds: tuple[str, ...]
+    starts_from: dict[str, str | None]
+    peak_lr: dict[str, float]
+    windowed: tuple[str, ...]
+    curriculum: tuple[str, ...]
+    #: The steps whose weights are kept in weights/<architecture>/ (the rest stay in the work dir).
+    kept: tuple[str, ...]
+
+
+RECIPES = {
+    # ImageNet backbone: the full-image network fine-tunes from it, the patch network from the full one (the paper's protocol).
+    EFFICIENTNET_LITE0: Recipe(
+        EFFICIENTNET_LITE0, kinds=("full", "resized", "patches"),
+        starts_from={"full": None, "resized": None, "patches": "full"},
+        peak_lr={"full": 1e-3, "resized": 1e-3, "patches": 3e-4},
+        windowed=("full",), curriculum=(), kept=("full", "resized", "patches"),
+    ),
+    # From scratch (no pretrained ResNet can be had here): one trunk learns the digits, then the full-image
+    # baseline and the patch network each fine-tune from it for the same steps at the same rate, so neither
+    # gets more compute than the other (the full image costs more per step).
+    RESNET50: Recipe(
+        RESNET50, kinds=("trunk", "full", "patches"),
+        starts_from={"trunk": None, "full": "trunk", "patches": "trunk"},
+        peak_lr={"trunk": 2e-3, "full": 3e-4, "patches": 3e-4},
+        windowed=("trunk",), curriculum=("trunk",), kept=("full", "patches"),
+    ),
+}
+KINDS = ("trunk", "full", "patches", "resized")
+
+
+def normalization(architecture: str) -> Normalization:
+    """The downstream network's input (mean, std) per RGB channel, pixels 0-255 (AnchorNet's is ImageNet's)."""
+    if architecture == EFFICIENTNET_LITE0:
+        return (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
+    return IMAGENET
+
+
+def build_downstream(architecture: str = DEFAULT_ARCHITECTURE, num_classes: int = NUM_CLASSES) -> nn.Module:
+    """The architecture's starting point: EfficientNet-Lite0 with its ImageNet backbone and a new head, others random."""
+    return load_downstream(architecture, num_classes=num_classes).module
 
 
 def resized_batch(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -104,9 +159,11 @@ def localized_patches(anchornet: AnchorNet, images: torch.Tensor, preset: str = 
 FINE_TUNING_PRESET = "visual"
 
 
-def patch_batches(anchornet: AnchorNet, images: torch.Tensor, labels: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def patch_batches(
+    anchornet: AnchorNet, images: torch.Tensor, labels: torch.Tensor, normalization: Normalization
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """The localized patches of a batch of downstream inputs, grouped by size: {size: (patches, labels)}."""
-    boxes = localized_patches(anchornet, renormalize(images, NORMALIZATION, IMAGENET), FINE_TUNING_PRESET)
+    boxes = localized_patches(anchornet, renormalize(images, normalization, IMAGENET), FINE_TUNING_PRESET)
     return {
         size: (patches, torch.stack([labels[i] for i, _ in members]))
         for size, (members, patches) in cut_by_size(images, boxes, stack=torch.stack).items()
@@ -117,79 +174,105 @@ def train_downstream(
     kind: str,
     out: Path,
     *,
+    architecture: str = DEFAULT_ARCHITECTURE,
     images: int,
     batch_size: int = 32,
     budget_minutes: float | None = None,
     seed: int = 0,
     work_dir: Path,
     source: DataSource = DIGITS,
-) -> int:
-    """Train one downstream `kind`, checkpointing to work_dir (resumes), and write out/downstream_<kind>.pt.
+) -> dict:
+    """Train step `kind` of `architecture`'s recipe, checkpointing to work_dir (resumes); returns its report.
 
-    "patches" starts from out/downstream_full.pt and localizes with out/anchornet.pt.
-    Returns the number of training steps taken.
+    The weights go to out/<architecture>/downstream_<kind>.pt (the trunk's to
+    work_dir/<architecture>/). A step that starts from another (`Recipe.starts_from`)
+    reads that step's weights; "patches" also localizes with out/anchornet.pt.
     """
-    if kind not in KINDS:
-        raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+    recipe = RECIPES.get(architecture)
+    if recipe is None:
+        raise InputError(f"no training recipe for {architecture!r}; recipes exist for {', '.join(RECIPES)}")
+    if kind not in recipe.kinds:
+        raise InputError(f"{architecture}'s recipe has the steps {recipe.kinds}, not {kind!r}")
     seed_everything(seed)
     device = pick_device()
-    model = build_downstream(len(source.class_names))
-    anchornet = None
-    if kind == "patches":
-        model.load_state_dict(torch.load(out / WEIGHT_FILES["full"], map_location="cpu", weights_only=True))
-        anchornet = load_anchornet(out / "anchornet.pt", None, None).module
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR[kind], weight_decay=1e-4)
-    checkpoint_path = work_dir / f"downstream_{kind}_state.pt"
+    model = build_downstream(architecture, len(source.class_names))
+    start = recipe.starts_from[kind]
+    if start is not None:
+        model.load_state_dict(torch.load(_weights_of(recipe, start, out, work_dir), map_location="cpu", weights_only=True))
+    anchornet = load_anchornet(out / "anchornet.pt", None, None).module if kind == "patches" else None
+    model.to(device).to(memory_format=torch.channels_last)
+    peak_lr, norm = recipe.peak_lr[kind], normalization(architecture)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
+    checkpoint_path = work_dir / architecture / f"downstream_{kind}_state.pt"
     state = load_checkpoint(checkpoint_path)
     step, budget = 0, Budget(budget_minutes)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, budget = state["step"], Budget(budget_minutes, state["spent"])
-        LOG.info("resuming downstream %s at step %d", kind, step)
+        LOG.info("resuming downstream %s %s at step %d", architecture, kind, step)
 
     total_steps = max(1, -(-images // batch_size))  # batches for `images`, rounded up
     data_seed = seed + SEED_OFFSET[kind]
     model.train()
-    progress = tqdm(total=total_steps, initial=step, desc=f"downstream {kind}", unit="batch", mininterval=10)
+    progress = tqdm(total=total_steps, initial=step, desc=f"{architecture} {kind}", unit="batch", mininterval=10)
     while step < total_steps and not budget.exhausted():
+        progress_share = max(step / total_steps, budget.fraction())
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), PEAK_LR[kind], WARMUP_STEPS)
-        early = max(step / total_steps, budget.fraction()) < SMALL_WINDOW_SHARE
-        window = FULL_WINDOW if kind == "full" and early and source.has_boxes else 224
+            group["lr"] = learning_rate(step, progress_share, peak_lr, WARMUP_STEPS)
+        early = progress_share < SMALL_WINDOW_SHARE
+        window = FULL_WINDOW if kind in recipe.windowed and early and source.has_boxes else 224
         indices = range(step * batch_size, (step + 1) * batch_size)
-        x, y, _ = sample_batch("train", indices, data_seed, window, NORMALIZATION, source=source)
-        loss = _step_loss(kind, model, anchornet, x, y, step, device)
+        easy = easy_share(progress_share) if kind in recipe.curriculum and source.has_easy else 0.0
+        x, y, _ = sample_batch("train", indices, data_seed, window, norm, easy, source=source)
+        with autocast(device):
+            loss = _step_loss(kind, model, anchornet, x, y, step, device, norm)
         take_step(optimizer, loss, progress)
         step += 1
         if step % 50 == 0:
             save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
-            LOG.info("%s step %d/%d loss %.4f (%.0f s)", kind, step, total_steps, loss.item(), budget.spent)
+            LOG.info("%s %s step %d/%d loss %.4f (%.0f s)", architecture, kind, step, total_steps, loss.item(), budget.spent)
     progress.close()
     save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
-    save_checkpoint(out / WEIGHT_FILES[kind], storage_copy(model.state_dict()))
-    LOG.info("downstream %s: %d steps, %d images, %.0f s", kind, step, step * batch_size, budget.spent)
-    return step
+    weights = _weights_of(recipe, kind, out, work_dir)
+    save_checkpoint(weights, storage_copy(model.state_dict()))
+    LOG.info("downstream %s %s: %d steps, %d images, %.0f s", architecture, kind, step, step * batch_size, budget.spent)
+    return {"architecture": architecture, "kind": kind, "steps": step, "images": step * batch_size,
+            "batch_size": batch_size, "seconds": round(budget.spent), "starts_from": start, "peak_lr": peak_lr,
+            "precision": "bfloat16 autocast" if bf16_supported(device) else "float32"}
 
 
-def _step_loss(kind: str, model: nn.Module, anchornet: AnchorNet | None, x: torch.Tensor, y: torch.Tensor, step: int, device: torch.device) -> torch.Tensor:
+def _weights_of(recipe: Recipe, kind: str, out: Path, work_dir: Path) -> Path:
+    """A step's weights: kept ones in out/, the rest (the trunk) in the work dir."""
+    return downstream_weights(out if kind in recipe.kept else work_dir, recipe.architecture, kind)
+
+
+def _step_loss(
+    kind: str, model: nn.Module, anchornet: AnchorNet | None, x: torch.Tensor, y: torch.Tensor, step: int,
+    device: torch.device, norm: Normalization,
+) -> torch.Tensor:
     """One batch's loss: on the full input, on one resized size (rotating by step), or on every localized patch."""
-    if kind == "full":
-        return nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+    if kind in ("trunk", "full"):
+        return nn.functional.cross_entropy(model(_to(x, device)), y.to(device))
     if kind == "resized":
         size = SCALE_FIELDS[step % len(SCALE_FIELDS)]
-        return nn.functional.cross_entropy(model(resized_batch(x, size).to(device)), y.to(device))
-    groups = patch_batches(anchornet, x, y)
+        return nn.functional.cross_entropy(model(_to(resized_batch(x, size), device)), y.to(device))
+    with torch.autocast(device.type, enabled=False):
+        groups = patch_batches(anchornet, x, y, norm)
     total = sum(len(labels) for _, labels in groups.values())
     return sum(
-        nn.functional.cross_entropy(model(patches.to(device)), labels.to(device), reduction="sum") for patches, labels in groups.values()
+        nn.functional.cross_entropy(model(_to(patches, device)), labels.to(device), reduction="sum") for patches, labels in groups.values()
     ) / total
+
+
+def _to(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device).contiguous(memory_format=torch.channels_last)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--architecture", choices=sorted(RECIPES), default=DEFAULT_ARCHITECTURE)
     add_recipe_arguments(parser)
     parser.add_argument("--images", type=int, required=True, help="training images to plan the schedule for")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -197,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     train_downstream(
-        args.kind, args.out, images=args.images, batch_size=args.batch_size,
+        args.kind, args.out, architecture=args.architecture, images=args.images, batch_size=args.batch_size,
         budget_minutes=args.budget_minutes, seed=args.seed, work_dir=args.work_dir,
     )
 

@@ -9,10 +9,16 @@ from export.models.anchornet import AnchorNet
 from export.data.digits import make_sample, network_input
 from export.data.source import LabelledImage
 from export.training.anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
+from anchor_edge.errors import InputError
+from export.models.downstream import EFFICIENTNET_LITE0, RESNET50
+from export.models.trained_weights import downstream_weights
 from export.training.downstream import (
-    NORMALIZATION, SEED_OFFSET, WEIGHT_FILES, build_downstream, localized_patches, resized_batch, train_downstream
+    RECIPES, SEED_OFFSET, build_downstream, localized_patches, normalization, resized_batch, train_downstream
 )
 from export.training.common import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
+
+
+NORMALIZATION = normalization(EFFICIENTNET_LITE0)
 
 
 def test_downstream_inputs_renormalized_for_anchornet_are_anchornets_own_inputs():
@@ -98,9 +104,10 @@ def test_a_few_steps_lower_the_loss_against_a_learning_rate_of_zero(tmp_path, mo
             model = AnchorNet(num_classes=10)
         else:
             monkeypatch.setattr(downstream_recipe, "WARMUP_STEPS", 1)
-            monkeypatch.setattr(downstream_recipe, "PEAK_LR", {k: 1e-3 * scale for k in ("full", "patches", "resized")})
+            recipe = RECIPES[EFFICIENTNET_LITE0]
+            monkeypatch.setitem(RECIPES, EFFICIENTNET_LITE0, recipe._replace(peak_lr={k: 1e-3 * scale for k in recipe.kinds}))
             train_downstream(kind, out, images=4 * 3, batch_size=4, seed=0, work_dir=out / "work")
-            saved = torch.load(out / WEIGHT_FILES[kind], weights_only=True)
+            saved = torch.load(downstream_weights(out, EFFICIENTNET_LITE0, kind), weights_only=True)
             model = build_downstream()
         model.load_state_dict(saved)
         losses[label] = _loss_on_first_batch(model, kind)
@@ -112,12 +119,14 @@ def test_patch_fine_tuning_starts_from_the_full_model_and_uses_localized_patches
 
     monkeypatch.setattr(downstream_recipe, "WARMUP_STEPS", 1)
     torch.manual_seed(1)
-    torch.save(build_downstream().state_dict(), tmp_path / WEIGHT_FILES["full"])
+    full = downstream_weights(tmp_path, EFFICIENTNET_LITE0, "full")
+    full.parent.mkdir()
+    torch.save(build_downstream().state_dict(), full)
     anchornet = AnchorNet(num_classes=10)
     torch.save({"state_dict": anchornet.state_dict(), "num_classes": 10, "pooling": "gap"}, tmp_path / "anchornet.pt")
     train_downstream("patches", tmp_path, images=2, batch_size=2, seed=0, work_dir=tmp_path / "work")
-    start = torch.load(tmp_path / WEIGHT_FILES["full"], weights_only=True)
-    tuned = torch.load(tmp_path / WEIGHT_FILES["patches"], weights_only=True)
+    start = torch.load(full, weights_only=True)
+    tuned = torch.load(downstream_weights(tmp_path, EFFICIENTNET_LITE0, "patches"), weights_only=True)
     # weights are stored in float16: compare with the starting weights rounded the same way
     assert any(not torch.equal(start[k].half(), tuned[k]) for k in start if start[k].is_floating_point())
     images, _, _ = sample_batch("train", range(2), seed=0)
@@ -150,3 +159,31 @@ def test_training_window_holds_the_whole_digit_and_moves_its_box(box):
         side = window.image.shape[0]
         assert left <= box[0] and box[2] <= left + side and top <= box[1] and box[3] <= top + side
         assert window.box == (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+
+
+@pytest.mark.slow
+def test_resnet50_full_and_patch_networks_both_fine_tune_from_one_trunk(tmp_path):
+    """The fair comparison: both start from the trunk's weights; only the patch network's are tuned on patches."""
+    torch.save({"state_dict": AnchorNet(num_classes=10).state_dict(), "num_classes": 10, "pooling": "gap"}, tmp_path / "anchornet.pt")
+    work = tmp_path / "work"
+    reports = {kind: train_downstream(kind, tmp_path, architecture=RESNET50, images=2, batch_size=2, seed=0, work_dir=work)
+               for kind in RECIPES[RESNET50].kinds}
+    assert [reports[kind]["starts_from"] for kind in ("trunk", "full", "patches")] == [None, "trunk", "trunk"]
+    assert reports["full"]["steps"] == reports["patches"]["steps"] == 1
+    trunk = torch.load(downstream_weights(work, RESNET50, "trunk"), weights_only=True)
+    full = torch.load(downstream_weights(tmp_path, RESNET50, "full"), weights_only=True)
+    patches = torch.load(downstream_weights(tmp_path, RESNET50, "patches"), weights_only=True)
+    assert not downstream_weights(tmp_path, RESNET50, "trunk").exists()  # the trunk stays in the work dir
+    # One AdamW step moves a weight by about the learning rate, a random start is ~0.02 away: both start at the trunk.
+    for tuned in (full, patches):
+        assert (tuned["fc.weight"].float() - trunk["fc.weight"].float()).abs().max() < 10 * RECIPES[RESNET50].peak_lr["full"]
+    # Each saw its own data: BatchNorm's running statistics moved apart (whole images against patches).
+    stats = "bn1.running_mean"
+    assert not torch.equal(trunk[stats], full[stats]) and not torch.equal(full[stats], patches[stats])
+
+
+def test_a_step_the_architectures_recipe_does_not_have_is_refused(tmp_path):
+    with pytest.raises(InputError, match="resized"):
+        train_downstream("resized", tmp_path, architecture=RESNET50, images=2, work_dir=tmp_path)
+    with pytest.raises(InputError, match="no training recipe"):
+        train_downstream("full", tmp_path, architecture="resnet18", images=2, work_dir=tmp_path)
