@@ -23,16 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make `anchor_edge` and `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
 from anchor_edge import Pipeline  # noqa: E402
 from anchor_edge.cli.options import add_backend_options, backend_keywords  # noqa: E402
 from anchor_edge.method.budget import savings_note  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
 from anchor_edge.method.lsp import PRESETS  # noqa: E402
-from anchor_edge.video.sources import IMAGE_SUFFIXES  # noqa: E402
 from benchmarks import items, report  # noqa: E402
+from benchmarks.images import default_images, load_images  # noqa: E402
 from benchmarks.costs import cost_accounting  # noqa: E402
 from benchmarks.measure import interleaved  # noqa: E402
 from benchmarks.stream import stream_figures, stream_table  # noqa: E402
@@ -53,8 +50,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     budget.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)")
     budget.add_argument("--iterations", type=int, metavar="N", help="measured rounds per batch size instead of --seconds")
     parser.add_argument("--warmup", type=float, default=3.0, metavar="SECONDS", help="warm-up per batch size (default: %(default)s)")
-    parser.add_argument("--images", type=Path, metavar="DIR",
-                        help="folder of photos (default: the real photos bundled with scikit-image and scikit-learn)")
+    parser.add_argument("--images", metavar="digits|photos|DIR",
+                        help="what to time: the digits benchmark's test images, the real photos bundled with "
+                        "scikit-image and scikit-learn, or a folder (default: digits for a digits bundle, else photos)")
     parser.add_argument("--video", type=Path, metavar="FILE",
                         help="instead of photos: stream figures over this video (frames/s, latency p50/p99) per batch size")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every number of the table, with the environment")
@@ -73,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print("usage error: batch sizes must be >= 1, --iterations >= 2 and --seconds > 0", file=sys.stderr)
         return 2
     try:
-        photos = load_photos(args.images)
         pipelines = open_pipelines(bundles, args)
+        photos = load_images(args.images or default_images(next(iter(pipelines.values())).bundle.class_names))
     except (AnchorEdgeError, OSError) as error:
         if args.debug:
             raise
@@ -134,20 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     return run(args)
-
-
-def load_photos(folder: Path | None) -> list[tuple[str, np.ndarray]]:
-    """(name, BGR uint8) photos: every image file in `folder`, or the bundled real photos."""
-    if folder is None:
-        from export.data.photos import real_photos
-
-        return real_photos()
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    photos = [(p.name, cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in files]
-    photos = [(name, image) for name, image in photos if image is not None]
-    if not photos:
-        raise OSError(f"no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return photos
 
 
 def open_pipelines(bundles: list[Path], args: argparse.Namespace) -> dict[str, Pipeline]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from anchor_edge.bundle import load_bundle
@@ -139,3 +140,29 @@ def test_torch_method_runs_on_cpu(tmp_path):
     patches = method["patches_per_image"]
     assert 1 <= patches["min"] <= patches["max"] <= 5  # the visual preset takes at most 5, 3 or 2 patches
     assert result["throughput_images_per_s"]["method"] == pytest.approx(1e3 / method["wall"]["mean"])
+
+
+def test_a_digits_bundle_is_timed_on_the_digits_test_images_and_others_on_photos(tmp_path):
+    from benchmarks.images import DIGITS_IMAGES, default_images, load_images
+    from export.data.digits import make_sample
+
+    assert default_images([str(d) for d in range(10)]) == "digits"
+    assert default_images(["cat", "dog"]) == "photos" and default_images([f"class_{i}" for i in range(10)]) == "photos"
+    digits = load_images("digits")
+    assert len(digits) == DIGITS_IMAGES
+    assert np.array_equal(digits[5][1], make_sample("test", 5, 0).image)  # the accuracy benchmark's test images
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "one.png"), digits[0][1])
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [name for name, _ in load_images(str(tmp_path))] == ["one.png"]
+    with pytest.raises(OSError, match="no readable images"):
+        load_images(str(tmp_path / "missing"))
+
+
+def test_the_latency_report_names_the_images_it_timed(small_bundle, tmp_path):
+    out = tmp_path / "latency.json"
+    argv = ["--bundle", str(small_bundle), "--quick", "--iterations", "2", "--batch-sizes", "1", "--threads", "1",
+            "--images", "digits", "--json", str(out)]
+    assert latency.main(argv) == 0
+    names = json.loads(out.read_text())["settings"]["images"]
+    assert names == [f"digits test {i}" for i in range(64)]

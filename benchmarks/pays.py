@@ -1,0 +1,249 @@
+"""Does it pay? Top-1, downstream multiply-adds and measured time of every method, on the same bundle and images.
+
+    python -m benchmarks.pays                               # bundles/default, its baselines, the 600 test images
+    python -m benchmarks.pays --fresh --json out/pays.json  # also 1,200 fresh test draws (test seeds 11 and 12)
+
+Methods: the full image (the downstream architecture trained on full images,
+`python -m export.training.baselines`: the baseline the patches must match),
+the bundle's own patch pipeline under each LSP preset, under cost budgets and
+with early exit; and AnchorNet's decided class alone. Every pipeline row is
+`Pipeline.predict_batch` as a user calls it (ONNX Runtime), so its top-1,
+its patches and its time are the product's, not a re-implementation's.
+
+Time: every method runs once per round on the same batch of test images,
+rounds interleaved (benchmarks/measure.py), and each row's ratio to the full
+image is the median of the per-round ratios (paired). The stage split of the
+bundle's own preset says where the pipeline's time goes; "host" is
+everything outside the two networks.
+
+Exit codes: 0 done, 1 missing bundle or baselines, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from anchor_edge import Pipeline
+from anchor_edge.backends.ort import OrtRunner
+from anchor_edge.bundle import load_bundle
+from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.pipeline import softmax
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
+from benchmarks import report
+from benchmarks.measure import interleaved, paired_ratio, summarize
+from export.data.digits import make_sample
+
+DEFAULT_BUNDLE = Path("bundles/default")
+DEFAULT_BASELINES = Path("bundles/default-baselines")
+#: The accuracy benchmark's 600 test images (seed 0), and the fresh draws no recipe was tuned on.
+TEST_SEED, TEST_IMAGES = 0, 600
+FRESH_SEEDS = (11, 12)
+FULL_IMAGE = "full image"
+ANCHORNET = "AnchorNet alone"
+#: Stages of Prediction.timings that run a network; the rest is host work.
+NETWORK_STAGES = ("anchornet", "downstream")
+
+
+class Method(NamedTuple):
+    """One row: a name and the Pipeline options that make it (None: the full-image baseline)."""
+
+    name: str
+    options: Mapping[str, object] | None
+
+
+METHODS = (
+    Method(FULL_IMAGE, None),
+    Method("visual", {"preset": "visual"}),
+    Method("accurate", {"preset": "accurate"}),
+    Method("budget 0.3", {"preset": "accurate", "budget": 0.3}),
+    Method("budget 0.55", {"preset": "accurate", "budget": 0.55}),
+    Method("early exit 0.5", {"preset": "accurate", "early_exit": 0.5}),
+)
+
+#: A method's answer for a batch of BGR images: (class per image, downstream multiply-adds per image).
+Classify = Callable[[Sequence[np.ndarray]], tuple[list[int], list[int]]]
+
+
+def test_images(seeds: Sequence[int], count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """`count` digits test images per seed (BGR 256 x 256) and their labels."""
+    samples = [make_sample("test", index, seed) for seed in seeds for index in range(count)]
+    return [s.image for s in samples], np.array([s.label for s in samples])
+
+
+def open_methods(bundle_dir: Path, baselines_dir: Path, threads: int | None) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
+    """Every method's classify function, and the pipelines behind them by method name (to close afterwards)."""
+    bundle = load_bundle(bundle_dir)
+    manifest = json.loads((baselines_dir / "baselines.json").read_text())["models"]["full"]
+    if manifest["name"] != bundle.downstream.name:
+        raise AnchorEdgeError(f"{baselines_dir} holds a {manifest['name']} baseline and the bundle's downstream is "
+                              f"{bundle.downstream.name}: python -m export.training.baselines --architecture {bundle.downstream.name}")
+    full_runner = OrtRunner(baselines_dir / manifest["file"], threads=threads)
+    full_cost = int(bundle.downstream.multiply_adds[bundle.crop])
+
+    def full_image(images: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
+        crops = np.stack([resize_and_crop(image, bundle.resize_short, bundle.crop)[0] for image in images])
+        feeds = {INPUT_NAME: normalize(crops, manifest["mean"], manifest["std"])}
+        logits = full_runner.run(feeds, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
+        return [int(c) for c in softmax(logits).argmax(axis=1)], [full_cost] * len(images)
+
+    methods: dict[str, Classify] = {FULL_IMAGE: full_image}
+    pipelines = {}
+    for method in METHODS[1:]:
+        pipe = Pipeline.from_bundle(bundle_dir, backend="onnxruntime", threads=threads, **method.options)
+        pipelines[method.name] = pipe
+        methods[method.name] = _pipeline_method(pipe)
+    return methods, pipelines
+
+
+def _pipeline_method(pipe: Pipeline) -> Classify:
+    costs = pipe.bundle.downstream.multiply_adds
+
+    def classify(images: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
+        predictions = pipe.predict_batch(images)
+        spent = [sum(int(costs[int(box[2] - box[0])]) for box in p.boxes) for p in predictions]
+        return [p.class_id for p in predictions], spent
+
+    return classify
+
+
+def top1(methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndarray], labels: np.ndarray, batch: int = 16) -> dict:
+    """{method: {"top1": %, "multiply_adds": mean per image}} over the images, and AnchorNet's decided class."""
+    classes: dict[str, list[int]] = {name: [] for name in methods} | {ANCHORNET: []}
+    spent: dict[str, list[int]] = {name: [] for name in methods}
+    for start in tqdm(range(0, len(images), batch), desc=f"top-1 on {len(images)} images", unit="batch", mininterval=5):
+        chunk = images[start : start + batch]
+        for name, classify in methods.items():
+            predicted, cost = classify(chunk)
+            classes[name] += predicted
+            spent[name] += cost
+        classes[ANCHORNET] += [p.anchor_class for p in anchor.predict_batch(chunk)]
+    return {name: {"top1": round(100.0 * float(np.mean(np.array(found) == labels)), 2),
+                   "multiply_adds": float(np.mean(spent[name])) if name in spent else None}
+            for name, found in classes.items()}
+
+
+def timings(methods: Mapping[str, Classify], stages_of: Pipeline, images: list[np.ndarray], batch_sizes: Sequence[int],
+            seconds: float, warmup: float) -> dict:
+    """Per batch size: each method's wall time per batch (summary, ms), its paired ratio to the full image,
+    and the stage split (ms per batch, medians) of `stages_of`, the bundle's own preset."""
+    results = {}
+    for size in batch_sizes:
+        batches = [images[start : start + size] for start in range(0, len(images) - size + 1, size)]
+        items = {name: _timed(classify) for name, classify in methods.items()} | {"stages": _stages(stages_of)}
+        samples = interleaved(items, batches, warmup_s=warmup, seconds=seconds, iterations=None)
+        full = samples[FULL_IMAGE]["wall"]
+        stages = {key: float(np.median(values)) for key, values in samples["stages"].items() if key != "wall"}
+        network = sum(stages.get(stage, 0.0) for stage in NETWORK_STAGES)
+        results[str(size)] = {
+            "methods": {name: {"wall_ms": summarize(samples[name]["wall"]), "ratio_to_full": paired_ratio(samples[name]["wall"], full)}
+                        for name in methods},
+            "stages_ms": stages,
+            "host_share": (stages["total"] - network) / stages["total"],
+        }
+    return results
+
+
+def _timed(classify: Classify) -> Callable[[Sequence[np.ndarray]], dict]:
+    return lambda batch: (classify(batch), {})[1]
+
+
+def _stages(pipe: Pipeline) -> Callable[[Sequence[np.ndarray]], dict]:
+    return lambda batch: dict(pipe.predict_batch(batch)[0].timings)
+
+
+def table(result: Mapping) -> str:
+    """The report on the terminal: one row per method, top-1 beside cost and time, then the stage split."""
+    sets = list(result["top1"])
+    sizes = list(result["timing"])
+    full_cost = result["top1"][sets[0]][FULL_IMAGE]["multiply_adds"]
+    header = ["method", *[f"top-1 {name}" for name in sets], "downstream M-MACs", "x full",
+              *[f"b{size} ms/img" for size in sizes], *[f"b{size} x full" for size in sizes]]
+    rows = [header]
+    for name in [*result["top1"][sets[0]]]:
+        cost = result["top1"][sets[0]][name]["multiply_adds"]
+        cells = [name, *[f"{result['top1'][s][name]['top1']:.1f} %" for s in sets]]
+        cells += ["-", "-"] if cost is None else [f"{cost / 1e6:.0f}", f"{cost / full_cost:.2f}"]
+        for size in sizes:
+            timed = result["timing"][size]["methods"].get(name)
+            cells.append("-" if timed is None else f"{timed['wall_ms']['p50'] / int(size):.2f}")
+        for size in sizes:
+            timed = result["timing"][size]["methods"].get(name)
+            cells.append("-" if timed is None else f"{timed['ratio_to_full']:.2f}")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    for size in sizes:
+        stages = result["timing"][size]["stages_ms"]
+        split = ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items() if stage != "total")
+        lines.append(f"batch {size}, {result['preset']} preset, ms per batch (p50): {split}; "
+                     f"host {100 * result['timing'][size]['host_share']:.1f} % of {stages['total']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pays", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES,
+                        help="the full-image network, from python -m export.training.baselines (default: %(default)s)")
+    parser.add_argument("--images", type=int, default=TEST_IMAGES, help="test images per seed (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true", help=f"also {len(FRESH_SEEDS)} x --images fresh test draws (seeds {FRESH_SEEDS})")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N", help="default: 1 8")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per batch size (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per batch size (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (default: all cores)")
+    parser.add_argument("--json", type=Path, help="write every number, with the environment and the weights' hashes")
+    parser.add_argument("--note", help="free text stored in the JSON environment")
+    args = parser.parse_args(argv)
+    if args.images < 1 or any(b < 1 for b in args.batch_sizes) or args.seconds <= 0:
+        parser.error("--images, --batch-sizes and --seconds must be positive")
+    if not (args.baselines / "baselines.json").is_file():
+        print(f"no baselines in {args.baselines}; make them with: python -m export.training.baselines --out {args.baselines}",
+              file=sys.stderr)
+        return 1
+    try:
+        methods, pipelines = open_methods(args.bundle, args.baselines, args.threads)
+    except (AnchorEdgeError, OSError) as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    own = pipelines[load_bundle(args.bundle).preset]  # the bundle's own preset: its AnchorNet row and stage split
+    try:
+        sets = {f"{args.images} test": (TEST_SEED,)} | ({f"{args.images * len(FRESH_SEEDS)} fresh": FRESH_SEEDS} if args.fresh else {})
+        result = {"benchmark": "anchor-edge: does it pay (top-1, downstream multiply-adds, time; same bundle, same images)",
+                  "environment": report.environment(args.note), "bundle": _bundle_info(own), "preset": own.bundle.preset,
+                  "top1": {}, "timing": {}}
+        for name, seeds in sets.items():
+            images, labels = test_images(seeds, args.images)
+            result["top1"][name] = top1(methods, own, images, labels)
+        images, _ = test_images((TEST_SEED,), min(args.images, 64))
+        result["timing"] = timings(methods, own, images, args.batch_sizes, args.seconds, args.warmup)
+    finally:
+        for pipe in pipelines.values():
+            pipe.close()
+    print(table(result))
+    if args.json:
+        report.write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bundle_info(pipe: Pipeline) -> dict:
+    bundle = pipe.bundle
+    return {"path": str(bundle.root), "downstream": bundle.downstream.name, "trained": bundle.trained,
+            "weights": {"anchornet": bundle.anchornet.weights, "downstream": bundle.downstream.weights},
+            "sha256": {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256},
+            "multiply_adds": {"anchornet": int(bundle.anchornet.multiply_adds),
+                              "downstream_full_image": int(bundle.downstream.multiply_adds[bundle.crop])}}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

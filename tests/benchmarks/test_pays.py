@@ -1,0 +1,76 @@
+"""benchmarks/pays.py: every method's top-1, multiply-adds and time on the same images, checked against a hand count."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from anchor_edge import Pipeline
+from anchor_edge.backends.ort import OrtRunner
+from anchor_edge.bundle import load_bundle
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+from benchmarks import pays
+from export.data.digits import make_sample
+
+IMAGES = 6
+
+
+@pytest.fixture(scope="module")
+def baselines(small_bundle, tmp_path_factory):
+    """A baselines folder whose full-image network is the bundle's own downstream (same file, same normalization)."""
+    bundle = load_bundle(small_bundle)
+    folder = tmp_path_factory.mktemp("baselines")
+    models = {"full": {"file": str(small_bundle / bundle.downstream.file), "name": bundle.downstream.name,
+                       "mean": list(bundle.downstream.mean), "std": list(bundle.downstream.std)}}
+    (folder / "baselines.json").write_text(json.dumps({"models": models}))
+    return folder
+
+
+def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle, baselines, tmp_path, capsys):
+    out = tmp_path / "pays.json"
+    argv = ["--bundle", str(small_bundle), "--baselines", str(baselines), "--images", str(IMAGES), "--batch-sizes", "1", "2",
+            "--seconds", "0.2", "--warmup", "0", "--threads", "1", "--json", str(out)]
+    assert pays.main(argv) == 0
+    assert "full image" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    rows = report["top1"][f"{IMAGES} test"]
+    assert set(rows) == {method.name for method in pays.METHODS} | {pays.ANCHORNET}
+
+    # By hand: the bundle's downstream on each whole crop, and the visual preset's patches through Pipeline.
+    bundle = load_bundle(small_bundle)
+    samples = [make_sample("test", i, pays.TEST_SEED) for i in range(IMAGES)]
+    labels = np.array([s.label for s in samples])
+    crops = np.stack([resize_and_crop(s.image, bundle.resize_short, bundle.crop)[0] for s in samples])
+    with OrtRunner(small_bundle / bundle.downstream.file, threads=1) as runner:
+        logits = runner.run({"image": normalize(crops, bundle.downstream.mean, bundle.downstream.std)})["logits"]
+    assert rows[pays.FULL_IMAGE]["top1"] == pytest.approx(100 * np.mean(logits.argmax(1) == labels), abs=0.01)
+    full_cost = bundle.downstream.multiply_adds[bundle.crop]
+    assert rows[pays.FULL_IMAGE]["multiply_adds"] == full_cost
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", preset="visual", threads=1) as pipe:
+        predictions = pipe.predict_batch([s.image for s in samples])
+    spent = [sum(bundle.downstream.multiply_adds[int(b[2] - b[0])] for b in p.boxes) for p in predictions]
+    assert rows["visual"]["multiply_adds"] == pytest.approx(np.mean(spent))
+    assert rows["visual"]["top1"] == pytest.approx(100 * np.mean([p.class_id for p in predictions] == labels), abs=0.01)
+    assert rows[pays.ANCHORNET]["top1"] == pytest.approx(100 * np.mean([p.anchor_class for p in predictions] == labels), abs=0.01)
+    assert rows["budget 0.3"]["multiply_adds"] <= rows["accurate"]["multiply_adds"]
+
+    for size in ("1", "2"):
+        timing = report["timing"][size]
+        assert timing["methods"][pays.FULL_IMAGE]["ratio_to_full"] == 1.0
+        assert all(m["wall_ms"]["min"] <= m["wall_ms"]["p50"] <= m["wall_ms"]["max"] for m in timing["methods"].values())
+        assert 0 < timing["host_share"] < 1 and {"anchornet", "total"} <= set(timing["stages_ms"])
+    assert report["bundle"]["sha256"]["anchornet"] == bundle.anchornet.sha256 and report["environment"]["commit"] is not None
+
+
+def test_baselines_of_another_architecture_are_refused(small_bundle, baselines, tmp_path, capsys):
+    manifest = json.loads((baselines / "baselines.json").read_text())
+    manifest["models"]["full"]["name"] = "efficientnet_lite0"
+    (tmp_path / "baselines.json").write_text(json.dumps(manifest))
+    assert pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--images", "2"]) == 1
+    assert "efficientnet_lite0 baseline" in capsys.readouterr().err
+
+
+def test_missing_baselines_say_how_to_make_them(small_bundle, tmp_path, capsys):
+    assert pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path)]) == 1
+    assert "python -m export.training.baselines" in capsys.readouterr().err
