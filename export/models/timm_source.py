@@ -22,7 +22,7 @@ import torch
 
 from anchor_edge.errors import InputError
 from export.models.checkpoint import load_weights, read_checkpoint
-from export.models.downstream import Downstream, classes_in_checkpoint, checkpoint_class_names
+from export.models.downstream import Downstream, checkpoint_class_names, classes_in_checkpoint
 
 _PIXEL_SCALE = 255.0  # timm writes mean and std on the 0-1 scale; bundles hold 0-255 pixel units
 
