@@ -2,6 +2,11 @@
 
 It starts a local Ray cluster on loopback unless `--address` names one to
 join, and stops what it started on the way out (Ctrl-C and SIGTERM included).
+
+The API key comes from an environment variable (ANCHOR_EDGE_API_KEY, or the
+one --api-key-env names), never from a flag that `ps` would show. A --host
+beyond loopback without a key, or an --insecure that does not apply, is
+refused with exit code 2 before Ray starts or anything listens.
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import time
 
+from anchor_edge.cli.failure import one_line
 from anchor_edge.cli.options import (
     add_backend_options,
     add_bundle_option,
@@ -20,6 +27,8 @@ from anchor_edge.cli.options import (
     non_negative,
     positive_int,
 )
+from anchor_edge.errors import InputError
+from anchor_edge.scale.serve_access import DEFAULT_KEY_VARIABLE, AccessKey, exposure_problem, read_key
 
 log = logging.getLogger("anchor_edge")
 
@@ -27,7 +36,11 @@ log = logging.getLogger("anchor_edge")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve a bundle over HTTP on Ray Serve, batching requests")
     add_bundle_option(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s); beyond loopback it needs an API key or --insecure",
+    )
     serve.add_argument("--port", type=positive_int, default=8000, help="port (default: %(default)s)")
     serve.add_argument(
         "--max-batch-size",
@@ -52,6 +65,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="MB",
         help="largest request body (default: %(default)s)",
     )
+    serve.add_argument(
+        "--max-queued",
+        type=positive_int,
+        default=16,
+        metavar="N",
+        help="requests per replica that may wait beyond those it holds; more get 503 + Retry-After "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--timeout-s",
+        type=positive,
+        default=30.0,
+        metavar="S",
+        help="a prediction's deadline; past it the client gets 504 and the work is dropped (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help=f"environment variable holding the API key clients send as 'Authorization: Bearer KEY' "
+        f"(default: {DEFAULT_KEY_VARIABLE}; a server without a key is open to anyone who reaches it)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve beyond loopback without an API key, on purpose",
+    )
     add_ray_options(serve, member="replica")
     add_backend_options(serve, threads=False)
     add_common_flags(serve)
@@ -62,6 +101,14 @@ def run(args: argparse.Namespace) -> int:
     from anchor_edge.scale import cluster
     from anchor_edge.scale.serve import ServeOptions, start_server, stop_server
 
+    variable = args.api_key_env or DEFAULT_KEY_VARIABLE
+    try:
+        key = read_key(variable, named=args.api_key_env is not None)
+    except InputError as error:
+        return refuse(str(error))
+    problem = exposure_problem(args.host, has_key=key is not None, insecure=args.insecure, variable=variable)
+    if problem:
+        return refuse(problem)
     keywords = backend_keywords(args)
     backend = keywords.pop("backend")
     options = ServeOptions(
@@ -72,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
         max_body_bytes=int(args.max_body_mb * 2**20),
+        max_queued=args.max_queued,
+        timeout_s=args.timeout_s,
+        access=AccessKey.from_key(key),
+        insecure=args.insecure,
+        key_variable=variable,
         gpus_per_replica=args.gpus_per_replica,
         backend=backend,
         backend_keywords=keywords,
@@ -81,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         url = start_server(str(args.bundle), options)
         print(
-            f"serving {args.bundle} at {url}: POST {url}/predict (an image file as the body), GET {url}/health; "
-            "Ctrl-C stops",
+            f"serving {args.bundle} at {url}: POST {url}/predict (an image file as the body), GET {url}/health, "
+            f"/ready, /metrics; {'API key required' if key else 'no API key'}; Ctrl-C stops",
             flush=True,
         )
         wait_for_interrupt()
@@ -92,6 +144,20 @@ def run(args: argparse.Namespace) -> int:
         stop_server()
         cluster.stop(connected)
     return 0
+
+
+def refuse(reason: str) -> int:
+    """A setting that must not start a server: one line on stderr and exit code 2, before anything listens."""
+    print(f"anchor-edge serve: {one_line(reason)}", file=sys.stderr)
+    return 2
+
+
+def positive(text: str) -> float:
+    """A finite number > 0 (deadlines)."""
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"needs a number > 0, got {text!r}")
+    return value
 
 
 def _interrupt(*_: object) -> None:
