@@ -20,6 +20,14 @@ Reported: requests/s, latency p50/p99, and the mean batch the replicas formed. T
 image at a time in one process. The client shares the machine's cores with
 the server, as a sidecar would.
 
+Access and metrics (no Ray, no HTTP): what the API key check and the
+metrics add to each request, in microseconds: the key check
+(`AccessKey.admits` on a Bearer header), the replica's tally of the request
+(route, status, latency, one image, its patches, a batch of one: the worst
+case), both together (the request path), and the metrics store's share
+of adding that tally (in its own process, off the request path).
+Interleaved rounds of `OVERHEAD_CALLS` calls each; the median round.
+
 Exit codes: 0 done, 1 a bundle or Ray failed, 2 usage error.
 """
 from __future__ import annotations
@@ -47,6 +55,10 @@ REQUESTS_PER_LEVEL = 128
 WARMUP_REQUESTS = 16
 SERVING = {"batching on (max batch 8, 5 ms)": (8, 5.0), "batching off (max batch 1)": (1, 0.0)}
 REPLICAS = 2
+OVERHEAD_CALLS = 10_000
+OVERHEAD_ROUNDS = 7
+#: A 256-bit key in URL-safe base64 (`python -c "import secrets; print(secrets.token_urlsafe(32))"`) has 43 characters.
+KEY_LENGTH = 43
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -79,6 +91,54 @@ def in_process(bundle: Path, paths: list[Path]) -> dict[str, float]:
     single = summarize(latencies)
     return {"images_per_s_batch16": batch_rate, "latency_ms_p50": single["p50"], "latency_ms_p99": single["p99"],
             "requests_per_s_sequential": 1000 / single["mean"]}
+
+
+def access_and_metrics_overhead(calls: int = OVERHEAD_CALLS, rounds: int = OVERHEAD_ROUNDS) -> dict[str, float]:
+    """Microseconds per request: the key check, the replica's tally, both (the request path), the store's share."""
+    from anchor_edge.scale.serve_access import AccessKey
+    from anchor_edge.scale.serve_metrics import MetricsStore, Tally
+
+    key = "k" * KEY_LENGTH
+    access, header, store = AccessKey.from_key(key), f"Bearer {key}", MetricsStore()
+
+    def check() -> None:
+        for _ in range(calls):
+            if not access.admits(header):
+                raise RuntimeError("the key check refused the key")
+
+    def count() -> None:
+        tally = Tally()
+        for _ in range(calls):
+            tally.request("/predict", 200, 0.05)
+            tally.classified(1, 4)
+            tally.batch(1)
+
+    def both() -> None:
+        tally = Tally()
+        for _ in range(calls):
+            access.admits(header)
+            tally.request("/predict", 200, 0.05)
+            tally.classified(1, 4)
+            tally.batch(1)
+
+    timings: dict[str, list[float]] = {"auth_us": [], "tally_us": [], "request_path_us": [], "store_us": []}
+    for round_index in range(rounds):
+        steps = [("auth_us", check), ("tally_us", count), ("request_path_us", both)]
+        for name, step in steps if round_index % 2 == 0 else reversed(steps):
+            began = time.perf_counter()
+            step()
+            timings[name].append((time.perf_counter() - began) * 1e6 / calls)
+        tally = Tally()
+        for _ in range(calls):
+            tally.request("/predict", 200, 0.05)
+            tally.classified(1, 4)
+            tally.batch(1)
+        taken = tally.take()
+        began = time.perf_counter()
+        store.add(taken)
+        timings["store_us"].append((time.perf_counter() - began) * 1e6 / calls)
+    figures = {name: summarize(values)["p50"] for name, values in timings.items()}
+    return {**figures, "calls_per_round": calls, "rounds": rounds}
 
 
 def offline(bundle: Path, paths: list[Path], work: Path) -> dict[str, dict[str, float]]:
@@ -189,7 +249,17 @@ def text_report(result: dict[str, Any]) -> str:
         for concurrency, row in levels.items():
             lines.append(f"    concurrency {concurrency:>2}: {row['requests_per_s']:.1f} requests/s, p50 {row['latency_ms_p50']:.1f} ms "
                          f"p99 {row['latency_ms_p99']:.1f} ms, mean batch {row['mean_batch']:.1f}")
+    if "access_and_metrics" in result:
+        lines.append(overhead_line(result["access_and_metrics"]))
     return "\n".join(lines)
+
+
+def overhead_line(figures: dict[str, float]) -> str:
+    return (
+        f"API key check + metrics per request: {figures['request_path_us']:.1f} us on the request path "
+        f"(key {figures['auth_us']:.1f} us, tally {figures['tally_us']:.1f} us), "
+        f"{figures['store_us']:.1f} us more in the metrics store"
+    )
 
 
 def write_chart(path: Path, result: dict[str, Any]) -> None:
@@ -241,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
         paths = write_images(work, args.images)
         result: dict[str, Any] = {"benchmark": "anchor-edge on Ray", "environment": report.environment(args.note),
                                   "bundle": str(args.bundle), "images": len(paths),
-                                  "in_process": in_process(args.bundle, paths)}
+                                  "in_process": in_process(args.bundle, paths),
+                                  "access_and_metrics": access_and_metrics_overhead()}
         began = time.perf_counter()
         try:
             connected = cluster.start()
