@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     problem = exposure_problem(args.host, has_key=key is not None, insecure=args.insecure, variable=variable)
     if problem:
         return refuse(problem)
+    os.environ.pop(variable, None)  # Ray's processes inherit this environment; only the key's digest goes on
     keywords = backend_keywords(args)
     backend = keywords.pop("backend")
     options = ServeOptions(
