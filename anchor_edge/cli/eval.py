@@ -1,0 +1,120 @@
+"""`anchor-edge eval`: top-1, multiply-adds and paired time of a bundle on the user's labelled images.
+
+    anchor-edge eval BUNDLE --data DIR [--preset P] [--budget B] [--early-exit T] [--backend ...]
+                     [--compare BUNDLE2] [--compare-backend B2] [--json] [--png FILE]
+
+DIR holds one subfolder of images per class, named as the bundle's classes
+(or train/ and val/ (test/) splits of them: val/ is evaluated). The
+pipeline, the bundle's downstream on the whole image and AnchorNet's decided
+class are scored on every image; the pipeline and the full image are timed
+per image, in pairs. With --compare (and/or --compare-backend) a second
+bundle, or the same one on another backend, is scored on the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from anchor_edge.cli.options import add_backend_options, add_common_flags, backend_keywords, threshold
+from anchor_edge.method.lsp import PRESETS
+
+log = logging.getLogger("anchor_edge")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="top-1, multiply-adds and paired time of a bundle on your own labelled images"
+    )
+    evaluate.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle directory")
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="DIR/<class>/ images, folders named as the bundle's classes; or DIR/train/ + DIR/val/ (val/ is used)",
+    )
+    evaluate.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
+    evaluate.add_argument(
+        "--budget",
+        type=float,
+        metavar="B",
+        help="cap each image's downstream multiply-adds at B x the full image's, patches in LSP order",
+    )
+    evaluate.add_argument(
+        "--early-exit",
+        type=threshold,
+        metavar="T",
+        help="stop classifying an image's patches once their mean softmax has a class >= T (0: one patch)",
+    )
+    add_backend_options(evaluate)
+    compare = evaluate.add_argument_group("comparison (a second bundle, or this one on another backend)")
+    compare.add_argument(
+        "--compare", type=Path, metavar="BUNDLE2", help="a second bundle scored on the same images (an INT8 twin)"
+    )
+    compare.add_argument(
+        "--compare-backend",
+        choices=("onnxruntime", "openvino", "tensorrt"),
+        metavar="B2",
+        help="the second side's backend (default: --backend with the same options; another backend runs with its "
+        "defaults, and --threads where it takes threads); alone, it compares BUNDLE on B2",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the full report as one JSON object")
+    evaluate.add_argument("--png", type=Path, metavar="FILE", help="also draw per-class top-1 and paired times")
+    add_common_flags(evaluate)
+    evaluate.set_defaults(handler=run, subparser=evaluate)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anchor_edge.evaluation.report import save_png, table
+    from anchor_edge.evaluation.summary import agreement, summarize
+
+    first = _evaluate(args.bundle, args, backend_keywords(args))
+    summary = summarize(first)
+    compared = None
+    if args.compare is not None or args.compare_backend is not None:
+        second = _evaluate(args.compare or args.bundle, args, _compare_keywords(args))
+        compared = {**summarize(second), "agreement": agreement(first, second)}
+    if args.png is not None:
+        log.info("wrote %s", save_png(args.png, summary, compared))
+    if args.json:
+        print(json.dumps({**summary, "compare": compared}))
+    else:
+        print(table(summary, compared))
+        if summary["skipped"]:
+            print(f"anchor-edge: {len(summary['skipped'])} image file(s) skipped; --json lists them", file=sys.stderr)
+    return 0
+
+
+def _evaluate(bundle: Path, args: argparse.Namespace, keywords: dict):
+    """Open `bundle` with `keywords`, read the labelled folder for its classes, score every image."""
+    from tqdm import tqdm
+
+    from anchor_edge.evaluation.folder import read_labelled_folder
+    from anchor_edge.evaluation.score import evaluate
+    from anchor_edge.pipeline import Pipeline
+
+    options = dict(preset=args.preset, early_exit=args.early_exit, budget=args.budget, **keywords)
+    with Pipeline.from_bundle(bundle, **options) as pipe:
+        log.info("bundle %s on %s", bundle, pipe.anchornet.describe())
+        folder = read_labelled_folder(args.data, pipe.bundle.class_names)
+
+        def bar(files):
+            return tqdm(files, desc=f"eval {bundle.name}", unit="image", disable=None, leave=False, mininterval=1)
+
+        return evaluate(pipe, folder, preset=args.preset, progress=bar)
+
+
+def _compare_keywords(args: argparse.Namespace) -> dict:
+    """The second side's backend keywords: the first side's, or another backend's defaults (with --threads)."""
+    keywords = backend_keywords(args)
+    if args.compare_backend is None or args.compare_backend == args.backend:
+        return keywords
+    from anchor_edge.backends.options import OPTIONS_BY_BACKEND, option_names
+
+    takes_threads = "threads" in option_names(OPTIONS_BY_BACKEND[args.compare_backend])
+    threads = {"threads": keywords["threads"]} if "threads" in keywords and takes_threads else {}
+    return {"backend": args.compare_backend, **threads}

@@ -1,0 +1,97 @@
+"""A user's labelled images for evaluation: one subfolder per class, named as the bundle's classes.
+
+Layouts (files with an image suffix are taken, found recursively inside each
+class folder, in name order; hidden files and folders are ignored):
+
+    DIR/<class>/*.jpg                                   every image is evaluated
+    DIR/train/<class>/... + DIR/val/<class>/...         (or test/ instead of val/): only the held-out split
+
+A class folder must be named as one of the bundle's classes (bundle.class_names);
+one that is not is an error naming it. A folder with images and no class
+subfolders has no labels, which is an error too. Image files outside any
+class folder are listed as skipped, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from anchor_edge.errors import InputError
+from anchor_edge.video.sources import IMAGE_SUFFIXES
+
+#: The held-out split folders looked for next to train/, in this order.
+HELD_OUT_FOLDERS = ("val", "test")
+#: How many known class names an "unknown class" error lists.
+NAMES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class LabelledFolder:
+    """The labelled image files of a folder, and the image files that carry no label.
+
+    Attributes:
+        root: the folder the user named.
+        split: the folder read: root itself, or its val/ (test/) split when root has train/ and val/.
+        files: (path, class id) per image, class folders in the bundle's class order, files by name.
+        unlabelled: image files directly in `split`, outside any class folder (skipped, reported).
+    """
+
+    root: Path
+    split: Path
+    files: tuple[tuple[Path, int], ...]
+    unlabelled: tuple[Path, ...] = ()
+
+
+def read_labelled_folder(root: str | Path, class_names: Sequence[str]) -> LabelledFolder:
+    """Find the labelled images under `root` for a bundle with `class_names`.
+
+    Raises:
+        InputError: no such folder; no class subfolders (no labels); a class folder not among
+            `class_names` (unknown class); no image at all in the class folders.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"--data {root} is not a folder; give one subfolder of images per class")
+    split = held_out_split(root)
+    folders = sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loose = tuple(_images_in(split, recursive=False))
+    if not folders:
+        found = f"{len(loose)} image(s) but " if loose else ""
+        raise InputError(
+            f"--data {split} has {found}no class subfolders, so no labels; put each image in a subfolder named "
+            f"after its class (e.g. {split / class_names[0]}/)"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = [p.name for p in folders if p.name not in index]
+    if unknown:
+        shown = ", ".join(repr(n) for n in class_names[:NAMES_SHOWN])
+        more = f" and {len(class_names) - NAMES_SHOWN} more" if len(class_names) > NAMES_SHOWN else ""
+        raise InputError(
+            f"--data {split}: unknown class folder(s) {unknown[:NAMES_SHOWN]}: the bundle's classes are "
+            f"{shown}{more}; rename or remove the folder (bundle.json's class_names lists them all)"
+        )
+    by_class = sorted(folders, key=lambda p: index[p.name])
+    files = tuple((path, index[folder.name]) for folder in by_class for path in _images_in(folder, recursive=True))
+    if not files:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise InputError(f"--data {split}: the class folders hold no image ({suffixes})")
+    return LabelledFolder(root, split, files, loose)
+
+
+def held_out_split(root: Path) -> Path:
+    """root/val (or root/test) when root has train/ and one of them, else root itself."""
+    held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
+    return held_out if held_out is not None and (root / "train").is_dir() else root
+
+
+def _images_in(folder: Path, *, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in found
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )

@@ -1,0 +1,169 @@
+"""`anchor-edge eval` on a labelled folder of real photos: each image's classes equal Pipeline.predict_batch's,
+the full image equals the downstream model run on its own, the counts and comparisons follow from those."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from anchor_edge import Pipeline
+from anchor_edge.bundle import load_bundle
+from anchor_edge.bundle.choices import Role
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+
+REPO = Path(__file__).resolve().parents[3]
+PHOTOS_PER_CLASS = 2
+CLASSES_USED = 3
+
+
+def anchor_edge(*args: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "anchor_edge", *(str(a) for a in args)]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def class_names(small_bundle) -> tuple[str, ...]:
+    return load_bundle(small_bundle).class_names
+
+
+@pytest.fixture(scope="module")
+def labelled(photos, class_names, tmp_path_factory) -> tuple[Path, dict[Path, int], Path]:
+    """(folder, {image: class id}, the broken file): three class folders of two photos, one file not an image."""
+    root = tmp_path_factory.mktemp("labelled")
+    labels = {}
+    for k, (name, image) in enumerate(photos[: CLASSES_USED * PHOTOS_PER_CLASS]):
+        class_id = k // PHOTOS_PER_CLASS
+        path = root / class_names[class_id] / f"{name}.png"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), image)
+        labels[path] = class_id
+    broken = root / class_names[1] / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    return root, labels, broken
+
+
+def expected_results(bundle: Path, labels: dict[Path, int], backend: str) -> dict[str, dict]:
+    """Per image, independently: predict_batch's classes and patch cost, the downstream model on the whole crop."""
+    manifest = load_bundle(bundle).manifest
+    costs = {int(size): value for size, value in manifest.models.downstream.multiply_adds.items()}
+    downstream = _downstream_session(bundle)
+    entry = manifest.models.downstream
+    names = manifest.class_names
+    expected = {}
+    with Pipeline.from_bundle(bundle, backend=backend, threads=1) as pipe:
+        for path, label in labels.items():
+            prediction = pipe.predict_batch([path])[0]
+            crop, _ = resize_and_crop(cv2.imread(str(path)), manifest.preprocess.resize_short, manifest.preprocess.crop)
+            logits = downstream.run(None, {downstream.get_inputs()[0].name: normalize(crop, entry.mean, entry.std)})[0]
+            sizes = prediction.boxes[:, 2] - prediction.boxes[:, 0]
+            expected[str(path)] = {
+                "label": names[label],
+                "pipeline": prediction.label,
+                "full_image": names[int(logits[0].argmax())],
+                "anchornet": names[prediction.anchor_class],
+                "patches": len(prediction.boxes),
+                "downstream_multiply_adds": int(sum(costs[int(s)] for s in sizes)),
+            }
+    return expected
+
+
+def _downstream_session(bundle: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(
+        str(load_bundle(bundle).path(Role.DOWNSTREAM)), options, ["CPUExecutionProvider"]
+    )
+
+
+def top1(expected: dict[str, dict], name: str) -> float:
+    return float(np.mean([e[name] == e["label"] for e in expected.values()]))
+
+
+@pytest.fixture(scope="module")
+def compared(small_bundle, labelled, tmp_path_factory):
+    """One run: ONNX Runtime, compared with the same bundle on OpenVINO, as JSON and a PNG."""
+    png = tmp_path_factory.mktemp("eval") / "eval.png"
+    args = ["--backend", "onnxruntime", "--threads", "1", "--compare-backend", "openvino", "--json", "--png", png]
+    result = anchor_edge("eval", small_bundle, "--data", labelled[0], *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), png
+
+
+def test_eval_agrees_with_predict_batch_image_by_image_on_onnxruntime(small_bundle, labelled, compared):
+    report, _ = compared
+    root, labels, broken = labelled
+    expected = expected_results(small_bundle, labels, "onnxruntime")
+    got = {
+        p["path"]: {k: v for k, v in p.items() if not k.endswith("_ms") and k != "path"} for p in report["predictions"]
+    }
+    assert got == expected
+    assert (report["backend"], report["images"]) == ("onnxruntime", len(labels))
+    assert report["top1"] == {
+        name: pytest.approx(top1(expected, name)) for name in ("pipeline", "full_image", "anchornet")
+    }
+    assert [row["images"] for row in report["per_class"]] == [PHOTOS_PER_CLASS] * CLASSES_USED
+    assert [s["path"] for s in report["skipped"]] == [str(broken)]
+
+
+def test_eval_reports_multiply_adds_and_paired_times_from_its_images(small_bundle, compared):
+    report, _ = compared
+    recorded = load_bundle(small_bundle).manifest.models.downstream.multiply_adds
+    full = int(recorded[224] if 224 in recorded else recorded["224"])
+    spent = [p["downstream_multiply_adds"] for p in report["predictions"]]
+    assert report["multiply_adds"]["full_image"] == full
+    assert report["multiply_adds"]["pipeline_downstream_mean"] == round(np.mean(spent))
+    ratios = [p["pipeline_ms"] / p["full_image_ms"] for p in report["predictions"]]
+    assert all(p["pipeline_ms"] > 0 and p["full_image_ms"] > 0 for p in report["predictions"])
+    assert report["time_ms"]["pipeline_over_full_paired"] == pytest.approx(np.median(ratios), rel=0.02)
+
+
+def test_eval_compares_with_openvino_on_the_same_images(small_bundle, labelled, compared):
+    report, png = compared
+    second = report["compare"]
+    expected = expected_results(small_bundle, labelled[1], "openvino")
+    got = {p["path"]: p["pipeline"] for p in second["predictions"]}
+    assert second["backend"] == "openvino" and got == {path: e["pipeline"] for path, e in expected.items()}
+    first = {p["path"]: p for p in report["predictions"]}
+    same = np.mean([first[p["path"]]["pipeline"] == p["pipeline"] for p in second["predictions"]])
+    assert second["agreement"]["pipeline"] == pytest.approx(same)
+    assert cv2.imread(str(png)) is not None
+
+
+def test_eval_on_openvino_prints_a_table(small_bundle, labelled):
+    root, labels, _ = labelled
+    result = anchor_edge("eval", small_bundle, "--data", root, "--backend", "openvino", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    expected = expected_results(small_bundle, labels, "openvino")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"bundle {small_bundle} on openvino") and f"{len(labels)} images of {root}" in lines[0]
+    row = next(line for line in lines if line.startswith(f"all ({len(labels)})"))
+    shares = [f"{100 * top1(expected, name):.1f}" for name in ("pipeline", "full_image", "anchornet")]
+    assert row.split()[2:] == [part for share in shares for part in (share, "%")]
+    assert "1 image file(s) skipped" in result.stderr
+
+
+def test_a_folder_without_class_folders_has_no_labels(small_bundle, photos, tmp_path):
+    cv2.imwrite(str(tmp_path / "cat.png"), photos[0][1])
+    result = anchor_edge("eval", small_bundle, "--data", tmp_path, "--backend", "onnxruntime")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "1 image(s) but no class subfolders, so no labels" in result.stderr
+
+
+def test_an_unknown_class_folder_is_named(small_bundle, photos, class_names, tmp_path):
+    for name in (class_names[0], "zebra"):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "a.png"), photos[0][1])
+    result = anchor_edge("eval", small_bundle, "--data", tmp_path, "--backend", "onnxruntime")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "unknown class folder(s) ['zebra']" in result.stderr and repr(class_names[0]) in result.stderr
