@@ -172,7 +172,7 @@ def online(bundle: Path, paths: list[Path]) -> dict[str, dict[str, dict[str, flo
     for label in [*SERVING, *reversed(SERVING)]:
         max_batch, wait_ms = SERVING[label]
         options = ServeOptions(port=_free_port(), replicas=REPLICAS, max_batch_size=max_batch, batch_wait_ms=wait_ms,
-                               backend="onnxruntime")
+                               backend="onnxruntime", max_queued=max(CONCURRENCY))  # every request answered, none 503
         start_server(str(bundle), options)
         try:
             _load(options.port, bodies, WARMUP_REQUESTS, concurrency=4, header=BATCH_SIZE_HEADER)

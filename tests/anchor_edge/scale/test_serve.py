@@ -64,6 +64,7 @@ def server(ray_cluster, small_bundle):
         max_body_bytes=MAX_BODY,
         backend="onnxruntime",
         access=AccessKey.from_key(KEY),
+        max_queued=64,  # the 64-request burst below must all be answered, none turned away
     )
     url = start_server(str(small_bundle), options)
     assert url.startswith("http://127.0.0.1:")
