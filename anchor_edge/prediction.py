@@ -22,7 +22,9 @@ class Prediction:
         boxes: (n, 4) int patch boxes [x0, y0, x1, y1) in network-input (224 x 224) pixels, LSP order.
         boxes_original: (n, 4) float boxes in the caller's image pixels (preprocessing inverted).
         patch_probs: (n, C) the downstream network's softmax for each patch, in `boxes` order.
-        timings: milliseconds per stage for the batch this image was processed in.
+        timings: milliseconds per stage for the batch this image was processed in, "total" (their
+            sum), and the time inside each model's runs ("model_anchornet", "model_downstream",
+            with TensorRT's device times), which lies within the stages (anchor_edge/timing.py).
         attention: (3, h, w) maps S per branch when the bundle exports them, else None.
     """
 
