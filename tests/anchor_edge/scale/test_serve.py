@@ -92,11 +92,16 @@ def assert_same_prediction(served, local):
 
 
 def test_ready_answers_200_only_once_the_pipeline_has_classified_an_image(server):
-    """First in the module: the replica has classified nothing yet, so /ready runs its probe and counts nothing."""
+    """First in the module: the replica has classified nothing yet, so /ready sends its probe through the batcher.
+
+    The probe is one batch of one image before the 200, and no client's image; a second /ready runs none.
+    """
     before = metric_samples(server)
-    status, _, body = get(server, "/ready")
-    assert status == 200 and json.loads(body) == {"status": "ready"}
+    for _ in range(2):
+        status, _, body = get(server, "/ready")
+        assert status == 200 and json.loads(body) == {"status": "ready"}
     after = metric_samples(server)
+    assert after["anchor_edge_batch_size_count"] - before.get("anchor_edge_batch_size_count", 0) == 1
     assert after.get("anchor_edge_images_classified_total", 0) == before.get("anchor_edge_images_classified_total", 0)
 
 
