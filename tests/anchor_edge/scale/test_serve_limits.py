@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -40,9 +41,11 @@ def post(url, body):
 @contextlib.contextmanager
 def serving(bundle, **changes):
     from anchor_edge.scale.serve import ServeOptions, start_server, stop_server
-    from tests.anchor_edge.scale.test_serve import free_loopback_port
 
-    url = start_server(str(bundle), ServeOptions(port=free_loopback_port(), backend="onnxruntime", **changes))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = start_server(str(bundle), ServeOptions(port=port, backend="onnxruntime", **changes))
     assert url.startswith("http://127.0.0.1:")
     try:
         yield url
