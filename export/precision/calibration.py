@@ -7,7 +7,8 @@ prepares them: AnchorNet gets preprocessed 224x224 images
 gets the very patches the FP32 Pipeline localizes on those images, at their
 native sizes (63, 95, 111), plus the 224 full image its baseline runs on.
 
-The images come from a folder the user names or, by default, from images
+The images come from a folder the user names (images, class subfolders, or
+train/ and val/ splits of them: `folder_split`) or, by default, from images
 that ship with the dependencies:
 
 - a bundle of the digits benchmark (class names "0".."9", `export.data.digits`)
@@ -52,6 +53,10 @@ MAX_PATCHES_PER_SIZE = 256
 #: classes and scales). 480 held out, so that the check can judge a 95 % floor
 #: (docs/decisions/006-precision-check-and-calibration-images.md).
 DIGITS_CALIBRATION, DIGITS_HELD_OUT = 240, 480
+#: In a folder of class subfolders, file j of a class (by name) is held out when j % this == this - 1
+#: (the layout `python -m export.train --data` reads, export/data/folder.py).
+HELD_OUT_EVERY_CLASS = 5
+HELD_OUT_FOLDERS = ("val", "test")
 
 Photo = tuple[str, np.ndarray]
 
@@ -123,24 +128,86 @@ def _digits_set(split: str, count: int) -> ImageSet:
 
 
 def folder_images(folder: Path) -> ImageSet:
-    """Every image file directly in `folder`, in name order.
+    """The calibration images of the user's folder (`folder_split`'s first set)."""
+    return folder_split(folder)[0]
+
+
+def folder_split(folder: Path, class_names: Sequence[str] = ()) -> tuple[ImageSet, ImageSet | None]:
+    """(calibration, held-out) images of the user's folder, in name order; the held-out set is None where it has none.
+
+    Layouts (files with an image suffix; class folders searched recursively, hidden names ignored):
+
+        DIR/*.jpg                             every image calibrates; no held-out images
+        DIR/<class>/*.jpg (and DIR/*.jpg)     every HELD_OUT_EVERY_CLASS-th file of each class is held out,
+                                              the rest (and the images directly in DIR) calibrate
+        DIR/train/<class>/ + DIR/val/<class>/ (or test/): train/ calibrates, val/ is held out
+
+    Held-out images carry labels when every class folder is named as one of
+    `class_names` (the bundle's), so the precision check can also report top-1.
 
     Raises:
-        ValueError: the folder is missing, holds no image, or a file cannot be decoded.
+        InputError: the folder is missing, holds no image, or a file cannot be decoded.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"--calibration-dir {folder} is not a directory")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(f"--calibration-dir {folder} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    held_out_folder = next((folder / name for name in HELD_OUT_FOLDERS if (folder / name).is_dir()), None)
+    if (folder / "train").is_dir() and held_out_folder is not None:
+        train = _class_files(folder / "train")
+        calibration_files = [path for files in train.values() for path in files] + _images_in(folder / "train")
+        held_out_files = _class_files(held_out_folder)
+    else:
+        classes = _class_files(folder)
+        calibration_files = _images_in(folder)
+        held_out_files = {}
+        for name, files in classes.items():
+            calibration_files += [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS != HELD_OUT_EVERY_CLASS - 1]
+            held_out_files[name] = [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS == HELD_OUT_EVERY_CLASS - 1]
+    if not calibration_files:
+        raise InputError(f"--calibration-dir {folder} holds no image to calibrate on ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    calibration = ImageSet(_read(folder, sorted(calibration_files)), f"folder {folder}")
+    pairs = [(path, name) for name, files in held_out_files.items() for path in files]
+    if not pairs:
+        return calibration, None
+    index = {name: i for i, name in enumerate(class_names)}
+    labelled = all(name in index for name in held_out_files)
+    held_out = ImageSet(
+        _read(folder, [path for path, _ in pairs]),
+        f"the held-out images of folder {folder}",
+        [index[name] for _, name in pairs] if labelled else None,
+    )
+    return calibration, held_out
+
+
+def held_out_images(folder: Path | None, class_names: Sequence[str]) -> ImageSet:
+    """The precision check's images: the user's folder's held-out set where it has one, else the default split's."""
+    held_out = folder_split(folder, class_names)[1] if folder is not None else None
+    return held_out if held_out is not None else default_split(class_names)[1]
+
+
+def _class_files(folder: Path) -> dict[str, list[Path]]:
+    """{class folder name: its image files, recursively, in name order} for the subfolders of `folder`."""
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {c.name: _images_in(c, recursive=True) for c in classes}
+
+
+def _images_in(folder: Path, *, recursive: bool = False) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in found
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _read(folder: Path, files: Sequence[Path]) -> list[Photo]:
     images = []
     for path in files:
         try:
-            images.append((path.name, load_image(path)))
+            images.append((str(path.relative_to(folder)), load_image(path)))
         except InputError as error:
             raise InputError(f"calibration image {path} cannot be read ({error}); remove it or fix it") from error
-    return ImageSet(images, f"folder {folder}")
+    return images
 
 
 def calibration_images(folder: Path | None, class_names: Sequence[str] = ()) -> ImageSet:

@@ -1,0 +1,69 @@
+"""INT8 calibration reads the user's folder as `anchor-edge eval` and training do: flat, class subfolders, or train/val."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime.quantization")
+from anchor_edge.errors import InputError  # noqa: E402
+from export.precision.calibration import calibration_images, folder_split, held_out_images  # noqa: E402
+
+
+def write(path: Path, value: int) -> None:
+    """A 32 x 48 image filled with `value`, so each file can be told apart after reading."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((32, 48, 3), value, np.uint8))
+
+
+def values(images) -> dict[str, int]:
+    return {name: int(image[0, 0, 0]) for name, image in images}
+
+
+def test_class_subfolders_calibrate_and_every_fifth_file_of_a_class_is_held_out_with_its_label(tmp_path):
+    for j in range(6):
+        write(tmp_path / "cat" / f"{j}.png", 10 + j)
+    write(tmp_path / "dog" / "deep" / "a.png", 50)
+    write(tmp_path / "loose.png", 60)
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    calibration, held_out = folder_split(tmp_path, ["dog", "cat"])
+    assert values(calibration.images) == {
+        **{f"cat/{j}.png": 10 + j for j in (0, 1, 2, 3, 5)}, "dog/deep/a.png": 50, "loose.png": 60
+    }
+    assert values(held_out.images) == {"cat/4.png": 14} and held_out.labels == [1]
+    assert folder_split(tmp_path, ["wolf"])[1].labels is None, "folders that are not the bundle's classes: no labels"
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_train_calibrates_and_the_held_out_split_checks(tmp_path, split):
+    write(tmp_path / "train" / "dog" / "t.png", 1)
+    write(tmp_path / "train" / "cat" / "t.png", 2)
+    write(tmp_path / split / "dog" / "v.png", 3)
+    calibration, held_out = folder_split(tmp_path, ["cat", "dog"])
+    assert values(calibration.images) == {"train/cat/t.png": 2, "train/dog/t.png": 1}
+    assert values(held_out.images) == {f"{split}/dog/v.png": 3} and held_out.labels == [1]
+    assert values(held_out_images(tmp_path, ["cat", "dog"]).images) == values(held_out.images)
+
+
+def test_a_flat_folder_calibrates_on_all_and_has_no_held_out_set(tmp_path, caplog):
+    for j in range(3):
+        write(tmp_path / f"{j}.png", j)
+    calibration, held_out = folder_split(tmp_path)
+    assert values(calibration.images) == {"0.png": 0, "1.png": 1, "2.png": 2} and held_out is None
+    with caplog.at_level("INFO", logger="anchor_edge"):
+        assert len(calibration_images(tmp_path).images) == 3
+
+
+def test_an_unreadable_or_missing_image_is_an_error_naming_it(tmp_path):
+    with pytest.raises(InputError, match="is not a directory"):
+        folder_split(tmp_path / "missing")
+    write(tmp_path / "cat" / "a.png", 1)
+    (tmp_path / "cat" / "b.png").write_bytes(b"broken")
+    with pytest.raises(InputError, match=r"calibration image .*b\.png cannot be read"):
+        folder_split(tmp_path)
+    (tmp_path / "cat" / "a.png").unlink()
+    (tmp_path / "cat" / "b.png").unlink()
+    with pytest.raises(InputError, match="holds no image to calibrate on"):
+        folder_split(tmp_path)
