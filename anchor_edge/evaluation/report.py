@@ -108,17 +108,17 @@ def _times(times: dict) -> str:
 
 def _comparison(first: dict, second: dict) -> list[str]:
     agreement = second["agreement"]
-    width = max(len(first["bundle"]), len(second["bundle"])) + len(" (openvino)") + 2
+    labels = [f"{result['bundle']} ({result['backend']})" for result in (first, second)]
+    same = f"same class ({agreement['images']} images)"
+    width = max(len(text) for text in (*labels, same)) + 2
     lines = [
         f"{'compared':<{width}}" + "".join(f"{HEADINGS[c]:>12}" for c in CLASSIFIERS) + f"{'pipeline ms':>14}",
     ]
-    for result in (first, second):
-        label = f"{result['bundle']} ({result['backend']})"
+    for label, result in zip(labels, (first, second)):
         lines.append(
             f"{label:<{width}}"
             + "".join(f"{_percent(result['top1'][c]):>12}" for c in CLASSIFIERS)
             + f"{result['time_ms']['pipeline']['median']:>14.2f}"
         )
-    same = f"same class ({agreement['images']} images)"
     lines.append(f"{same:<{width}}" + "".join(f"{_percent(agreement[c]):>12}" for c in CLASSIFIERS))
     return lines

@@ -167,3 +167,20 @@ def test_an_unknown_class_folder_is_named(small_bundle, photos, class_names, tmp
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert "unknown class folder(s) ['zebra']" in result.stderr and repr(class_names[0]) in result.stderr
+
+
+def test_eval_compares_a_second_bundle(small_bundle, labelled, tmp_path):
+    """A twin copy of the bundle as the second bundle: it is opened, named, and agrees on every image."""
+    import shutil
+
+    twin = shutil.copytree(small_bundle, tmp_path / "twin")
+    args = ["--backend", "onnxruntime", "--threads", "1", "--compare", twin]
+    result = anchor_edge("eval", small_bundle, "--data", labelled[0], *args)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    heading = lines.index(next(line for line in lines if line.startswith("compared")))
+    assert lines[heading + 1].startswith(f"{small_bundle} (onnxruntime)")
+    assert lines[heading + 2].startswith(f"{twin} (onnxruntime)")
+    assert lines[heading + 3].split()[4:] == ["100.0", "%"] * 3
+    widths = [len(line) for line in lines[heading : heading + 4]]
+    assert widths[:3] == [widths[0]] * 3 and widths[3] == widths[0] - 14, "the columns line up under their headings"

@@ -1,0 +1,56 @@
+"""Which files `anchor-edge eval` reads from a folder, with which labels, and which it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anchor_edge.errors import InputError
+from anchor_edge.evaluation.folder import read_labelled_folder
+
+CLASSES = ("cat", "dog", "fox")
+
+
+def touch(*paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def test_class_folders_in_the_bundles_order_recursively_and_loose_images_listed(tmp_path):
+    touch(tmp_path / "fox" / "b.png", tmp_path / "fox" / "a.JPG", tmp_path / "cat" / "deep" / "c.png")
+    touch(tmp_path / "cat" / "notes.txt", tmp_path / "cat" / ".hidden.png", tmp_path / "loose.jpg")
+    folder = read_labelled_folder(tmp_path, CLASSES)
+    assert folder.split == tmp_path
+    assert folder.files == (
+        (tmp_path / "cat" / "deep" / "c.png", 0),
+        (tmp_path / "fox" / "a.JPG", 2),
+        (tmp_path / "fox" / "b.png", 2),
+    )
+    assert folder.unlabelled == (tmp_path / "loose.jpg",)
+
+
+@pytest.mark.parametrize("held_out", ["val", "test"])
+def test_train_and_val_splits_evaluate_the_held_out_one(tmp_path, held_out):
+    touch(tmp_path / "train" / "dog" / "t.png", tmp_path / held_out / "dog" / "v.png")
+    folder = read_labelled_folder(tmp_path, CLASSES)
+    assert folder.split == tmp_path / held_out and folder.files == ((tmp_path / held_out / "dog" / "v.png", 1),)
+
+
+def test_refusals_say_what_is_wrong(tmp_path):
+    with pytest.raises(InputError, match="is not a folder"):
+        read_labelled_folder(tmp_path / "missing", CLASSES)
+    touch(tmp_path / "a.png")
+    with pytest.raises(InputError, match="has 1 image\\(s\\) but no class subfolders, so no labels"):
+        read_labelled_folder(tmp_path, CLASSES)
+    touch(tmp_path / "wolf" / "w.png", tmp_path / "cat" / "c.png")
+    with pytest.raises(
+        InputError, match=r"unknown class folder\(s\) \['wolf'\]: the bundle's classes are 'cat', 'dog'"
+    ):
+        read_labelled_folder(tmp_path, CLASSES)
+    (tmp_path / "wolf" / "w.png").unlink()
+    (tmp_path / "wolf").rmdir()
+    (tmp_path / "cat" / "c.png").unlink()
+    with pytest.raises(InputError, match="the class folders hold no image"):
+        read_labelled_folder(tmp_path, CLASSES)
