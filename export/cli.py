@@ -50,7 +50,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
     parser.add_argument("--pooling", choices=[p.value for p in Pooling], help="AnchorNet's inference pooling (default: gap)")
-    parser.add_argument("--preset", choices=[p.value for p in Preset], default="accurate", help="LSP preset recorded in the bundle")
+    parser.add_argument("--preset", choices=[p.value for p in Preset],
+                        help="LSP preset recorded in the bundle (default: visual for a trained pair from weights/, else accurate)")
     parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
@@ -114,9 +115,10 @@ def run(args: argparse.Namespace) -> int:
             models=args.precision, int8_target=args.int8_target, calibration_dir=args.calibration_dir,
             min_agreement=args.min_agreement,
         )
-        anchornet, downstream = resolve_default_weights(args.anchornet, args.downstream, args.trained)
+        models = resolve_default_weights(args.anchornet, args.downstream, args.trained)
         out = export_bundle(
-            anchornet, downstream, args.out, num_classes=args.num_classes, pooling=args.pooling, preset=args.preset,
+            models.anchornet, models.downstream, args.out, num_classes=args.num_classes, pooling=args.pooling,
+            preset=args.preset or models.preset,
             vote_min=args.vote_min, tolerance=args.tolerance, precision=precision, mean=args.mean, std=args.std,
             pixel_range=args.pixel_range, class_names=args.class_names, channel_order=args.channel_order,
             allow_pickle=args.allow_pickle,

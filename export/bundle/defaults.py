@@ -7,7 +7,8 @@ on the patches it localizes. With neither --anchornet nor --downstream on the
 command line, the AnchorNet and the default architecture's downstream make
 the default bundle, so it is trained out of the box; `--trained ARCH` takes
 another architecture's trained pair (efficientnet_lite0: the light one).
-Any other flag keeps its old meaning: an unnamed AnchorNet is freshly
+A trained pair comes with the LSP preset it pays with (`TRAINED_PRESET`);
+`--preset` still overrides it. Any other flag keeps its old meaning: an unnamed AnchorNet is freshly
 initialised and an unnamed downstream is EfficientNet-Lite0, so
 `--downstream resnet50` still gives a 1000-class random latency bundle.
 """
@@ -15,18 +16,33 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from anchor_edge.errors import InputError
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0
 from export.models.trained_weights import ANCHORNET_FILE, WEIGHTS_DIR, downstream_weights, trained_architectures
 
 UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
+#: The preset of a trained pair's bundle. On the digits benchmark `accurate` spends about twice the full image's
+#: downstream multiply-adds on patches (its 24 + 10 + 8 patches suit the paper's large photos), so it cannot pay;
+#: `visual` spends a fifth of them (docs/benchmarks/pays.json has the measured table).
+TRAINED_PRESET = "visual"
+#: The preset of any other bundle: the paper's.
+PAPER_PRESET = "accurate"
+
+
+class ModelChoice(NamedTuple):
+    """What to export: the AnchorNet checkpoint (None: freshly initialised), the downstream spec, the LSP preset."""
+
+    anchornet: Path | None
+    downstream: str
+    preset: str
 
 
 def resolve_default_weights(
     anchornet: Path | None, downstream: str | None, trained: str | None = None, weights: Path = WEIGHTS_DIR
-) -> tuple[Path | None, str]:
-    """The (AnchorNet checkpoint, downstream spec) to export, given the flags (None: not given)."""
+) -> ModelChoice:
+    """The models to export and their default preset, given the flags (None: not given)."""
     trained_anchornet = weights / ANCHORNET_FILE
     if trained is not None:
         if anchornet is not None or downstream is not None:
@@ -36,11 +52,11 @@ def resolve_default_weights(
             have = ", ".join(trained_architectures(weights)) or "none"
             raise InputError(f"no trained {trained} in {weights} (trained downstreams there: {have}); "
                              f"train one with: python -m export.train")
-        return _short(trained_anchornet), f"{trained}:{_short(patches)}"
+        return ModelChoice(_short(trained_anchornet), f"{trained}:{_short(patches)}", TRAINED_PRESET)
     patches = downstream_weights(weights, DEFAULT_ARCHITECTURE, "patches")
     if anchornet is None and downstream is None and trained_anchornet.is_file() and patches.is_file():
-        return _short(trained_anchornet), f"{DEFAULT_ARCHITECTURE}:{_short(patches)}"
-    return anchornet, downstream if downstream is not None else UNTRAINED_DOWNSTREAM
+        return ModelChoice(_short(trained_anchornet), f"{DEFAULT_ARCHITECTURE}:{_short(patches)}", TRAINED_PRESET)
+    return ModelChoice(anchornet, downstream if downstream is not None else UNTRAINED_DOWNSTREAM, PAPER_PRESET)
 
 
 def _short(path: Path) -> Path:

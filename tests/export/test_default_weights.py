@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from anchor_edge.errors import InputError
-from export.bundle.defaults import resolve_default_weights
+from export.bundle.defaults import PAPER_PRESET, TRAINED_PRESET, resolve_default_weights
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0
 from export.models.trained_weights import WEIGHTS_DIR, downstream_weights, trained_architectures
 
@@ -26,13 +26,15 @@ def _split(spec: str) -> tuple[str, Path]:
 
 
 def test_no_flags_and_trained_weights_give_the_default_architectures_trained_pair(weights):
-    anchornet, downstream = resolve_default_weights(None, None, weights=weights)
+    anchornet, downstream, preset = resolve_default_weights(None, None, weights=weights)
+    assert preset == TRAINED_PRESET == "visual"
     assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
     assert _split(downstream) == (DEFAULT_ARCHITECTURE, (weights / DEFAULT_ARCHITECTURE / "downstream_patches.pt").resolve())
 
 
 def test_trained_picks_another_architectures_pair(weights):
-    anchornet, downstream = resolve_default_weights(None, None, EFFICIENTNET_LITE0, weights=weights)
+    anchornet, downstream, preset = resolve_default_weights(None, None, EFFICIENTNET_LITE0, weights=weights)
+    assert preset == TRAINED_PRESET
     assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
     assert _split(downstream) == (EFFICIENTNET_LITE0, (weights / "efficientnet_lite0" / "downstream_patches.pt").resolve())
 
@@ -46,12 +48,12 @@ def test_trained_with_a_model_flag_or_without_its_weights_is_an_input_error(weig
 
 def test_without_the_downstream_weights_the_default_stays_untrained(weights):
     downstream_weights(weights, DEFAULT_ARCHITECTURE, "patches").unlink()
-    assert resolve_default_weights(None, None, weights=weights) == (None, "efficientnet_lite0")
+    assert resolve_default_weights(None, None, weights=weights) == (None, "efficientnet_lite0", PAPER_PRESET)
 
 
 def test_any_flag_keeps_its_old_meaning(weights):
-    assert resolve_default_weights(None, "resnet50", weights=weights) == (None, "resnet50")
-    assert resolve_default_weights(Path("a.pt"), None, weights=weights) == (Path("a.pt"), "efficientnet_lite0")
+    assert resolve_default_weights(None, "resnet50", weights=weights) == (None, "resnet50", PAPER_PRESET)
+    assert resolve_default_weights(Path("a.pt"), None, weights=weights) == (Path("a.pt"), "efficientnet_lite0", "accurate")
 
 
 def test_the_committed_weights_name_their_architecture_by_folder():
