@@ -13,8 +13,10 @@ its patches and its time are the product's, not a re-implementation's.
 Time: every method runs once per round on the same batch of test images,
 rounds interleaved (benchmarks/measure.py), and each row's ratio to the full
 image is the median of the per-round ratios (paired). The stage split of the
-bundle's own preset says where the pipeline's time goes; "host" is
-everything outside the two networks.
+bundle's own preset says where the pipeline's time goes; "host" is the
+pipeline's wall time outside the two networks' runs. Each image set is timed
+on 64 of its own images, spread over it, so a set's patch counts are what
+its time measures.
 
 Exit codes: 0 done, 1 missing bundle or baselines, 2 usage error.
 """
@@ -48,8 +50,10 @@ TEST_SEED, TEST_IMAGES = 0, 600
 FRESH_SEEDS = (11, 12)
 FULL_IMAGE = "full image"
 ANCHORNET = "AnchorNet alone"
-#: Stages of Prediction.timings that run a network; the rest is host work.
-NETWORK_STAGES = ("anchornet", "downstream")
+#: Images of each set that the timing runs over (spread evenly over the set).
+TIMED_IMAGES = 64
+#: Prediction.timings keys holding the time inside the networks' runs; the rest of the wall time is host work.
+MODEL_TIMES = ("model_anchornet", "model_downstream")
 
 
 class Method(NamedTuple):
@@ -133,20 +137,23 @@ def top1(methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndar
 def timings(methods: Mapping[str, Classify], stages_of: Pipeline, images: list[np.ndarray], batch_sizes: Sequence[int],
             seconds: float, warmup: float) -> dict:
     """Per batch size: each method's wall time per batch (summary, ms), its paired ratio to the full image,
-    and the stage split (ms per batch, medians) of `stages_of`, the bundle's own preset."""
+    the stage split (ms per batch, medians) of `stages_of`, the bundle's own preset, and its host share
+    (median over rounds of the wall time outside the networks' runs, over the wall time)."""
     results = {}
     for size in batch_sizes:
         batches = [images[start : start + size] for start in range(0, len(images) - size + 1, size)]
         items = {name: _timed(classify) for name, classify in methods.items()} | {"stages": _stages(stages_of)}
         samples = interleaved(items, batches, warmup_s=warmup, seconds=seconds, iterations=None)
         full = samples[FULL_IMAGE]["wall"]
-        stages = {key: float(np.median(values)) for key, values in samples["stages"].items() if key != "wall"}
-        network = sum(stages.get(stage, 0.0) for stage in NETWORK_STAGES)
+        own = samples["stages"]
+        wall = np.asarray(own["wall"])
+        host = wall - sum(np.asarray(own[key]) for key in MODEL_TIMES)
         results[str(size)] = {
             "methods": {name: {"wall_ms": summarize(samples[name]["wall"]), "ratio_to_full": paired_ratio(samples[name]["wall"], full)}
                         for name in methods},
-            "stages_ms": stages,
-            "host_share": (stages["total"] - network) / stages["total"],
+            "stages_ms": {key: float(np.median(values)) for key, values in own.items() if key != "wall"},
+            "host_ms": float(np.median(host)),
+            "host_share": float(np.median(host / wall)),
         }
     return results
 
@@ -160,33 +167,34 @@ def _stages(pipe: Pipeline) -> Callable[[Sequence[np.ndarray]], dict]:
 
 
 def table(result: Mapping) -> str:
-    """The report on the terminal: one row per method, top-1 beside cost and time, then the stage split."""
-    sets = list(result["top1"])
-    sizes = list(result["timing"])
-    full_cost = result["top1"][sets[0]][FULL_IMAGE]["multiply_adds"]
-    header = ["method", *[f"top-1 {name}" for name in sets], "downstream M-MACs", "x full",
+    """The report on the terminal: per image set, one row per method, top-1 beside cost and time, then the stage split."""
+    return "\n\n".join(_set_table(name, result["top1"][name], result["timing"][name], result["preset"])
+                       for name in result["top1"])
+
+
+def _set_table(name: str, top: Mapping, timing: Mapping, preset: str) -> str:
+    sizes = list(timing)
+    full_cost = top[FULL_IMAGE]["multiply_adds"]
+    header = [f"{name} images", "top-1", "downstream M-MACs", "x full",
               *[f"b{size} ms/img" for size in sizes], *[f"b{size} x full" for size in sizes]]
     rows = [header]
-    for name in [*result["top1"][sets[0]]]:
-        cost = result["top1"][sets[0]][name]["multiply_adds"]
-        cells = [name, *[f"{result['top1'][s][name]['top1']:.1f} %" for s in sets]]
+    for method, row in top.items():
+        cost = row["multiply_adds"]
+        cells = [method, f"{row['top1']:.1f} %"]
         cells += ["-", "-"] if cost is None else [f"{cost / 1e6:.0f}", f"{cost / full_cost:.2f}"]
-        for size in sizes:
-            timed = result["timing"][size]["methods"].get(name)
-            cells.append("-" if timed is None else f"{timed['wall_ms']['p50'] / int(size):.2f}")
-        for size in sizes:
-            timed = result["timing"][size]["methods"].get(name)
-            cells.append("-" if timed is None else f"{timed['ratio_to_full']:.2f}")
+        timed = [timing[size]["methods"].get(method) for size in sizes]
+        cells += ["-" if t is None else f"{t['wall_ms']['p50'] / int(size):.2f}" for t, size in zip(timed, sizes)]
+        cells += ["-" if t is None else f"{t['ratio_to_full']:.2f}" for t in timed]
         rows.append(cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     for size in sizes:
-        stages = result["timing"][size]["stages_ms"]
+        stages = timing[size]["stages_ms"]
         split = ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items() if stage != "total")
-        lines.append(f"batch {size}, {result['preset']} preset, ms per batch (p50): {split}; "
-                     f"host {100 * result['timing'][size]['host_share']:.1f} % of {stages['total']:.2f}")
+        lines.append(f"batch {size}, {preset} preset, ms per batch (p50): {split}; "
+                     f"host {timing[size]['host_ms']:.2f} ms = {100 * timing[size]['host_share']:.1f} % of the wall time")
     return "\n".join(lines)
 
 
@@ -224,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, seeds in sets.items():
             images, labels = test_images(seeds, args.images)
             result["top1"][name] = top1(methods, own, images, labels)
-        images, _ = test_images((TEST_SEED,), min(args.images, 64))
-        result["timing"] = timings(methods, own, images, args.batch_sizes, args.seconds, args.warmup)
+            timed = images[:: max(1, len(images) // TIMED_IMAGES)][:TIMED_IMAGES]
+            result["timing"][name] = timings(methods, own, timed, args.batch_sizes, args.seconds, args.warmup)
     finally:
         for pipe in pipelines.values():
             pipe.close()

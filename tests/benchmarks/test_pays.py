@@ -56,10 +56,13 @@ def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle,
     assert rows["budget 0.3"]["multiply_adds"] <= rows["accurate"]["multiply_adds"]
 
     for size in ("1", "2"):
-        timing = report["timing"][size]
+        timing = report["timing"][f"{IMAGES} test"][size]
         assert timing["methods"][pays.FULL_IMAGE]["ratio_to_full"] == 1.0
         assert all(m["wall_ms"]["min"] <= m["wall_ms"]["p50"] <= m["wall_ms"]["max"] for m in timing["methods"].values())
-        assert 0 < timing["host_share"] < 1 and {"anchornet", "total"} <= set(timing["stages_ms"])
+        stages = timing["stages_ms"]
+        assert {"anchornet", "total", *pays.MODEL_TIMES} <= set(stages)
+        # Host time is the wall time the networks' runs leave: some, and less than the stages' total.
+        assert 0 < timing["host_share"] < 1 and 0 < timing["host_ms"] < stages["total"]
     assert report["bundle"]["sha256"]["anchornet"] == bundle.anchornet.sha256 and report["environment"]["commit"] is not None
 
 
