@@ -34,7 +34,8 @@ from anchor_edge.backends.trt.environment import (
 from anchor_edge.bundle import load_bundle, sha256_of
 from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.schema import EngineRecord, Profile, MANIFEST_NAME, manifest_text, read_manifest
-from export.engines.plan import engine_record, plan_profiles
+from anchor_edge.backends.trt.profiles import DEFAULT_MAX_BATCH, DEFAULT_MAX_PATCHES, plan_profiles
+from export.engines.plan import engine_record
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -53,8 +54,8 @@ class EngineBuildError(ExportError):
 def build_engines(
     bundle_dir: str | Path,
     *,
-    max_batch: int = 8,
-    max_patches: int = 32,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_patches: int = DEFAULT_MAX_PATCHES,
     preset: str | None = None,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     timing_cache: str | Path = DEFAULT_TIMING_CACHE,
