@@ -127,8 +127,8 @@ class Pipeline:
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
                 first present of tensorrt, cuda, openvino, cpu; logged). One that
                 does not start is a BackendError naming what to install. None: "cpu".
-            provider_options: `ProviderOptions(tensorrt_cache=..., tensorrt_fp16=...)`
-                for ONNX Runtime's TensorRT provider (engine cache folder, FP16).
+            provider_options: `ProviderOptions(tensorrt_cache=...)`: where ONNX Runtime's TensorRT
+                provider caches its engines (None: inside the bundle); its profiles and precision are the bundle's.
             device, inference_precision: for backend="openvino", the OpenVINO device
                 ("CPU", "GPU", "NPU"; None: "CPU") and precision ("f32", the default, or
                 "bf16" where the CPU has it; check it with `anchor-edge verify`).

@@ -13,6 +13,7 @@ silently dropped).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
@@ -34,7 +35,8 @@ KEYWORD_FIELDS = {"inference_precision": "precision"}
 @dataclass(frozen=True)
 class OnnxRuntimeOptions:
     """ONNX Runtime: execution providers in priority order ("cpu", "cuda", "tensorrt", "openvino" or "auto"),
-    intra-op threads per model (None: every physical core) and the TensorRT provider's cache and FP16 switch."""
+    intra-op threads per model (None: every physical core) and where the TensorRT provider caches its engines
+    (None: inside the bundle). Its profiles and precision are the bundle's (anchor_edge/backends/ort_tensorrt.py)."""
 
     backend: ClassVar[str] = "onnxruntime"
     providers: str | tuple[str, ...] = "cpu"
@@ -45,16 +47,23 @@ class OnnxRuntimeOptions:
         if not isinstance(self.providers, str):
             object.__setattr__(self, "providers", tuple(self.providers))
         positive_int_or_none("threads", self.threads)
+        named = (self.providers,) if isinstance(self.providers, str) else self.providers
+        if self.provider_options.tensorrt_cache is not None and "tensorrt" not in named:
+            raise InputError(
+                "provider_options.tensorrt_cache applies only to ONNX Runtime's TensorRT provider, and providers "
+                f"{self.providers!r} does not name it: add 'tensorrt' to providers, or leave tensorrt_cache unset"
+            )
 
     def open(self, bundle: "Bundle") -> tuple["Runner", "Runner"]:
         from anchor_edge.backends.ort import OrtRunner
+        from anchor_edge.backends.ort_tensorrt import tensorrt_provider
 
         return tuple(  # type: ignore[return-value]
             OrtRunner(
                 bundle.path(role),
                 threads=self.threads,
                 providers=self.providers,
-                provider_options=self.provider_options,
+                tensorrt=functools.partial(tensorrt_provider, bundle, role, self.provider_options),
             )
             for role in Role
         )

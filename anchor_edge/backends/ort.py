@@ -4,19 +4,27 @@ AnchorNet and the downstream network run alternately. With ONNX Runtime's
 default thread spinning, the idle session's workers keep spinning and steal
 the cores of the busy one (measured on 2 cores: an idle ResNet-50 session
 slowed AnchorNet from about 12 to 25 ms), so spinning is switched off.
+
+On ONNX Runtime's TensorRT provider the model runs within the optimization
+profiles it was given (anchor_edge/backends/ort_tensorrt.py): a batch above
+its profile's maximum is split and the outputs joined, as the TensorRT
+backend does, so the provider never has to build another engine.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from anchor_edge.backends.base import Runner, TensorSpec
-from anchor_edge.backends.ort_providers import ProviderOptions, check_active, choose, session_providers
-from anchor_edge.errors import BackendError
+from anchor_edge.backends.ort_providers import check_active, choose, session_providers
+from anchor_edge.backends.ort_tensorrt import TensorrtProvider
+from anchor_edge.backends.trt.runner import batch_slices, choose_profile
+from anchor_edge.bundle.schema import Profile
+from anchor_edge.errors import BackendError, InputError
 
 log = logging.getLogger("anchor_edge")
 
@@ -37,7 +45,8 @@ class OrtRunner(Runner):
         providers: "cpu" (the default), "cuda", "tensorrt", "openvino", a list of
             them in priority order, or "auto". A requested provider that does not
             start is a BackendError, never a silent CPU run.
-        provider_options: the TensorRT provider's engine cache folder and FP16 switch.
+        tensorrt: what sets up the TensorRT provider for this model, called only when it
+            is among the providers (`ort_tensorrt.tensorrt_provider` of the model's bundle).
     """
 
     backend = "onnxruntime"
@@ -48,7 +57,7 @@ class OrtRunner(Runner):
         *,
         threads: int | None = None,
         providers: str | Sequence[str] = "cpu",
-        provider_options: ProviderOptions = ProviderOptions(),
+        tensorrt: Callable[[], TensorrtProvider] | None = None,
     ) -> None:
         super().__init__(Path(model_path).name)
         try:
@@ -58,6 +67,9 @@ class OrtRunner(Runner):
                 "onnxruntime is not installed: pip install 'anchor-edge[cpu]' on a PC (or onnxruntime-gpu for CUDA)"
             ) from exc
         self.providers = choose(providers, ort.get_available_providers())
+        setup = self._tensorrt_setup(tensorrt) if "tensorrt" in self.providers else None
+        #: The TensorRT provider's profiles, which `_run` splits batches by; empty without that provider.
+        self.profiles: tuple[Profile, ...] = () if setup is None else setup.profiles
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -71,7 +83,7 @@ class OrtRunner(Runner):
             self._session = ort.InferenceSession(
                 str(model_path),
                 options,
-                providers=session_providers(self.providers, provider_options, Path(model_path)),
+                providers=session_providers(self.providers, None if setup is None else setup.options),
             )
         except Exception as exc:  # ORT raises its own untyped errors for unreadable models
             raise BackendError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
@@ -82,7 +94,30 @@ class OrtRunner(Runner):
             "onnxruntime %s loaded %s (threads=%s, providers %s)", ort.__version__, model_path, threads, self.providers
         )
 
+    def _tensorrt_setup(self, tensorrt: Callable[[], TensorrtProvider] | None) -> TensorrtProvider:
+        if tensorrt is None:
+            raise InputError(
+                f"ONNX Runtime's TensorRT provider takes its profiles, engine cache and precision from a bundle, and "
+                f"{self.model_name} was opened without one: open the bundle with "
+                "Pipeline.from_bundle(path, backend='onnxruntime', providers='tensorrt')"
+            )
+        return tensorrt()
+
     def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
+        if not self.profiles:
+            return self._run_session(feeds, output_names)
+        name = self.profiles[0].input
+        array = np.asarray(feeds[name])
+        ranges = [(profile.min, profile.max) for profile in self.profiles]
+        what = f"{self.model_name} input {name!r} on ONNX Runtime's TensorRT provider"
+        largest = ranges[choose_profile(ranges, array.shape, what=what)][1][0]
+        slices = batch_slices(len(array), largest) or [slice(0, 0)]  # an empty batch goes to ONNX Runtime as it is
+        parts = [self._run_session({**feeds, name: array[part]}, output_names) for part in slices]
+        if len(parts) == 1:
+            return parts[0]
+        return [np.concatenate([part[index] for part in parts]) for index in range(len(output_names))]
+
+    def _run_session(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         try:
             return self._session.run(list(output_names), dict(feeds))
         except Exception as exc:

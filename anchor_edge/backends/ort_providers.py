@@ -8,17 +8,18 @@ compares what it asked for with `session.get_providers()` and raises a
 
 Names: "cpu", "cuda", "tensorrt" (ONNX Runtime's TensorRT provider, not this
 SDK's own TensorRT backend), "openvino". "auto" takes the first one this
-onnxruntime build offers in AUTO_ORDER and logs why.
+onnxruntime build offers in AUTO_ORDER and logs why. The TensorRT provider's
+own options (profiles, engine cache, precision) come from the bundle:
+anchor_edge/backends/ort_tensorrt.py.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from anchor_edge.bundle.load import sha256_of
 from anchor_edge.errors import BackendError
 
 log = logging.getLogger("anchor_edge")
@@ -38,14 +39,17 @@ INSTALL = {
 }
 #: What "auto" tries, fastest first where present.
 AUTO_ORDER = ("tensorrt", "cuda", "openvino", "cpu")
-DEFAULT_CACHE = Path.home() / ".cache" / "anchor-edge" / "ort-tensorrt"
 
 
 class ProviderOptions(NamedTuple):
-    """Settings of the providers that take them: the TensorRT provider's engine cache and FP16 switch."""
+    """What a user may set of the providers' options: where the TensorRT provider caches its engines.
 
-    tensorrt_cache: Path = DEFAULT_CACHE
-    tensorrt_fp16: bool = False
+    None keeps them inside the bundle (its `ort-tensorrt/` folder); give a
+    folder when the bundle's is read-only. Profiles and precision are the
+    bundle's, so there is nothing to set for them (anchor_edge/backends/ort_tensorrt.py).
+    """
+
+    tensorrt_cache: Path | str | None = None
 
 
 def choose(requested: str | Sequence[str], available: Sequence[str]) -> list[str]:
@@ -71,27 +75,18 @@ def choose(requested: str | Sequence[str], available: Sequence[str]) -> list[str
     return names
 
 
-def session_providers(names: Sequence[str], options: ProviderOptions, model_path: Path) -> list[Any]:
-    """ONNX Runtime's `providers=` list: each name with its options, and the CPU last for any node the others lack.
+def session_providers(names: Sequence[str], tensorrt_options: Mapping[str, Any] | None) -> list[Any]:
+    """ONNX Runtime's `providers=` list: each name (the TensorRT provider with its options), the CPU last.
 
-    The TensorRT provider's engines are cached per model file (its sha256), so
-    another model or a changed one never reuses a stale engine.
+    The CPU comes last for any node the others lack. `tensorrt_options` is
+    `ort_tensorrt.tensorrt_provider_options` of the model, needed when "tensorrt" is among `names`.
     """
     providers: list[Any] = []
     for name in names:
         if name == "tensorrt":
-            cache = options.tensorrt_cache / sha256_of(model_path)[:16]
-            cache.mkdir(parents=True, exist_ok=True)
-            providers.append(
-                (
-                    ORT_NAMES[name],
-                    {
-                        "trt_engine_cache_enable": True,
-                        "trt_engine_cache_path": str(cache),
-                        "trt_fp16_enable": options.tensorrt_fp16,
-                    },
-                )
-            )
+            if tensorrt_options is None:
+                raise BackendError("the tensorrt provider was asked for without its options (ort_tensorrt.py)")
+            providers.append((ORT_NAMES[name], dict(tensorrt_options)))
         else:
             providers.append(ORT_NAMES[name])
     if "cpu" not in names:

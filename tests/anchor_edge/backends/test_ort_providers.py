@@ -6,18 +6,23 @@ real one runs the CPU case.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
 
 import numpy as np
 import pytest
 
-from anchor_edge import BackendError, Pipeline
-from anchor_edge.backends import ort_providers
+from anchor_edge import BackendError, InputError, Pipeline
+from anchor_edge.backends import OnnxRuntimeOptions, ort_providers, ort_tensorrt
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.backends.ort_providers import ProviderOptions, choose
+from anchor_edge.backends.ort_tensorrt import TensorrtMachine, TensorrtProvider, tensorrt_provider_options
 from anchor_edge.bundle import load_bundle
 from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.schema import Profile
+
+MACHINE = TensorrtMachine(onnxruntime="0.0-fake", tensorrt="10.3.0", gpu="NVIDIA Jetson Orin", compute_capability="8.7")
 
 
 def fake_onnxruntime(available: list[str], starts: list[str]) -> types.ModuleType:
@@ -41,7 +46,15 @@ def fake_onnxruntime(available: list[str], starts: list[str]) -> types.ModuleTyp
             self.requested = providers
             names = [p[0] if isinstance(p, tuple) else p for p in providers]
             self._active = [n for n in names if n in starts or n == "CPUExecutionProvider"]
+            self.batches = []
             module.last_session = self
+            module.sessions.append(self)
+
+        def run(self, output_names, feeds):
+            """Each image's mean as its one logit, so a split batch shows whether it was joined back in order."""
+            image = feeds["image"]
+            self.batches.append(len(image))
+            return [image.reshape(len(image), -1).mean(axis=1, keepdims=True) for _ in output_names]
 
         def get_providers(self):
             return self._active
@@ -53,6 +66,7 @@ def fake_onnxruntime(available: list[str], starts: list[str]) -> types.ModuleTyp
             return [Node("logits")]
 
     module.SessionOptions, module.InferenceSession = SessionOptions, InferenceSession
+    module.sessions = []
     return module
 
 
@@ -78,18 +92,82 @@ def test_a_provider_the_build_lacks_is_refused_before_loading(model, monkeypatch
         OrtRunner(model, providers="rocm")
 
 
-def test_started_providers_run_with_the_cpu_behind_them(model, monkeypatch, tmp_path):
+def test_started_providers_run_with_the_cpu_behind_them_and_tensorrt_set_up_from_the_bundle(
+    small_bundle, monkeypatch, tmp_path
+):
+    """Each model's TensorRT provider gets the bundle's options, and its engine cache folder is made in the bundle."""
     gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     fake = fake_onnxruntime(gpu_build, starts=["TensorrtExecutionProvider", "CUDAExecutionProvider"])
     monkeypatch.setitem(sys.modules, "onnxruntime", fake)
-    runner = OrtRunner(
-        model, providers=["tensorrt", "cuda"], provider_options=ProviderOptions(tmp_path / "cache", True)
+    monkeypatch.setattr(ort_tensorrt, "detect_machine", lambda: MACHINE)
+    shutil.copytree(small_bundle, tmp_path / "bundle")
+    bundle = load_bundle(tmp_path / "bundle")
+    runners = OnnxRuntimeOptions(providers=("tensorrt", "cuda")).open(bundle)
+    for role, runner, session in zip(Role, runners, fake.sessions):
+        (tensorrt, options), cuda, cpu = session.requested
+        assert (tensorrt, cuda, cpu) == ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+        assert options == tensorrt_provider_options(bundle, role, MACHINE)
+        assert options["trt_engine_cache_path"].startswith(str(tmp_path / "bundle" / "ort-tensorrt" / role.value))
+        assert (tmp_path / "bundle" / "ort-tensorrt").is_dir() and runner.providers == ["tensorrt", "cuda"]
+    assert len(runners[1].profiles) == 4 and runners[0].profiles[0].max == (8, 3, 224, 224)
+
+
+def test_providers_other_than_tensorrt_get_no_profiles_and_need_no_tensorrt(model, monkeypatch):
+    gpu_build = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake_onnxruntime(gpu_build, starts=["CUDAExecutionProvider"]))
+    runner = OrtRunner(model, providers="cuda", tensorrt=lambda: pytest.fail("the TensorRT setup was read"))
+    assert runner.profiles == () and runner.run({"image": np.zeros((40, 3, 63, 63), np.float32)})
+
+
+def test_the_tensorrt_provider_without_a_bundle_is_refused_saying_how_to_open_it(model, monkeypatch):
+    gpu_build = ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake_onnxruntime(gpu_build, starts=["TensorrtExecutionProvider"]))
+    with pytest.raises(InputError, match=r"opened without one.*Pipeline.from_bundle\(path, backend='onnxruntime'"):
+        OrtRunner(model, providers="tensorrt")
+
+
+def patch_profiles(max_patches: int) -> TensorrtProvider:
+    """The downstream's four profiles (63, 95, 111, 224), `max_patches` at most per call."""
+    sizes = (63, 95, 111, 224)
+    return TensorrtProvider(
+        {}, tuple(Profile("image", (1, 3, k, k), (1, 3, k, k), (max_patches, 3, k, k)) for k in sizes)
     )
-    (tensorrt, options), cuda, cpu = fake.last_session.requested
-    assert (tensorrt, cuda, cpu) == ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-    assert options["trt_engine_cache_enable"] is True and options["trt_fp16_enable"] is True
-    assert options["trt_engine_cache_path"].startswith(str(tmp_path / "cache"))
-    assert runner.providers == ["tensorrt", "cuda"]
+
+
+def test_a_batch_above_its_profiles_maximum_is_split_and_joined_in_order(model, monkeypatch):
+    gpu_build = ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    fake = fake_onnxruntime(gpu_build, starts=["TensorrtExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    runner = OrtRunner(model, providers="tensorrt", tensorrt=lambda: patch_profiles(32))
+    patches = np.arange(70, dtype=np.float32)[:, None, None, None] * np.ones((70, 3, 95, 95), np.float32)
+    logits = runner.run({"image": patches})["logits"]
+    assert fake.last_session.batches == [32, 32, 6]
+    np.testing.assert_array_equal(logits[:, 0], np.arange(70, dtype=np.float32))
+    runner.run({"image": patches[:32]})
+    assert fake.last_session.batches[3:] == [32]
+
+
+def test_a_size_no_profile_takes_is_refused_before_running(model, monkeypatch):
+    gpu_build = ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    fake = fake_onnxruntime(gpu_build, starts=["TensorrtExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    runner = OrtRunner(model, providers="tensorrt", tensorrt=lambda: patch_profiles(32))
+    with pytest.raises(BackendError, match=r"TensorRT provider has no optimization profile for shape \(2, 3, 80, 80\)"):
+        runner.run({"image": np.zeros((2, 3, 80, 80), np.float32)})
+    assert fake.last_session.batches == []
+
+
+@pytest.mark.parametrize("providers", ["cpu", "auto", ("cuda", "cpu")])
+def test_a_tensorrt_cache_without_the_tensorrt_provider_named_is_refused(providers, tmp_path):
+    with pytest.raises(InputError, match=r"tensorrt_cache applies only to ONNX Runtime's TensorRT provider"):
+        OnnxRuntimeOptions(providers=providers, provider_options=ProviderOptions(tensorrt_cache=tmp_path))
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_backend_error_naming_the_option(small_bundle, monkeypatch, tmp_path):
+    monkeypatch.setattr(ort_tensorrt, "detect_machine", lambda: MACHINE)
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(BackendError, match=r"cannot create ONNX Runtime's TensorRT engine cache.*tensorrt_cache="):
+        ort_tensorrt.tensorrt_provider(load_bundle(small_bundle), Role.ANCHORNET, ProviderOptions(tmp_path / "a-file"))
 
 
 def test_auto_takes_the_first_provider_of_its_order_and_logs_why(caplog):
