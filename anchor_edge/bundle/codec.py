@@ -1,10 +1,11 @@
 """Typed JSON for frozen dataclasses: the codec `anchor_edge.bundle.schema` reads and writes bundle.json with.
 
 Decoding follows the dataclasses' type hints (ints, floats, strings, bools,
-enums, tuples, dicts with int or str keys, unions, nested dataclasses and
-NamedTuples) and raises BundleError naming the file and the dotted field at
-fault. Encoding is the inverse: enums become their values, tuples lists,
-int keys strings, and None fields are left out.
+enums, tuples, dicts with int or str keys, unions, nested dataclasses,
+generic dataclasses given their type arguments, and NamedTuples) and raises
+BundleError naming the file and the dotted field at fault. Encoding is the
+inverse: enums become their values, tuples lists, int keys strings, and None
+fields are left out.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def decode(kind: Any, value: Any, where: str, source: str) -> Any:
         )
     if dataclasses.is_dataclass(kind):
         return _decode_fields(kind, value, where, source, typing.get_type_hints(kind), dataclasses.fields(kind))
+    if dataclasses.is_dataclass(origin):  # ModelEntry[int]: each field typed by a type variable gets its argument
+        bound = dict(zip(origin.__parameters__, typing.get_args(kind)))
+        hints = {name: bound.get(hint, hint) for name, hint in typing.get_type_hints(origin).items()}
+        return _decode_fields(origin, value, where, source, hints, dataclasses.fields(origin))
     if isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields"):  # NamedTuple
         hints = typing.get_type_hints(kind)
         fields = [_Field(name, name not in kind._field_defaults) for name in kind._fields]

@@ -40,8 +40,8 @@ class Bundle:
     root: Path
     manifest: Manifest
 
-    anchornet: ClassVar[_FromManifest[ModelEntry]] = _FromManifest(lambda m: m.models.anchornet)
-    downstream: ClassVar[_FromManifest[ModelEntry]] = _FromManifest(lambda m: m.models.downstream)
+    anchornet: ClassVar[_FromManifest[ModelEntry[int]]] = _FromManifest(lambda m: m.models.anchornet)
+    downstream: ClassVar[_FromManifest[ModelEntry[dict[int, int]]]] = _FromManifest(lambda m: m.models.downstream)
     num_classes: ClassVar[_FromManifest[int]] = _FromManifest(lambda m: m.num_classes)
     class_names: ClassVar[_FromManifest[tuple[str, ...]]] = _FromManifest(lambda m: m.class_names)
     resize_short: ClassVar[_FromManifest[int]] = _FromManifest(lambda m: m.preprocess.resize_short)

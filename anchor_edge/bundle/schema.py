@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from anchor_edge.bundle.choices import Pooling, Precision, Preset, Role
 from anchor_edge.bundle.codec import decode, encode
@@ -117,13 +117,17 @@ class Lsp:
     presets: dict[str, dict[int, LSPParams]]
 
 
+#: What a model's `multiply_adds` holds: AnchorNet runs once, on the crop, so one number (`ModelEntry[int]`); the
+#: downstream network runs on patches of several sizes and on the crop, so one per input size
+#: (`ModelEntry[dict[int, int]]`). `Models` says which role has which.
+Cost = TypeVar("Cost", int, dict[int, int])
+
+
 @dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(Generic[Cost]):
     """One model of the bundle: its file, how to feed it, what it costs and how it was made.
 
-    `multiply_adds` is one number for AnchorNet (its 224 input) and a number
-    per input size for the downstream network. `pooling` is AnchorNet's;
-    `name` and `patch_sizes` are the downstream network's.
+    `pooling` is AnchorNet's; `name` and `patch_sizes` are the downstream network's.
     """
 
     file: str
@@ -135,7 +139,7 @@ class ModelEntry:
     outputs: tuple[Tensor, ...]
     weights: str
     parameters: int
-    multiply_adds: int | dict[int, int]
+    multiply_adds: Cost
     verification: Verification | None = None
     pooling: Pooling | None = None
     name: str | None = None
@@ -146,12 +150,12 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class Models:
-    """Both models, by role."""
+    """Both models, by role: AnchorNet's cost is one pass at the crop size, the downstream's one per input size."""
 
-    anchornet: ModelEntry
-    downstream: ModelEntry
+    anchornet: ModelEntry[int]
+    downstream: ModelEntry[dict[int, int]]
 
-    def __getitem__(self, role: Role) -> ModelEntry:
+    def __getitem__(self, role: Role) -> ModelEntry[Any]:
         return getattr(self, Role(role).value)
 
 

@@ -124,9 +124,9 @@ def has_gstreamer(build_information: str) -> bool:
 def _cost_check(bundle: Bundle) -> Check:
     """Whether AnchorNet leaves the downstream anything to save (information: the bundle runs either way)."""
     full = bundle.downstream.multiply_adds
-    if not isinstance(full, dict) or bundle.crop not in full:
+    if bundle.crop not in full:
         return Check("cost", None, "bundle.json records no downstream multiply-adds per size")
-    pays, note = savings_note(int(bundle.anchornet.multiply_adds), full[bundle.crop])
+    pays, note = savings_note(bundle.anchornet.multiply_adds, full[bundle.crop])
     return Check("cost", None, note if pays else "WARNING " + note)
 
 

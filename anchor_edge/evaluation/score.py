@@ -17,7 +17,7 @@ at that patch size; the full image's is its cost at the crop size.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ class ImageResult:
     full_image: int
     anchornet: int
     patches: int
-    downstream_multiply_adds: int | None
+    downstream_multiply_adds: int
     pipeline_ms: float
     full_image_ms: float
 
@@ -101,7 +101,7 @@ def evaluate(
             skipped.append((path, str(error)))
             continue
         (prediction, pipeline_ms), (full_class, full_ms) = measured
-        spent = None if costs is None else sum(costs[int(size)] for size in _patch_sizes(prediction))
+        spent = sum(costs[int(size)] for size in _patch_sizes(prediction))
         results.append(
             ImageResult(
                 path,
@@ -117,7 +117,6 @@ def evaluate(
         )
     if not results:
         raise InputError(f"--data {folder.split}: none of {len(skipped)} image file(s) could be read; see --json")
-    anchornet_cost = pipe.bundle.anchornet.multiply_adds
     return Evaluation(
         bundle=pipe.bundle.root,
         backend=pipe.backend,
@@ -132,7 +131,7 @@ def evaluate(
             "vote_min": pipe.vote_min,
         },
         full_image_multiply_adds=full_cost,
-        anchornet_multiply_adds=anchornet_cost if isinstance(anchornet_cost, int) else None,
+        anchornet_multiply_adds=pipe.bundle.anchornet.multiply_adds,
     )
 
 
@@ -144,12 +143,9 @@ def full_image_class(pipe: Pipeline, image: np.ndarray) -> int:
     return int(logits[LOGITS_OUTPUT][0].argmax())
 
 
-def downstream_costs(pipe: Pipeline) -> tuple[dict[int, int] | None, int | None]:
-    """({input size: downstream multiply-adds}, the full crop's) from bundle.json; None where not recorded per size."""
-    recorded = pipe.bundle.downstream.multiply_adds
-    if not isinstance(recorded, Mapping):
-        return None, None
-    costs = {int(size): int(value) for size, value in recorded.items()}
+def downstream_costs(pipe: Pipeline) -> tuple[dict[int, int], int | None]:
+    """({input size: downstream multiply-adds}, the full crop's: None if bundle.json does not record it)."""
+    costs = dict(pipe.bundle.downstream.multiply_adds)
     return costs, costs.get(pipe.bundle.crop)
 
 

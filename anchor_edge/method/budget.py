@@ -25,14 +25,8 @@ import numpy as np
 from anchor_edge.errors import InputError
 
 
-def patch_costs(
-    multiply_adds: int | Mapping[int, int], patch_sizes: Sequence[int], crop: int
-) -> tuple[dict[int, int], int]:
+def patch_costs(multiply_adds: Mapping[int, int], patch_sizes: Sequence[int], crop: int) -> tuple[dict[int, int], int]:
     """({patch size: multiply-adds}, full-image multiply-adds) from the downstream's bundle.json entry."""
-    if not isinstance(multiply_adds, Mapping):
-        raise InputError(
-            "the downstream's multiply_adds must be recorded per input size to apply a budget; re-export the bundle"
-        )
     missing = [size for size in (*patch_sizes, crop) if size not in multiply_adds]
     if missing:
         raise InputError(

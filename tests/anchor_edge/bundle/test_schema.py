@@ -29,9 +29,11 @@ def _blocks(kind: type, seen: dict[str, list[str]]) -> dict[str, list[str]]:
     def visit(hint: object) -> None:
         for arg in typing.get_args(hint):
             visit(arg)
-        is_block = dataclasses.is_dataclass(hint) or (isinstance(hint, type) and hasattr(hint, "_fields"))
-        if is_block and hint.__name__ not in seen:
-            _blocks(hint, seen)
+        generic = typing.get_origin(hint)  # ModelEntry[int] is the block ModelEntry
+        block = generic if dataclasses.is_dataclass(generic) else hint
+        is_block = dataclasses.is_dataclass(block) or (isinstance(block, type) and hasattr(block, "_fields"))
+        if is_block and block.__name__ not in seen:
+            _blocks(block, seen)
 
     for name in names:
         visit(hints[name])
@@ -95,6 +97,15 @@ def test_a_model_file_that_links_out_of_the_bundle_is_refused(small_bundle, tmp_
             r"models\.downstream\.precision is 'int4'; expected one of 'fp32', 'fp16', 'int8'",
         ),
         (lambda m: m["models"]["downstream"]["multiply_adds"].update(big=1), r"models\.downstream\.multiply_adds"),
+        # Each role's cost has one form: AnchorNet one pass, the downstream one per input size.
+        (
+            lambda m: m["models"]["anchornet"].update(multiply_adds={"224": 1}),
+            r"models\.anchornet\.multiply_adds must be int, got dict",
+        ),
+        (
+            lambda m: m["models"]["downstream"].update(multiply_adds=4),
+            r"models\.downstream\.multiply_adds must be dict, got int",
+        ),
         (lambda m: m["lsp"].update(preset="fast"), r"lsp\.preset is 'fast'"),
         (lambda m: m["models"]["anchornet"].update(mean=[1, 2]), r"models\.anchornet\.mean must have 3 entries"),
         (
