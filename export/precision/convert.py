@@ -46,7 +46,7 @@ from export.precision.calibration import (
     ImageSet,
     anchornet_inputs,
     calibration_images,
-    default_split,
+    held_out_images,
     localized_patches,
     patch_batches,
 )
@@ -117,7 +117,9 @@ def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: Ima
     Args:
         bundle_dir: a complete, verified FP32 bundle (export_bundle's staging directory).
         options: the precision per model, INT8 target and calibration folder, agreement floor.
-        held_out: images for the check; None: the default held-out split (export.precision.calibration.default_split).
+        held_out: images for the check; None: the held-out images of `options.calibration_dir` (class
+            subfolders or a val/ split, with their labels), else the default held-out split
+            (export.precision.calibration.held_out_images), so a bundle for the user's classes is checked on them.
 
     Returns:
         The check written into bundle.json's "precision" block; None when everything stays fp32.
@@ -131,7 +133,7 @@ def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: Ima
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     if held_out is None:
-        held_out = default_split(manifest.class_names)[1]
+        held_out = held_out_images(options.calibration_dir, manifest.class_names)
     with tempfile.TemporaryDirectory(prefix=".precision-", dir=bundle_dir.parent) as workdir:
         candidate_dir = Path(workdir)
         with Pipeline.from_bundle(bundle_dir, backend="onnxruntime") as reference:

@@ -67,3 +67,22 @@ def test_an_unreadable_or_missing_image_is_an_error_naming_it(tmp_path):
     (tmp_path / "cat" / "b.png").unlink()
     with pytest.raises(InputError, match="holds no image to calibrate on"):
         folder_split(tmp_path)
+
+
+def test_the_precision_gate_checks_on_the_calibration_folders_held_out_images_with_their_labels(small_bundle, tmp_path):
+    import shutil
+
+    from anchor_edge.bundle.schema import read_manifest
+    from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(small_bundle, bundle)
+    names = read_manifest(bundle).class_names[:2]
+    for label, name in enumerate(names):  # five files per class: the fifth of each is held out (two in all)
+        for j in range(5):
+            write(tmp_path / "folder" / name / f"{j}.png", 40 * label + 10 * j)
+    options = PrecisionOptions(models=parse_precision("fp16"), calibration_dir=tmp_path / "folder", min_agreement=0.0)
+    report = convert_bundle(bundle, options)
+    assert report.images == 2, "the gate ran on the folder's two held-out images, not on the default split"
+    assert report.held_out_source == f"the held-out images of folder {tmp_path / 'folder'}"
+    assert report.top1_accuracy is not None, "their class folders are the bundle's classes, so the gate scores top-1"
