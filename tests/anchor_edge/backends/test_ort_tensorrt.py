@@ -2,7 +2,7 @@
 
 Pure: a hand-written bundle.json (tests/manifests.py) and a made-up machine, no
 model files, no GPU. The session that takes these options is tested with a fake
-onnxruntime in test_ort_providers.py, on a GPU in tests/gpu/test_ort_tensorrt.py.
+onnxruntime in test_ort_providers.py, on a GPU in tests/gpu/test_ort_tensorrt_provider.py.
 """
 
 from __future__ import annotations
