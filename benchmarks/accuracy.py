@@ -36,8 +36,9 @@ from tqdm import tqdm
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.method.budget import patch_costs, within_budget
 from anchor_edge.bundle import Bundle, load_bundle
+from anchor_edge.bundle.baselines import BaselineEntry, read_baselines
 from anchor_edge.method.early_exit import classify_until_confident
-from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.errors import AnchorEdgeError, BundleError
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all
 from anchor_edge.pipeline import Pipeline, softmax
@@ -59,11 +60,20 @@ DEFAULT_BUNDLE = Path("bundles/default")
 DEFAULT_BASELINES = Path("bundles/default-baselines")
 
 
+def read_both_baselines(baselines_dir: Path) -> tuple[BaselineEntry, BaselineEntry]:
+    """The full-image and the resized baseline; BundleError when the architecture's recipe trains no resized one."""
+    models = read_baselines(baselines_dir).models
+    if models.resized is None:
+        raise BundleError(f"{baselines_dir} has no resized baseline ({models.full.name}'s recipe trains none), and this "
+                          "benchmark compares against one; python -m benchmarks.pays compares with the full image alone")
+    return models.full, models.resized
+
+
 def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int = 16, threads: int | None = None, seed: int = 0) -> list[dict]:
     """One record per test image: truth, the runtime's choices, and every method's predicted class."""
     bundle = load_bundle(bundle_dir)
-    manifest = json.loads((baselines_dir / "baselines.json").read_text())["models"]
-    base = {kind: OrtRunner(baselines_dir / entry["file"], threads=threads) for kind, entry in manifest.items()}
+    full, resized = read_both_baselines(baselines_dir)
+    base = {kind: OrtRunner(baselines_dir / entry.file, threads=threads) for kind, entry in (("full", full), ("resized", resized))}
     pipes = {name: Pipeline.from_bundle(bundle_dir, backend="onnxruntime", preset=name, threads=threads) for name in PRESETS}
     main = pipes["accurate"]
     downstream = bundle.downstream
@@ -73,7 +83,7 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
         crops, _ = main.preprocess([s.image for s in samples])
         anchor_in = normalize(crops, bundle.anchornet.mean, bundle.anchornet.std)
         down_in = normalize(crops, downstream.mean, downstream.std)
-        base_in = normalize(crops, manifest["full"]["mean"], manifest["full"]["std"])
+        base_in = normalize(crops, full.mean, full.std)
         anchor = main.run_anchornet(anchor_in)
         decisions = decide_all(anchor, main.vote_min)
         rows = [_truth(s, d) for s, d in zip(samples, decisions)]
@@ -146,17 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
-    if not (args.baselines / "baselines.json").is_file():
-        print(f"no baselines in {args.baselines}; make them with: python -m export.training.baselines --out {args.baselines}", file=sys.stderr)
-        return 1
     try:
+        full, resized = read_both_baselines(args.baselines)
         records = evaluate(args.bundle, args.baselines, args.images, threads=args.threads)
         bundle = load_bundle(args.bundle)
     except AnchorEdgeError as error:
         print(f"accuracy benchmark failed: {error}", file=sys.stderr)
         return 1
-    baselines = json.loads((args.baselines / "baselines.json").read_text())["models"]
-    report = summarize(records, bundle.manifest, baselines)
+    report = summarize(records, bundle.manifest, full, resized)
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

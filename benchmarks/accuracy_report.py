@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from anchor_edge.method.budget import savings_note
+from anchor_edge.bundle.baselines import BaselineEntry
 from anchor_edge.bundle.schema import Manifest
 from export.data.digits import SCALE_FIELDS
 
@@ -35,11 +36,11 @@ def budget_key(budget: float, early_exit: float | None = None) -> str:
     return f"budget_{budget:g}" + ("" if early_exit is None else f"_{early_exit_key(early_exit)}")
 
 
-def summarize(records: Sequence[dict], manifest: Manifest, baselines: Mapping) -> dict:
-    """Every figure of the benchmark, as plain JSON-ready values."""
+def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, resized: BaselineEntry) -> dict:
+    """Every figure of the benchmark, as plain JSON-ready values; `full` and `resized` are the baselines' entries."""
     ours = manifest.models.downstream.multiply_adds
-    full_cost = baselines["full"]["multiply_adds"]["224"]
-    resized_cost = {int(k): v for k, v in baselines["resized"]["multiply_adds"].items()}
+    full_cost = full.multiply_adds[224]
+    resized_cost = resized.multiply_adds
 
     def top1(key: str, rows: Sequence[dict] = records) -> float | None:
         return _percent([row[key] == row["label"] for row in rows])

@@ -23,7 +23,6 @@ Exit codes: 0 done, 1 missing bundle or baselines, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from anchor_edge import Pipeline
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
+from anchor_edge.bundle.baselines import read_baselines
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.pipeline import softmax
 from anchor_edge.method.preprocess import normalize, resize_and_crop
@@ -85,16 +85,16 @@ def test_images(seeds: Sequence[int], count: int) -> tuple[list[np.ndarray], np.
 def open_methods(bundle_dir: Path, baselines_dir: Path, threads: int | None) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
     """Every method's classify function, and the pipelines behind them by method name (to close afterwards)."""
     bundle = load_bundle(bundle_dir)
-    manifest = json.loads((baselines_dir / "baselines.json").read_text())["models"]["full"]
-    if manifest["name"] != bundle.downstream.name:
-        raise AnchorEdgeError(f"{baselines_dir} holds a {manifest['name']} baseline and the bundle's downstream is "
+    baseline = read_baselines(baselines_dir).models.full
+    if baseline.name != bundle.downstream.name:
+        raise AnchorEdgeError(f"{baselines_dir} holds a {baseline.name} baseline and the bundle's downstream is "
                               f"{bundle.downstream.name}: python -m export.training.baselines --architecture {bundle.downstream.name}")
-    full_runner = OrtRunner(baselines_dir / manifest["file"], threads=threads)
+    full_runner = OrtRunner(baselines_dir / baseline.file, threads=threads)
     full_cost = int(bundle.downstream.multiply_adds[bundle.crop])
 
     def full_image(images: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
         crops = np.stack([resize_and_crop(image, bundle.resize_short, bundle.crop)[0] for image in images])
-        feeds = {INPUT_NAME: normalize(crops, manifest["mean"], manifest["std"])}
+        feeds = {INPUT_NAME: normalize(crops, baseline.mean, baseline.std)}
         logits = full_runner.run(feeds, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
         return [int(c) for c in softmax(logits).argmax(axis=1)], [full_cost] * len(images)
 
@@ -214,10 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1 or any(b < 1 for b in args.batch_sizes) or args.seconds <= 0:
         parser.error("--images, --batch-sizes and --seconds must be positive")
-    if not (args.baselines / "baselines.json").is_file():
-        print(f"no baselines in {args.baselines}; make them with: python -m export.training.baselines --out {args.baselines}",
-              file=sys.stderr)
-        return 1
     try:
         methods, pipelines = open_methods(args.bundle, args.baselines, args.threads)
     except (AnchorEdgeError, OSError) as error:

@@ -4,6 +4,7 @@
 `load` opens a directory and checks every file's sha256, `atomic_write`
 replaces a file without a half-written moment, and `check_set` holds the
 images and FP32 answers that `anchor-edge verify` compares a device against.
+`baselines` is the benchmarks' baselines.json, typed the same way.
 """
 
 from anchor_edge.bundle.load import Bundle, load_bundle, sha256_of

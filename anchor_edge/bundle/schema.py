@@ -316,9 +316,16 @@ def manifest_text(manifest: Manifest) -> str:
     return json.dumps(manifest.to_json(), indent=2) + "\n"
 
 
+def is_plain_file_name(name: str) -> bool:
+    """Whether `name` names a file directly inside a directory: no folder, no `..`, not absolute."""
+    return (
+        bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and not Path(name).is_absolute()
+    )
+
+
 def _check_file_name(name: str, where: str, source: str) -> None:
-    """A bundle file must be a plain name in the bundle directory: no folder, no `..`, not absolute."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+    """A bundle file must be a plain name in the bundle directory, so a bundle.json cannot point elsewhere."""
+    if not is_plain_file_name(name):
         raise BundleError(
             f"{source}: {where} is {name!r}, which is not a file name inside the bundle directory; "
             "a bundle names only its own files: re-export it"

@@ -9,20 +9,21 @@ full-image column, Table 4 without fine-tuning) and one trained on resized
 images (the rescaling baseline). They go into a small directory of their
 own: one ONNX file each (dynamic batch, height and width, output "logits"),
 verified against PyTorch like the bundle's, and baselines.json with their
-normalisation and multiply-adds per size. Only benchmarks/accuracy.py reads it.
+normalisation and multiply-adds per size, written through the typed schema
+in anchor_edge/bundle/baselines.py that benchmarks/pays.py and
+benchmarks/accuracy.py read it with.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
+from anchor_edge.bundle.baselines import BaselineEntry, BaselineModels, Baselines, write_baselines
 from anchor_edge.errors import InputError
-from anchor_edge.bundle.schema import encode
 from export.bundle.build import CROP, PATCH_SIZES
 from export.graph.onnx_export import export_downstream
 from export.graph.verify import photo_crops, verify
@@ -34,7 +35,6 @@ from export.training.downstream import RECIPES, build_downstream, normalization
 DEFAULT_OUT = Path("bundles/default-baselines")
 #: The baselines a recipe may train; each architecture's recipe says which it has (ResNet-50: no resized one).
 BASELINES = ("full", "resized")
-MANIFEST = "baselines.json"
 
 
 def export_baselines(weights: Path, out: Path, architecture: str = DEFAULT_ARCHITECTURE, tolerance: float = 1e-3) -> Path:
@@ -43,7 +43,7 @@ def export_baselines(weights: Path, out: Path, architecture: str = DEFAULT_ARCHI
     crops = photo_crops(CROP)
     sizes = [*PATCH_SIZES, CROP]
     mean, std = normalization(architecture)
-    models = {}
+    models: dict[str, BaselineEntry] = {}
     for kind in (kind for kind in BASELINES if kind in RECIPES[architecture].kinds):
         checkpoint = downstream_weights(weights, architecture, kind)
         if not checkpoint.is_file():
@@ -55,18 +55,16 @@ def export_baselines(weights: Path, out: Path, architecture: str = DEFAULT_ARCHI
         export_downstream(module, out / onnx_file, size=CROP)
         report = verify(module, out / onnx_file, crops, mean=mean, std=std, sizes=sizes,
                         top1_output="logits", tolerance=tolerance)
-        models[kind] = {
-            "file": onnx_file,
-            "name": architecture,
-            "weights": f"checkpoint:{checkpoint}",
-            "mean": list(mean),
-            "std": list(std),
-            "multiply_adds": {str(size): count_multiply_adds(module, size) for size in sizes},
-            "verification": encode(report),
-        }
-    manifest = out / MANIFEST
-    manifest.write_text(json.dumps({"models": models}, indent=2) + "\n")
-    return manifest
+        models[kind] = BaselineEntry(
+            file=onnx_file,
+            name=architecture,
+            weights=f"checkpoint:{checkpoint}",
+            mean=mean,
+            std=std,
+            multiply_adds={size: count_multiply_adds(module, size) for size in sizes},
+            verification=report,
+        )
+    return write_baselines(out, Baselines(BaselineModels(**models)))
 
 
 def main(argv: list[str] | None = None) -> int:

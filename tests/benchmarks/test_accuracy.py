@@ -1,30 +1,15 @@
 """benchmarks/accuracy.py end to end on the small bundle, its downstream standing in for both baselines."""
-import json
-import shutil
 
 import numpy as np
 import pytest
 
 from anchor_edge import Pipeline
 from anchor_edge.bundle import load_bundle
-from anchor_edge.bundle.choices import Role
-from anchor_edge.bundle.schema import encode
-from benchmarks.accuracy import evaluate
+from benchmarks.accuracy import evaluate, read_both_baselines
 from benchmarks.accuracy_report import BUDGETS, EARLY_EXIT_THRESHOLDS, budget_key, early_exit_key, summarize
 from export.data.digits import make_sample
 
 IMAGES = 6
-
-
-@pytest.fixture(scope="module")
-def baselines(small_bundle, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("baselines")
-    bundle = load_bundle(small_bundle)
-    entry = encode(bundle.downstream)
-    shutil.copy(bundle.path(Role.DOWNSTREAM), folder / "downstream.onnx")
-    model = {"file": "downstream.onnx", "mean": entry["mean"], "std": entry["std"], "multiply_adds": entry["multiply_adds"]}
-    (folder / "baselines.json").write_text(json.dumps({"models": {"full": model, "resized": model}}))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +33,7 @@ def test_patches_and_early_exit_are_the_pipelines_own(small_bundle, records):
 
 def test_the_report_summarizes_every_method_with_the_pipelines_numbers(small_bundle, baselines, records):
     bundle = load_bundle(small_bundle)
-    report = summarize(records, bundle.manifest, json.loads((baselines / "baselines.json").read_text())["models"])
+    report = summarize(records, bundle.manifest, *read_both_baselines(baselines))
     methods = {m["key"]: m for m in report["methods"]}
     assert {"full", "patches_visual", "patches_accurate", *map(early_exit_key, EARLY_EXIT_THRESHOLDS)} <= set(methods)
     assert report["images"] == IMAGES

@@ -1,6 +1,8 @@
 """benchmarks/accuracy_report.py on hand-made records whose figures are worked out below."""
 import pytest
 
+from anchor_edge.bundle.baselines import BaselineEntry
+from anchor_edge.bundle.precision_records import Verification
 from anchor_edge.bundle.schema import Manifest
 from benchmarks.accuracy_report import BUDGETS, summarize, table
 from tests.manifests import bundle_json
@@ -11,7 +13,12 @@ BUNDLE_JSON["trained"] = True
 BUNDLE_JSON["models"]["downstream"]["multiply_adds"] = MACS
 BUNDLE_JSON["models"]["anchornet"].update(pooling="gap", multiply_adds=50)
 BUNDLE_META = Manifest.from_json(BUNDLE_JSON)
-BASELINES = {"full": {"multiply_adds": MACS}, "resized": {"multiply_adds": MACS}}
+#: Both baselines cost what the bundle's downstream does; only their multiply-adds enter the report.
+BASELINE = BaselineEntry(
+    file="baseline.onnx", name="resnet18", weights="random", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+    multiply_adds={int(size): count for size, count in MACS.items()},
+    verification=Verification(images=1, sizes=(224,), max_abs_diff={"logits": 0.0}, top1_agreement=1.0, tolerance=1e-3),
+)
 
 
 def _record(label, scale, branch, first_box, predicted, visual_sizes, accurate_sizes, budget_kept=None):
@@ -45,7 +52,7 @@ def report():
         _record(3, 2, 2, [0, 0, 111, 111], {"full": 5, "patches_visual": 5, "early_exit_0.5": 4, "anchor_class": 9, "budget_0.3": 4},
                 [111], [111, 111], {0.3: [111], 0.4: [111], 0.55: [111]}),
     ]
-    return summarize(records, BUNDLE_META, BASELINES)
+    return summarize(records, BUNDLE_META, BASELINE, BASELINE)
 
 
 def test_top1_and_multiply_adds_per_method(report):

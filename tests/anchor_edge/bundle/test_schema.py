@@ -13,6 +13,7 @@ import pytest
 
 from anchor_edge import BundleError
 from anchor_edge.bundle import load_bundle
+from anchor_edge.bundle.baselines import Baselines
 from anchor_edge.bundle.choices import Precision, Role
 from anchor_edge.bundle.schema import Manifest, read_manifest
 from tests.manifests import bundle_json
@@ -41,11 +42,12 @@ def _blocks(kind: type, seen: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def test_the_format_page_lists_exactly_the_schema_fields():
+    """bundle.json's blocks and baselines.json's, each a section of docs/bundle-format.md."""
     sections = re.split(r"^### `(\w+)`$", DOC.read_text(encoding="utf-8"), flags=re.M)
     documented = {
         name: re.findall(r"^\| `(\w+)` \|", body, flags=re.M) for name, body in zip(sections[1::2], sections[2::2])
     }
-    schema = _blocks(Manifest, {})
+    schema = _blocks(Baselines, _blocks(Manifest, {}))
     assert set(documented) == set(schema)
     for block, fields in schema.items():
         assert sorted(documented[block]) == sorted(fields), block
