@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 import cv2
 import numpy as np
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError, SourceError
 from anchor_edge.method.preprocess import load_image
 
@@ -113,8 +114,7 @@ def open_source(
     Raises:
         SourceError: the source cannot be opened, naming it and the likely cause.
     """
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise InputError(f"every must be an integer >= 1, got {every!r}")
+    positive_int("every", every)
     text = str(spec)
     if isinstance(spec, int) or text.isdigit():
         return LiveSource(f"camera {int(text)}", lambda: capture(int(text)), reconnects=reconnects, backoff_s=backoff_s)

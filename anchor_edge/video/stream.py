@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.prediction import Prediction
 from anchor_edge.video.sources import Frame, FrameSource, UnreadableFrame, open_source
@@ -112,8 +113,7 @@ class Smoothing:
             raise InputError(f"smoothing must be 'ema' or 'window', got {mode!r}")
         if not 0 < alpha <= 1:
             raise InputError(f"alpha must be in (0, 1], got {alpha!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise InputError(f"window must be an integer >= 1, got {window!r}")
+        positive_int("window", window)
         self.mode, self.alpha = mode, alpha
         self._recent: deque[np.ndarray] = deque(maxlen=window)
         self._average: np.ndarray | None = None
@@ -137,8 +137,7 @@ class Stream:
     def __init__(
         self, pipeline: "Pipeline", source: FrameSource, *, batch: int = 1, smoothing: Smoothing | None = None
     ) -> None:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise InputError(f"batch must be an integer >= 1, got {batch!r}")
+        positive_int("batch", batch)
         self.pipeline = pipeline
         self.source = source
         self.batch = 1 if source.live else batch

@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.bundle.schema import Branch as BranchSpec
 from anchor_edge.bundle.choices import Pooling
@@ -261,8 +262,7 @@ class AnchorNet(nn.Module):
 
     def __init__(self, *, num_classes: int = 1000, pooling: str = "gap") -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise InputError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        positive_int("num_classes", num_classes)
         if pooling not in POOLINGS:
             raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.num_classes = num_classes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from anchor_edge.errors import InputError
+from anchor_edge.checks import positive_int
 
 
 def count_multiply_adds(model: nn.Module, input_size: int = 224) -> int:
@@ -35,8 +35,7 @@ def count_multiply_adds(model: nn.Module, input_size: int = 224) -> int:
         >>> count_multiply_adds(nn.Conv2d(3, 8, 3), input_size=10)  # 8*8*8 outputs, 27 each
         13824
     """
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise InputError(f"input_size must be a positive integer number of pixels, got {input_size!r}")
+    positive_int("input_size", input_size)
     total = 0
 
     def count(layer: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anchor_edge import Pipeline
+from anchor_edge import InputError, Pipeline
 from anchor_edge.cli import main
 from anchor_edge.video.sources import LiveSource, SourceError, open_source
 from anchor_edge.video.stream import Smoothing, Stream
@@ -103,6 +103,19 @@ def test_smoothing_averages_class_distributions():
     assert window.update(third).tolist() == [0.0, 1.0]
     with pytest.raises(ValueError, match="smoothing"):
         Smoothing("median")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Smoothing("window", window=0), "window must be an integer >= 1, got 0"),
+        (lambda: Stream(None, None, batch=True), "batch must be an integer >= 1, got True"),
+        (lambda: open_source("missing.mp4", every=0), "every must be an integer >= 1, got 0"),
+    ],
+)
+def test_counts_below_one_are_refused_in_the_librarys_one_wording(make, message):
+    with pytest.raises(InputError, match=message):
+        make()
 
 
 class FakeCapture:
