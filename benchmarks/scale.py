@@ -170,8 +170,8 @@ def online(bundle: Path, paths: list[Path]) -> dict[str, dict[str, dict[str, flo
     bodies = [path.read_bytes() for path in paths]
     passes: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in SERVING}
     for label in [*SERVING, *reversed(SERVING)]:
-        max_batch, wait_ms = SERVING[label]
-        options = ServeOptions(port=_free_port(), replicas=REPLICAS, max_batch_size=max_batch, batch_wait_ms=wait_ms,
+        max_batch_size, wait_ms = SERVING[label]
+        options = ServeOptions(port=_free_port(), replicas=REPLICAS, max_batch_size=max_batch_size, batch_wait_ms=wait_ms,
                                backend="onnxruntime", max_queued=max(CONCURRENCY))  # every request answered, none 503
         start_server(str(bundle), options)
         try:
