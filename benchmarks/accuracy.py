@@ -112,14 +112,14 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
 
 
 def _early_exits(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], num_classes: int) -> None:
-    """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/early_exit.py)."""
+    """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/method/early_exit.py)."""
     for threshold in EARLY_EXIT_THRESHOLDS:
         key = early_exit_key(threshold)
         _record(rows, key, boxes, classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes))
 
 
 def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], bundle: Bundle) -> None:
-    """The preset's patches under each benchmarked budget, alone and with early exit (anchor_edge/budget.py)."""
+    """The preset's patches under each benchmarked budget, alone and with early exit (anchor_edge/method/budget.py)."""
     costs, full = patch_costs(bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop)
     for budget in BUDGETS:
         capped = within_budget(boxes, costs, budget * full)

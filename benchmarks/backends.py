@@ -5,8 +5,8 @@
 Every setting runs the whole Pipeline on the same photos, interleaved round
 by round (benchmarks/measure.py), so drift on a shared machine hits all
 alike; beside each one's speed stands its `anchor-edge verify` agreement
-with the FP32 answers stored in the bundle (anchor_edge/verify.py), because
-a faster setting that changes the answers is not the same product. Ratios
+with the FP32 answers stored in the bundle (anchor_edge/bundle/check_set.py),
+because a faster setting that changes the answers is not the same product. Ratios
 are against ONNX Runtime CPU FP32, paired within rounds. bf16 is measured
 only where OpenVINO reports it for this CPU (detected, not assumed).
 

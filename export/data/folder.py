@@ -6,11 +6,12 @@ suffix are taken, others ignored):
     DIR/<class>/*.jpg                      every 5th file of each class (sorted by name) is held out
     DIR/train/<class>/*.jpg + DIR/val/<class>/*.jpg   (or test/ instead of val/): the split as given
 
-Images are read once with the runtime's own decoder (`anchor_edge.preprocess`),
-so what trains is what the bundle will see; an image that cannot be read is
-reported and left out, never a crash hours into training. Training samples
-are a random 224 crop of the runtime's 256 x 256 square, randomly mirrored;
-held-out samples are exactly the runtime's centre crop.
+Images are read once with the runtime's own decoder
+(`anchor_edge.method.preprocess`), so what trains is what the bundle will
+see; an image that cannot be read is reported and left out, never a crash
+hours into training. Training samples are a random 224 crop of the
+runtime's 256 x 256 square, randomly mirrored; held-out samples are exactly
+the runtime's centre crop.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Calibration sets each activation's INT8 range from what the network sees
 at run time, so it must see real inputs, prepared exactly as the runtime
 prepares them: AnchorNet gets preprocessed 224x224 images
-(`anchor_edge.preprocess` through the FP32 Pipeline), the downstream network
+(`anchor_edge.method.preprocess` through the FP32 Pipeline), the downstream network
 gets the very patches the FP32 Pipeline localizes on those images, at their
 native sizes (63, 95, 111), plus the 224 full image its baseline runs on.
 
@@ -234,7 +234,7 @@ def localized_patches(pipeline: Pipeline, images: Sequence[Photo], batch: int = 
     """The downstream inputs the FP32 `pipeline` produces on `images`: {size: (n, 3, size, size)}.
 
     Each image goes through the Pipeline's own stages (preprocess, localize,
-    then `anchor_edge.patches`), and LSP runs on the decided class's heatmap of
+    then `anchor_edge.method.patches`), and LSP runs on the decided class's heatmap of
     *every* branch, not only the chosen one: every patch size is then
     calibrated even when one branch wins all images (as with an untrained
     AnchorNet). Patches are cut at native size from the downstream-normalized

