@@ -25,7 +25,7 @@ class TensorSpec(NamedTuple):
 class Runner(abc.ABC):
     """Runs one model. Subclasses load it in `__init__`, set `inputs` and `outputs`, and implement `_run`."""
 
-    #: Short backend name shown in logs and Prediction output ("onnxruntime", "tensorrt").
+    #: Short backend name shown in logs and Prediction output ("onnxruntime", "openvino", "tensorrt").
     backend: str = ""
     #: The model's inputs and outputs, in graph order.
     inputs: Sequence[TensorSpec]
