@@ -2,12 +2,18 @@
 
     python -m export.train                          # the digits benchmark, 120 minutes, weights into weights/
     python -m export.train --data photos/ --out runs/photos --bundle bundles/photos
+    python -m export.train --data photos/ --downstream resnet50:my_resnet.pt --keep-downstream --bundle bundles/mine
 
-With --data DIR (one subfolder of images per class, docs/exporting.md):
-AnchorNet on image-level labels, the downstream network on whole images,
-then the downstream fine-tuned on the patches the trained AnchorNet
-localizes; --bundle also exports the result, so one command gives a bundle.
-Without --data: the digits benchmark, where AnchorNet is box-supervised
+With --data DIR (one subfolder of images per class, docs/exporting.md) and
+--downstream SPEC (any spec export/to_trt.py takes that names a network and
+its weights; default efficientnet_lite0): a trained downstream (a
+checkpoint) teaches AnchorNet where the classes are, an untrained one first
+learns the folder's whole images and then teaches; AnchorNet trains on the
+image-level labels plus the teacher's class activation peak; then the
+downstream is fine-tuned on the patches AnchorNet localizes, unless
+--keep-downstream leaves the user's network bit-identical
+(export/training/folder_steps.py). --bundle also exports the result, so one
+command gives a bundle. Without --data: the digits benchmark, where AnchorNet is box-supervised
 (export/training/box_supervision.py). --architecture picks the downstream's
 recipe (export/training/downstream.py): resnet50 learns from scratch (a trunk,
 then the full-image baseline and the patch network fine-tuned from it for the
@@ -29,11 +35,11 @@ import sys
 from pathlib import Path
 
 from anchor_edge.errors import AnchorEdgeError
-from export.data.source import DIGITS, DataSource
-from export.training.anchornet import train_anchornet
-from export.training.common import add_recipe_arguments, apply_recipe_arguments
+from export.data.source import DIGITS
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import ANCHORNET_FILE, downstream_weights
+from export.training.anchornet import train_anchornet
+from export.training.common import add_recipe_arguments, apply_recipe_arguments
 from export.training.downstream import train_downstream
 
 #: Per downstream architecture, (step, share of the budget, images planned for its schedule) on the digits
@@ -54,12 +60,6 @@ DIGITS_PLANS = {
         ("patches", 0.15, 8_000),
     ),
 }
-#: On a user's folder: EfficientNet-Lite0 from its ImageNet backbone, no resized baseline.
-FOLDER_PLAN = (
-    ("anchornet", 0.6, 40_000),
-    ("full", 0.25, 8_000),
-    ("patches", 0.15, 4_000),
-)
 STEPS = ("anchornet", "trunk", "full", "resized", "patches")
 
 
@@ -70,38 +70,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=120.0, help="wall clock for everything (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)")
     parser.add_argument("--only", type=_steps, metavar="STEPS", help=f"comma-separated steps to run, of {', '.join(STEPS)} (default: all)")
-    parser.add_argument("--architecture", choices=sorted(DIGITS_PLANS), default=DEFAULT_ARCHITECTURE,
-                        help="the downstream network's recipe on the digits benchmark (default: %(default)s)")
+    parser.add_argument("--architecture", choices=sorted(DIGITS_PLANS),
+                        help=f"the downstream's recipe on the digits benchmark (default: {DEFAULT_ARCHITECTURE})")
+    parser.add_argument("--downstream", metavar="SPEC",
+                        help="with --data: your downstream network, NAME[:CKPT], timm:NAME[:CKPT] or "
+                        "MODULE:CALLABLE[:CKPT]; with CKPT it is trained and teaches AnchorNet "
+                        f"(default: {EFFICIENTNET_LITE0}, trained on the folder first)")
+    parser.add_argument("--keep-downstream", action="store_true",
+                        help="with --data and a trained --downstream: bundle it bit-identical, no patch fine-tuning")
     parser.add_argument("--bundle", type=Path, metavar="DIR", help="also export the trained models as a bundle here")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
+    if args.data is None and (args.downstream or args.keep_downstream):
+        parser.error("--downstream and --keep-downstream train on your folder (--data DIR); on the digits benchmark "
+                     "pick the downstream with --architecture")
+    if args.data is not None and args.architecture is not None:
+        parser.error(f"--architecture {args.architecture} trains on the digits benchmark only; on a folder give "
+                     "--downstream SPEC")
     try:
-        source: DataSource = DIGITS
-        architecture, plan = args.architecture, DIGITS_PLANS[args.architecture]
         if args.data is not None:
-            from export.data.folder import ImageFolder
-
-            if args.architecture != EFFICIENTNET_LITE0:
-                parser.error(f"--architecture {args.architecture} trains on the digits benchmark only; a folder trains "
-                             f"{EFFICIENTNET_LITE0} (drop --architecture)")
-            source, architecture, plan = ImageFolder.open(args.data), EFFICIENTNET_LITE0, FOLDER_PLAN
-        reports = {}
-        for step, share, images in plan:
-            if args.only and step not in args.only:
-                continue
-            minutes = args.budget_minutes * share
-            planned = max(1, int(images * args.scale))
-            if step == "anchornet":
-                reports[step] = train_anchornet(
-                    args.out, images=planned, budget_minutes=minutes, seed=args.seed, work_dir=args.work_dir, source=source
-                )
-            else:
-                reports[step] = train_downstream(
-                    step, args.out, architecture=architecture, images=planned, budget_minutes=minutes, seed=args.seed,
-                    work_dir=args.work_dir, source=source,
-                )
+            reports, downstream = _train_folder(args)
+        else:
+            reports, downstream = _train_digits(args)
         (args.out / "training_report.json").write_text(json.dumps(reports, indent=2) + "\n")
-        downstream = f"{architecture}:{downstream_weights(args.out, architecture, 'patches')}"
         if args.bundle is not None:
             _export(args.out / ANCHORNET_FILE, downstream, args.bundle)
             print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}")
@@ -112,6 +103,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _train_folder(args: argparse.Namespace) -> tuple[dict, str]:
+    """Every step on the user's folder for their downstream (export/training/folder_steps.py)."""
+    from export.data.folder import ImageFolder
+    from export.training.folder_steps import train_on_folder
+    from export.training.user_downstream import open_user_downstream
+
+    user = open_user_downstream(args.downstream or EFFICIENTNET_LITE0)
+    return train_on_folder(
+        ImageFolder.open(args.data), user, out=args.out, work_dir=args.work_dir, budget_minutes=args.budget_minutes,
+        scale=args.scale, seed=args.seed, only=args.only, keep=args.keep_downstream,
+    )
+
+
+def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
+    """Every step of the digits benchmark's plan for --architecture; the reports and the bundle's downstream spec."""
+    architecture, source = args.architecture or DEFAULT_ARCHITECTURE, DIGITS
+    reports = {}
+    for step, share, images in DIGITS_PLANS[architecture]:
+        if args.only and step not in args.only:
+            continue
+        minutes = args.budget_minutes * share
+        planned = max(1, int(images * args.scale))
+        if step == "anchornet":
+            reports[step] = train_anchornet(
+                args.out, images=planned, budget_minutes=minutes, seed=args.seed, work_dir=args.work_dir, source=source
+            )
+        else:
+            reports[step] = train_downstream(
+                step, args.out, architecture=architecture, images=planned, budget_minutes=minutes, seed=args.seed,
+                work_dir=args.work_dir, source=source,
+            )
+    return reports, f"{architecture}:{downstream_weights(args.out, architecture, 'patches')}"
 
 
 def _export(anchornet: Path, downstream: str, bundle: Path) -> None:

@@ -44,6 +44,7 @@ class ImageFolder:
     files: dict[str, tuple[tuple[Path, int], ...]]
     has_boxes = False
     has_easy = False
+    has_centres = False
 
     @classmethod
     def open(cls, root: str | Path) -> "ImageFolder":
@@ -82,19 +83,33 @@ class ImageFolder:
         """Sample `index` of `split`: training indices walk a seeded permutation of the files, one epoch per pass."""
         if easy:
             raise InputError("a folder of images has no easy curriculum samples")
+        position, top, left, mirrored = self.view(split, index, seed)
+        label = self._files(split)[position][1]
+        crop = self.square(split, position)[top : top + CROP, left : left + CROP]
+        return LabelledImage(np.ascontiguousarray(crop[:, ::-1] if mirrored else crop), label)
+
+    def view(self, split: str, index: int, seed: int = 0) -> tuple[int, int, int, bool]:
+        """Which file sample `index` shows and how: (its position in `files[split]`, crop top, crop left, mirrored).
+
+        The crop is CROP x CROP of the file's RESIZE_SHORT square: random for
+        training (seeded per index), the centre for held-out samples. A
+        teacher's map of the file's square is read through the same view
+        (`export.training.taught_folder`).
+        """
         files = self._files(split)
         epoch, position = divmod(index, len(files))
-        order = np.random.default_rng([seed, epoch]).permutation(len(files)) if split == TRAIN else np.arange(len(files))
-        path, label = files[int(order[position])]
-        image = _square(path)
         if split != TRAIN:
-            top, left = (image.shape[0] - CROP) // 2, (image.shape[1] - CROP) // 2
-            return LabelledImage(np.ascontiguousarray(image[top : top + CROP, left : left + CROP]), label)
+            middle = (RESIZE_SHORT - CROP) // 2
+            return position, middle, middle, False
+        order = np.random.default_rng([seed, epoch]).permutation(len(files))
         rng = np.random.default_rng([seed, index])
-        top = int(rng.integers(image.shape[0] - CROP + 1))
-        left = int(rng.integers(image.shape[1] - CROP + 1))
-        crop = image[top : top + CROP, left : left + CROP]
-        return LabelledImage(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop), label)
+        top = int(rng.integers(RESIZE_SHORT - CROP + 1))
+        left = int(rng.integers(RESIZE_SHORT - CROP + 1))
+        return int(order[position]), top, left, bool(rng.random() < 0.5)
+
+    def square(self, split: str, position: int) -> np.ndarray:
+        """The RESIZE_SHORT x RESIZE_SHORT BGR square of file `position` of `split`, which `view` crops."""
+        return _square(self._files(split)[position][0])
 
     def _files(self, split: str) -> tuple[tuple[Path, int], ...]:
         if split not in self.files:

@@ -22,12 +22,15 @@ class LabelledImage(NamedTuple):
     image: 224 x 224 x 3 BGR uint8 network input. label: class index. box:
     (x0, y0, x1, y1) of the object in network-input pixels, and scale: index of
     its natural branch (0, 1, 2), where the source knows them (else None).
+    centre: (x, y) of the object in network-input pixels where only that is
+    known (a teacher's class activation peak, `export.training.taught_folder`).
     """
 
     image: np.ndarray
     label: int
     box: tuple[int, int, int, int] | None = None
     scale: int | None = None
+    centre: tuple[float, float] | None = None
 
 
 class DataSource(Protocol):
@@ -38,6 +41,8 @@ class DataSource(Protocol):
     has_boxes: bool
     #: Whether `sample(..., easy=True)` gives the contrast curriculum's easy variant.
     has_easy: bool
+    #: Whether training samples carry their object's centre but no box (the box terms then run centre-only).
+    has_centres: bool
 
     def sample(self, split: str, index: int, seed: int = 0, *, easy: bool = False) -> LabelledImage: ...
 
@@ -51,6 +56,7 @@ class DigitsSource:
     class_names = digits.CLASS_NAMES
     has_boxes = True
     has_easy = True
+    has_centres = False
 
     def count(self, split: str) -> int | None:
         return None

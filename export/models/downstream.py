@@ -175,6 +175,31 @@ def load_downstream(spec: str, *, num_classes: int | None = None, allow_pickle: 
     return downstream
 
 
+def split_checkpoint(spec: str) -> tuple[str, str | None]:
+    """(the network part of a spec, its CKPT or None): NAME[:CKPT], timm:NAME[:CKPT], MODULE:CALLABLE[:CKPT].
+
+    Training gives a downstream new weights and exports it as the network
+    part plus the new checkpoint, so a FILE spec (an ONNX graph, a
+    TorchScript or pickled module), whose weights are the file, is refused.
+
+    Raises:
+        InputError: the spec is a FILE, or does not parse.
+    """
+    head, _, rest = spec.partition(":")
+    if head == TIMM_PREFIX:
+        name, _, checkpoint = rest.partition(":")
+        return f"{TIMM_PREFIX}:{name}", checkpoint or None
+    if head == EFFICIENTNET_LITE0 or head in torchvision.models.list_models(module=torchvision.models):
+        return head, rest or None
+    if rest and _DOTTED_NAME.fullmatch(head):
+        callable_path, _, checkpoint = rest.partition(":")
+        return f"{head}:{callable_path}", checkpoint or None
+    raise InputError(
+        f"downstream {spec!r} is a file whose weights training cannot replace; to train or fine-tune it, name the "
+        "network and its weights: NAME[:CKPT], timm:NAME[:CKPT] or MODULE:CALLABLE[:CKPT]"
+    )
+
+
 def _load_spec(spec: str, num_classes: int | None, allow_pickle: bool) -> Downstream:
     head, _, rest = spec.partition(":")
     if head == TIMM_PREFIX:

@@ -8,7 +8,10 @@ attention branch's auxiliary FC. With `box_supervision` (the default recipe
 for the digits benchmark; a documented deviation from the paper,
 `export.training.box_supervision`) the generator's boxes also supervise S and
 F, and the attention output of branches other than the object's natural one
-is trained on smoothed labels.
+is trained on smoothed labels. On a folder taught by the downstream network
+(`export.training.taught_folder`) the same terms run centre-only: the
+teacher's class activation peak in place of the box, every branch on hard
+labels.
 
 The data follows a contrast curriculum (`export.training.common.easy_share`):
 easy samples only at first, none after 15 % of training. At the end both
@@ -70,7 +73,9 @@ def anchornet_loss(
 
     With boxes (and each sample's natural branch), the attention term's
     targets are `branch_targets` (hard on the natural branch, smoothed on the
-    others) and `box_loss` is added.
+    others) and `box_loss` is added. Boxes without natural branches are the
+    centre-only path (a teacher's centres as boxes (x, y, x, y)): the box
+    terms, and hard labels on every branch.
     """
     outputs = model.training_outputs(images)
     attention_targets = None
@@ -107,6 +112,7 @@ def train_anchornet(
     """Train, checkpointing to work_dir (resumes from it), and write out/anchornet.pt; returns the pooling report."""
     seed_everything(seed)
     device = pick_device()
+    centre_supervision = box_supervision and source.has_centres
     box_supervision = box_supervision and source.has_boxes
     model = AnchorNet(num_classes=len(source.class_names))
     if init is not None:  # fine-tune: start from trained weights (a new schedule, a fresh optimizer)
@@ -130,12 +136,15 @@ def train_anchornet(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), peak_lr, WARMUP_STEPS)
         progress_fraction = max(step / total_steps, budget.fraction())
-        window = window_size if progress_fraction < SMALL_WINDOW_SHARE and source.has_boxes else 224
+        located = source.has_boxes or source.has_centres
+        window = window_size if progress_fraction < SMALL_WINDOW_SHARE and located else 224
         easy = easy_share(progress_fraction) if source.has_easy and init is None else 0.0
         batch = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source)
         inputs = batch.images.to(device).contiguous(memory_format=torch.channels_last)
         if box_supervision:
             loss = anchornet_loss(model, inputs, batch.labels.to(device), batch.boxes().to(device), batch.scales().to(device))
+        elif centre_supervision:
+            loss = anchornet_loss(model, inputs, batch.labels.to(device), batch.boxes().to(device))
         else:
             loss = anchornet_loss(model, inputs, batch.labels.to(device))
         take_step(optimizer, loss, progress)
@@ -151,7 +160,7 @@ def train_anchornet(
     on_training_photos = measure_poolings(model, eval_images, seed, split="train", source=source)
     report.update(
         pooling=pooling, train_photos=on_training_photos, steps=step, images_seen=step * batch_size,
-        seconds=round(budget.spent), box_supervision=box_supervision,
+        seconds=round(budget.spent), box_supervision=box_supervision, centre_supervision=centre_supervision,
     )
     LOG.info("AnchorNet: %s", report)
     model = model.to("cpu").to(memory_format=torch.contiguous_format)

@@ -18,6 +18,12 @@ digits benchmark does; a user's folder does not) training may also use them:
    trained on hard labels, the others on smoothed ones (`SIZE_SMOOTHING`), so
    the decision rule's most confident branch follows the object's size.
 
+Centre-only (a user's folder, where the downstream network as teacher gives
+the object's centre but not its size, `export.training.teacher`): terms 1
+and 2 need only the box's centre, so they run on the box (x, y, x, y); with
+no size there is no natural branch, and every branch trains on hard labels
+(docs/decisions/018-teacher-cam-supervision.md).
+
 None of this changes the network or the runtime: the bundle is the same.
 """
 from __future__ import annotations
@@ -33,16 +39,20 @@ TARGET_SIGMA = 1.0
 SIZE_SMOOTHING = 0.3
 
 
-def branch_targets(labels: Tensor, natural_branch: Tensor, num_classes: int) -> Tensor:
-    """(N, 3, C) target distributions: one-hot on the natural branch, smoothed by SIZE_SMOOTHING on the others."""
+def branch_targets(labels: Tensor, natural_branch: Tensor | None, num_classes: int) -> Tensor:
+    """(N, 3, C) target distributions: one-hot on the natural branch, smoothed by SIZE_SMOOTHING on the others;
+    one-hot on every branch when the size, hence the natural branch, is unknown (None)."""
     one_hot = nn.functional.one_hot(labels, num_classes).float()[:, None, :].expand(-1, len(BRANCH_RECEPTIVE_FIELDS), -1)
+    if natural_branch is None:
+        return one_hot
     smoothed = one_hot * (1 - SIZE_SMOOTHING) + SIZE_SMOOTHING / num_classes
     is_natural = nn.functional.one_hot(natural_branch, len(BRANCH_RECEPTIVE_FIELDS)).bool()[:, :, None]
     return torch.where(is_natural, one_hot, smoothed)
 
 
 def attention_target(boxes: Tensor, field: int, height: int, width: int) -> Tensor:
-    """(N, H, W) distribution over a branch's cells: a Gaussian around the cell centred on each box.
+    """(N, H, W) distribution over a branch's cells: a Gaussian around the cell centred on each box (only the box's
+    centre is read).
 
     Cell (r, c) sees the input window [8c, 8c + field) x [8r, 8r + field)
     (docs/method.md §2), so its centre is at (8c + field / 2, 8r + field / 2).
@@ -62,8 +72,9 @@ def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     return -(target * logits.log_softmax(-1)).sum(-1).mean()
 
 
-def box_loss(outputs: TrainingOutputs, labels: Tensor, boxes: Tensor, natural_branch: Tensor) -> Tensor:
-    """Sum over branches of the attention term and the two heatmap terms (module docstring, 1 and 2)."""
+def box_loss(outputs: TrainingOutputs, labels: Tensor, boxes: Tensor, natural_branch: Tensor | None) -> Tensor:
+    """Sum over branches of the attention term and the two heatmap terms (module docstring, 1 and 2); natural_branch
+    None: centre-only, every branch on hard labels."""
     targets = branch_targets(labels, natural_branch, outputs.gap_logits.shape[-1])
     loss = outputs.gap_logits.new_zeros(())
     for branch, (field, logit_map, attention) in enumerate(zip(BRANCH_RECEPTIVE_FIELDS, outputs.logit_maps, outputs.attention_maps)):

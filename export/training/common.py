@@ -99,8 +99,12 @@ class Batch(NamedTuple):
     samples: list[LabelledImage]
 
     def boxes(self) -> torch.Tensor:
-        """(N, 4) float boxes (x0, y0, x1, y1) of the inputs' objects; the source must have boxes."""
-        return torch.tensor([sample.box for sample in self.samples], dtype=torch.float32)
+        """(N, 4) float boxes (x0, y0, x1, y1) of the inputs' objects; the source must have boxes or centres.
+
+        Where only the centre is known the box is (x, y, x, y): the box terms
+        read boxes only through their centres (`export.training.box_supervision`).
+        """
+        return torch.tensor([sample.box or (*sample.centre, *sample.centre) for sample in self.samples], dtype=torch.float32)
 
     def scales(self) -> torch.Tensor:
         """(N,) natural branch of each object; the source must have boxes."""
@@ -119,8 +123,9 @@ def sample_batch(
     """Network inputs, labels and the samples themselves for the given sample indices of `source`.
 
     window < 224 cuts from each 224 network input a window x window square
-    that holds the whole object (seeded per sample; the source must have
-    boxes): the fully convolutional AnchorNet then trains window^2 / 224^2 of
+    that holds the whole object, or CENTRE_MARGIN around its centre where
+    only that is known (seeded per sample; the source must have boxes or
+    centres): the fully convolutional AnchorNet then trains window^2 / 224^2 of
     the cost per image, which on a shared 2-core CPU is the difference
     between seeing the data and not. easy_share: the chance that a sample is
     the curriculum's easy variant (`is_easy`); training split only.
@@ -153,17 +158,32 @@ def easy_share(progress: float) -> float:
     return float(np.clip((0.15 - progress) / 0.10, 0.0, 1.0))
 
 
+#: Where only the object's centre is known, a training window holds this many pixels on each side of it (clipped
+#: to the input): half the smallest patch, so the window shows at least what B63's patch there would.
+CENTRE_MARGIN = 32
+
+
 def _window_around(sample: LabelledImage, window: int, rng: np.random.Generator) -> LabelledImage:
-    """A random window x window square of the sample's 224 input that contains its box, the box moved with it."""
-    if sample.box is None:
-        raise InputError(f"a {window} px training window needs the object's box; this source has none (train at 224)")
-    image, (x0, y0, x1, y1) = sample.image, sample.box
+    """A random window x window square of the sample's 224 input that contains its box (or the CENTRE_MARGIN square
+    around its centre), the box and centre moved with it."""
+    image = sample.image
+    if sample.box is not None:
+        x0, y0, x1, y1 = sample.box
+    elif sample.centre is not None:
+        (x, y), (height, width) = sample.centre, image.shape[:2]
+        x0, y0 = max(0, int(x) - CENTRE_MARGIN), max(0, int(y) - CENTRE_MARGIN)
+        x1, y1 = min(width, int(x) + CENTRE_MARGIN), min(height, int(y) + CENTRE_MARGIN)
+    else:
+        raise InputError(f"a {window} px training window needs the object's box or centre; this source has neither "
+                         "(train at 224)")
     if x1 - x0 > window or y1 - y0 > window:
         raise InputError(f"a {window} px window cannot hold a {x1 - x0} x {y1 - y0} box")
     left = int(rng.integers(max(0, x1 - window), min(x0, image.shape[1] - window) + 1))
     top = int(rng.integers(max(0, y1 - window), min(y0, image.shape[0] - window) + 1))
     crop = image[top : top + window, left : left + window]
-    return sample._replace(image=crop, box=(x0 - left, y0 - top, x1 - left, y1 - top))
+    box = None if sample.box is None else (x0 - left, y0 - top, x1 - left, y1 - top)
+    centre = None if sample.centre is None else (sample.centre[0] - left, sample.centre[1] - top)
+    return sample._replace(image=crop, box=box, centre=centre)
 
 
 def learning_rate(step: int, progress: float, peak: float, warmup: int) -> float:

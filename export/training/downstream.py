@@ -73,6 +73,7 @@ from export.training.common import (
     take_step,
     training_state,
 )
+from export.training.user_downstream import UserDownstream, normalization_of
 
 LOG = logging.getLogger("anchor_edge.train")
 WARMUP_STEPS = 30
@@ -134,6 +135,18 @@ def normalization(architecture: str) -> Normalization:
     return IMAGENET
 
 
+def user_recipe(user: UserDownstream, pretrained: str) -> Recipe:
+    """A user's network on their folder: a trained one is fine-tuned on patches from its own weights; an untrained
+    one first learns the whole images ("full", from its ImageNet backbone at Lite0's rate, else from scratch at the
+    trunk's), then fine-tunes from that on patches."""
+    if user.trained:
+        return Recipe(user.folder, kinds=("patches",), starts_from={"patches": None}, peak_lr={"patches": 3e-4},
+                      windowed=(), curriculum=(), kept=("patches",))
+    full_lr = 1e-3 if pretrained.startswith("imagenet") else 2e-3
+    return Recipe(user.folder, kinds=("full", "patches"), starts_from={"full": None, "patches": "full"},
+                  peak_lr={"full": full_lr, "patches": 3e-4}, windowed=(), curriculum=(), kept=("full", "patches"))
+
+
 def build_downstream(architecture: str = DEFAULT_ARCHITECTURE, num_classes: int = NUM_CLASSES) -> nn.Module:
     """The architecture's starting point: EfficientNet-Lite0 with its ImageNet backbone and a new head, others random."""
     return load_downstream(architecture, num_classes=num_classes).module
@@ -182,27 +195,35 @@ def train_downstream(
     seed: int = 0,
     work_dir: Path,
     source: DataSource = DIGITS,
+    user: UserDownstream | None = None,
 ) -> dict:
     """Train step `kind` of `architecture`'s recipe, checkpointing to work_dir (resumes); returns its report.
 
     The weights go to out/<architecture>/downstream_<kind>.pt (the trunk's to
     work_dir/<architecture>/). A step that starts from another (`Recipe.starts_from`)
     reads that step's weights; "patches" also localizes with out/anchornet.pt.
+    With `user`, the user's network on their folder replaces `architecture`'s
+    (`user_recipe`; its folder name replaces the architecture's).
     """
-    recipe = RECIPES.get(architecture)
-    if recipe is None:
-        raise InputError(f"no training recipe for {architecture!r}; recipes exist for {', '.join(RECIPES)}")
-    if kind not in recipe.kinds:
-        raise InputError(f"{architecture}'s recipe has the steps {recipe.kinds}, not {kind!r}")
     seed_everything(seed)
+    if user is None:
+        recipe = RECIPES.get(architecture)
+        if recipe is None:
+            raise InputError(f"no training recipe for {architecture!r}; recipes exist for {', '.join(RECIPES)}")
+        model, norm = build_downstream(architecture, len(source.class_names)), normalization(architecture)
+    else:
+        loaded = user.load(source.class_names)
+        recipe, model, norm = user_recipe(user, loaded.pretrained), loaded.module, normalization_of(loaded)
+    if kind not in recipe.kinds:
+        raise InputError(f"{recipe.architecture}'s recipe has the steps {recipe.kinds}, not {kind!r}")
+    architecture = recipe.architecture
     device = pick_device()
-    model = build_downstream(architecture, len(source.class_names))
     start = recipe.starts_from[kind]
     if start is not None:
         model.load_state_dict(torch.load(_weights_of(recipe, start, out, work_dir), map_location="cpu", weights_only=True))
     anchornet = load_anchornet(out / "anchornet.pt", None, None).module if kind == "patches" else None
     model.to(device).to(memory_format=torch.channels_last)
-    peak_lr, norm = recipe.peak_lr[kind], normalization(architecture)
+    peak_lr = recipe.peak_lr[kind]
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
     checkpoint_path = work_dir / architecture / f"downstream_{kind}_state.pt"
     state = load_checkpoint(checkpoint_path)

@@ -1,0 +1,96 @@
+"""Every step on a user's folder, for their own downstream network, within one budget: who teaches AnchorNet, and when.
+
+A folder has image-level labels and no boxes; the user's downstream network,
+trained, knows where their classes are. So (issue #27,
+docs/decisions/018-teacher-cam-supervision.md):
+
+1. "full", only when the downstream comes untrained: it learns the folder's
+   whole images first, to become the teacher;
+2. "anchornet": the teacher maps every training file once (its class
+   activation map for the file's label, `export.training.teacher`), and
+   AnchorNet trains on the labels plus the map's peak as the object's centre:
+   training windows and the box terms around it, every branch on hard labels
+   (`export.training.taught_folder`);
+3. "patches": the downstream fine-tuned on the patches AnchorNet localizes
+   (paper section 4.3), from the user's weights or from "full"; skipped with
+   `keep`, which leaves the user's trained network bit-identical in the bundle.
+
+Each step gets its share of the budget (shares of the steps that run, so
+`keep` gives the patches' share to AnchorNet); the teacher's maps are paid
+from AnchorNet's share. Every step checkpoints into the work dir and resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from anchor_edge.errors import InputError
+from export.data.folder import ImageFolder
+from export.models.downstream import split_checkpoint
+from export.models.trained_weights import downstream_weights
+from export.training.anchornet import train_anchornet
+from export.training.downstream import train_downstream
+from export.training.taught_folder import teach
+from export.training.teacher import Teacher
+from export.training.user_downstream import UserDownstream, normalization_of
+
+LOG = logging.getLogger("anchor_edge.train")
+#: (step, share of the budget, images planned) for an untrained and for a trained downstream. AnchorNet's plan is the
+#: digits recipe's, which fills its share on 2 CPU cores; the budget ends a plan that does not fit, its learning rate
+#: decayed by the time spent (export.training.common.learning_rate).
+UNTRAINED_PLAN = (("full", 0.25, 8_000), ("anchornet", 0.6, 200_000), ("patches", 0.15, 4_000))
+TRAINED_PLAN = (("anchornet", 0.85, 200_000), ("patches", 0.15, 4_000))
+TEACHER_MAPS_FILE = "teacher_maps.pt"
+
+
+def folder_plan(user: UserDownstream, keep: bool) -> list[tuple[str, float, int]]:
+    """The steps for this downstream, each with its share of the whole budget (shares of the steps that run)."""
+    if keep and not user.trained:
+        raise InputError(f"--keep-downstream keeps a trained downstream as it is, and {user.spec} names no checkpoint; "
+                         "give its weights (NAME:CKPT), or drop --keep-downstream to train it on the folder")
+    plan = [step for step in (TRAINED_PLAN if user.trained else UNTRAINED_PLAN) if not (keep and step[0] == "patches")]
+    total = sum(share for _, share, _ in plan)
+    return [(step, share / total, images) for step, share, images in plan]
+
+
+def train_on_folder(
+    folder: ImageFolder, user: UserDownstream, *, out: Path, work_dir: Path, budget_minutes: float, scale: float = 1.0,
+    seed: int = 0, only: tuple[str, ...] | None = None, keep: bool = False,
+) -> tuple[dict, str]:
+    """Run the plan's steps (those in `only`, when given); returns the reports and the bundle's downstream spec."""
+    reports = {}
+    for step, share, images in folder_plan(user, keep):
+        if only and step not in only:
+            continue
+        minutes, planned = budget_minutes * share, max(1, int(images * scale))
+        if step == "anchornet":
+            reports[step] = _taught_anchornet(folder, user, out, work_dir, minutes, planned, seed)
+        else:
+            reports[step] = train_downstream(step, out, images=planned, budget_minutes=minutes, seed=seed,
+                                             work_dir=work_dir, source=folder, user=user)
+    bundled = user.spec if keep else user.with_weights(downstream_weights(out, user.folder, "patches"))
+    return reports, bundled
+
+
+def _taught_anchornet(
+    folder: ImageFolder, user: UserDownstream, out: Path, work_dir: Path, minutes: float, images: int, seed: int
+) -> dict:
+    """AnchorNet on the folder taught by the downstream: the user's trained one, else the "full" step's."""
+    teacher_spec = user.spec if user.trained else user.with_weights(downstream_weights(out, user.folder, "full"))
+    loaded = user.load(folder.class_names, teacher_spec)
+    teacher = Teacher(loaded.module, teacher_spec)
+    taught, taught_report = teach(folder, teacher, normalization_of(loaded), work_dir / TEACHER_MAPS_FILE,
+                                  _weights_id(teacher_spec))
+    left = max(0.0, minutes - taught_report["seconds"] / 60)
+    if left == 0:
+        LOG.warning("the teacher's maps took AnchorNet's whole share of the budget (%.0f s): give more minutes "
+                    "(--budget-minutes) or fewer training images", taught_report["seconds"])
+    report = train_anchornet(out, images=images, budget_minutes=left, seed=seed, work_dir=work_dir, source=taught)
+    return {**report, "teacher": taught_report}
+
+
+def _weights_id(spec: str) -> str:
+    """The spec and its checkpoint's sha256, so maps made by other weights under the same path are not reused."""
+    checkpoint = Path(str(split_checkpoint(spec)[1]))
+    return f"{spec}@{hashlib.sha256(checkpoint.read_bytes()).hexdigest()}"

@@ -1,0 +1,93 @@
+"""A user's folder whose training samples carry the teacher's centre of their class: box supervision without boxes.
+
+The teacher (`export.training.teacher`) maps each training file once, on the
+file's whole RESIZE_SHORT square and for the file's own label, a batch of
+files per forward pass; a training sample, a random crop of that square
+(`ImageFolder.view`), then takes the map's peak within its crop as the
+object's centre (`LabelledImage.centre`). Held-out samples stay as they are:
+they are measured, not taught.
+
+The maps are cached in the work dir with the seconds they cost, so a resumed
+run neither recomputes them nor forgets that the budget paid for them
+(export/train.py takes those seconds from AnchorNet's share).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from export.data.folder import CROP, RESIZE_SHORT, ImageFolder
+from export.data.source import TRAIN, LabelledImage
+from export.training.common import Normalization, load_checkpoint, pick_device, save_checkpoint, to_network_tensor
+from export.training.teacher import Teacher, peak_in
+
+LOG = logging.getLogger("anchor_edge.train")
+#: Files per teacher forward pass.
+TEACHER_BATCH = 32
+#: Save the cache every this many batches, so a stop loses little.
+SAVE_EVERY = 50
+
+
+class TaughtFolder:
+    """An ImageFolder whose training samples also carry the teacher's centre (a DataSource, export/data/source.py)."""
+
+    has_boxes = False
+    has_easy = False
+    has_centres = True
+
+    def __init__(self, folder: ImageFolder, maps: np.ndarray) -> None:
+        if len(maps) != folder.count(TRAIN):
+            raise ValueError(f"{len(maps)} teacher maps for {folder.count(TRAIN)} training files")
+        self.folder = folder
+        self.maps = maps
+        self.class_names = folder.class_names
+
+    def count(self, split: str) -> int:
+        return self.folder.count(split)
+
+    def sample(self, split: str, index: int, seed: int = 0, *, easy: bool = False) -> LabelledImage:
+        """The folder's sample; on the training split with the teacher's peak within its crop as `centre`."""
+        sample = self.folder.sample(split, index, seed, easy=easy)
+        if split != TRAIN:
+            return sample
+        position, top, left, mirrored = self.folder.view(split, index, seed)
+        return sample._replace(centre=peak_in(self.maps[position], RESIZE_SHORT, top, left, CROP, mirrored))
+
+
+def teach(
+    folder: ImageFolder, teacher: Teacher, normalization: Normalization, cache: Path, teacher_id: str
+) -> tuple[TaughtFolder, dict]:
+    """The folder with the teacher's map of every training file, and a report (files, seconds spent on the maps).
+
+    `teacher_id` names the teacher's weights: a cache made by other weights,
+    or for other files, is recomputed.
+    """
+    files = folder.files[TRAIN]
+    key = hashlib.sha256("\n".join([teacher_id, *(f"{path}:{label}" for path, label in files)]).encode()).hexdigest()
+    state = load_checkpoint(cache)
+    if state is None or state["key"] != key:
+        state = {"key": key, "maps": torch.zeros(0), "seconds": 0.0}
+    maps, spent_before, start = list(state["maps"]), float(state["seconds"]), time.monotonic()
+    device = pick_device()
+    teacher.module.to(device)
+    progress = tqdm(total=len(files), initial=len(maps), desc="teacher maps", unit="image", mininterval=10)
+    for batch, begin in enumerate(range(len(maps), len(files), TEACHER_BATCH)):
+        positions = range(begin, min(begin + TEACHER_BATCH, len(files)))
+        inputs = to_network_tensor([folder.square(TRAIN, p) for p in positions], normalization).to(device)
+        labels = torch.tensor([files[p][1] for p in positions], device=device)
+        maps += list(teacher.maps(inputs, labels).half().cpu())
+        progress.update(len(positions))
+        if (batch + 1) % SAVE_EVERY == 0 or positions.stop == len(files):
+            seconds = spent_before + time.monotonic() - start
+            save_checkpoint(cache, {"key": key, "maps": torch.stack(maps), "seconds": seconds})
+    progress.close()
+    seconds = spent_before + time.monotonic() - start
+    LOG.info("teacher %s: maps of %d training files (%.0f s)", teacher.name, len(files), seconds)
+    report = {"teacher": teacher.name, "files": len(files), "seconds": round(seconds)}
+    return TaughtFolder(folder, torch.stack(maps).float().numpy()), report

@@ -1,0 +1,99 @@
+"""The downstream network as AnchorNet's teacher: where in an image it sees the label's class, from one forward pass.
+
+A folder of images has labels but no boxes, and box supervision
+(`export.training.box_supervision`) needs to know where the object is. A
+trained downstream network already knows: for a network that ends in global
+average pooling and a linear classifier (ResNet, EfficientNet, ...), class
+c's logit is mean over cells of M_c + b_c with M_c = sum_k W[c, k] A_k, A the
+last feature map and W the classifier's weights. M_c, the class activation map
+(CAM, Zhou et al. 2016), is then exactly each cell's share of the logit, not an
+approximation, and a batch of images costs one forward pass.
+
+Measured on the digits benchmark (issue #27): the trained full-image
+EfficientNet-Lite0's CAM for the true class peaks within half a cell of the
+digit's box on 96 % of test draws, but its extent is the same at every digit
+size. So the teacher gives the object's centre, not its size
+(docs/decisions/018-teacher-cam-supervision.md).
+
+The head is found by hooks on whichever `nn.AdaptiveAvgPool2d` and
+`nn.Linear` run last, and every call checks that the pooled map through the
+classifier gives the network's own logits; a head that is something else is
+refused rather than read wrongly.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from anchor_edge.errors import InputError
+
+#: How far the pooled CAM may stray from the network's logits, relative to the largest logit (float32 sums).
+EXACTNESS_TOLERANCE = 1e-3
+
+
+class Teacher:
+    """Class activation maps of a trained classifier whose head is global average pooling + a linear layer."""
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        self.module = module.eval()
+        self.name = name
+        self._pools = [m for m in module.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+        self._linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if not self._pools or not self._linears:
+            raise self._not_a_cam_head("it has no nn.AdaptiveAvgPool2d and nn.Linear")
+
+    @torch.no_grad()
+    def maps(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) CAM of each image's label, on the network's last feature map, from normalized inputs (N, 3, H, W).
+
+        Raises:
+            InputError: the network's head is not global average pooling + linear (the CAM would not be exact).
+        """
+        features: list[torch.Tensor] = []
+        classifiers: list[nn.Linear] = []
+        handles = [pool.register_forward_pre_hook(lambda _, args: features.append(args[0])) for pool in self._pools]
+        handles += [linear.register_forward_hook(lambda m, *_: classifiers.append(m)) for linear in self._linears]
+        try:
+            logits = self.module(inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not features or not classifiers:
+            raise self._not_a_cam_head("its forward pass ran no nn.AdaptiveAvgPool2d or no nn.Linear")
+        feature_map, classifier = features[-1].float(), classifiers[-1]
+        weight = classifier.weight.float()
+        if feature_map.dim() != 4 or feature_map.shape[1] != weight.shape[1] or logits.shape[-1] != weight.shape[0]:
+            raise self._not_a_cam_head(f"its last pooled map {tuple(feature_map.shape)} does not feed its classifier "
+                                       f"{tuple(weight.shape)}")
+        pooled = feature_map.mean((2, 3)) @ weight.T
+        if classifier.bias is not None:
+            pooled = pooled + classifier.bias.float()
+        error = (pooled - logits.float()).abs().max().item()
+        if error > EXACTNESS_TOLERANCE * max(1.0, logits.abs().max().item()):
+            raise self._not_a_cam_head(f"its pooled last feature map through its classifier misses its logits by "
+                                       f"{error:.3g}")
+        return torch.einsum("nkhw,nk->nhw", feature_map, weight[labels])
+
+    def _not_a_cam_head(self, why: str) -> InputError:
+        return InputError(
+            f"downstream {self.name} cannot teach AnchorNet: {why}, and the class activation map is exact only for a "
+            "network ending in global average pooling and a linear classifier (ResNet, EfficientNet, ...); "
+            "give a network with such a head"
+        )
+
+
+def peak_in(cam: np.ndarray, square: int, top: int, left: int, size: int, mirrored: bool) -> tuple[float, float]:
+    """(x, y) of the CAM's hottest pixel within a size x size crop at (top, left) of the square it was computed on.
+
+    The map (h, w) is upsampled bilinearly to the square x square input with
+    cell centres at (j + 0.5) * square / w, as the cells sit on the input;
+    the peak is returned in crop pixels (the pixel's centre), mirrored when
+    the crop was, so it lands where the sample shows the object.
+    """
+    upsampled = cv2.resize(np.asarray(cam, np.float32), (square, square), interpolation=cv2.INTER_LINEAR)
+    window = upsampled[top : top + size, left : left + size]
+    y, x = divmod(int(window.argmax()), size)
+    centre_x = x + 0.5
+    return (size - centre_x if mirrored else centre_x), y + 0.5

@@ -1,0 +1,107 @@
+"""`python -m export.train --data DIR --downstream SPEC`: a trained downstream teaches AnchorNet, is kept bit-identical
+with --keep-downstream or fine-tuned on patches without it, and `anchor-edge eval` scores the bundle on the folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from export.train import main
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """Two classes, five images each: a red or a blue square on a noisy background, anywhere."""
+    rng = np.random.default_rng(0)
+    for name, colour in (("blue", (255, 0, 0)), ("red", (0, 0, 255))):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for j in range(5):
+            image = rng.integers(0, 120, (256, 256, 3), dtype=np.uint8)
+            x, y = (int(v) for v in rng.integers(0, 200, 2))
+            image[y : y + 56, x : x + 56] = colour
+            cv2.imwrite(str(tmp_path / "data" / name / f"{j}.png"), image)
+    return tmp_path / "data"
+
+
+@pytest.fixture()
+def trained_resnet18(tmp_path):
+    """The user's "trained" network: a two-class ResNet-18 checkpoint (seeded weights, which is all training needs)."""
+    torch.manual_seed(0)
+    path = tmp_path / "mine.pt"
+    torch.save(torchvision.models.resnet18(num_classes=2).state_dict(), path)
+    return path
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores_it(
+    tmp_path, folder, trained_resnet18, capsys
+):
+    from anchor_edge.cli.main import main as anchor_edge
+
+    before = sha256(trained_resnet18)
+    out, bundle = tmp_path / "weights", tmp_path / "bundle"
+    code = main(["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--keep-downstream",
+                 "--out", str(out), "--work-dir", str(tmp_path / "work"), "--bundle", str(bundle),
+                 "--scale", "0.0002", "--threads", "1"])
+    assert code == 0
+    report = json.loads((out / "training_report.json").read_text())
+    assert list(report) == ["anchornet"], "a trained network is not retrained, and kept: not fine-tuned either"
+    assert report["anchornet"]["centre_supervision"] is True
+    assert report["anchornet"]["teacher"]["files"] == 8 and report["anchornet"]["steps"] == 2
+    assert sha256(trained_resnet18) == before and not (out / "resnet18").exists()
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["models"]["downstream"]["weights"] == f"checkpoint:{trained_resnet18}"
+    assert manifest["class_names"] == ["blue", "red"]
+    # The bundle's downstream answers as the user's own network on the same input.
+    import onnxruntime
+
+    network = torchvision.models.resnet18(num_classes=2).eval()
+    network.load_state_dict(torch.load(trained_resnet18, weights_only=True))
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    session = onnxruntime.InferenceSession(str(bundle / manifest["models"]["downstream"]["file"]),
+                                           providers=["CPUExecutionProvider"])
+    (onnx_logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        assert np.allclose(onnx_logits, network(x).numpy(), atol=1e-4)
+
+    capsys.readouterr()
+    assert anchor_edge(["eval", str(bundle), "--data", str(folder), "--backend", "onnxruntime", "--threads", "1",
+                        "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["images"] == 10 and set(scored["top1"]) == {"pipeline", "full_image", "anchornet"}
+
+
+def test_without_keep_the_trained_downstream_is_fine_tuned_from_its_own_weights(tmp_path, folder, trained_resnet18):
+    out = tmp_path / "weights"
+    code = main(["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--out", str(out),
+                 "--work-dir", str(tmp_path / "work"), "--scale", "0.0002", "--threads", "1"])
+    assert code == 0
+    report = json.loads((out / "training_report.json").read_text())
+    assert list(report) == ["anchornet", "patches"] and report["patches"]["starts_from"] is None
+    given = torch.load(trained_resnet18, weights_only=True)
+    tuned = torch.load(out / "resnet18" / "downstream_patches.pt", weights_only=True)
+    assert tuned.keys() == given.keys()
+    # It started from the user's weights (one step at the warmup's small rate moves them little), and moved them.
+    assert torch.allclose(tuned["conv1.weight"].float(), given["conv1.weight"], atol=1e-2)
+    assert not torch.equal(tuned["fc.weight"].float(), given["fc.weight"].half().float())
+
+
+def test_keep_needs_a_trained_downstream_and_a_file_spec_cannot_be_trained(tmp_path, folder, capsys):
+    args = ["--data", str(folder), "--out", str(tmp_path / "w"), "--work-dir", str(tmp_path / "work")]
+    assert main([*args, "--downstream", "resnet18", "--keep-downstream"]) == 1
+    assert "--keep-downstream keeps a trained downstream" in capsys.readouterr().err
+    assert main([*args, "--downstream", "model.onnx"]) == 1
+    assert "NAME[:CKPT], timm:NAME[:CKPT] or MODULE:CALLABLE[:CKPT]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--downstream", "resnet18", "--out", str(tmp_path / "w")])
+    assert exit_info.value.code == 2
