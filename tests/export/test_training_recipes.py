@@ -106,9 +106,10 @@ def test_a_few_steps_lower_the_loss_against_a_learning_rate_of_zero(tmp_path, mo
             monkeypatch.setattr(downstream_recipe, "WARMUP_STEPS", 1)
             recipe = RECIPES[EFFICIENTNET_LITE0]
             monkeypatch.setitem(RECIPES, EFFICIENTNET_LITE0, recipe._replace(peak_lr={k: 1e-3 * scale for k in recipe.kinds}))
-            train_downstream(kind, out, images=4 * 3, batch_size=4, seed=0, work_dir=out / "work")
+            train_downstream(kind, out, architecture=EFFICIENTNET_LITE0, images=4 * 3, batch_size=4, seed=0,
+                             work_dir=out / "work")
             saved = torch.load(downstream_weights(out, EFFICIENTNET_LITE0, kind), weights_only=True)
-            model = build_downstream()
+            model = build_downstream(EFFICIENTNET_LITE0)
         model.load_state_dict(saved)
         losses[label] = _loss_on_first_batch(model, kind)
     assert losses["trained"] < losses["control"] - 0.05, losses
@@ -121,10 +122,11 @@ def test_patch_fine_tuning_starts_from_the_full_model_and_uses_localized_patches
     torch.manual_seed(1)
     full = downstream_weights(tmp_path, EFFICIENTNET_LITE0, "full")
     full.parent.mkdir()
-    torch.save(build_downstream().state_dict(), full)
+    torch.save(build_downstream(EFFICIENTNET_LITE0).state_dict(), full)
     anchornet = AnchorNet(num_classes=10)
     torch.save({"state_dict": anchornet.state_dict(), "num_classes": 10, "pooling": "gap"}, tmp_path / "anchornet.pt")
-    train_downstream("patches", tmp_path, images=2, batch_size=2, seed=0, work_dir=tmp_path / "work")
+    train_downstream("patches", tmp_path, architecture=EFFICIENTNET_LITE0, images=2, batch_size=2, seed=0,
+                     work_dir=tmp_path / "work")
     start = torch.load(full, weights_only=True)
     tuned = torch.load(downstream_weights(tmp_path, EFFICIENTNET_LITE0, "patches"), weights_only=True)
     # weights are stored in float16: compare with the starting weights rounded the same way
