@@ -24,7 +24,9 @@ from tqdm import tqdm
 
 from export.data.folder import CROP, RESIZE_SHORT, ImageFolder
 from export.data.source import TRAIN, LabelledImage
-from export.training.common import Normalization, load_checkpoint, pick_device, save_checkpoint, to_network_tensor
+from export.training.common import (
+    Normalization, autocast, load_checkpoint, pick_device, save_checkpoint, to_network_tensor
+)
 from export.training.teacher import Teacher, peak_in
 
 LOG = logging.getLogger("anchor_edge.train")
@@ -75,13 +77,15 @@ def teach(
         state = {"key": key, "maps": torch.zeros(0), "seconds": 0.0}
     maps, spent_before, start = list(state["maps"]), float(state["seconds"]), time.monotonic()
     device = pick_device()
-    teacher.module.to(device)
+    teacher.module.to(device).to(memory_format=torch.channels_last)  # with autocast: 3x float32's images/s here
     progress = tqdm(total=len(files), initial=len(maps), desc="teacher maps", unit="image", mininterval=10)
     for batch, begin in enumerate(range(len(maps), len(files), TEACHER_BATCH)):
         positions = range(begin, min(begin + TEACHER_BATCH, len(files)))
         inputs = to_network_tensor([folder.square(TRAIN, p) for p in positions], normalization).to(device)
         labels = torch.tensor([files[p][1] for p in positions], device=device)
-        maps += list(teacher.maps(inputs, labels).half().cpu())
+        with autocast(device):
+            cams = teacher.maps(inputs.contiguous(memory_format=torch.channels_last), labels)
+        maps += list(cams.half().cpu())
         progress.update(len(positions))
         if (batch + 1) % SAVE_EVERY == 0 or positions.stop == len(files):
             seconds = spent_before + time.monotonic() - start

@@ -29,8 +29,9 @@ from torch import nn
 
 from anchor_edge.errors import InputError
 
-#: How far the pooled CAM may stray from the network's logits, relative to the largest logit (float32 sums).
-EXACTNESS_TOLERANCE = 1e-3
+#: How far the pooled CAM may stray from the network's logits, relative to the largest logit: float32 sums, and
+#: bfloat16 ones (8-bit mantissa) under autocast. A head that is not pooling + linear misses by far more than either.
+EXACTNESS_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 3e-2}
 
 
 class Teacher:
@@ -62,19 +63,21 @@ class Teacher:
                 handle.remove()
         if not features or not classifiers:
             raise self._not_a_cam_head("its forward pass ran no nn.AdaptiveAvgPool2d or no nn.Linear")
-        feature_map, classifier = features[-1].float(), classifiers[-1]
-        weight = classifier.weight.float()
-        if feature_map.dim() != 4 or feature_map.shape[1] != weight.shape[1] or logits.shape[-1] != weight.shape[0]:
-            raise self._not_a_cam_head(f"its last pooled map {tuple(feature_map.shape)} does not feed its classifier "
-                                       f"{tuple(weight.shape)}")
-        pooled = feature_map.mean((2, 3)) @ weight.T
-        if classifier.bias is not None:
-            pooled = pooled + classifier.bias.float()
-        error = (pooled - logits.float()).abs().max().item()
-        if error > EXACTNESS_TOLERANCE * max(1.0, logits.abs().max().item()):
-            raise self._not_a_cam_head(f"its pooled last feature map through its classifier misses its logits by "
-                                       f"{error:.3g}")
-        return torch.einsum("nkhw,nk->nhw", feature_map, weight[labels])
+        with torch.autocast(inputs.device.type, enabled=False):  # check and map in float32, whatever ran the net
+            tolerance = EXACTNESS_TOLERANCE.get(logits.dtype, EXACTNESS_TOLERANCE[torch.float32])
+            feature_map, classifier = features[-1].float(), classifiers[-1]
+            weight = classifier.weight.float()
+            if feature_map.dim() != 4 or feature_map.shape[1] != weight.shape[1] or logits.shape[-1] != weight.shape[0]:
+                raise self._not_a_cam_head(f"its last pooled map {tuple(feature_map.shape)} does not feed its "
+                                           f"classifier {tuple(weight.shape)}")
+            pooled = feature_map.mean((2, 3)) @ weight.T
+            if classifier.bias is not None:
+                pooled = pooled + classifier.bias.float()
+            error = (pooled - logits.float()).abs().max().item()
+            if error > tolerance * max(1.0, logits.abs().max().item()):
+                raise self._not_a_cam_head(f"its pooled last feature map through its classifier misses its logits by "
+                                           f"{error:.3g}")
+            return torch.einsum("nkhw,nk->nhw", feature_map, weight[labels])
 
     def _not_a_cam_head(self, why: str) -> InputError:
         return InputError(

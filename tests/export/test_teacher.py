@@ -70,6 +70,23 @@ def test_the_peak_is_where_the_object_was_drawn_and_the_map_is_exact():
         assert peak_in(cam, 256, 16, 32, 224, True) == (224 - cx, cy)
 
 
+def test_under_bfloat16_autocast_the_map_is_float32_peaks_where_drawn_and_a_bent_head_is_still_refused():
+    """The folder recipe maps under autocast (3x the images/s where the CPU has BF16): the looser bfloat16 check
+    still passes an exact head, the map comes back in float32 at the same peak, and a non-CAM head still fails."""
+    teacher = Teacher(ColourCounter(), "colour counter")
+    square = (150, 30, 190, 70)
+    inputs = to_network_tensor([drawn(square)], RAW)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cam = teacher.maps(inputs, torch.tensor([0]))
+    assert cam.dtype == torch.float32
+    x, y = peak_in(cam[0].numpy(), 256, 0, 0, 256, False)
+    assert 150 <= x < 190 and 30 <= y < 70
+    bent = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    torch.manual_seed(0)
+    with pytest.raises(InputError, match="misses its logits"), torch.autocast("cpu", dtype=torch.bfloat16):
+        Teacher(bent, "bent").maps(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+
+
 def test_a_head_that_is_not_global_average_pooling_and_linear_is_refused():
     max_pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(InputError, match="global average pooling and a linear classifier"):
