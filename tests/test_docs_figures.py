@@ -118,15 +118,15 @@ def test_a_marker_must_sit_on_its_block(tmp_path):
 
 
 def test_stamps_without_a_recorded_commit_are_checked_against_git():
-    """scale.json has no environment.commit: its stamp must name a commit that changed it, and the weights then."""
+    """accuracy.json has no environment.commit: its stamp must name a commit that changed it, and the weights then."""
     shallow = (git_output("rev-parse", "--is-shallow-repository", root=ROOT) or "").strip()
     if shallow != "false":
         pytest.skip("needs the repository's git history (no git, or a shallow clone)")
 
     def stamp(commit: str, weights: str) -> list[str]:
-        return check_stamp(ROOT, Block(ROOT / "README.md", 1, "docs/benchmarks/scale.json",
+        return check_stamp(ROOT, Block(ROOT / "README.md", 1, "docs/benchmarks/accuracy.json",
                                        {"commit": commit, "weights": weights}))
 
-    assert stamp("e3667fc", "weights/anchornet.pt caa0ab7a") == []
-    assert any("never changed docs/benchmarks/scale.json" in e for e in stamp("d744611", "weights/anchornet.pt fbc4e75f"))
-    assert any("does not have sha256 fbc4e75f" in e for e in stamp("e3667fc", "weights/anchornet.pt fbc4e75f"))
+    assert stamp("9fd3ca4", "weights/anchornet.pt fbc4e75f") == []
+    assert any("never changed docs/benchmarks/accuracy.json" in e for e in stamp("d744611", "weights/anchornet.pt fbc4e75f"))
+    assert any("does not have sha256 caa0ab7a" in e for e in stamp("9fd3ca4", "weights/anchornet.pt caa0ab7a"))
