@@ -55,6 +55,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
+    parser.add_argument(
+        "--check-dir", type=Path, metavar="DIR",
+        help="your labelled images (class subfolders, or train/ and val/): their held-out ones make the check set "
+        "anchor-edge verify reruns on the device (default: digits test images for a digits bundle, else photos)",
+    )
     feed = parser.add_argument_group(
         "the downstream's own preprocessing and class names (default: what its source records; a flag that "
         "contradicts the source is an error)"
@@ -103,9 +108,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
+#: The flags that apply to --bundle DIR (engines from an existing bundle); every other one is the export's.
+ENGINE_FLAGS = ("bundle", "rebuild", "max_batch", "max_patches", "workspace_gib", "timing_cache", "debug")
+
+
 def run(args: argparse.Namespace) -> int:
     """Export as `args` says; returns the exit code."""
     if args.bundle is not None:
+        defaults = vars(build_parser().parse_args([]))
+        export_only = [f"--{dest.replace('_', '-')}" for dest, value in vars(args).items()
+                       if dest in defaults and dest not in ENGINE_FLAGS and value != defaults[dest]]
+        if export_only:
+            verb = "applies" if len(export_only) == 1 else "apply"
+            print(f"{', '.join(export_only)} {verb} to an export, not to --bundle DIR (engines from an existing "
+                  "bundle); drop it, or export without --bundle", file=sys.stderr)
+            return 2
         return _engines_for(args)
     from export.bundle.build import export_bundle  # torch: only for a full export
     from export.bundle.defaults import resolve_default_weights
@@ -121,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset or models.preset,
             vote_min=args.vote_min, tolerance=args.tolerance, precision=precision, mean=args.mean, std=args.std,
             pixel_range=args.pixel_range, class_names=args.class_names, channel_order=args.channel_order,
-            allow_pickle=args.allow_pickle,
+            allow_pickle=args.allow_pickle, check_dir=args.check_dir,
         )
         print(f"wrote {out / 'bundle.json'}")
         if precision.converts:

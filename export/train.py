@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             reports, downstream = _train_digits(args)
         (args.out / "training_report.json").write_text(json.dumps(reports, indent=2) + "\n")
         if args.bundle is not None:
-            _export(args.out / ANCHORNET_FILE, downstream, args.bundle)
-            print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}")
+            _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
+            print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}"
+                  + (f"; measure it on your held-out images: anchor-edge eval {args.bundle} --data {args.data}"
+                     if args.data is not None else ""))
         else:
             print(f"weights in {args.out}; export them with: python export/to_trt.py "
                   f"--anchornet {args.out / ANCHORNET_FILE} --downstream {downstream}")
@@ -139,11 +141,12 @@ def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
     return reports, f"{architecture}:{downstream_weights(args.out, architecture, 'patches')}"
 
 
-def _export(anchornet: Path, downstream: str, bundle: Path) -> None:
-    """The trained AnchorNet and patch-tuned downstream as an FP32 bundle (export/bundle/build.py)."""
+def _export(anchornet: Path, downstream: str, bundle: Path, data: Path | None) -> None:
+    """The trained AnchorNet and patch-tuned downstream as an FP32 bundle (export/bundle/build.py); trained on a
+    folder, its check set is that folder's held-out images, so `anchor-edge verify` checks what the user trains for."""
     from export.bundle.build import export_bundle
 
-    export_bundle(anchornet, downstream, bundle)
+    export_bundle(anchornet, downstream, bundle, check_dir=data)
 
 
 def _steps(text: str) -> tuple[str, ...]:

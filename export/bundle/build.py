@@ -55,7 +55,7 @@ from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD, Downstream, do
 from export.models.flops import count_multiply_adds
 from export.models.loading import LoadedAnchorNet, load_anchornet
 from export.models.preprocessing import PreprocessingFlags, apply_preprocessing
-from export.precision.calibration import default_split
+from export.precision.calibration import check_images
 from export.precision.convert import PrecisionOptions, convert_bundle
 
 log = logging.getLogger("anchor_edge")
@@ -83,6 +83,7 @@ def export_bundle(
     class_names: Sequence[str] | str | Path | None = None,
     channel_order: str | None = None,
     allow_pickle: bool = False,
+    check_dir: str | Path | None = None,
 ) -> Path:
     """Export, verify and write a bundle of AnchorNet and a downstream classifier; return its directory.
 
@@ -107,6 +108,10 @@ def export_bundle(
         class_names: names (a list) or a file of them (one per line, or JSON).
         channel_order: "RGB" or "BGR", the order the downstream was trained on.
         allow_pickle: load a downstream file that is a whole pickled module.
+        check_dir: the user's labelled folder (class subfolders, or train/ and
+            val/) whose held-out images make the check set `verify` reruns on
+            the device; None: the digits test split for a digits bundle, else
+            the bundled photos.
 
     Returns:
         `out` as a Path.
@@ -166,8 +171,8 @@ def export_bundle(
         written = write_downstream(net, staging / DOWNSTREAM_FILE, crops, sizes=(*PATCH_SIZES, CROP), tolerance=tolerance)
         steps.update()
         manifest = write_manifest(staging, _manifest(preset, vote_min, anchor, net, written, branches, names, trained, anchor_report))
-        held_out = default_split(manifest.class_names)[1]
-        check_set = write_check_set(staging, held_out.images[:CHECK_IMAGES], f"the first {CHECK_IMAGES} of {held_out.source}")
+        checked = check_images(None if check_dir is None else Path(check_dir), manifest.class_names, CHECK_IMAGES)
+        check_set = write_check_set(staging, checked.images, checked.source)
         write_manifest(staging, dataclasses.replace(manifest, check_set=check_set))
         steps.update()
         if precision.converts:  # the verified FP32 bundle is the reference (export/precision/convert.py)

@@ -22,6 +22,7 @@ that ship with the dependencies:
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -149,34 +150,64 @@ def folder_split(folder: Path, class_names: Sequence[str] = ()) -> tuple[ImageSe
         InputError: the folder is missing, holds no image, or a file cannot be decoded.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"--calibration-dir {folder} is not a directory")
-    held_out_folder = next((folder / name for name in HELD_OUT_FOLDERS if (folder / name).is_dir()), None)
-    if (folder / "train").is_dir() and held_out_folder is not None:
-        train = _class_files(folder / "train")
-        calibration_files = [path for files in train.values() for path in files] + _images_in(folder / "train")
-        held_out_files = _class_files(held_out_folder)
-    else:
-        classes = _class_files(folder)
-        calibration_files = _images_in(folder)
-        held_out_files = {}
-        for name, files in classes.items():
-            calibration_files += [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS != HELD_OUT_EVERY_CLASS - 1]
-            held_out_files[name] = [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS == HELD_OUT_EVERY_CLASS - 1]
+    calibration_files, held_out_files = _split_files(folder, "--calibration-dir")
     if not calibration_files:
         raise InputError(f"--calibration-dir {folder} holds no image to calibrate on ({', '.join(sorted(IMAGE_SUFFIXES))})")
     calibration = ImageSet(_read(folder, sorted(calibration_files)), f"folder {folder}")
     pairs = [(path, name) for name, files in held_out_files.items() for path in files]
     if not pairs:
         return calibration, None
+    return calibration, _labelled(folder, pairs, class_names, f"the held-out images of folder {folder}")
+
+
+def check_images(folder: Path | None, class_names: Sequence[str], count: int) -> ImageSet:
+    """The images of a bundle's check set (`anchor_edge.bundle.check_set`): what `verify` reruns on the device.
+
+    From the user's labelled folder (`folder_split`'s layouts): `count` of its
+    held-out images, one class after another in turn, so that every class is
+    checked. Without a folder: the first `count` of the default held-out split
+    (digits test images for a digits bundle, else the bundled photos).
+
+    Raises:
+        InputError: the folder is missing or has no held-out images (no class subfolders, no val/ or test/).
+    """
+    if folder is None:
+        held_out = default_split(class_names)[1]
+        return ImageSet(held_out.images[:count], f"the first {count} of {held_out.source}")
+    folder = Path(folder)
+    held_out_files = _split_files(folder, "--check-dir")[1]
+    if not any(held_out_files.values()):
+        raise InputError(f"--check-dir {folder} has no held-out images: give it class subfolders (every "
+                         f"{HELD_OUT_EVERY_CLASS}th file of each is held out) or train/ and val/ (or test/) splits")
+    queues = [[(path, name) for path in files] for name, files in held_out_files.items()]
+    chosen = [pair for turn in itertools.zip_longest(*queues) for pair in turn if pair is not None][:count]
+    return _labelled(folder, chosen, class_names, f"{len(chosen)} held-out images of folder {folder}, classes in turn")
+
+
+def _split_files(folder: Path, flag: str) -> tuple[list[Path], dict[str, list[Path]]]:
+    """The folder's calibration files and {class name: held-out files}, by `folder_split`'s layouts, unread."""
+    if not folder.is_dir():
+        raise InputError(f"{flag} {folder} is not a directory")
+    held_out_folder = next((folder / name for name in HELD_OUT_FOLDERS if (folder / name).is_dir()), None)
+    if (folder / "train").is_dir() and held_out_folder is not None:
+        train = _class_files(folder / "train")
+        calibration_files = [path for files in train.values() for path in files] + _images_in(folder / "train")
+        return calibration_files, _class_files(held_out_folder)
+    classes = _class_files(folder)
+    calibration_files = _images_in(folder)
+    held_out_files = {}
+    for name, files in classes.items():
+        calibration_files += [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS != HELD_OUT_EVERY_CLASS - 1]
+        held_out_files[name] = [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS == HELD_OUT_EVERY_CLASS - 1]
+    return calibration_files, held_out_files
+
+
+def _labelled(folder: Path, pairs: Sequence[tuple[Path, str]], class_names: Sequence[str], source: str) -> ImageSet:
+    """(file, class folder) pairs read as an ImageSet, labelled where every class folder is one of `class_names`."""
     index = {name: i for i, name in enumerate(class_names)}
-    labelled = all(name in index for name in held_out_files)
-    held_out = ImageSet(
-        _read(folder, [path for path, _ in pairs]),
-        f"the held-out images of folder {folder}",
-        [index[name] for _, name in pairs] if labelled else None,
-    )
-    return calibration, held_out
+    labelled = all(name in index for _, name in pairs)
+    labels = [index[name] for _, name in pairs] if labelled else None
+    return ImageSet(_read(folder, [path for path, _ in pairs]), source, labels)
 
 
 def held_out_images(folder: Path | None, class_names: Sequence[str]) -> ImageSet:

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("onnxruntime.quantization")
 from anchor_edge.errors import InputError  # noqa: E402
-from export.precision.calibration import calibration_images, folder_split, held_out_images  # noqa: E402
+from export.precision.calibration import check_images, calibration_images, folder_split, held_out_images  # noqa: E402
 
 
 def write(path: Path, value: int) -> None:
@@ -86,3 +86,42 @@ def test_the_precision_gate_checks_on_the_calibration_folders_held_out_images_wi
     assert report.images == 2, "the gate ran on the folder's two held-out images, not on the default split"
     assert report.held_out_source == f"the held-out images of folder {tmp_path / 'folder'}"
     assert report.top1_accuracy is not None, "their class folders are the bundle's classes, so the gate scores top-1"
+
+
+def test_the_check_set_takes_held_out_files_only_one_class_after_another(tmp_path):
+    for j in range(15):  # held out: cat/04, cat/09, cat/14
+        write(tmp_path / "cat" / f"{j:02d}.png", j)
+    for j in range(5):  # held out: dog/4
+        write(tmp_path / "dog" / f"{j}.png", 100 + j)
+    checked = check_images(tmp_path, ["cat", "dog"], 3)
+    assert [name for name, _ in checked.images] == ["cat/04.png", "dog/4.png", "cat/09.png"]
+    assert values(checked.images) == {"cat/04.png": 4, "dog/4.png": 104, "cat/09.png": 9} and checked.labels == [0, 1, 0]
+    assert str(tmp_path) in checked.source
+    assert len(check_images(tmp_path, ["cat", "dog"], 16).images) == 4, "no more than the folder holds out"
+
+
+def test_a_check_folder_without_held_out_images_is_an_error_and_none_takes_the_default_split(tmp_path):
+    write(tmp_path / "a.png", 1)
+    with pytest.raises(InputError, match="--check-dir .* has no held-out images"):
+        check_images(tmp_path, ["cat"], 4)
+    with pytest.raises(InputError, match="--check-dir .* is not a directory"):
+        check_images(tmp_path / "missing", ["cat"], 4)
+    digits = check_images(None, [str(d) for d in range(10)], 4)
+    assert len(digits.images) == 4 and "digits benchmark's test split" in digits.source
+
+
+def test_a_bundle_exported_with_a_check_folder_carries_its_held_out_images(small_models, tmp_path):
+    from anchor_edge.bundle.check_set import verify_bundle
+    from anchor_edge.bundle.schema import read_manifest
+    from export.bundle.build import export_bundle
+
+    _, anchornet_ckpt, downstream_ckpt = small_models
+    for label in range(3):  # five files per class: the fifth of each is held out
+        for j in range(5):
+            write(tmp_path / "folder" / str(label) / f"{j}.png", 40 * label + 10 * j)
+    bundle = export_bundle(anchornet_ckpt, f"resnet18:{downstream_ckpt}", tmp_path / "bundle", check_dir=tmp_path / "folder")
+    check_set = read_manifest(bundle).check_set
+    assert check_set.images == 3 and check_set.source == f"3 held-out images of folder {tmp_path / 'folder'}, classes in turn"
+    squares = np.load(bundle / check_set.file)["squares"]
+    assert [int(square[0, 0, 2]) for square in squares] == [40, 80, 120], "each class's fifth file, red channel of RGB"
+    assert verify_bundle(bundle, record=False).passed

@@ -92,6 +92,15 @@ def test_cli_exit_codes():
     assert failure.returncode == 1 and failure.stderr.startswith("export failed: unknown downstream spec")
 
 
+def test_an_export_flag_beside_bundle_is_refused_rather_than_dropped(small_bundle, capsys):
+    from export import cli
+
+    assert cli.main(["--bundle", str(small_bundle), "--check-dir", "photos", "--precision", "int8"]) == 2
+    assert "--check-dir, --precision apply to an export, not to --bundle DIR" in capsys.readouterr().err
+    assert cli.main(["--bundle", str(small_bundle), "--preset", "visual"]) == 2
+    assert "--preset applies to an export" in capsys.readouterr().err
+
+
 def test_importing_the_runtime_never_imports_torch():
     code = "import anchor_edge, sys; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
