@@ -22,6 +22,7 @@ patch contains the digit's centre (and the whole digit), per branch.
 
 Exit codes: 0 success, 1 missing bundle or baselines, 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,17 +65,26 @@ def read_both_baselines(baselines_dir: Path) -> tuple[BaselineEntry, BaselineEnt
     """The full-image and the resized baseline; BundleError when the architecture's recipe trains no resized one."""
     models = read_baselines(baselines_dir).models
     if models.resized is None:
-        raise BundleError(f"{baselines_dir} has no resized baseline ({models.full.name}'s recipe trains none), and this "
-                          "benchmark compares against one; python -m benchmarks.pays compares with the full image alone")
+        raise BundleError(
+            f"{baselines_dir} has no resized baseline ({models.full.name}'s recipe trains none), and this "
+            "benchmark compares against one; python -m benchmarks.pays compares with the full image alone"
+        )
     return models.full, models.resized
 
 
-def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int = 16, threads: int | None = None, seed: int = 0) -> list[dict]:
+def evaluate(
+    bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int = 16, threads: int | None = None, seed: int = 0
+) -> list[dict]:
     """One record per test image: truth, the runtime's choices, and every method's predicted class."""
     bundle = load_bundle(bundle_dir)
     full, resized = read_both_baselines(baselines_dir)
-    base = {kind: OrtRunner(baselines_dir / entry.file, threads=threads) for kind, entry in (("full", full), ("resized", resized))}
-    pipes = {name: Pipeline.from_bundle(bundle_dir, backend="onnxruntime", preset=name, threads=threads) for name in PRESETS}
+    base = {
+        kind: OrtRunner(baselines_dir / entry.file, threads=threads)
+        for kind, entry in (("full", full), ("resized", resized))
+    }
+    pipes = {
+        name: Pipeline.from_bundle(bundle_dir, backend="onnxruntime", preset=name, threads=threads) for name in PRESETS
+    }
     main = pipes["accurate"]
     downstream = bundle.downstream
     records = []
@@ -98,11 +108,19 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
         _classify(rows, "full_bundle", main.downstream, down_in)
         _classify(rows, "full", base["full"], base_in)
         for branch, size in enumerate(SCALE_FIELDS):
-            shrunk = np.stack([cv2.resize(x.transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1) for x in base_in])
+            shrunk = np.stack(
+                [
+                    cv2.resize(x.transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+                    for x in base_in
+                ]
+            )
             _classify(rows, f"resized_{size}", base["resized"], shrunk)
             _classify(rows, f"resized_{size}_full_trained", base["full"], shrunk)
             first = [main.select(anchor, i, c, branch)[:1] for i, (c, _) in enumerate(decisions)]
-            for kind, runner_in, runner in (("patch", down_in, main.downstream), ("patch_full_trained", base_in, base["full"])):
+            for kind, runner_in, runner in (
+                ("patch", down_in, main.downstream),
+                ("patch_full_trained", base_in, base["full"]),
+            ):
                 _, cut = cut_by_size(runner_in, first)[size]  # one patch per image, in image order
                 _classify(rows, f"one_{kind}_{size}", runner, cut)
         records.extend(rows)
@@ -111,20 +129,28 @@ def evaluate(bundle_dir: Path, baselines_dir: Path, images: int, *, batch: int =
     return records
 
 
-def _early_exits(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], num_classes: int) -> None:
+def _early_exits(
+    rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], num_classes: int
+) -> None:
     """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/method/early_exit.py)."""
     for threshold in EARLY_EXIT_THRESHOLDS:
         key = early_exit_key(threshold)
-        _record(rows, key, boxes, classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes))
+        _record(
+            rows, key, boxes, classify_until_confident(pipe.classify_normalized, down_in, boxes, threshold, num_classes)
+        )
 
 
 def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], bundle: Bundle) -> None:
     """The preset's patches under each benchmarked budget, alone and with early exit (anchor_edge/method/budget.py)."""
-    costs, full = patch_costs(bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop)
+    costs, full = patch_costs(
+        bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop
+    )
     for budget in BUDGETS:
         capped = within_budget(boxes, costs, budget * full)
         _record(rows, budget_key(budget), capped, pipe.classify_normalized(down_in, capped))
-        used = classify_until_confident(pipe.classify_normalized, down_in, capped, BUDGET_EARLY_EXIT, bundle.num_classes)
+        used = classify_until_confident(
+            pipe.classify_normalized, down_in, capped, BUDGET_EARLY_EXIT, bundle.num_classes
+        )
         _record(rows, budget_key(budget, BUDGET_EARLY_EXIT), capped, used)
 
 
@@ -136,7 +162,13 @@ def _record(rows: list[dict], key: str, boxes: list[np.ndarray], patch_probs: li
 
 
 def _truth(sample, decision: tuple[int, int]) -> dict:
-    return {"label": sample.label, "scale": sample.scale, "box": list(sample.box), "anchor_class": decision[0], "branch": decision[1]}
+    return {
+        "label": sample.label,
+        "scale": sample.scale,
+        "box": list(sample.box),
+        "anchor_class": decision[0],
+        "branch": decision[1],
+    }
 
 
 def _classify(rows: list[dict], key: str, runner, batch: np.ndarray) -> None:
@@ -148,7 +180,12 @@ def _classify(rows: list[dict], key: str, runner, batch: np.ndarray) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
-    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES, help="from export/training/baselines.py (default: %(default)s)")
+    parser.add_argument(
+        "--baselines",
+        type=Path,
+        default=DEFAULT_BASELINES,
+        help="from export/training/baselines.py (default: %(default)s)",
+    )
     parser.add_argument("--images", type=int, default=1000, help="test images (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
     parser.add_argument("--json", type=Path, help="write the full report here")

@@ -5,6 +5,7 @@ convention: AnchorNet is not counted), from the counts the export recorded
 per input size (bundle.json models.downstream.multiply_adds, baselines.json
 likewise); AnchorNet's own are reported beside them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -46,12 +47,19 @@ def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, 
         return _percent([row[key] == row["label"] for row in rows])
 
     def method(name: str, key: str, cost: float) -> dict:
-        return {"method": name, "key": key, "top1": top1(key), "multiply_adds": cost, "over_full": round(cost / full_cost, 4)}
+        return {
+            "method": name,
+            "key": key,
+            "top1": top1(key),
+            "multiply_adds": cost,
+            "over_full": round(cost / full_cost, 4),
+        }
 
     methods = [
         method("full image (full-trained downstream)", "full", full_cost),
         method("full image (bundle's patch-tuned downstream)", "full_bundle", ours[224]),
     ]
+
     def patch_cost(key: str) -> float:
         return float(np.mean([sum(ours[s] for s in row[f"patch_sizes_{key}"]) for row in records]))
 
@@ -61,9 +69,13 @@ def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, 
         key = early_exit_key(threshold)
         methods.append(method(f"patches, accurate, early exit at {threshold:g}", key, patch_cost(key)))
     for budget in BUDGETS:
-        methods.append(method(f"patches, accurate, budget {budget:g}", budget_key(budget), patch_cost(budget_key(budget))))
+        methods.append(
+            method(f"patches, accurate, budget {budget:g}", budget_key(budget), patch_cost(budget_key(budget)))
+        )
         key = budget_key(budget, BUDGET_EARLY_EXIT)
-        methods.append(method(f"patches, accurate, budget {budget:g} + early exit {BUDGET_EARLY_EXIT:g}", key, patch_cost(key)))
+        methods.append(
+            method(f"patches, accurate, budget {budget:g} + early exit {BUDGET_EARLY_EXIT:g}", key, patch_cost(key))
+        )
     for size in SCALE_FIELDS:
         methods.append(method(f"resized to {size} (resized-trained)", f"resized_{size}", resized_cost[size]))
         methods.append(method(f"one patch of {size} (patch-tuned)", f"one_patch_{size}", ours[size]))
@@ -86,11 +98,15 @@ def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, 
         whole = [_contains_box(row["first_box"], row["box"]) for row in rows]
         branches[str(size)] = {
             "images": len(rows),
-            "patches_per_image": {p: _mean([len(row[f"patch_sizes_patches_{p}"]) for row in rows]) for p in PRESET_NAMES},
+            "patches_per_image": {
+                p: _mean([len(row[f"patch_sizes_patches_{p}"]) for row in rows]) for p in PRESET_NAMES
+            },
             "first_patch_contains_centre": _percent(centre),
             "first_patch_contains_digit": _percent(whole),
         }
-    scale_table = [[sum(1 for row in records if row["scale"] == s and row["branch"] == b) for b in range(3)] for s in range(3)]
+    scale_table = [
+        [sum(1 for row in records if row["scale"] == s and row["branch"] == b) for b in range(3)] for s in range(3)
+    ]
     per_scale = {
         str(SCALE_FIELDS[s]): {m["key"]: top1(m["key"], [r for r in records if r["scale"] == s]) for m in methods[:4]}
         for s in range(3)
@@ -116,7 +132,11 @@ def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, 
         "table4": table4,
         "branches": branches,
         "first_patch_contains_centre": _percent([_contains_centre(r["first_box"], r["box"]) for r in records]),
-        "branch_vs_scale": {"rows_true_scale": list(SCALE_FIELDS), "cols_chosen_branch": list(SCALE_FIELDS), "counts": scale_table},
+        "branch_vs_scale": {
+            "rows_true_scale": list(SCALE_FIELDS),
+            "cols_chosen_branch": list(SCALE_FIELDS),
+            "counts": scale_table,
+        },
         "top1_per_scale": per_scale,
         "patch_top1_by_anchornet_class": by_anchornet,
     }
@@ -137,18 +157,32 @@ def table(report: Mapping) -> str:
     lines += ["", f"patch top-1 % when AnchorNet's decided class is right ({right_share:.2f} % of images) / wrong:"]
     for key, split in report["patch_top1_by_anchornet_class"].items():
         lines.append(f"  {key:<18} {_text(split['anchornet_right']):>7} / {_text(split['anchornet_wrong'])}")
-    lines += ["", "Table 4 analog: one patch per image vs rescaling to the same size (top-1 %)",
-              f"{'size':>5} {'patch':>7} {'resized':>8} {'gain':>6}   | no fine-tuning: {'patch':>6} {'resized':>8} {'gain':>6}"]
+    lines += [
+        "",
+        "Table 4 analog: one patch per image vs rescaling to the same size (top-1 %)",
+        f"{'size':>5} {'patch':>7} {'resized':>8} {'gain':>6}   | no fine-tuning: {'patch':>6} {'resized':>8} {'gain':>6}",
+    ]
     for row in report["table4"]:
         a, b = row["trained_for_input"], row["no_fine_tuning"]
-        lines.append(f"{row['size']:>5} {a['one_patch']:>7.2f} {a['resized']:>8.2f} {a['gain']:>6.2f}   | "
-                     f"{'':>15} {b['one_patch']:>6.2f} {b['resized']:>8.2f} {b['gain']:>6.2f}")
-    lines += ["", f"{'branch':>6} {'images':>7} {'patches/img visual':>19} {'accurate':>9} {'centre in 1st %':>16} {'digit in 1st %':>15}"]
+        lines.append(
+            f"{row['size']:>5} {a['one_patch']:>7.2f} {a['resized']:>8.2f} {a['gain']:>6.2f}   | "
+            f"{'':>15} {b['one_patch']:>6.2f} {b['resized']:>8.2f} {b['gain']:>6.2f}"
+        )
+    lines += [
+        "",
+        f"{'branch':>6} {'images':>7} {'patches/img visual':>19} {'accurate':>9} {'centre in 1st %':>16} {'digit in 1st %':>15}",
+    ]
     for size, b in report["branches"].items():
         patches = b["patches_per_image"]
-        lines.append(f"{'B' + size:>6} {b['images']:>7} {_text(patches['visual']):>19} {_text(patches['accurate']):>9} "
-                     f"{_text(b['first_patch_contains_centre']):>16} {_text(b['first_patch_contains_digit']):>15}")
-    lines += ["", "chosen branch (columns) against the digit's true scale (rows)", f"{'':>10}" + "".join(f"{'B' + str(k):>7}" for k in SCALE_FIELDS)]
+        lines.append(
+            f"{'B' + size:>6} {b['images']:>7} {_text(patches['visual']):>19} {_text(patches['accurate']):>9} "
+            f"{_text(b['first_patch_contains_centre']):>16} {_text(b['first_patch_contains_digit']):>15}"
+        )
+    lines += [
+        "",
+        "chosen branch (columns) against the digit's true scale (rows)",
+        f"{'':>10}" + "".join(f"{'B' + str(k):>7}" for k in SCALE_FIELDS),
+    ]
     for size, counts in zip(SCALE_FIELDS, report["branch_vs_scale"]["counts"]):
         lines.append(f"{'scale ' + str(size):>10}" + "".join(f"{c:>7}" for c in counts))
     return "\n".join(lines)
@@ -165,18 +199,32 @@ def write_chart(path: Path, report: Mapping) -> None:
     methods = report["methods"]
     early_exit_label = "accurate preset, early exit at " + " / ".join(f"{t:g}" for t in EARLY_EXIT_THRESHOLDS)
     budgets = " / ".join(f"{b:g}" for b in BUDGETS)
-    for prefix, colour, marker, label in (("resized_", "tab:blue", "v", "resized to 63 / 95 / 111"),
-                                          ("one_patch_", "tab:green", "^", "one localized patch of 63 / 95 / 111"),
-                                          ("early_exit_", "tab:orange", "o", early_exit_label),
-                                          ("budget_", "tab:purple", "D", f"accurate preset, budget {budgets}"),
-                                          ("budget+exit", "tab:pink", "d", f"budget {budgets} + early exit {BUDGET_EARLY_EXIT:g}")):
+    for prefix, colour, marker, label in (
+        ("resized_", "tab:blue", "v", "resized to 63 / 95 / 111"),
+        ("one_patch_", "tab:green", "^", "one localized patch of 63 / 95 / 111"),
+        ("early_exit_", "tab:orange", "o", early_exit_label),
+        ("budget_", "tab:purple", "D", f"accurate preset, budget {budgets}"),
+        ("budget+exit", "tab:pink", "d", f"budget {budgets} + early exit {BUDGET_EARLY_EXIT:g}"),
+    ):
         series = [m for m in methods if _in_series(m["key"], prefix) and m["top1"] is not None]
-        axes.plot([m["multiply_adds"] / 1e6 for m in series], [m["top1"] for m in series], color=colour, marker=marker, label=label)
+        axes.plot(
+            [m["multiply_adds"] / 1e6 for m in series],
+            [m["top1"] for m in series],
+            color=colour,
+            marker=marker,
+            label=label,
+        )
     for m in methods:
         if m["key"].startswith(("full", "patches_")) and m["top1"] is not None:
             colour, marker = ("k", "s") if m["key"].startswith("full") else ("tab:red", "o")
             axes.scatter(m["multiply_adds"] / 1e6, m["top1"], c=colour, marker=marker)
-            axes.annotate(m["method"], (m["multiply_adds"] / 1e6, m["top1"]), fontsize=7, xytext=(4, -10), textcoords="offset points")
+            axes.annotate(
+                m["method"],
+                (m["multiply_adds"] / 1e6, m["top1"]),
+                fontsize=7,
+                xytext=(4, -10),
+                textcoords="offset points",
+            )
     axes.legend(loc="lower right", fontsize=8)
     axes.set_xscale("log")
     axes.set_xlabel("downstream multiply-adds per image (millions, log scale)")

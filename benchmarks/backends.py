@@ -12,6 +12,7 @@ only where OpenVINO reports it for this CPU (detected, not assumed).
 
 Exit codes: 0 done, 1 a bundle or backend failed, 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,28 +49,44 @@ def run(args: argparse.Namespace) -> int:
 
         photos = [image for _, image in real_photos()]
         chosen = settings(args.bundle, args.int8)
-        pipelines = {label: Pipeline.from_bundle(path, threads=args.threads, **options) for label, (path, options) in chosen.items()}
+        pipelines = {
+            label: Pipeline.from_bundle(path, threads=args.threads, **options)
+            for label, (path, options) in chosen.items()
+        }
     except (AnchorEdgeError, OSError) as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
-    result: dict[str, Any] = {"benchmark": "anchor-edge backends side by side", "environment": report.environment(args.note),
-                              "bundle": str(args.bundle), "int8_bundle": None if args.int8 is None else str(args.int8),
-                              "settings": {}, "results": []}
+    result: dict[str, Any] = {
+        "benchmark": "anchor-edge backends side by side",
+        "environment": report.environment(args.note),
+        "bundle": str(args.bundle),
+        "int8_bundle": None if args.int8 is None else str(args.int8),
+        "settings": {},
+        "results": [],
+    }
     try:
         for label, (path, options) in chosen.items():
             verified = verify_bundle(path, record=False, threads=args.threads, **options)
-            result["settings"][label] = {"backend": pipelines[label].anchornet.describe(), "bundle": str(path),
-                                         "top1_agreement": verified.top1_agreement, "max_abs_diff": verified.max_abs_diff}
+            result["settings"][label] = {
+                "backend": pipelines[label].anchornet.describe(),
+                "bundle": str(path),
+                "top1_agreement": verified.top1_agreement,
+                "max_abs_diff": verified.max_abs_diff,
+            }
         for batch_size in args.batch_sizes:
             batches = [[photos[(start + i) % len(photos)] for i in range(batch_size)] for start in range(len(photos))]
             items = {label: _item(pipe) for label, pipe in pipelines.items()}
             samples = interleaved(items, batches, warmup_s=args.warmup, seconds=args.seconds, iterations=None)
             walls = {label: s["wall"] for label, s in samples.items()}
-            result["results"].append({
-                "batch_size": batch_size,
-                "wall_ms": {label: summarize(wall) for label, wall in walls.items()},
-                "over_reference_paired": {label: paired_ratio(wall, walls[REFERENCE]) for label, wall in walls.items()},
-            })
+            result["results"].append(
+                {
+                    "batch_size": batch_size,
+                    "wall_ms": {label: summarize(wall) for label, wall in walls.items()},
+                    "over_reference_paired": {
+                        label: paired_ratio(wall, walls[REFERENCE]) for label, wall in walls.items()
+                    },
+                }
+            )
     finally:
         for pipe in pipelines.values():
             pipe.close()
@@ -89,20 +106,30 @@ def _item(pipe: Pipeline):
 
 def table(result: dict) -> str:
     """Speed (p50 ms per batch, and against ONNX Runtime CPU FP32) with agreement, one row per setting."""
-    lines = [f"{'setting':<24} {'backend':<24} {'agreement':>9}  " + "  ".join(
-        f"{'b' + str(r['batch_size']) + ' p50 ms':>10} {'x ort':>6}" for r in result["results"])]
+    lines = [
+        f"{'setting':<24} {'backend':<24} {'agreement':>9}  "
+        + "  ".join(f"{'b' + str(r['batch_size']) + ' p50 ms':>10} {'x ort':>6}" for r in result["results"])
+    ]
     for label, info in result["settings"].items():
-        cells = "  ".join(f"{r['wall_ms'][label]['p50']:>10.1f} {r['over_reference_paired'][label]:>6.2f}" for r in result["results"])
+        cells = "  ".join(
+            f"{r['wall_ms'][label]['p50']:>10.1f} {r['over_reference_paired'][label]:>6.2f}" for r in result["results"]
+        )
         lines.append(f"{label:<24} {info['backend']:<24} {info['top1_agreement']:>9.1%}  {cells}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.backends", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, default=Path("bundles/default"), help="the FP32 bundle (default: %(default)s)")
-    parser.add_argument("--int8", type=Path, help="an INT8 export of it (python export/to_trt.py --precision downstream=int8)")
+    parser.add_argument(
+        "--bundle", type=Path, default=Path("bundles/default"), help="the FP32 bundle (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--int8", type=Path, help="an INT8 export of it (python export/to_trt.py --precision downstream=int8)"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)"
+    )
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--threads", type=int, help="threads per model (default: each backend's)")
     parser.add_argument("--json", type=Path)

@@ -8,6 +8,7 @@ multiply-adds the export stage recorded in bundle.json
 docs/method.md §6 gives the paper's counterparts: 5.6, 2.9 and 2.1 patches per
 image for B63, B95 and B111 with the `accurate` preset.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -34,13 +35,16 @@ def cost_accounting(bundle: Bundle, chosen: Sequence[Choice]) -> dict:
                 for size, hist in sorted(per_branch.items(), key=_size)
             },
             "histogram": {
-                size: {str(n): count for n, count in sorted(hist.items())} for size, hist in sorted(per_branch.items(), key=_size)
+                size: {str(n): count for n, count in sorted(hist.items())}
+                for size, hist in sorted(per_branch.items(), key=_size)
             },
         },
     }
     anchornet = bundle.anchornet.multiply_adds
     downstream = bundle.downstream.multiply_adds
-    assert isinstance(anchornet, int) and isinstance(downstream, dict), "the schema records AnchorNet's once, the downstream's per size"
+    assert isinstance(anchornet, int) and isinstance(downstream, dict), (
+        "the schema records AnchorNet's once, the downstream's per size"
+    )
     patches = float(np.mean([c.patches * downstream[c.patch_size] for c in chosen]))
     resized = float(np.mean([downstream[c.patch_size] for c in chosen]))
     full = downstream[bundle.crop]

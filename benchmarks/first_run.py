@@ -11,6 +11,7 @@ method, on the same images) ends the run.
 
 Exit codes: 0 done, 1 a step failed (its own message says why).
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,11 @@ from export.training import baselines
 
 def main(argv: list[str] | None = None) -> int:
     if argv:
-        print("python -m benchmarks.first_run takes no options; run its three steps yourself to choose "
-              "(see python -m benchmarks.pays --help)", file=sys.stderr)
+        print(
+            "python -m benchmarks.first_run takes no options; run its three steps yourself to choose "
+            "(see python -m benchmarks.pays --help)",
+            file=sys.stderr,
+        )
         return 2
     for step in (lambda: export_cli.main([]), lambda: baselines.main([]), lambda: pays.main([])):
         code = step()

@@ -7,6 +7,7 @@ benchmark's test images, not photos that hold no digit. Photos (scikit-image's
 and scikit-learn's, `export.data.photos`) or a folder of the user's stay a
 flag away.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

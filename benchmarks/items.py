@@ -13,6 +13,7 @@ downstream session, so the only difference between them is the method:
 
 A batch is a list of (photo index, BGR image).
 """
+
 from __future__ import annotations
 
 import time

@@ -13,6 +13,7 @@ compared with the first bundle's round by round (e.g. INT8 against FP32).
 Exit codes: 0 done, 1 the bundle or backend failed (one line; --debug for
 the traceback), 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,25 +41,51 @@ QUICK = {"warmup": 0.2, "seconds": 0.5}
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The benchmark's flags; `anchor-edge bench` reuses this parser."""
-    parser = parser or argparse.ArgumentParser(prog="python benchmarks/latency.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, action="append", metavar="DIR",
-                        help=f"bundle directory; repeat to compare bundles in one run (default: {DEFAULT_BUNDLE})")
+    parser = parser or argparse.ArgumentParser(
+        prog="python benchmarks/latency.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help=f"bundle directory; repeat to compare bundles in one run (default: {DEFAULT_BUNDLE})",
+    )
     add_backend_options(parser)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: each bundle's own)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N", help="default: 1 8")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)")
-    budget.add_argument("--iterations", type=int, metavar="N", help="measured rounds per batch size instead of --seconds")
-    parser.add_argument("--warmup", type=float, default=3.0, metavar="SECONDS", help="warm-up per batch size (default: %(default)s)")
-    parser.add_argument("--images", metavar="digits|photos|DIR",
-                        help="what to time: the digits benchmark's test images, the real photos bundled with "
-                        "scikit-image and scikit-learn, or a folder (default: digits for a digits bundle, else photos)")
-    parser.add_argument("--video", type=Path, metavar="FILE",
-                        help="instead of photos: stream figures over this video (frames/s, latency p50/p99) per batch size")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write every number of the table, with the environment")
+    budget.add_argument(
+        "--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)"
+    )
+    budget.add_argument(
+        "--iterations", type=int, metavar="N", help="measured rounds per batch size instead of --seconds"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, metavar="SECONDS", help="warm-up per batch size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--images",
+        metavar="digits|photos|DIR",
+        help="what to time: the digits benchmark's test images, the real photos bundled with "
+        "scikit-image and scikit-learn, or a folder (default: digits for a digits bundle, else photos)",
+    )
+    parser.add_argument(
+        "--video",
+        type=Path,
+        metavar="FILE",
+        help="instead of photos: stream figures over this video (frames/s, latency p50/p99) per batch size",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="write every number of the table, with the environment"
+    )
     parser.add_argument("--png", type=Path, metavar="PATH", help="write the per-stage chart (needs matplotlib)")
-    parser.add_argument("--note", help="free text stored in the JSON environment, e.g. 'background training job on both cores'")
-    parser.add_argument("--quick", action="store_true", help="a few rounds in about a second per batch size (smoke test)")
+    parser.add_argument(
+        "--note", help="free text stored in the JSON environment, e.g. 'background training job on both cores'"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few rounds in about a second per batch size (smoke test)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
@@ -86,9 +113,13 @@ def run(args: argparse.Namespace) -> int:
             "environment": env,
             "settings": {
                 "backend": ", ".join(sorted({pipe.anchornet.describe() for pipe in pipelines.values()})),
-                "batch_sizes": args.batch_sizes, "warmup_s": warmup,
-                "seconds": None if args.iterations else seconds, "iterations": args.iterations,
-                "threads": args.threads, "preset": args.preset, "images": [name for name, _ in photos],
+                "batch_sizes": args.batch_sizes,
+                "warmup_s": warmup,
+                "seconds": None if args.iterations else seconds,
+                "iterations": args.iterations,
+                "threads": args.threads,
+                "preset": args.preset,
+                "images": [name for name, _ in photos],
                 "units": "milliseconds per batch unless named otherwise",
             },
             "bundles": {label: bundle_info(pipe, chosen[label], args.preset) for label, pipe in pipelines.items()},
@@ -109,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
                 measured[f"{label}:{report.PIPELINE}"] = items.pipeline_item(pipe)
                 measured[f"{label}:{report.FULL}"] = items.full_image_item(pipe)
                 measured[f"{label}:{report.RESIZED}"] = items.resized_item(pipe, chosen[label])
-            batches = [[(i % len(photos), photos[i % len(photos)][1]) for i in range(start, start + batch_size)]
-                       for start in range(0, len(photos) * batch_size, batch_size)]
+            batches = [
+                [(i % len(photos), photos[i % len(photos)][1]) for i in range(start, start + batch_size)]
+                for start in range(0, len(photos) * batch_size, batch_size)
+            ]
             samples = interleaved(measured, batches, warmup_s=warmup, seconds=seconds, iterations=args.iterations)
             batch = report.batch_result(samples, list(pipelines), batch_size)
             result["results"].append(batch)

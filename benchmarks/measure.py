@@ -7,6 +7,7 @@ second, so drift hits all items alike and their ratios stay honest. The
 ratio of two items is also taken round by round (paired), whose median is
 the most drift-proof number we report.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,7 +50,7 @@ def interleaved(
     start, rounds = time.perf_counter(), 0
     while True:
         batch = batches[rounds % len(batches)]
-        for name, call in (items.items() if rounds % 2 == 0 else reversed(items.items())):
+        for name, call in items.items() if rounds % 2 == 0 else reversed(items.items()):
             begin = time.perf_counter()
             breakdown = call(batch)
             samples[name]["wall"].append((time.perf_counter() - begin) * 1e3)
@@ -64,8 +65,12 @@ def interleaved(
 def summarize(values_ms: Sequence[float]) -> dict[str, float]:
     """mean, std, min, p50, p90, p99, max (milliseconds) and the sample count."""
     values = np.asarray(values_ms, dtype=np.float64)
-    stats = {"n": int(values.size), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-             "min": float(values.min())}
+    stats = {
+        "n": int(values.size),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "min": float(values.min()),
+    }
     stats |= {f"p{q}": float(np.percentile(values, q)) for q in PERCENTILES}
     stats["max"] = float(values.max())
     return stats
@@ -74,4 +79,3 @@ def summarize(values_ms: Sequence[float]) -> dict[str, float]:
 def paired_ratio(numerator_ms: Sequence[float], denominator_ms: Sequence[float]) -> float:
     """Median over rounds of numerator / denominator, each pair measured back to back."""
     return float(np.median(np.asarray(numerator_ms) / np.asarray(denominator_ms)))
-

@@ -20,6 +20,7 @@ its time measures.
 
 Exit codes: 0 done, 1 missing bundle or baselines, 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,13 +83,17 @@ def test_images(seeds: Sequence[int], count: int) -> tuple[list[np.ndarray], np.
     return [s.image for s in samples], np.array([s.label for s in samples])
 
 
-def open_methods(bundle_dir: Path, baselines_dir: Path, threads: int | None) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
+def open_methods(
+    bundle_dir: Path, baselines_dir: Path, threads: int | None
+) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
     """Every method's classify function, and the pipelines behind them by method name (to close afterwards)."""
     bundle = load_bundle(bundle_dir)
     baseline = read_baselines(baselines_dir).models.full
     if baseline.name != bundle.downstream.name:
-        raise AnchorEdgeError(f"{baselines_dir} holds a {baseline.name} baseline and the bundle's downstream is "
-                              f"{bundle.downstream.name}: python -m export.training.baselines --architecture {bundle.downstream.name}")
+        raise AnchorEdgeError(
+            f"{baselines_dir} holds a {baseline.name} baseline and the bundle's downstream is "
+            f"{bundle.downstream.name}: python -m export.training.baselines --architecture {bundle.downstream.name}"
+        )
     full_runner = OrtRunner(baselines_dir / baseline.file, threads=threads)
     full_cost = int(bundle.downstream.multiply_adds[bundle.crop])
 
@@ -118,7 +123,9 @@ def _pipeline_method(pipe: Pipeline) -> Classify:
     return classify
 
 
-def top1(methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndarray], labels: np.ndarray, batch: int = 16) -> dict:
+def top1(
+    methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndarray], labels: np.ndarray, batch: int = 16
+) -> dict:
     """{method: {"top1": %, "multiply_adds": mean per image}} over the images, and AnchorNet's decided class."""
     classes: dict[str, list[int]] = {name: [] for name in methods} | {ANCHORNET: []}
     spent: dict[str, list[int]] = {name: [] for name in methods}
@@ -129,13 +136,23 @@ def top1(methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndar
             classes[name] += predicted
             spent[name] += cost
         classes[ANCHORNET] += [p.anchor_class for p in anchor.predict_batch(chunk)]
-    return {name: {"top1": round(100.0 * float(np.mean(np.array(found) == labels)), 2),
-                   "multiply_adds": float(np.mean(spent[name])) if name in spent else None}
-            for name, found in classes.items()}
+    return {
+        name: {
+            "top1": round(100.0 * float(np.mean(np.array(found) == labels)), 2),
+            "multiply_adds": float(np.mean(spent[name])) if name in spent else None,
+        }
+        for name, found in classes.items()
+    }
 
 
-def timings(methods: Mapping[str, Classify], stages_of: Pipeline, images: list[np.ndarray], batch_sizes: Sequence[int],
-            seconds: float, warmup: float) -> dict:
+def timings(
+    methods: Mapping[str, Classify],
+    stages_of: Pipeline,
+    images: list[np.ndarray],
+    batch_sizes: Sequence[int],
+    seconds: float,
+    warmup: float,
+) -> dict:
     """Per batch size: each method's wall time per batch (summary, ms), its paired ratio to the full image,
     the stage split (ms per batch, medians) of `stages_of`, the bundle's own preset, and its host share
     (median over rounds of the wall time outside the networks' runs, over the wall time)."""
@@ -149,8 +166,13 @@ def timings(methods: Mapping[str, Classify], stages_of: Pipeline, images: list[n
         wall = np.asarray(own["wall"])
         host = wall - sum(np.asarray(own[key]) for key in MODEL_TIMES)
         results[str(size)] = {
-            "methods": {name: {"wall_ms": summarize(samples[name]["wall"]), "ratio_to_full": paired_ratio(samples[name]["wall"], full)}
-                        for name in methods},
+            "methods": {
+                name: {
+                    "wall_ms": summarize(samples[name]["wall"]),
+                    "ratio_to_full": paired_ratio(samples[name]["wall"], full),
+                }
+                for name in methods
+            },
             "stages_ms": {key: float(np.median(values)) for key, values in own.items() if key != "wall"},
             "host_ms": float(np.median(host)),
             "host_share": float(np.median(host / wall)),
@@ -168,15 +190,22 @@ def _stages(pipe: Pipeline) -> Callable[[Sequence[np.ndarray]], dict]:
 
 def table(result: Mapping) -> str:
     """The report on the terminal: per image set, one row per method, top-1 beside cost and time, then the stage split."""
-    return "\n\n".join(_set_table(name, result["top1"][name], result["timing"][name], result["preset"])
-                       for name in result["top1"])
+    return "\n\n".join(
+        _set_table(name, result["top1"][name], result["timing"][name], result["preset"]) for name in result["top1"]
+    )
 
 
 def _set_table(name: str, top: Mapping, timing: Mapping, preset: str) -> str:
     sizes = list(timing)
     full_cost = top[FULL_IMAGE]["multiply_adds"]
-    header = [f"{name} images", "top-1", "downstream M-MACs", "x full",
-              *[f"b{size} ms/img" for size in sizes], *[f"b{size} x full" for size in sizes]]
+    header = [
+        f"{name} images",
+        "top-1",
+        "downstream M-MACs",
+        "x full",
+        *[f"b{size} ms/img" for size in sizes],
+        *[f"b{size} x full" for size in sizes],
+    ]
     rows = [header]
     for method, row in top.items():
         cost = row["multiply_adds"]
@@ -187,27 +216,45 @@ def _set_table(name: str, top: Mapping, timing: Mapping, preset: str) -> str:
         cells += ["-" if t is None else f"{t['ratio_to_full']:.2f}" for t in timed]
         rows.append(cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))
+        )
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     for size in sizes:
         stages = timing[size]["stages_ms"]
         split = ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items() if stage != "total")
-        lines.append(f"batch {size}, {preset} preset, ms per batch (p50): {split}; "
-                     f"host {timing[size]['host_ms']:.2f} ms = {100 * timing[size]['host_share']:.1f} % of the wall time")
+        lines.append(
+            f"batch {size}, {preset} preset, ms per batch (p50): {split}; "
+            f"host {timing[size]['host_ms']:.2f} ms = {100 * timing[size]['host_share']:.1f} % of the wall time"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pays", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
-    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES,
-                        help="the full-image network, from python -m export.training.baselines (default: %(default)s)")
+    parser.add_argument(
+        "--baselines",
+        type=Path,
+        default=DEFAULT_BASELINES,
+        help="the full-image network, from python -m export.training.baselines (default: %(default)s)",
+    )
     parser.add_argument("--images", type=int, default=TEST_IMAGES, help="test images per seed (default: %(default)s)")
-    parser.add_argument("--fresh", action="store_true", help=f"also {len(FRESH_SEEDS)} x --images fresh test draws (seeds {FRESH_SEEDS})")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help=f"also {len(FRESH_SEEDS)} x --images fresh test draws (seeds {FRESH_SEEDS})",
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N", help="default: 1 8")
-    parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per batch size (default: %(default)s)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per batch size (default: %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="measuring time per batch size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="warm-up seconds per batch size (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (default: all cores)")
     parser.add_argument("--json", type=Path, help="write every number, with the environment and the weights' hashes")
     parser.add_argument("--note", help="free text stored in the JSON environment")
@@ -221,10 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     own = pipelines[load_bundle(args.bundle).preset]  # the bundle's own preset: its AnchorNet row and stage split
     try:
-        sets = {f"{args.images} test": (TEST_SEED,)} | ({f"{args.images * len(FRESH_SEEDS)} fresh": FRESH_SEEDS} if args.fresh else {})
-        result = {"benchmark": "anchor-edge: does it pay (top-1, downstream multiply-adds, time; same bundle, same images)",
-                  "environment": report.environment(args.note), "bundle": _bundle_info(own), "preset": own.bundle.preset,
-                  "top1": {}, "timing": {}}
+        sets = {f"{args.images} test": (TEST_SEED,)} | (
+            {f"{args.images * len(FRESH_SEEDS)} fresh": FRESH_SEEDS} if args.fresh else {}
+        )
+        result = {
+            "benchmark": "anchor-edge: does it pay (top-1, downstream multiply-adds, time; same bundle, same images)",
+            "environment": report.environment(args.note),
+            "bundle": _bundle_info(own),
+            "preset": own.bundle.preset,
+            "top1": {},
+            "timing": {},
+        }
         for name, seeds in sets.items():
             images, labels = test_images(seeds, args.images)
             result["top1"][name] = top1(methods, own, images, labels)
@@ -242,11 +296,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bundle_info(pipe: Pipeline) -> dict:
     bundle = pipe.bundle
-    return {"path": str(bundle.root), "downstream": bundle.downstream.name, "trained": bundle.trained,
-            "weights": {"anchornet": bundle.anchornet.weights, "downstream": bundle.downstream.weights},
-            "sha256": {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256},
-            "multiply_adds": {"anchornet": int(bundle.anchornet.multiply_adds),
-                              "downstream_full_image": int(bundle.downstream.multiply_adds[bundle.crop])}}
+    return {
+        "path": str(bundle.root),
+        "downstream": bundle.downstream.name,
+        "trained": bundle.trained,
+        "weights": {"anchornet": bundle.anchornet.weights, "downstream": bundle.downstream.weights},
+        "sha256": {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256},
+        "multiply_adds": {
+            "anchornet": int(bundle.anchornet.multiply_adds),
+            "downstream_full_image": int(bundle.downstream.multiply_adds[bundle.crop]),
+        },
+    }
 
 
 if __name__ == "__main__":

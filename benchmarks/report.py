@@ -3,6 +3,7 @@
 Every number the table prints comes from the dictionary `batch_result`
 builds, and the JSON is that dictionary, so the two cannot disagree.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -39,7 +40,11 @@ def batch_result(samples: Mapping[str, Mapping[str, list[float]]], labels: Seque
     for name, series in samples.items():
         rounds = len(series["wall"])
         stages = {}
-        for group, keys in (STAGE_GROUPS.items() if name.endswith(PIPELINE) else [("preprocess", ("preprocess",)), ("downstream", ("downstream",))]):
+        for group, keys in (
+            STAGE_GROUPS.items()
+            if name.endswith(PIPELINE)
+            else [("preprocess", ("preprocess",)), ("downstream", ("downstream",))]
+        ):
             present = [k for k in keys if k in series]
             if present and all(len(series[k]) == rounds for k in present):
                 stages[group] = summarize(np.sum([series[k] for k in present], axis=0))
@@ -71,12 +76,20 @@ def batch_result(samples: Mapping[str, Mapping[str, list[float]]], labels: Seque
         }
     first = samples[f"{labels[0]}:{PIPELINE}"]
     versus_first = {
-        label: {key: paired_ratio(samples[f"{label}:{PIPELINE}"][key], first[key])
-                for key in ("wall", "model_anchornet", "model_downstream")}
+        label: {
+            key: paired_ratio(samples[f"{label}:{PIPELINE}"][key], first[key])
+            for key in ("wall", "model_anchornet", "model_downstream")
+        }
         for label in labels[1:]
     }
-    return {"batch_size": batch_size, "rounds": len(next(iter(samples.values()))["wall"]), "items": items,
-            "ratios": ratios, "host_overhead": overhead, "pipeline_versus_first_bundle_paired": versus_first}
+    return {
+        "batch_size": batch_size,
+        "rounds": len(next(iter(samples.values()))["wall"]),
+        "items": items,
+        "ratios": ratios,
+        "host_overhead": overhead,
+        "pipeline_versus_first_bundle_paired": versus_first,
+    }
 
 
 def table(result: dict) -> str:
@@ -85,8 +98,11 @@ def table(result: dict) -> str:
     head = f"{'batch ' + str(result['batch_size']) + ' (' + str(result['rounds']) + ' rounds), ms per batch':<44}"
     lines = [head + "".join(f"{c:>9}" for c in columns) + f"{'img/s':>9}"]
     for name, item in result["items"].items():
-        lines.append(f"{name:<44}" + "".join(f"{item['wall'][c]:9.2f}" for c in columns)
-                     + f"{item['throughput_images_per_s']:9.1f}")
+        lines.append(
+            f"{name:<44}"
+            + "".join(f"{item['wall'][c]:9.2f}" for c in columns)
+            + f"{item['throughput_images_per_s']:9.1f}"
+        )
         for stage, stats in item["stages"].items():
             share = f"  (in {stats['share_of_rounds']:.0%} of batches)" if "share_of_rounds" in stats else ""
             lines.append(f"{'  ' + stage:<44}" + "".join(f"{stats[c]:9.2f}" for c in columns) + share)
@@ -146,8 +162,18 @@ def environment(note: str | None) -> dict:
         "gpu_driver": _nvidia_smi("driver_version"),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {name: _version(name) for name in ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime",
-                                                       "onnxruntime-gpu", "tensorrt", "pycuda")},
+        "versions": {
+            name: _version(name)
+            for name in (
+                "numpy",
+                "opencv-python-headless",
+                "opencv-python",
+                "onnxruntime",
+                "onnxruntime-gpu",
+                "tensorrt",
+                "pycuda",
+            )
+        },
         "cuda": _cuda_version(),
         "commit": _git_commit(),
         "note": note,
@@ -183,15 +209,23 @@ def write_chart(path: Path, report: dict) -> None:
             if rest > 0:
                 axis.bar(x, rest, bottom=bottom, color=colours["other"], label=None if "other" in drawn else "other")
                 drawn.add("other")
-        axis.set_xticks(range(len(result["items"])), [n.replace(":", "\n") for n in result["items"]], fontsize=7,
-                        rotation=30, ha="right")
+        axis.set_xticks(
+            range(len(result["items"])),
+            [n.replace(":", "\n") for n in result["items"]],
+            fontsize=7,
+            rotation=30,
+            ha="right",
+        )
         axis.set_title(f"batch {batch}")
         axis.set_ylabel("ms per image (mean)")
         axis.legend(fontsize=7)
     env = report["environment"]
     load = env["load_average_1_5_15"]
-    figure.suptitle(f"anchor-edge latency: {env['cpu_model']} ({env['cpu_cores']} cores), {report['settings']['backend']}"
-                    + (f", load average {load[0]:.1f} at start" if load else ""), fontsize=9)
+    figure.suptitle(
+        f"anchor-edge latency: {env['cpu_model']} ({env['cpu_cores']} cores), {report['settings']['backend']}"
+        + (f", load average {load[0]:.1f} at start" if load else ""),
+        fontsize=9,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -217,8 +251,13 @@ def _nvidia_smi(field: str) -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return out.splitlines()[0] if out else None
@@ -228,10 +267,17 @@ def _git_commit() -> str | None:
     """This checkout's short commit, with "-dirty" when tracked files have uncommitted changes; None outside git."""
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}-dirty" if dirty else head or None

@@ -30,6 +30,7 @@ Interleaved rounds of `OVERHEAD_CALLS` calls each; the median round.
 
 Exit codes: 0 done, 1 a bundle or Ray failed, 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,12 @@ def in_process(bundle: Path, paths: list[Path]) -> dict[str, float]:
             pipe(load_image(path))
             latencies.append((time.perf_counter() - began) * 1000)
     single = summarize(latencies)
-    return {"images_per_s_batch16": batch_rate, "latency_ms_p50": single["p50"], "latency_ms_p99": single["p99"],
-            "requests_per_s_sequential": 1000 / single["mean"]}
+    return {
+        "images_per_s_batch16": batch_rate,
+        "latency_ms_p50": single["p50"],
+        "latency_ms_p99": single["p99"],
+        "requests_per_s_sequential": 1000 / single["mean"],
+    }
 
 
 def access_and_metrics_overhead(calls: int = OVERHEAD_CALLS, rounds: int = OVERHEAD_ROUNDS) -> dict[str, float]:
@@ -146,12 +151,25 @@ def offline(bundle: Path, paths: list[Path], work: Path) -> dict[str, dict[str, 
 
     figures: dict[str, dict[str, float]] = {}
     for actors in ACTORS:
-        job = run_batch(bundle, [str(p) for p in paths], work / f"results-{actors}", actors=actors, threads_per_actor=1,
-                        batch_size=BATCH_SIZE, backend="onnxruntime", progress=False)
+        job = run_batch(
+            bundle,
+            [str(p) for p in paths],
+            work / f"results-{actors}",
+            actors=actors,
+            threads_per_actor=1,
+            batch_size=BATCH_SIZE,
+            backend="onnxruntime",
+            progress=False,
+        )
         first_batch = min(BATCH_SIZE, job.written)
         steady = (job.written - first_batch) / (job.seconds - job.startup_seconds)
-        figures[str(actors)] = {"job_seconds": job.seconds, "images_per_s_job": job.images_per_second,
-                                "images_per_s_steady": steady, "startup_seconds": job.startup_seconds, "errors": job.errors}
+        figures[str(actors)] = {
+            "job_seconds": job.seconds,
+            "images_per_s_job": job.images_per_second,
+            "images_per_s_steady": steady,
+            "startup_seconds": job.startup_seconds,
+            "errors": job.errors,
+        }
     one = figures[str(ACTORS[0])]["images_per_s_steady"]
     for actors, row in figures.items():
         row["scaling_efficiency"] = row["images_per_s_steady"] / (int(actors) * one)
@@ -171,19 +189,30 @@ def online(bundle: Path, paths: list[Path]) -> dict[str, dict[str, dict[str, flo
     passes: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in SERVING}
     for label in [*SERVING, *reversed(SERVING)]:
         max_batch_size, wait_ms = SERVING[label]
-        options = ServeOptions(port=_free_port(), replicas=REPLICAS, max_batch_size=max_batch_size, batch_wait_ms=wait_ms,
-                               backend="onnxruntime", max_queued=max(CONCURRENCY))  # every request answered, none 503
+        options = ServeOptions(
+            port=_free_port(),
+            replicas=REPLICAS,
+            max_batch_size=max_batch_size,
+            batch_wait_ms=wait_ms,
+            backend="onnxruntime",
+            max_queued=max(CONCURRENCY),
+        )  # every request answered, none 503
         start_server(str(bundle), options)
         try:
             _load(options.port, bodies, WARMUP_REQUESTS, concurrency=4, header=BATCH_SIZE_HEADER)
-            passes[label].append({
-                str(c): _load(options.port, bodies, REQUESTS_PER_LEVEL, concurrency=c, header=BATCH_SIZE_HEADER)
-                for c in CONCURRENCY
-            })
+            passes[label].append(
+                {
+                    str(c): _load(options.port, bodies, REQUESTS_PER_LEVEL, concurrency=c, header=BATCH_SIZE_HEADER)
+                    for c in CONCURRENCY
+                }
+            )
         finally:
             stop_server()
     return {
-        label: {level: {key: sum(run[level][key] for run in runs) / len(runs) for key in runs[0][level]} for level in runs[0]}
+        label: {
+            level: {key: sum(run[level][key] for run in runs) / len(runs) for key in runs[0][level]}
+            for level in runs[0]
+        }
         for label, runs in passes.items()
     }
 
@@ -217,8 +246,13 @@ def _load(port: int, bodies: list[bytes], requests: int, *, concurrency: int, he
             future.result()
     seconds = time.perf_counter() - start
     stats = summarize(latencies)
-    return {"requests": len(latencies), "requests_per_s": len(latencies) / seconds, "latency_ms_p50": stats["p50"],
-            "latency_ms_p99": stats["p99"], "mean_batch": sum(batches) / len(batches)}
+    return {
+        "requests": len(latencies),
+        "requests_per_s": len(latencies) / seconds,
+        "latency_ms_p50": stats["p50"],
+        "latency_ms_p99": stats["p99"],
+        "mean_batch": sum(batches) / len(batches),
+    }
 
 
 def _free_port() -> int:
@@ -232,23 +266,33 @@ def _free_port() -> int:
 def text_report(result: dict[str, Any]) -> str:
     reference = result["in_process"]
     lines = [
-        (f"anchor-edge on Ray, bundle {result['bundle']}, {result['images']} images, "
-        f"{result['environment']['cpu_model']} ({result['environment']['cpu_cores']} cores)"),
+        (
+            f"anchor-edge on Ray, bundle {result['bundle']}, {result['images']} images, "
+            f"{result['environment']['cpu_model']} ({result['environment']['cpu_cores']} cores)"
+        ),
         f"local cluster start: {result['cluster_start_seconds']:.1f} s",
-        (f"in-process, 1 thread: {reference['images_per_s_batch16']:.1f} images/s at batch {BATCH_SIZE}; one at a time "
-         f"{reference['requests_per_s_sequential']:.1f}/s, p50 {reference['latency_ms_p50']:.1f} ms p99 "
-         f"{reference['latency_ms_p99']:.1f} ms"),
+        (
+            f"in-process, 1 thread: {reference['images_per_s_batch16']:.1f} images/s at batch {BATCH_SIZE}; one at a time "
+            f"{reference['requests_per_s_sequential']:.1f}/s, p50 {reference['latency_ms_p50']:.1f} ms p99 "
+            f"{reference['latency_ms_p99']:.1f} ms"
+        ),
         "offline (anchor-edge batch, 1 thread per actor):",
     ]
     for actors, row in result["offline"].items():
-        lines.append(f"  {actors} actor(s): {row['images_per_s_steady']:.1f} images/s steady ({row['scaling_efficiency']:.0%} "
-                     f"scaling efficiency), start-up {row['startup_seconds']:.1f} s, whole job {row['job_seconds']:.1f} s")
-    lines.append(f"online (anchor-edge serve, {REPLICAS} replicas x 1 thread, {REQUESTS_PER_LEVEL} requests per level):")
+        lines.append(
+            f"  {actors} actor(s): {row['images_per_s_steady']:.1f} images/s steady ({row['scaling_efficiency']:.0%} "
+            f"scaling efficiency), start-up {row['startup_seconds']:.1f} s, whole job {row['job_seconds']:.1f} s"
+        )
+    lines.append(
+        f"online (anchor-edge serve, {REPLICAS} replicas x 1 thread, {REQUESTS_PER_LEVEL} requests per level):"
+    )
     for label, levels in result["online"].items():
         lines.append(f"  {label}")
         for concurrency, row in levels.items():
-            lines.append(f"    concurrency {concurrency:>2}: {row['requests_per_s']:.1f} requests/s, p50 {row['latency_ms_p50']:.1f} ms "
-                         f"p99 {row['latency_ms_p99']:.1f} ms, mean batch {row['mean_batch']:.1f}")
+            lines.append(
+                f"    concurrency {concurrency:>2}: {row['requests_per_s']:.1f} requests/s, p50 {row['latency_ms_p50']:.1f} ms "
+                f"p99 {row['latency_ms_p99']:.1f} ms, mean batch {row['mean_batch']:.1f}"
+            )
     if "access_and_metrics" in result:
         lines.append(overhead_line(result["access_and_metrics"]))
     return "\n".join(lines)
@@ -270,23 +314,50 @@ def write_chart(path: Path, result: dict[str, Any]) -> None:
 
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4.2))
     actors = list(result["offline"])
-    left.bar(actors, [result["offline"][a]["images_per_s_steady"] for a in actors], color="tab:blue", label="Ray Data, steady")
-    left.axhline(result["in_process"]["images_per_s_batch16"], color="gray", linestyle="--", label="in-process, 1 thread")
+    left.bar(
+        actors,
+        [result["offline"][a]["images_per_s_steady"] for a in actors],
+        color="tab:blue",
+        label="Ray Data, steady",
+    )
+    left.axhline(
+        result["in_process"]["images_per_s_batch16"], color="gray", linestyle="--", label="in-process, 1 thread"
+    )
     left.set(xlabel="actors (1 thread each)", ylabel="images/s", title="offline: anchor-edge batch")
     left.legend(fontsize=7)
     for label, levels in result["online"].items():
         levels_x = [int(c) for c in levels]
         middle.plot(levels_x, [row["requests_per_s"] for row in levels.values()], marker="o", label=label)
         right.plot(levels_x, [row["latency_ms_p50"] for row in levels.values()], marker="o", label=f"p50, {label}")
-        right.plot(levels_x, [row["latency_ms_p99"] for row in levels.values()], marker="x", linestyle=":", label=f"p99, {label}")
-    middle.axhline(result["in_process"]["requests_per_s_sequential"], color="gray", linestyle="--", label="in-process, one at a time")
-    middle.set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title=f"online: {REPLICAS} replicas", ylim=(0, None))
+        right.plot(
+            levels_x,
+            [row["latency_ms_p99"] for row in levels.values()],
+            marker="x",
+            linestyle=":",
+            label=f"p99, {label}",
+        )
+    middle.axhline(
+        result["in_process"]["requests_per_s_sequential"],
+        color="gray",
+        linestyle="--",
+        label="in-process, one at a time",
+    )
+    middle.set(
+        xscale="log",
+        xlabel="concurrent clients",
+        ylabel="requests/s",
+        title=f"online: {REPLICAS} replicas",
+        ylim=(0, None),
+    )
     right.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="latency (ms)", title="online latency")
     for axis in (middle, right):
         axis.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
         axis.legend(fontsize=7)
     env = result["environment"]
-    figure.suptitle(f"anchor-edge on a local Ray cluster: {env['cpu_model']} ({env['cpu_cores']} cores), {result['bundle']}", fontsize=9)
+    figure.suptitle(
+        f"anchor-edge on a local Ray cluster: {env['cpu_model']} ({env['cpu_cores']} cores), {result['bundle']}",
+        fontsize=9,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -296,7 +367,9 @@ def write_chart(path: Path, result: dict[str, Any]) -> None:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--bundle", type=Path, default=Path("bundles/default"))
-    parser.add_argument("--images", type=int, default=256, help="test images to write and classify (default: %(default)s)")
+    parser.add_argument(
+        "--images", type=int, default=256, help="test images to write and classify (default: %(default)s)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
     parser.add_argument("--note", help="a note stored with the environment")
@@ -309,10 +382,14 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="anchor-edge-scale-") as folder:
         work = Path(folder)
         paths = write_images(work, args.images)
-        result: dict[str, Any] = {"benchmark": "anchor-edge on Ray", "environment": report.environment(args.note),
-                                  "bundle": str(args.bundle), "images": len(paths),
-                                  "in_process": in_process(args.bundle, paths),
-                                  "access_and_metrics": access_and_metrics_overhead()}
+        result: dict[str, Any] = {
+            "benchmark": "anchor-edge on Ray",
+            "environment": report.environment(args.note),
+            "bundle": str(args.bundle),
+            "images": len(paths),
+            "in_process": in_process(args.bundle, paths),
+            "access_and_metrics": access_and_metrics_overhead(),
+        }
         began = time.perf_counter()
         try:
             connected = cluster.start()

@@ -8,6 +8,7 @@ a file: every frame is delivered) and latency p50/p99. On a file, latency
 grows with the batch, since a frame waits for its batch-mates; frames/s is
 what batching buys.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ def stream_figures(pipe: Pipeline, video: Path, batch_sizes: Sequence[int]) -> d
 def stream_table(label: str, figures: dict[str, dict]) -> str:
     lines = [f"{label}: stream over the video"]
     for batch, stats in figures.items():
-        lines.append(f"  batch {batch:>3}: {stats['frames']} frames, {stats['frames_per_s']:.2f} frames/s, "
-                     f"latency p50 {stats['latency_ms_p50']:.1f} ms p99 {stats['latency_ms_p99']:.1f} ms, dropped {stats['dropped']}")
+        lines.append(
+            f"  batch {batch:>3}: {stats['frames']} frames, {stats['frames_per_s']:.2f} frames/s, "
+            f"latency p50 {stats['latency_ms_p50']:.1f} ms p99 {stats['latency_ms_p99']:.1f} ms, dropped {stats['dropped']}"
+        )
     return "\n".join(lines)

@@ -14,6 +14,7 @@ GPU stages are timed with CUDA events; the host part (decision and LSP,
 docs/method.md §3-§4, on the chosen heatmaps copied to the host) with a clock.
 Items run interleaved, as in latency.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,23 @@ LABEL = "PyTorch CUDA, not TensorRT"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_gpu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="cuda (FP16) or cpu (FP32, for smoke tests) (default: %(default)s)")
-    parser.add_argument("--anchornet", type=Path, metavar="CKPT", help="AnchorNet checkpoint (default: untrained, seeded)")
+    parser.add_argument(
+        "--device", default="cuda", help="cuda (FP16) or cpu (FP32, for smoke tests) (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--anchornet", type=Path, metavar="CKPT", help="AnchorNet checkpoint (default: untrained, seeded)"
+    )
     parser.add_argument("--num-classes", type=int, help="classes (default: the checkpoint's, else 1000)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="accurate", help="LSP preset (default: %(default)s)")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="accurate", help="LSP preset (default: %(default)s)"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)")
-    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per batch size (default: %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="warm-up seconds per batch size (default: %(default)s)"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results")
     parser.add_argument("--quick", action="store_true", help="two rounds, no warm-up, for smoke tests")
     return parser
@@ -93,8 +104,12 @@ def method_item(anchornet, downstream, params, timer: Timer):
         timer.start()
         for _, patches in groups.values():
             downstream(torch.stack(patches).contiguous(memory_format=torch.channels_last)).softmax(1)
-        return {"anchornet": anchornet_ms, "decision+lsp": host_ms, "patches": timer.stop(),
-                "patches_per_image": sum(len(members) for members, _ in groups.values()) / len(batch)}
+        return {
+            "anchornet": anchornet_ms,
+            "decision+lsp": host_ms,
+            "patches": timer.stop(),
+            "patches_per_image": sum(len(members) for members, _ in groups.values()) / len(batch),
+        }
 
     return call
 
@@ -118,37 +133,58 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     anchornet = load_anchornet(args.anchornet, args.num_classes, "gap").module
     downstream = torchvision.models.resnet50(num_classes=anchornet.num_classes)
-    anchornet, downstream = (m.eval().to(device, dtype, memory_format=torch.channels_last) for m in (anchornet, downstream))
+    anchornet, downstream = (
+        m.eval().to(device, dtype, memory_format=torch.channels_last) for m in (anchornet, downstream)
+    )
     crops = np.stack([resize_and_crop(image)[0] for _, image in real_photos()])
     inputs = torch.from_numpy(normalize(crops, IMAGENET_MEAN, IMAGENET_STD)).to(device, dtype)
     warmup, seconds, iterations = (0.0, None, 2) if args.quick else (args.warmup, args.seconds, None)
     timer = Timer(device)
-    items = {"method": method_item(anchornet, downstream, PRESETS[args.preset], timer), "full_image": full_image_item(downstream, timer)}
+    items = {
+        "method": method_item(anchornet, downstream, PRESETS[args.preset], timer),
+        "full_image": full_image_item(downstream, timer),
+    }
     results = []
     with torch.inference_mode():
         for batch_size in args.batch_sizes:
             order = [i % len(inputs) for i in range(len(inputs) * batch_size)]
-            batches = [inputs[order[s:s + batch_size]].contiguous(memory_format=torch.channels_last)
-                       for s in range(0, len(order), batch_size)]
+            batches = [
+                inputs[order[s : s + batch_size]].contiguous(memory_format=torch.channels_last)
+                for s in range(0, len(order), batch_size)
+            ]
             samples = interleaved(items, batches, warmup_s=warmup, seconds=seconds, iterations=iterations)
             method, full = samples["method"], samples["full_image"]
-            results.append({
-                "batch_size": batch_size,
-                "method": {key: summarize(values) for key, values in method.items()},
-                "full_image": {key: summarize(values) for key, values in full.items()},
-                "method_over_full_paired": paired_ratio(method["wall"], full["wall"]),
-                "anchornet_over_full_paired": paired_ratio(method["anchornet"], full["downstream"]),
-                "throughput_images_per_s": {name: batch_size * 1e3 / summarize(s["wall"])["mean"] for name, s in samples.items()},
-            })
+            results.append(
+                {
+                    "batch_size": batch_size,
+                    "method": {key: summarize(values) for key, values in method.items()},
+                    "full_image": {key: summarize(values) for key, values in full.items()},
+                    "method_over_full_paired": paired_ratio(method["wall"], full["wall"]),
+                    "anchornet_over_full_paired": paired_ratio(method["anchornet"], full["downstream"]),
+                    "throughput_images_per_s": {
+                        name: batch_size * 1e3 / summarize(s["wall"])["mean"] for name, s in samples.items()
+                    },
+                }
+            )
             r = results[-1]
-            print(f"[{LABEL}] batch {batch_size}: method p50 {r['method']['wall']['p50']:.2f} ms "
-                  f"(AnchorNet {r['method']['anchornet']['p50']:.2f}, host {r['method']['decision+lsp']['p50']:.2f}, "
-                  f"patches {r['method']['patches']['p50']:.2f}), full image p50 {r['full_image']['wall']['p50']:.2f} ms, "
-                  f"ratio {r['method_over_full_paired']:.3f}, {r['method']['patches_per_image']['mean']:.1f} patches/image")
-    report = {"label": LABEL, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "dtype": str(dtype), "torch": torch.__version__, "cuda": torch.version.cuda,
-              "anchornet": str(args.anchornet or "untrained (seeded)"), "downstream": "torchvision resnet50 (random weights)",
-              "preset": args.preset, "environment": environment(None), "results": results}
+            print(
+                f"[{LABEL}] batch {batch_size}: method p50 {r['method']['wall']['p50']:.2f} ms "
+                f"(AnchorNet {r['method']['anchornet']['p50']:.2f}, host {r['method']['decision+lsp']['p50']:.2f}, "
+                f"patches {r['method']['patches']['p50']:.2f}), full image p50 {r['full_image']['wall']['p50']:.2f} ms, "
+                f"ratio {r['method_over_full_paired']:.3f}, {r['method']['patches_per_image']['mean']:.1f} patches/image"
+            )
+    report = {
+        "label": LABEL,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dtype": str(dtype),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "anchornet": str(args.anchornet or "untrained (seeded)"),
+        "downstream": "torchvision resnet50 (random weights)",
+        "preset": args.preset,
+        "environment": environment(None),
+        "results": results,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

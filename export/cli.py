@@ -12,6 +12,7 @@
 Exit codes: 0 success, 1 export failure (one line; --debug for the
 traceback), 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,29 +35,44 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The export flags; `anchor-edge export` reuses this parser."""
     parser = parser or argparse.ArgumentParser(prog="python export/to_trt.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--anchornet", type=Path, metavar="CKPT",
+        "--anchornet",
+        type=Path,
+        metavar="CKPT",
         help="AnchorNet checkpoint (default: weights/anchornet.pt when neither this nor --downstream is given, else untrained)",
     )
     parser.add_argument(
-        "--downstream", metavar="SPEC",
+        "--downstream",
+        metavar="SPEC",
         help="NAME[:CKPT] (torchvision name or efficientnet_lite0), timm:NAME[:CKPT], MODULE:CALLABLE[:CKPT], "
         "FILE.onnx, or a TorchScript FILE.pt (default: the default architecture's weights/<ARCH>/downstream_patches.pt with the trained AnchorNet, "
         "else efficientnet_lite0)",
     )
     parser.add_argument(
-        "--trained", metavar="ARCH",
+        "--trained",
+        metavar="ARCH",
         help="export the trained AnchorNet with weights/ARCH/downstream_patches.pt instead of the default "
         "architecture's (efficientnet_lite0: the light pair); not with --anchornet or --downstream",
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
-    parser.add_argument("--pooling", choices=[p.value for p in Pooling], help="AnchorNet's inference pooling (default: gap)")
-    parser.add_argument("--preset", choices=[p.value for p in Preset],
-                        help="LSP preset recorded in the bundle (default: visual for a trained pair from weights/, else accurate)")
-    parser.add_argument("--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)")
-    parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)")
+    parser.add_argument(
+        "--pooling", choices=[p.value for p in Pooling], help="AnchorNet's inference pooling (default: gap)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=[p.value for p in Preset],
+        help="LSP preset recorded in the bundle (default: visual for a trained pair from weights/, else accurate)",
+    )
+    parser.add_argument(
+        "--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
     parser.add_argument(
-        "--check-dir", type=Path, metavar="DIR",
+        "--check-dir",
+        type=Path,
+        metavar="DIR",
         help="your labelled images (class subfolders, or train/ and val/): their held-out ones make the check set "
         "anchor-edge verify reruns on the device (default: digits test images for a digits bundle, else photos)",
     )
@@ -64,46 +80,83 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "the downstream's own preprocessing and class names (default: what its source records; a flag that "
         "contradicts the source is an error)"
     )
-    feed.add_argument("--mean", type=_three_numbers, metavar="R,G,B",
-                      help="the downstream's mean, in its channel order, on the --pixel-range scale")
-    feed.add_argument("--std", type=_three_numbers, metavar="R,G,B",
-                      help="the downstream's std, in its channel order, on the --pixel-range scale")
-    feed.add_argument("--pixel-range", choices=["0-1", "0-255"],
-                      help="the scale --mean and --std are written in: 0-1 (0.485,0.456,0.406) or 0-255 (123.68,...); "
-                      "required with them")
+    feed.add_argument(
+        "--mean",
+        type=_three_numbers,
+        metavar="R,G,B",
+        help="the downstream's mean, in its channel order, on the --pixel-range scale",
+    )
+    feed.add_argument(
+        "--std",
+        type=_three_numbers,
+        metavar="R,G,B",
+        help="the downstream's std, in its channel order, on the --pixel-range scale",
+    )
+    feed.add_argument(
+        "--pixel-range",
+        choices=["0-1", "0-255"],
+        help="the scale --mean and --std are written in: 0-1 (0.485,0.456,0.406) or 0-255 (123.68,...); "
+        "required with them",
+    )
     feed.add_argument("--class-names", type=Path, metavar="FILE", help="class names: one per line, or a JSON list")
-    feed.add_argument("--channel-order", choices=["rgb", "bgr"],
-                      help="the channel order the downstream was trained on (default: RGB)")
-    feed.add_argument("--allow-pickle", action="store_true",
-                      help="load a downstream FILE that is a whole pickled module (runs code from the file)")
+    feed.add_argument(
+        "--channel-order", choices=["rgb", "bgr"], help="the channel order the downstream was trained on (default: RGB)"
+    )
+    feed.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a downstream FILE that is a whole pickled module (runs code from the file)",
+    )
     on_device = parser.add_argument_group("engines for an existing bundle (on the device: needs TensorRT, not torch)")
-    on_device.add_argument("--bundle", type=Path, metavar="DIR",
-                           help="build TensorRT engines from DIR's ONNX files only (no export, no checkpoints, no torch)")
-    on_device.add_argument("--rebuild", action="store_true",
-                           help="with --bundle: replace engines that do not match this GPU and TensorRT")
-    precision = parser.add_argument_group("precision (decided in the ONNX graph, checked against FP32 on held-out images)")
+    on_device.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="DIR",
+        help="build TensorRT engines from DIR's ONNX files only (no export, no checkpoints, no torch)",
+    )
+    on_device.add_argument(
+        "--rebuild", action="store_true", help="with --bundle: replace engines that do not match this GPU and TensorRT"
+    )
+    precision = parser.add_argument_group(
+        "precision (decided in the ONNX graph, checked against FP32 on held-out images)"
+    )
     precision.add_argument(
-        "--precision", type=_precision_flag, default="fp32", metavar="P",
+        "--precision",
+        type=_precision_flag,
+        default="fp32",
+        metavar="P",
         help="fp32, fp16 or int8 for both models, or per model: anchornet=fp32,downstream=int8 (default: fp32)",
     )
     precision.add_argument(
-        "--int8-target", choices=[t.value for t in Int8Target], default="cpu",
+        "--int8-target",
+        choices=[t.value for t in Int8Target],
+        default="cpu",
         help="cpu: uint8 activations for ONNX Runtime; tensorrt: symmetric int8, zero point 0 (default: %(default)s)",
     )
     precision.add_argument(
-        "--calibration-dir", type=Path, metavar="DIR",
+        "--calibration-dir",
+        type=Path,
+        metavar="DIR",
         help="INT8 calibration images (default: the digits train split for a digits bundle, else photos shipped "
         "with scikit-image and scikit-learn)",
     )
     precision.add_argument(
-        "--min-agreement", type=float, default=0.95,
+        "--min-agreement",
+        type=float,
+        default=0.95,
         help="least Pipeline top-1 agreement with FP32 on held-out images (default: %(default)s)",
     )
     engines = parser.add_argument_group("TensorRT engines (built when tensorrt and a CUDA GPU are present)")
     engines.add_argument("--max-batch", type=int, default=8, help="most images per engine call (default: %(default)s)")
-    engines.add_argument("--max-patches", type=int, default=32, help="most patches of one size per call (default: %(default)s)")
-    engines.add_argument("--workspace-gib", type=float, default=2.0, help="TensorRT workspace limit (default: %(default)s)")
-    engines.add_argument("--timing-cache", type=Path, default=DEFAULT_TIMING_CACHE, help="reused across builds (default: %(default)s)")
+    engines.add_argument(
+        "--max-patches", type=int, default=32, help="most patches of one size per call (default: %(default)s)"
+    )
+    engines.add_argument(
+        "--workspace-gib", type=float, default=2.0, help="TensorRT workspace limit (default: %(default)s)"
+    )
+    engines.add_argument(
+        "--timing-cache", type=Path, default=DEFAULT_TIMING_CACHE, help="reused across builds (default: %(default)s)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
@@ -116,12 +169,18 @@ def run(args: argparse.Namespace) -> int:
     """Export as `args` says; returns the exit code."""
     if args.bundle is not None:
         defaults = vars(build_parser().parse_args([]))
-        export_only = [f"--{dest.replace('_', '-')}" for dest, value in vars(args).items()
-                       if dest in defaults and dest not in ENGINE_FLAGS and value != defaults[dest]]
+        export_only = [
+            f"--{dest.replace('_', '-')}"
+            for dest, value in vars(args).items()
+            if dest in defaults and dest not in ENGINE_FLAGS and value != defaults[dest]
+        ]
         if export_only:
             verb = "applies" if len(export_only) == 1 else "apply"
-            print(f"{', '.join(export_only)} {verb} to an export, not to --bundle DIR (engines from an existing "
-                  "bundle); drop it, or export without --bundle", file=sys.stderr)
+            print(
+                f"{', '.join(export_only)} {verb} to an export, not to --bundle DIR (engines from an existing "
+                "bundle); drop it, or export without --bundle",
+                file=sys.stderr,
+            )
             return 2
         return _engines_for(args)
     from export.bundle.build import export_bundle  # torch: only for a full export
@@ -129,16 +188,29 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         precision = PrecisionOptions(
-            models=args.precision, int8_target=args.int8_target, calibration_dir=args.calibration_dir,
+            models=args.precision,
+            int8_target=args.int8_target,
+            calibration_dir=args.calibration_dir,
             min_agreement=args.min_agreement,
         )
         models = resolve_default_weights(args.anchornet, args.downstream, args.trained)
         out = export_bundle(
-            models.anchornet, models.downstream, args.out, num_classes=args.num_classes, pooling=args.pooling,
+            models.anchornet,
+            models.downstream,
+            args.out,
+            num_classes=args.num_classes,
+            pooling=args.pooling,
             preset=args.preset or models.preset,
-            vote_min=args.vote_min, tolerance=args.tolerance, precision=precision, mean=args.mean, std=args.std,
-            pixel_range=args.pixel_range, class_names=args.class_names, channel_order=args.channel_order,
-            allow_pickle=args.allow_pickle, check_dir=args.check_dir,
+            vote_min=args.vote_min,
+            tolerance=args.tolerance,
+            precision=precision,
+            mean=args.mean,
+            std=args.std,
+            pixel_range=args.pixel_range,
+            class_names=args.class_names,
+            channel_order=args.channel_order,
+            allow_pickle=args.allow_pickle,
+            check_dir=args.check_dir,
         )
         print(f"wrote {out / 'bundle.json'}")
         if precision.converts:
@@ -148,12 +220,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime")
             return 0
         if Precision.INT8 in precision.models.values() and precision.int8_target != Int8Target.TENSORRT:
-            print("TensorRT engines not built: the INT8 models use uint8 activations (--int8-target cpu), which "
-                  "TensorRT cannot run; re-export with --int8-target tensorrt to build engines")
+            print(
+                "TensorRT engines not built: the INT8 models use uint8 activations (--int8-target cpu), which "
+                "TensorRT cannot run; re-export with --int8-target tensorrt to build engines"
+            )
             return 0
         records = build_engines(
-            out, max_batch=args.max_batch, max_patches=args.max_patches,
-            workspace_bytes=int(args.workspace_gib * (1 << 30)), timing_cache=args.timing_cache,
+            out,
+            max_batch=args.max_batch,
+            max_patches=args.max_patches,
+            workspace_bytes=int(args.workspace_gib * (1 << 30)),
+            timing_cache=args.timing_cache,
         )
         record_engines(out, records)
         print(f"built TensorRT engines {', '.join(r.file for r in records.values())} in {out}")
@@ -173,18 +250,26 @@ def _engines_for(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.bundle)
         if bundle.manifest.engines:
-            stale = {role: engine_mismatches(bundle, role) for role in Role if bundle.manifest.engines[role] is not None}
+            stale = {
+                role: engine_mismatches(bundle, role) for role in Role if bundle.manifest.engines[role] is not None
+            }
             reasons = [f"{role}: {'; '.join(why)}" for role, why in stale.items() if why]
             if not reasons and len(stale) == len(Role):
                 print(f"the engines in {args.bundle} fit this machine; nothing to build")
                 return 0
             if reasons and not args.rebuild:
-                print(f"engines in {args.bundle} do not fit this machine ({'; '.join(reasons)}); "
-                      "pass --rebuild to replace them", file=sys.stderr)
+                print(
+                    f"engines in {args.bundle} do not fit this machine ({'; '.join(reasons)}); "
+                    "pass --rebuild to replace them",
+                    file=sys.stderr,
+                )
                 return 1
         records = build_engines(
-            args.bundle, max_batch=args.max_batch, max_patches=args.max_patches,
-            workspace_bytes=int(args.workspace_gib * (1 << 30)), timing_cache=args.timing_cache,
+            args.bundle,
+            max_batch=args.max_batch,
+            max_patches=args.max_patches,
+            workspace_bytes=int(args.workspace_gib * (1 << 30)),
+            timing_cache=args.timing_cache,
         )
         record_engines(args.bundle, records)
     except (AnchorEdgeError, OSError) as error:

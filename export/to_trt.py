@@ -8,6 +8,7 @@ A thin entry point for a checkout: the flags and the work live in
 export/cli.py (`python export/to_trt.py --help` lists them; docs/exporting.md
 explains them).
 """
+
 import sys
 from pathlib import Path
 

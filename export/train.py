@@ -27,6 +27,7 @@ does not cut short is reproducible.
 
 Exit codes: 0 success, 1 bad data or a failed export, 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,27 +67,54 @@ STEPS = ("anchornet", "trunk", "full", "resized", "patches")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
     add_recipe_arguments(parser)
-    parser.add_argument("--data", type=Path, metavar="DIR", help="your own images, one subfolder per class (default: the digits benchmark)")
-    parser.add_argument("--budget-minutes", type=float, default=120.0, help="wall clock for everything (default: %(default)s)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)")
-    parser.add_argument("--only", type=_steps, metavar="STEPS", help=f"comma-separated steps to run, of {', '.join(STEPS)} (default: all)")
-    parser.add_argument("--architecture", choices=sorted(DIGITS_PLANS),
-                        help=f"the downstream's recipe on the digits benchmark (default: {DEFAULT_ARCHITECTURE})")
-    parser.add_argument("--downstream", metavar="SPEC",
-                        help="with --data: your downstream network, NAME[:CKPT], timm:NAME[:CKPT] or "
-                        "MODULE:CALLABLE[:CKPT]; with CKPT it is trained and teaches AnchorNet "
-                        f"(default: {EFFICIENTNET_LITE0}, trained on the folder first)")
-    parser.add_argument("--keep-downstream", action="store_true",
-                        help="with --data and a trained --downstream: bundle it bit-identical, no patch fine-tuning")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="your own images, one subfolder per class (default: the digits benchmark)",
+    )
+    parser.add_argument(
+        "--budget-minutes", type=float, default=120.0, help="wall clock for everything (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)"
+    )
+    parser.add_argument(
+        "--only",
+        type=_steps,
+        metavar="STEPS",
+        help=f"comma-separated steps to run, of {', '.join(STEPS)} (default: all)",
+    )
+    parser.add_argument(
+        "--architecture",
+        choices=sorted(DIGITS_PLANS),
+        help=f"the downstream's recipe on the digits benchmark (default: {DEFAULT_ARCHITECTURE})",
+    )
+    parser.add_argument(
+        "--downstream",
+        metavar="SPEC",
+        help="with --data: your downstream network, NAME[:CKPT], timm:NAME[:CKPT] or "
+        "MODULE:CALLABLE[:CKPT]; with CKPT it is trained and teaches AnchorNet "
+        f"(default: {EFFICIENTNET_LITE0}, trained on the folder first)",
+    )
+    parser.add_argument(
+        "--keep-downstream",
+        action="store_true",
+        help="with --data and a trained --downstream: bundle it bit-identical, no patch fine-tuning",
+    )
     parser.add_argument("--bundle", type=Path, metavar="DIR", help="also export the trained models as a bundle here")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     if args.data is None and (args.downstream or args.keep_downstream):
-        parser.error("--downstream and --keep-downstream train on your folder (--data DIR); on the digits benchmark "
-                     "pick the downstream with --architecture")
+        parser.error(
+            "--downstream and --keep-downstream train on your folder (--data DIR); on the digits benchmark "
+            "pick the downstream with --architecture"
+        )
     if args.data is not None and args.architecture is not None:
-        parser.error(f"--architecture {args.architecture} trains on the digits benchmark only; on a folder give "
-                     "--downstream SPEC")
+        parser.error(
+            f"--architecture {args.architecture} trains on the digits benchmark only; on a folder give "
+            "--downstream SPEC"
+        )
     try:
         if args.data is not None:
             reports, downstream = _train_folder(args)
@@ -95,12 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "training_report.json").write_text(json.dumps(reports, indent=2) + "\n")
         if args.bundle is not None:
             _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
-            print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}"
-                  + (f"; measure it on your held-out images: anchor-edge eval {args.bundle} --data {args.data}"
-                     if args.data is not None else ""))
+            print(
+                f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}"
+                + (
+                    f"; measure it on your held-out images: anchor-edge eval {args.bundle} --data {args.data}"
+                    if args.data is not None
+                    else ""
+                )
+            )
         else:
-            print(f"weights in {args.out}; export them with: python export/to_trt.py "
-                  f"--anchornet {args.out / ANCHORNET_FILE} --downstream {downstream}")
+            print(
+                f"weights in {args.out}; export them with: python export/to_trt.py "
+                f"--anchornet {args.out / ANCHORNET_FILE} --downstream {downstream}"
+            )
     except AnchorEdgeError as error:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
@@ -115,8 +150,15 @@ def _train_folder(args: argparse.Namespace) -> tuple[dict, str]:
 
     user = open_user_downstream(args.downstream or EFFICIENTNET_LITE0)
     return train_on_folder(
-        ImageFolder.open(args.data), user, out=args.out, work_dir=args.work_dir, budget_minutes=args.budget_minutes,
-        scale=args.scale, seed=args.seed, only=args.only, keep=args.keep_downstream,
+        ImageFolder.open(args.data),
+        user,
+        out=args.out,
+        work_dir=args.work_dir,
+        budget_minutes=args.budget_minutes,
+        scale=args.scale,
+        seed=args.seed,
+        only=args.only,
+        keep=args.keep_downstream,
     )
 
 
@@ -135,8 +177,14 @@ def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
             )
         else:
             reports[step] = train_downstream(
-                step, args.out, architecture=architecture, images=planned, budget_minutes=minutes, seed=args.seed,
-                work_dir=args.work_dir, source=source,
+                step,
+                args.out,
+                architecture=architecture,
+                images=planned,
+                budget_minutes=minutes,
+                seed=args.seed,
+                work_dir=args.work_dir,
+                source=source,
             )
     return reports, f"{architecture}:{downstream_weights(args.out, architecture, 'patches')}"
 

@@ -1,4 +1,5 @@
 """Shared fixtures: one small exported bundle per test session, and the real photos."""
+
 from __future__ import annotations
 
 from pathlib import Path

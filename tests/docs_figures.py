@@ -12,6 +12,7 @@ may be: so changing a quoted figure without its file fails here. A decimal
 with a measurement unit (%, x, ms, s, frames/s, ...) outside such a block
 fails too. Integers are not checked.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -126,7 +127,9 @@ def _block(path: Path, number: int, body: str, errors: list[str]) -> Block | Non
     for part in rest:
         key, sep, value = part.partition(":")
         if not sep or key.strip() not in ("commit", "weights", "keys") or not value.strip():
-            errors.append(f"{_where(path, number)}: marker field {part!r} is not 'commit: ...', 'weights: ...' or 'keys: ...'")
+            errors.append(
+                f"{_where(path, number)}: marker field {part!r} is not 'commit: ...', 'weights: ...' or 'keys: ...'"
+            )
             continue
         fields[key.strip()] = value.strip()
     for required in ("commit", "weights"):
@@ -164,7 +167,7 @@ class Pool:
 
     def matches(self, quoted: Decimal, decimals: int, percent: bool, billions: bool = False) -> list[int]:
         """Indices of the numbers that round (half up) to `quoted` at `decimals` places."""
-        half, found = 0.5 * 10.0 ** -decimals, []
+        half, found = 0.5 * 10.0**-decimals, []
         for factor in FACTORS + ((100.0,) if percent else ()) + ((1e-9,) if billions else ()):
             low, high = (float(quoted) - half) / factor, (float(quoted) + half) / factor
             slack = 1e-9 * max(1.0, abs(high))
@@ -224,11 +227,13 @@ def select(document: object, selector: str) -> Iterator[tuple[object, str]]:
     for part in selector.split("/"):
         found: list[tuple[object, str]] = []
         for node, path in nodes:
-            items = (node.items() if isinstance(node, dict)
-                     else enumerate(node) if isinstance(node, list) else ())
+            items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
             for key, item in items:
-                names = {str(key)} | ({str(item[k]) for k in ("key", "name") if k in item}
-                                      if isinstance(item, dict) and isinstance(node, list) else set())
+                names = {str(key)} | (
+                    {str(item[k]) for k in ("key", "name") if k in item}
+                    if isinstance(item, dict) and isinstance(node, list)
+                    else set()
+                )
                 if part == "*" or part in names:
                     found.append((item, f"{path}.{key}" if path else str(key)))
         nodes = found
@@ -255,7 +260,7 @@ def pool_for(root: Path, block: Block) -> Pool:
 def figures(block: Block) -> Iterator[Figure]:
     for number, line in block.lines:
         for match in DECIMAL.finditer(line):
-            after = line[match.end():match.end() + 3]
+            after = line[match.end() : match.end() + 3]
             yield Figure(match.group(1), after.lstrip().startswith("%"), number, bool(re.match(r" ?G\b", after)))
 
 
@@ -275,7 +280,9 @@ def check_figures(root: Path, block: Block) -> list[str]:
         return [f"{_where(block.path, block.line)}: {block.source} does not exist"]
     pool, errors = pool_for(root, block), []
     if not pool.values:
-        return [f"{_where(block.path, block.line)}: keys {block.fields.get('keys')!r} select no numbers in {block.source}"]
+        return [
+            f"{_where(block.path, block.line)}: keys {block.fields.get('keys')!r} select no numbers in {block.source}"
+        ]
     quoted = list(figures(block))
     candidates = [pool.matches(Decimal(f.text), f.decimals, f.percent, f.billions) for f in quoted]
 
@@ -294,9 +301,11 @@ def check_figures(root: Path, block: Block) -> list[str]:
     for index, figure in enumerate(quoted):
         for other in neighbours(figure.text):
             found = pool.matches(other, figure.decimals, figure.percent, figure.billions)
-            if found and not assign(candidates[:index] + [found] + candidates[index + 1:]):
-                errors.append(f"{where(figure)} would still pass as {other} ({block.source}: {pool.paths[found[0]]}); "
-                              f"narrow the marker with 'keys: ...'")
+            if found and not assign(candidates[:index] + [found] + candidates[index + 1 :]):
+                errors.append(
+                    f"{where(figure)} would still pass as {other} ({block.source}: {pool.paths[found[0]]}); "
+                    f"narrow the marker with 'keys: ...'"
+                )
     return errors
 
 
@@ -314,8 +323,10 @@ def check_stamp(root: Path, block: Block) -> list[str]:
         history = git_output("log", "--format=%H", "--", block.source, root=root)
         shallow = (git_output("rev-parse", "--is-shallow-repository", root=root) or "").strip() == "true"
         if history and not shallow and not any(h.startswith(commit) for h in history.split()):
-            errors.append(f"{where}: stamp commit {commit} never changed {block.source} "
-                          f"(git log -1 --format=%h -- {block.source})")
+            errors.append(
+                f"{where}: stamp commit {commit} never changed {block.source} "
+                f"(git log -1 --format=%h -- {block.source})"
+            )
     shas = {s for _, s in _strings(document)} if document is not None else set()
     shas = {s for s in shas if SHA256.match(s)}
     tokens = HEX.findall(weights)
@@ -365,9 +376,12 @@ def _git_bytes(*args: str, root: Path) -> bytes | None:
 
 
 def check_unmarked(path: Path, outside: list[tuple[int, str]]) -> list[str]:
-    return [f"{_where(path, number)}: measured figure {match.group()!r} outside a figures block "
-            f"(add '<!-- figures: docs/benchmarks/FILE; commit: ...; weights: ... -->' above it)"
-            for number, line in outside for match in MEASUREMENT.finditer(line)]
+    return [
+        f"{_where(path, number)}: measured figure {match.group()!r} outside a figures block "
+        f"(add '<!-- figures: docs/benchmarks/FILE; commit: ...; weights: ... -->' above it)"
+        for number, line in outside
+        for match in MEASUREMENT.finditer(line)
+    ]
 
 
 def check(paths: list[Path], root: Path = ROOT) -> list[str]:

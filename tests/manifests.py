@@ -1,4 +1,5 @@
 """A complete, hand-written bundle.json for tests that need a manifest but no exported models."""
+
 from __future__ import annotations
 
 import copy
@@ -6,9 +7,15 @@ import copy
 
 def _model(file: str, sha: str, inputs: list, outputs: list, multiply_adds) -> dict:
     return {
-        "file": file, "sha256": sha, "precision": "fp32",
-        "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
-        "inputs": inputs, "outputs": outputs, "weights": "random", "parameters": 1000,
+        "file": file,
+        "sha256": sha,
+        "precision": "fp32",
+        "mean": [123.675, 116.28, 103.53],
+        "std": [58.395, 57.12, 57.375],
+        "inputs": inputs,
+        "outputs": outputs,
+        "weights": "random",
+        "parameters": 1000,
         "multiply_adds": multiply_adds,
     }
 
@@ -19,7 +26,9 @@ BUNDLE_JSON = {
     "num_classes": 10,
     "class_names": [str(i) for i in range(10)],
     "preprocess": {
-        "resize_short": 256, "crop": 224, "channel_order": "RGB",
+        "resize_short": 256,
+        "crop": 224,
+        "channel_order": "RGB",
         "method": "central square of the short side, resized (INTER_AREA down, INTER_LINEAR up), center crop",
     },
     "branches": [
@@ -31,7 +40,8 @@ BUNDLE_JSON = {
     "models": {
         "anchornet": {
             **_model(
-                "anchornet.onnx", "1" * 64,
+                "anchornet.onnx",
+                "1" * 64,
                 [{"name": "image", "shape": ["batch", 3, 224, 224], "dtype": "float32"}],
                 [{"name": "probs", "shape": ["batch", 3, 10], "dtype": "float32"}],
                 395_000_000,
@@ -40,17 +50,24 @@ BUNDLE_JSON = {
         },
         "downstream": {
             **_model(
-                "downstream.onnx", "2" * 64,
+                "downstream.onnx",
+                "2" * 64,
                 [{"name": "image", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
                 [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}],
                 {"63": 1, "95": 2, "111": 3, "224": 4},
             ),
-            "name": "resnet18", "patch_sizes": [63, 95, 111, 224],
+            "name": "resnet18",
+            "patch_sizes": [63, 95, 111, 224],
         },
     },
     "export": {
-        "created": "2026-12-01T00:00:00+00:00", "python": "3.11", "torch": "2", "torchvision": "0",
-        "onnx": "1", "onnxruntime": "1", "opset": 17,
+        "created": "2026-12-01T00:00:00+00:00",
+        "python": "3.11",
+        "torch": "2",
+        "torchvision": "0",
+        "onnx": "1",
+        "onnxruntime": "1",
+        "opset": 17,
     },
     "engines": {},
 }

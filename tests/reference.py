@@ -4,6 +4,7 @@ It shares nothing with the runtime except image decoding and cropping, so a
 test comparing the two checks the runtime's decision, LSP, patch cutting,
 batching and aggregation against an independent reading of docs/method.md.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ The convention is in docs/benchmarks/README.md: a marked block's every
 decimal must be a number of the file its marker names, no figure one off in
 its last digit may pass, and no measurement may stand outside a block.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,11 @@ def test_every_guide_figure_block_is_found():
 SYNTHETIC_JSON = {
     "environment": {"commit": "abc1234"},
     "bundles": {"default": {"sha256": {"anchornet": "cc1da685" + "0" * 56}}},
-    "top1": 93.0, "agreement": 0.9375, "ratio": 0.5871682568104184, "p50_ms": 26.566, "macs": 394722088,
+    "top1": 93.0,
+    "agreement": 0.9375,
+    "ratio": 0.5871682568104184,
+    "p50_ms": 26.566,
+    "macs": 394722088,
 }
 SYNTHETIC_MD = """\
 # A guide
@@ -96,7 +101,10 @@ def test_an_unmarked_measurement_fails(tmp_path):
     text = SYNTHETIC_MD + "\nThe pipeline ran at 0.59x of the full image, 26.6 ms and 37.5 frames/s.\n"
     errors = _synthetic(tmp_path, text)
     assert [e.split(": ", 1)[1].split(" outside")[0] for e in errors] == [
-        "measured figure '0.59x'", "measured figure '26.6 ms'", "measured figure '37.5 frames/s'"]
+        "measured figure '0.59x'",
+        "measured figure '26.6 ms'",
+        "measured figure '37.5 frames/s'",
+    ]
     exempt = SYNTHETIC_MD + "\n<!-- not-measured: the paper's figures -->\nThe paper reports 75.1 % top-1.\n"
     assert _synthetic(tmp_path, exempt) == []
 
@@ -124,9 +132,12 @@ def test_stamps_without_a_recorded_commit_are_checked_against_git():
         pytest.skip("needs the repository's git history (no git, or a shallow clone)")
 
     def stamp(commit: str, weights: str) -> list[str]:
-        return check_stamp(ROOT, Block(ROOT / "README.md", 1, "docs/benchmarks/accuracy.json",
-                                       {"commit": commit, "weights": weights}))
+        return check_stamp(
+            ROOT, Block(ROOT / "README.md", 1, "docs/benchmarks/accuracy.json", {"commit": commit, "weights": weights})
+        )
 
     assert stamp("9fd3ca4", "weights/anchornet.pt fbc4e75f") == []
-    assert any("never changed docs/benchmarks/accuracy.json" in e for e in stamp("d744611", "weights/anchornet.pt fbc4e75f"))
+    assert any(
+        "never changed docs/benchmarks/accuracy.json" in e for e in stamp("d744611", "weights/anchornet.pt fbc4e75f")
+    )
     assert any("does not have sha256 caa0ab7a" in e for e in stamp("9fd3ca4", "weights/anchornet.pt caa0ab7a"))

@@ -10,6 +10,7 @@ parameter after defaulted ones). The fixture copies them into a temporary
 folder, repairs exactly the lines Python refuses to parse, and points mypy's
 search path at the copy. pycuda has no stubs and is treated as untyped.
 """
+
 from __future__ import annotations
 
 import ast
@@ -78,9 +79,7 @@ def test_a_removed_tensorrt_api_is_caught(mypy_config, tmp_path):
     """Proves the stubs are in force: with tensorrt untyped, this snippet would pass."""
     snippet = tmp_path / "uses_removed_api.py"
     snippet.write_text(
-        "import tensorrt as trt\n\n\n"
-        "def bindings(engine: trt.ICudaEngine) -> int:\n"
-        "    return engine.num_bindings\n",
+        "import tensorrt as trt\n\n\ndef bindings(engine: trt.ICudaEngine) -> int:\n    return engine.num_bindings\n",
         encoding="utf-8",
     )
     report, status = run_mypy(mypy_config, str(snippet))

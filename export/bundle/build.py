@@ -11,6 +11,7 @@ the device (`anchor_edge.bundle.check_set`). The whole bundle is staged and
 swapped in at the end, so a failure at any step leaves the previous bundle
 untouched. `python export/to_trt.py` is a thin layer over `export_bundle`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -163,14 +164,24 @@ def export_bundle(
         steps.update()
         steps.set_postfix_str("verify AnchorNet")
         anchor_report = verify(
-            anchor.module, staging / ANCHORNET_FILE, crops, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-            sizes=[CROP], top1_output=PROBS_OUTPUT, tolerance=tolerance,
+            anchor.module,
+            staging / ANCHORNET_FILE,
+            crops,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            sizes=[CROP],
+            top1_output=PROBS_OUTPUT,
+            tolerance=tolerance,
         )
         steps.update()
         steps.set_postfix_str("downstream")
-        written = write_downstream(net, staging / DOWNSTREAM_FILE, crops, sizes=(*PATCH_SIZES, CROP), tolerance=tolerance)
+        written = write_downstream(
+            net, staging / DOWNSTREAM_FILE, crops, sizes=(*PATCH_SIZES, CROP), tolerance=tolerance
+        )
         steps.update()
-        manifest = write_manifest(staging, _manifest(preset, vote_min, anchor, net, written, branches, names, trained, anchor_report))
+        manifest = write_manifest(
+            staging, _manifest(preset, vote_min, anchor, net, written, branches, names, trained, anchor_report)
+        )
         checked = check_images(None if check_dir is None else Path(check_dir), manifest.class_names, CHECK_IMAGES)
         check_set = write_check_set(staging, checked.images, checked.source)
         write_manifest(staging, dataclasses.replace(manifest, check_set=check_set))
@@ -183,11 +194,15 @@ def export_bundle(
     return out
 
 
-def _anchornet(anchornet: AnchorNet | str | Path | None, num_classes: int | None, pooling: str | None) -> LoadedAnchorNet:
+def _anchornet(
+    anchornet: AnchorNet | str | Path | None, num_classes: int | None, pooling: str | None
+) -> LoadedAnchorNet:
     if not isinstance(anchornet, AnchorNet):
         return load_anchornet(None if anchornet is None else Path(anchornet), num_classes, pooling)
     if num_classes is not None and num_classes != anchornet.num_classes:
-        raise InputError(f"num_classes {num_classes} disagrees with the AnchorNet given, which has {anchornet.num_classes}")
+        raise InputError(
+            f"num_classes {num_classes} disagrees with the AnchorNet given, which has {anchornet.num_classes}"
+        )
     if pooling is not None and pooling != anchornet.pooling:
         raise InputError(f"pooling {pooling!r} disagrees with the AnchorNet given, built with {anchornet.pooling!r}")
     return LoadedAnchorNet(anchornet.eval(), IN_MEMORY, True, None)
@@ -197,7 +212,9 @@ def _downstream(downstream: torch.nn.Module | str | Path, num_classes: int, allo
     if isinstance(downstream, torch.nn.Module):
         if allow_pickle:
             raise InputError("allow_pickle applies only to a pickled module file, not to an in-memory module; drop it")
-        return downstream_from_module(downstream, name=type(downstream).__name__, pretrained=IN_MEMORY, num_classes=num_classes)
+        return downstream_from_module(
+            downstream, name=type(downstream).__name__, pretrained=IN_MEMORY, num_classes=num_classes
+        )
     if not isinstance(downstream, (str, Path)):
         raise InputError(f"downstream must be an nn.Module, a spec string or a path, got {type(downstream).__name__}")
     return load_downstream(str(downstream), num_classes=num_classes, allow_pickle=allow_pickle)
@@ -242,9 +259,13 @@ def _manifest(
         lsp=Lsp(preset=Preset(preset), presets={name: dict(params) for name, params in PRESETS.items()}),
         models=Models(
             anchornet=ModelEntry(
-                file=ANCHORNET_FILE, sha256="", precision=Precision.FP32,
-                mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                inputs=(Tensor(INPUT_NAME, ("batch", 3, CROP, CROP)),), outputs=anchor_outputs,
+                file=ANCHORNET_FILE,
+                sha256="",
+                precision=Precision.FP32,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                inputs=(Tensor(INPUT_NAME, ("batch", 3, CROP, CROP)),),
+                outputs=anchor_outputs,
                 weights=anchor.source,
                 parameters=sum(p.numel() for p in anchor.module.parameters()),
                 multiply_adds=count_multiply_adds(anchor.module, CROP),
@@ -252,8 +273,11 @@ def _manifest(
                 pooling=Pooling(anchor.module.pooling),
             ),
             downstream=ModelEntry(
-                file=DOWNSTREAM_FILE, sha256="", precision=Precision.FP32,
-                mean=written.mean, std=written.std,
+                file=DOWNSTREAM_FILE,
+                sha256="",
+                precision=Precision.FP32,
+                mean=written.mean,
+                std=written.std,
                 inputs=(Tensor(INPUT_NAME, ("batch", 3, "height", "width")),),
                 outputs=(Tensor(LOGITS_OUTPUT, ("batch", num_classes)),),
                 weights=downstream.pretrained,

@@ -12,6 +12,7 @@ A trained pair comes with the LSP preset it pays with (`TRAINED_PRESET`);
 initialised and an unnamed downstream is EfficientNet-Lite0, so
 `--downstream resnet50` still gives a 1000-class random latency bundle.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def resolve_default_weights(
         patches = downstream_weights(weights, trained, "patches")
         if not (trained_anchornet.is_file() and patches.is_file()):
             have = ", ".join(trained_architectures(weights)) or "none"
-            raise InputError(f"no trained {trained} in {weights} (trained downstreams there: {have}); "
-                             f"train one with: python -m export.train")
+            raise InputError(
+                f"no trained {trained} in {weights} (trained downstreams there: {have}); "
+                f"train one with: python -m export.train"
+            )
         return ModelChoice(_short(trained_anchornet), f"{trained}:{_short(patches)}", TRAINED_PRESET)
     patches = downstream_weights(weights, DEFAULT_ARCHITECTURE, "patches")
     if anchornet is None and downstream is None and trained_anchornet.is_file() and patches.is_file():

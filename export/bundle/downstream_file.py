@@ -8,6 +8,7 @@ were run when it was loaded, export/models/onnx_source.py). A network
 trained on BGR gets a channel reversal at the head of its graph
 (export/graph/channel_order.py) and is compared with the original fed BGR.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,7 +43,10 @@ def write_downstream(
 ) -> DownstreamFile:
     """Write `downstream` as `path` (input "image" RGB, dynamic batch, height and width; output "logits") and verify it."""
     bgr = downstream.channel_order == "BGR"
-    mean, std = in_rgb_order(downstream.mean, downstream.channel_order), in_rgb_order(downstream.std, downstream.channel_order)
+    mean, std = (
+        in_rgb_order(downstream.mean, downstream.channel_order),
+        in_rgb_order(downstream.std, downstream.channel_order),
+    )
     source = downstream.onnx_source
     if source is not None:
         onnx.save(take_rgb(source.model) if bgr else source.model, str(path))
@@ -52,8 +56,14 @@ def write_downstream(
 
         compared = tuple(size for size in sizes if source.accepts(size)) or tuple(s for s in source.fixed_size if s)[:1]
         verification = verify(
-            original, path, crops if max(compared) <= crops.shape[1] else photo_crops(max(compared)),
-            mean=mean, std=std, sizes=compared, top1_output=LOGITS_OUTPUT, tolerance=tolerance,
+            original,
+            path,
+            crops if max(compared) <= crops.shape[1] else photo_crops(max(compared)),
+            mean=mean,
+            std=std,
+            sizes=compared,
+            top1_output=LOGITS_OUTPUT,
+            tolerance=tolerance,
             against=f"the original {source.path.name}",
         )
         parameters = sum(int(np.prod(init.dims)) for init in source.model.graph.initializer)
@@ -64,8 +74,14 @@ def write_downstream(
         if bgr:
             onnx.save(take_rgb(onnx.load(str(path))), str(path))
         verification = verify(
-            torch_reference(downstream.module, reverse_channels=bgr), path, crops, mean=mean, std=std,
-            sizes=sizes, top1_output=LOGITS_OUTPUT, tolerance=tolerance,
+            torch_reference(downstream.module, reverse_channels=bgr),
+            path,
+            crops,
+            mean=mean,
+            std=std,
+            sizes=sizes,
+            top1_output=LOGITS_OUTPUT,
+            tolerance=tolerance,
         )
         parameters = sum(p.numel() for p in downstream.module.parameters())
         if isinstance(downstream.module, torch.jit.ScriptModule):  # no eager layers to hook

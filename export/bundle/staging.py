@@ -4,6 +4,7 @@ Everything is written into a fresh sibling directory first; only when every
 file and bundle.json are complete does it replace the target, by renames.
 A reader therefore sees either the old bundle or the new one, never a mix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,9 @@ def staged_bundle(out: Path) -> Iterator[Path]:
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> Manifest:
     """Fill in each model's sha256 from the file it names, write bundle.json, and return what was written."""
     models = {
-        role.value: dataclasses.replace(manifest.models[role], sha256=sha256_of(bundle_dir / manifest.models[role].file))
+        role.value: dataclasses.replace(
+            manifest.models[role], sha256=sha256_of(bundle_dir / manifest.models[role].file)
+        )
         for role in Role
     }
     written = dataclasses.replace(manifest, models=Models(**models))

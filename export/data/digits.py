@@ -38,6 +38,7 @@ darkened photo), which lets weakly supervised training leave chance at once.
 Both draw from their own seeded generator, so the test split's bytes do not
 depend on them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -109,7 +110,9 @@ def digit_indices(split: str) -> tuple[np.ndarray, ...]:
 def photos(split: str) -> tuple[tuple[str, np.ndarray], ...]:
     """The (name, BGR image) backgrounds of `split`; the training split also gets `extra_photos`."""
     _check_split(split)
-    chosen = [(name, image) for name, image in real_photos(include_gray=True) if (name in TEST_PHOTOS) == (split == "test")]
+    chosen = [
+        (name, image) for name, image in real_photos(include_gray=True) if (name in TEST_PHOTOS) == (split == "test")
+    ]
     return tuple(chosen) if split == "test" else tuple(chosen + extra_photos())
 
 
@@ -140,7 +143,9 @@ def make_sample(split: str, index: int, seed: int = 0, *, easy: bool = False) ->
         image = _augmented(image, np.random.default_rng([seed, SPLITS.index(split), index, AUGMENTATION_STREAM]))
     if easy:
         image = (image // 3).astype(np.uint8)
-    alpha, (height, width) = _digit_alpha(_digits()[0][digit_index], rng.integers(DIGIT_SIDES[scale][0], DIGIT_SIDES[scale][1] + 1))
+    alpha, (height, width) = _digit_alpha(
+        _digits()[0][digit_index], rng.integers(DIGIT_SIDES[scale][0], DIGIT_SIDES[scale][1] + 1)
+    )
     y0 = NETWORK_OFFSET + int(rng.integers(NETWORK_SIZE - height + 1))
     x0 = NETWORK_OFFSET + int(rng.integers(NETWORK_SIZE - width + 1))
     region = image[y0 : y0 + height, x0 : x0 + width].astype(np.float32)

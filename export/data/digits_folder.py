@@ -7,6 +7,7 @@ from the training split, val/<digit>/ from the test split (held-out digits
 on held-out photos), PNG files named by sample index. Exit codes: 0 success,
 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse

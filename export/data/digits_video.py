@@ -7,6 +7,7 @@ Frame i is test sample i (class i % 10, held-out digits on held-out photos),
 so a run of `anchor-edge predict /tmp/digits.mp4 --json` can be scored.
 Exit codes: 0 success, 1 OpenCV cannot write the file, 2 usage error.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -13,6 +13,7 @@ hours into training. Training samples are a random 224 crop of the
 runtime's 256 x 256 square, randomly mirrored; held-out samples are exactly
 the runtime's centre crop.
 """
+
 from __future__ import annotations
 
 import functools
@@ -72,8 +73,10 @@ class ImageFolder:
         for split, items in readable.items():
             empty = [class_names[c] for c in range(len(class_names)) if not any(label == c for _, label in items)]
             if empty:
-                raise InputError(f"{root}: no readable {split} images for class(es) {empty}; each class needs at least "
-                                 f"{HELD_OUT_EVERY} images, or give train/ and val/ folders")
+                raise InputError(
+                    f"{root}: no readable {split} images for class(es) {empty}; each class needs at least "
+                    f"{HELD_OUT_EVERY} images, or give train/ and val/ folders"
+                )
         return cls(root, class_names, readable)
 
     def count(self, split: str) -> int:
@@ -120,7 +123,9 @@ class ImageFolder:
 def _class_names(folder: Path) -> tuple[str, ...]:
     names = tuple(sorted(child.name for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")))
     if len(names) < 2:
-        raise InputError(f"{folder} has {len(names)} class folder(s); give one subfolder of images per class, at least two")
+        raise InputError(
+            f"{folder} has {len(names)} class folder(s); give one subfolder of images per class, at least two"
+        )
     return names
 
 

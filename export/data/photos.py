@@ -5,6 +5,7 @@ must see real images (a heatmap on noise says nothing). These packages carry a
 handful of real photos on disk; this module hands them out as OpenCV-style
 BGR uint8 arrays, in a fixed order, so every machine sees the same images.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -13,7 +14,15 @@ import cv2
 import numpy as np
 
 #: scikit-image's bundled colour photographs, loaded without network access.
-SKIMAGE_COLOR = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry", "hubble_deep_field")
+SKIMAGE_COLOR = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "stereo_motorcycle",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 #: scikit-image's bundled grayscale photographs.
 SKIMAGE_GRAY = ("camera", "coins", "moon", "page", "text", "clock", "grass", "gravel", "brick", "cell")
 #: Further real photographs scikit-image ships (a retina's fundus, microaneurysms): kept out of

@@ -5,6 +5,7 @@ BGR network input, so the recipes never know where images come from: the
 seeded digits benchmark (`DigitsSource`, with boxes and scales) or a user's
 folder (`export.data.folder.ImageFolder`, labels only).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol

@@ -14,6 +14,7 @@ cache file that every build loads (when present and valid for this GPU and
 TensorRT) and saves back, so the second engine and later rebuilds are
 faster. tensorrt is imported lazily: importing this module never fails.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,10 +88,16 @@ def build_engines(
     for role in Role:
         model = bundle.manifest.models[role]
         engine_path = bundle.root / ENGINE_FILES[role]
-        build_engine(bundle.path(role), engine_path, plan[role], workspace_bytes=workspace_bytes, timing_cache=timing_cache)
+        build_engine(
+            bundle.path(role), engine_path, plan[role], workspace_bytes=workspace_bytes, timing_cache=timing_cache
+        )
         records[role] = engine_record(
-            file=engine_path.name, sha256=sha256_of(engine_path), onnx_sha256=model.sha256,
-            precision=model.precision, profiles=plan[role], **machine_identity(),
+            file=engine_path.name,
+            sha256=sha256_of(engine_path),
+            onnx_sha256=model.sha256,
+            precision=model.precision,
+            profiles=plan[role],
+            **machine_identity(),
         )
     return records
 

@@ -6,6 +6,7 @@ provider shares; the identity fields are compared by the runtime before an
 engine is loaded (`anchor_edge/backends/trt/identity.py`). Pure Python (no
 TensorRT).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -35,6 +36,12 @@ def engine_record(
         (8, 3, 224, 224)
     """
     return EngineRecord(
-        file=file, sha256=sha256, profiles=tuple(profiles), tensorrt=tensorrt, gpu=gpu,
-        compute_capability=compute_capability, onnx_sha256=onnx_sha256, precision=Precision(precision),
+        file=file,
+        sha256=sha256,
+        profiles=tuple(profiles),
+        tensorrt=tensorrt,
+        gpu=gpu,
+        compute_capability=compute_capability,
+        onnx_sha256=onnx_sha256,
+        precision=Precision(precision),
     )

@@ -6,6 +6,7 @@ and OpenCV pipelines) gets one Gather at the head of its graph that reverses
 the channels, so the bundle needs no per-model channel order and TensorRT
 sees an ordinary op; its mean and std are recorded in RGB order to match.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,9 +28,16 @@ def take_rgb(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in graph.node:
         node.input[:] = [_REVERSED if name == INPUT_NAME else name for name in node.input]
     graph.initializer.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "bgr_channel_indices"))
-    graph.node.insert(0, helper.make_node(
-        "Gather", [INPUT_NAME, "bgr_channel_indices"], [_REVERSED], axis=1, name="rgb_to_bgr",
-    ))
+    graph.node.insert(
+        0,
+        helper.make_node(
+            "Gather",
+            [INPUT_NAME, "bgr_channel_indices"],
+            [_REVERSED],
+            axis=1,
+            name="rgb_to_bgr",
+        ),
+    )
     onnx.checker.check_model(edited, full_check=True)
     return edited
 

@@ -5,6 +5,7 @@ dynamic. The downstream network classifies patches of 63, 95 and 111 px and
 the 224 px full image, so its batch, height and width are all dynamic.
 Every file passes `onnx.checker` with the full (shape-inferring) check.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,7 +51,12 @@ def export_downstream(model: torch.nn.Module, path: Path, *, size: int = 224) ->
 
 
 def _export(
-    model: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], dynamic: dict, check: bool = True
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    output_names: list[str],
+    dynamic: dict,
+    check: bool = True,
 ) -> None:
     model.eval()
     with torch.no_grad(), warnings.catch_warnings():

@@ -5,6 +5,7 @@ fully-connected layers only: Conv, Gemm, MatMul), read off the shapes ONNX
 shape inference gives for one square image, so an ONNX file or TorchScript
 network gets the per-size costs the runtime's budget needs.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,9 @@ def count_onnx_multiply_adds(model: onnx.ModelProto, input_size: int) -> int:
             continue
         out, first, second = shapes.get(node.output[0]), shapes.get(node.input[0]), shapes.get(node.input[1])
         if not out or not first or not second or None in out or None in first or None in second:
-            raise ExportError(f"cannot count multiply-adds of node {node.name!r} ({node.op_type}): shapes unknown at {input_size} px")
+            raise ExportError(
+                f"cannot count multiply-adds of node {node.name!r} ({node.op_type}): shapes unknown at {input_size} px"
+            )
         if node.op_type == "Conv":
             per_output = math.prod(second[1:])
         elif node.op_type == "Gemm":

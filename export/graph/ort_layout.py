@@ -26,6 +26,7 @@ the exported graph changes, and the export's verification against PyTorch
 still runs on the rewritten file. The rewritten nodes are named
 ".../center_crop" and ".../gate_full" so a quantizer can find them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,12 @@ def keep_blocked_layout(path: Path) -> dict[str, int]:
     if any(counts.values()):
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(path))
-        log.info("%s: %d residual crop(s) as one-hot convs, %d SE gate(s) repeated over the map",
-                 path.name, counts["center_crops"], counts["se_gates"])
+        log.info(
+            "%s: %d residual crop(s) as one-hot convs, %d SE gate(s) repeated over the map",
+            path.name,
+            counts["center_crops"],
+            counts["se_gates"],
+        )
     return counts
 
 
@@ -81,8 +86,14 @@ def rewrite_center_crops(model: onnx.ModelProto) -> int:
         kernel_name = f"{second.output[0]}/center_crop_kernel"
         graph.initializer.append(numpy_helper.from_array(kernel, kernel_name))
         replaced[id(second)] = helper.make_node(
-            "Conv", [first.input[0], kernel_name], list(second.output), name=f"{second.output[0]}/center_crop",
-            group=width, kernel_shape=[side, side], pads=[0, 0, 0, 0], strides=[1, 1],
+            "Conv",
+            [first.input[0], kernel_name],
+            list(second.output),
+            name=f"{second.output[0]}/center_crop",
+            group=width,
+            kernel_shape=[side, side],
+            pads=[0, 0, 0, 0],
+            strides=[1, 1],
         )
         dropped.add(id(first))
     nodes = [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped]
@@ -114,10 +125,19 @@ def rewrite_se_gates(model: onnx.ModelProto) -> int:
             continue
         scales, full = f"{node.output[0]}/gate_scales", f"{node.output[0]}/gate_full"
         graph.initializer.append(numpy_helper.from_array(np.array([1, 1, height, width], np.float32), scales))
-        graph.value_info.append(helper.make_tensor_value_info(full, TensorProto.FLOAT, [batch, channels, height, width]))
+        graph.value_info.append(
+            helper.make_tensor_value_info(full, TensorProto.FLOAT, [batch, channels, height, width])
+        )
         replaced[id(node)] = [
-            helper.make_node("Resize", [gate, "", scales], [full], name=full, mode="nearest",
-                             coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+            helper.make_node(
+                "Resize",
+                [gate, "", scales],
+                [full],
+                name=full,
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            ),
             helper.make_node("Mul", [features, full], list(node.output), name=node.name),
         ]
     nodes = [new for node in graph.node for new in replaced.get(id(node), [node])]
@@ -153,9 +173,7 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
     shapes = {}
     for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = tuple(
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims
-        )
+        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
     return shapes
 
 

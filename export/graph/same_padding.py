@@ -9,6 +9,7 @@ honour it for any input size. So after export each of these Conv nodes loses
 the frozen Pad in front of it and gets `auto_pad=SAME_UPPER`; the export's
 verification then checks every patch size against PyTorch.
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ photos, preprocessed exactly as the runtime will, and on random input, at
 every size the runtime will feed it. The numbers go into bundle.json and the
 export stops if any output differs by more than the tolerance.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -87,7 +88,10 @@ def verify(
                 agree += int((ref_top == got[output_names.index(top1_output)].argmax(-1)).sum())
                 total += ref_top.size
     report = Verification(
-        images=int(crops.shape[0]), sizes=tuple(sizes), max_abs_diff=worst, top1_agreement=agree / total,
+        images=int(crops.shape[0]),
+        sizes=tuple(sizes),
+        max_abs_diff=worst,
+        top1_agreement=agree / total,
         tolerance=tolerance,
     )
     failed = {name: diff for name, diff in worst.items() if diff > tolerance}

@@ -311,6 +311,9 @@ class AnchorNet(nn.Module):
             logit_maps.append(logit_map)
             attention_maps.append(s)
         return TrainingOutputs(
-            torch.stack(attention_logits, 1), torch.stack(gap_logits, 1), torch.stack(aux_logits, 1),
-            tuple(logit_maps), tuple(attention_maps),
+            torch.stack(attention_logits, 1),
+            torch.stack(gap_logits, 1),
+            torch.stack(aux_logits, 1),
+            tuple(logit_maps),
+            tuple(attention_maps),
         )

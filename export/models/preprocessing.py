@@ -12,6 +12,7 @@ Mean and std are given on a stated scale: ``pixel_range="0-1"`` for values
 like torchvision's 0.485, ``"0-255"`` for values like Caffe's 123.68. The
 bundle stores 0-255 pixel units.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,9 @@ def apply_preprocessing(downstream: Downstream, flags: PreprocessingFlags) -> Do
     if flags.class_names is not None:
         names = read_class_names(flags.class_names)
         if len(names) != downstream.num_classes:
-            raise InputError(f"{len(names)} class names given for {downstream.name}, which has {downstream.num_classes} classes")
+            raise InputError(
+                f"{len(names)} class names given for {downstream.name}, which has {downstream.num_classes} classes"
+            )
         changes["class_names"] = names
     for field, value in changes.items():
         _check_agrees(downstream, field, value)
@@ -87,13 +90,17 @@ def apply_preprocessing(downstream: Downstream, flags: PreprocessingFlags) -> Do
     if result.interpolation is not None:
         log.info(
             "downstream %s was trained with %s resizing; the runtime feeds patches unresized and resizes only the "
-            "whole image (INTER_AREA down, INTER_LINEAR up)", result.name, result.interpolation,
+            "whole image (INTER_AREA down, INTER_LINEAR up)",
+            result.name,
+            result.interpolation,
         )
     if not {"mean", "std"} & (result.stated | set(changes)):
         log.warning(
             "downstream %s: its source records no mean and std; assuming ImageNet's (0-255: mean %s, std %s, RGB). "
-            "If it was trained otherwise, pass --mean, --std and --pixel-range", result.name,
-            _rounded(result.mean), _rounded(result.std),
+            "If it was trained otherwise, pass --mean, --std and --pixel-range",
+            result.name,
+            _rounded(result.mean),
+            _rounded(result.std),
         )
     return result
 
@@ -109,7 +116,9 @@ def read_class_names(source: Sequence[str] | str | Path) -> list[str]:
             try:
                 names = json.loads(text)
             except json.JSONDecodeError as err:
-                raise InputError(f"{path} starts like JSON but does not parse ({err}); write a JSON list or one name per line") from err
+                raise InputError(
+                    f"{path} starts like JSON but does not parse ({err}); write a JSON list or one name per line"
+                ) from err
         else:
             names = [line.strip() for line in text.splitlines() if line.strip()]
         where = str(path)
@@ -137,7 +146,8 @@ def _check_agrees(downstream: Downstream, field: str, value) -> None:
     stated = getattr(downstream, field)
     same = (
         all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3) for a, b in zip(stated, value))
-        if field in ("mean", "std") else list(stated) == list(value)
+        if field in ("mean", "std")
+        else list(stated) == list(value)
     )
     if not same:
         shown = _rounded(stated) if field in ("mean", "std") else stated

@@ -12,6 +12,7 @@ training script also records the mean and std it trained with (in its
 ``args``); those win over the config's when set, and its ``arch`` must be the
 named model.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -55,8 +56,13 @@ def load_timm(name: str, checkpoint: str | None, num_classes: int | None) -> Dow
         load_weights(module, state_dict, checkpoint)
     module.eval()
     downstream = Downstream(
-        module=module, name=f"timm:{name}", num_classes=int(module.num_classes), mean=(0.0,) * 3, std=(1.0,) * 3,
-        class_names=None, pretrained=pretrained,
+        module=module,
+        name=f"timm:{name}",
+        num_classes=int(module.num_classes),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        class_names=None,
+        pretrained=pretrained,
     )
     downstream = with_timm_config(downstream, module.pretrained_cfg, _training_args(extras))
     class_names = checkpoint_class_names(extras, downstream.num_classes, checkpoint) if checkpoint else None
@@ -65,7 +71,9 @@ def load_timm(name: str, checkpoint: str | None, num_classes: int | None) -> Dow
     return downstream._replace(class_names=class_names, stated=downstream.stated | {"class_names"})
 
 
-def with_timm_config(downstream: Downstream, config: Mapping[str, Any], args: Mapping[str, Any] | None = None) -> Downstream:
+def with_timm_config(
+    downstream: Downstream, config: Mapping[str, Any], args: Mapping[str, Any] | None = None
+) -> Downstream:
     """`downstream` with the mean, std (to 0-255), interpolation and RGB order of a timm pretrained_cfg.
 
     `args` are timm's training arguments from a checkpoint; a mean or std set
@@ -81,7 +89,9 @@ def with_timm_config(downstream: Downstream, config: Mapping[str, Any], args: Ma
     mean = args.get("mean") or config["mean"]
     std = args.get("std") or config["std"]
     if len(mean) != 3 or len(std) != 3:
-        raise InputError(f"{downstream.name}: timm config gives mean {mean} and std {std}; need three values each (RGB)")
+        raise InputError(
+            f"{downstream.name}: timm config gives mean {mean} and std {std}; need three values each (RGB)"
+        )
     return downstream._replace(
         mean=tuple(float(m) * _PIXEL_SCALE for m in mean),
         std=tuple(float(s) * _PIXEL_SCALE for s in std),
@@ -109,4 +119,6 @@ def _check_architecture(name: str, extras: Mapping[str, Any], checkpoint: str) -
     """timm's training script records the model it trained ("arch", from its args); another one is the wrong spec."""
     arch = extras.get("arch") if "args" in extras else None
     if isinstance(arch, str) and arch.split(".")[0] != name.split(".")[0]:
-        raise InputError(f"checkpoint {checkpoint} holds timm model {arch!r}, not {name!r}; use timm:{arch}:{checkpoint}")
+        raise InputError(
+            f"checkpoint {checkpoint} holds timm model {arch!r}, not {name!r}; use timm:{arch}:{checkpoint}"
+        )

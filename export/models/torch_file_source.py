@@ -7,6 +7,7 @@ code from the file when loaded, so it is refused unless the caller passes
 allow_pickle (`--allow-pickle`) for a file they trust. A state_dict names no
 architecture, and the error says how to give one.
 """
+
 from __future__ import annotations
 
 import pickle

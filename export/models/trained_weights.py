@@ -5,6 +5,7 @@ never has to be matched to its network by a constant elsewhere: the
 default export, the baselines and the training recipes all find a
 downstream by (architecture, step) through `downstream_weights`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -20,6 +20,7 @@ that ship with the dependencies:
   one (and all its views) is held out for the precision check and never
   calibrates.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -152,7 +153,9 @@ def folder_split(folder: Path, class_names: Sequence[str] = ()) -> tuple[ImageSe
     folder = Path(folder)
     calibration_files, held_out_files = _split_files(folder, "--calibration-dir")
     if not calibration_files:
-        raise InputError(f"--calibration-dir {folder} holds no image to calibrate on ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputError(
+            f"--calibration-dir {folder} holds no image to calibrate on ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     calibration = ImageSet(_read(folder, sorted(calibration_files)), f"folder {folder}")
     pairs = [(path, name) for name, files in held_out_files.items() for path in files]
     if not pairs:
@@ -177,8 +180,10 @@ def check_images(folder: Path | None, class_names: Sequence[str], count: int) ->
     folder = Path(folder)
     held_out_files = _split_files(folder, "--check-dir")[1]
     if not any(held_out_files.values()):
-        raise InputError(f"--check-dir {folder} has no held-out images: give it class subfolders (every "
-                         f"{HELD_OUT_EVERY_CLASS}th file of each is held out) or train/ and val/ (or test/) splits")
+        raise InputError(
+            f"--check-dir {folder} has no held-out images: give it class subfolders (every "
+            f"{HELD_OUT_EVERY_CLASS}th file of each is held out) or train/ and val/ (or test/) splits"
+        )
     queues = [[(path, name) for path in files] for name, files in held_out_files.items()]
     chosen = [pair for turn in itertools.zip_longest(*queues) for pair in turn if pair is not None][:count]
     return _labelled(folder, chosen, class_names, f"{len(chosen)} held-out images of folder {folder}, classes in turn")
@@ -225,8 +230,10 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
 def _images_in(folder: Path, *, recursive: bool = False) -> list[Path]:
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
-        p for p in found
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in found
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -249,7 +256,8 @@ def calibration_images(folder: Path | None, class_names: Sequence[str] = ()) -> 
         log.warning(
             "INT8 calibration uses only %d images (fewer than %d): activation ranges may not cover real inputs; "
             "point --calibration-dir at more images like those the bundle will see",
-            len(chosen.images), MIN_CALIBRATION_IMAGES,
+            len(chosen.images),
+            MIN_CALIBRATION_IMAGES,
         )
     return chosen
 

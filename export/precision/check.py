@@ -12,6 +12,7 @@ disagreements (11 of 13 with the INT8 downstream) are images FP32 itself
 gets wrong, mostly with a near-uniform sum of patch probabilities, where any
 rounding picks another class.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

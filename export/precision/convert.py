@@ -24,6 +24,7 @@ bundle.json records, per model, its precision and how it was made
 (`anchor_edge.bundle.precision_records.Int8Record`, `Fp16Record`), and a
 top-level `PrecisionCheck` holding the check.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -111,7 +112,9 @@ class PrecisionOptions:
         return any(p is not Precision.FP32 for p in self.models.values())
 
 
-def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: ImageSet | None = None) -> PrecisionCheck | None:
+def convert_bundle(
+    bundle_dir: Path, options: PrecisionOptions, *, held_out: ImageSet | None = None
+) -> PrecisionCheck | None:
     """Convert the FP32 bundle in `bundle_dir` in place, after checking the result against it.
 
     Args:
@@ -142,7 +145,9 @@ def convert_bundle(bundle_dir: Path, options: PrecisionOptions, *, held_out: Ima
                 role.value: _convert(role, bundle_dir, candidate_dir, manifest.models[role], options, calibration)
                 for role in Role
             }
-            candidate_manifest = write_manifest(candidate_dir, dataclasses.replace(manifest, models=Models(**converted)))
+            candidate_manifest = write_manifest(
+                candidate_dir, dataclasses.replace(manifest, models=Models(**converted))
+            )
             with Pipeline.from_bundle(candidate_dir, backend="onnxruntime") as candidate:
                 report = compare_pipelines(
                     reference, candidate, held_out, models=options.models, min_agreement=options.min_agreement
@@ -168,7 +173,10 @@ def _calibration_readers(reference: Pipeline, options: PrecisionOptions) -> dict
         patches = localized_patches(reference, chosen.images)
         counts = {size: len(group) for size, group in patches.items()}
         log.info("INT8 calibration of the downstream network: patches per size %s", counts)
-        readers[Role.DOWNSTREAM] = (BatchReader(patch_batches(patches)), dataclasses.replace(record, inputs_per_size=counts))
+        readers[Role.DOWNSTREAM] = (
+            BatchReader(patch_batches(patches)),
+            dataclasses.replace(record, inputs_per_size=counts),
+        )
     return readers
 
 

@@ -17,6 +17,7 @@ it casts back to float32 around the ops it has no FP16 kernel for
 (docs/precision.md). Ops the converter blocks (Resize, for AnchorNet's squeeze-excite gates) stay float32 behind
 Cast nodes.
 """
+
 from __future__ import annotations
 
 import logging

@@ -31,6 +31,7 @@ few outlying activations do not stretch the 256 levels.
 Why each rule, with the measurements: docs/decisions/003-int8-float-layers-and-calibration-ranges.md
 and docs/decisions/004-seven-bit-weights.md; results in docs/precision.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,7 +81,10 @@ INT8_TARGETS: dict[str, dict[str, Any]] = {
             "weight_type": QuantType.QInt8,
             "reduce_range": False,
             "extra_options": {
-                **_CALIBRATION_OPTIONS, "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                **_CALIBRATION_OPTIONS,
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
             },
         },
         "seven_bit_convolutions": False,
@@ -124,7 +128,9 @@ def quantize_to_int8(source: Path, target: Path, reader: CalibrationDataReader, 
             "TensorQuantOverrides": {weight: [{"axis": 0, "reduce_range": True}] for weight in seven_bit.values()},
         }
         quantize_static(
-            model, str(target), reader,
+            model,
+            str(target),
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
@@ -175,7 +181,8 @@ def float_ends(graph: onnx.GraphProto) -> FloatEnds:
             ops.add(node.name)
             stack.extend(node.input)
     return FloatEnds(
-        [node.name for node in graph.node if node.name in layers], [node.name for node in graph.node if node.name in ops]
+        [node.name for node in graph.node if node.name in layers],
+        [node.name for node in graph.node if node.name in ops],
     )
 
 

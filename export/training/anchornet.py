@@ -19,6 +19,7 @@ poolings are measured through the runtime's decision rule on held-out test
 photos and on training photos, and the checkpoint records the better
 pooling on test (GAP on a tie: the paper's inference).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -139,10 +140,14 @@ def train_anchornet(
         located = source.has_boxes or source.has_centres
         window = window_size if progress_fraction < SMALL_WINDOW_SHARE and located else 224
         easy = easy_share(progress_fraction) if source.has_easy and init is None else 0.0
-        batch = sample_batch("train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source)
+        batch = sample_batch(
+            "train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source
+        )
         inputs = batch.images.to(device).contiguous(memory_format=torch.channels_last)
         if box_supervision:
-            loss = anchornet_loss(model, inputs, batch.labels.to(device), batch.boxes().to(device), batch.scales().to(device))
+            loss = anchornet_loss(
+                model, inputs, batch.labels.to(device), batch.boxes().to(device), batch.scales().to(device)
+            )
         elif centre_supervision:
             loss = anchornet_loss(model, inputs, batch.labels.to(device), batch.boxes().to(device))
         else:
@@ -159,8 +164,13 @@ def train_anchornet(
     pooling = "attention" if report["attention"] > report["gap"] else "gap"
     on_training_photos = measure_poolings(model, eval_images, seed, split="train", source=source)
     report.update(
-        pooling=pooling, train_photos=on_training_photos, steps=step, images_seen=step * batch_size,
-        seconds=round(budget.spent), box_supervision=box_supervision, centre_supervision=centre_supervision,
+        pooling=pooling,
+        train_photos=on_training_photos,
+        steps=step,
+        images_seen=step * batch_size,
+        seconds=round(budget.spent),
+        box_supervision=box_supervision,
+        centre_supervision=centre_supervision,
     )
     LOG.info("AnchorNet: %s", report)
     model = model.to("cpu").to(memory_format=torch.contiguous_format)
@@ -169,8 +179,11 @@ def train_anchornet(
     save_checkpoint(
         out / "anchornet.pt",
         {
-            "state_dict": state_dict, "num_classes": len(source.class_names), "pooling": pooling,
-            "class_names": list(source.class_names), "trained": True,
+            "state_dict": state_dict,
+            "num_classes": len(source.class_names),
+            "pooling": pooling,
+            "class_names": list(source.class_names),
+            "trained": True,
         },
     )
     return report
@@ -203,7 +216,9 @@ def measure_poolings(
         for name, logits in (("gap", outputs.gap_logits), ("attention", outputs.attention_logits)):
             probs = logits.softmax(-1).cpu().numpy().astype(np.float64)
             decisions = [decide(p) for p in probs]
-            hits[name] += sum(label == label_decided for (label_decided, _), label in zip(decisions, batch.labels.tolist()))
+            hits[name] += sum(
+                label == label_decided for (label_decided, _), label in zip(decisions, batch.labels.tolist())
+            )
             if name == "attention":
                 for (_, branch), sample in zip(decisions, batch.samples):
                     if sample.scale is not None:
@@ -220,17 +235,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=40_000, help="training images to plan the schedule for")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--budget-minutes", type=float, default=None)
-    parser.add_argument("--window", type=int, default=128, help="input side in the first 90 %% of training (224: always full)")
-    parser.add_argument("--no-box-supervision", dest="box_supervision", action="store_false",
-                        help="image-level labels only, as in the paper")
+    parser.add_argument(
+        "--window", type=int, default=128, help="input side in the first 90 %% of training (224: always full)"
+    )
+    parser.add_argument(
+        "--no-box-supervision",
+        dest="box_supervision",
+        action="store_false",
+        help="image-level labels only, as in the paper",
+    )
     parser.add_argument("--init", type=Path, help="fine-tune: start from this AnchorNet checkpoint (no curriculum)")
     parser.add_argument("--peak-lr", type=float, default=PEAK_LR, help="peak learning rate (default: %(default)s)")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     train_anchornet(
-        args.out, images=args.images, batch_size=args.batch_size, budget_minutes=args.budget_minutes,
-        seed=args.seed, work_dir=args.work_dir, window_size=args.window, box_supervision=args.box_supervision,
-        init=args.init, peak_lr=args.peak_lr,
+        args.out,
+        images=args.images,
+        batch_size=args.batch_size,
+        budget_minutes=args.budget_minutes,
+        seed=args.seed,
+        work_dir=args.work_dir,
+        window_size=args.window,
+        box_supervision=args.box_supervision,
+        init=args.init,
+        peak_lr=args.peak_lr,
     )
 
 

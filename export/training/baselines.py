@@ -13,6 +13,7 @@ normalisation and multiply-adds per size, written through the typed schema
 in anchor_edge/bundle/baselines.py that benchmarks/pays.py and
 benchmarks/accuracy.py read it with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ DEFAULT_OUT = Path("bundles/default-baselines")
 BASELINES = ("full", "resized")
 
 
-def export_baselines(weights: Path, out: Path, architecture: str = DEFAULT_ARCHITECTURE, tolerance: float = 1e-3) -> Path:
+def export_baselines(
+    weights: Path, out: Path, architecture: str = DEFAULT_ARCHITECTURE, tolerance: float = 1e-3
+) -> Path:
     """Export weights/<architecture>/downstream_{full,resized}.pt to out/; returns out/baselines.json."""
     out.mkdir(parents=True, exist_ok=True)
     crops = photo_crops(CROP)
@@ -53,8 +56,9 @@ def export_baselines(weights: Path, out: Path, architecture: str = DEFAULT_ARCHI
         module.eval()
         onnx_file = f"downstream_{kind}.onnx"
         export_downstream(module, out / onnx_file, size=CROP)
-        report = verify(module, out / onnx_file, crops, mean=mean, std=std, sizes=sizes,
-                        top1_output="logits", tolerance=tolerance)
+        report = verify(
+            module, out / onnx_file, crops, mean=mean, std=std, sizes=sizes, top1_output="logits", tolerance=tolerance
+        )
         models[kind] = BaselineEntry(
             file=onnx_file,
             name=architecture,
@@ -71,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.training.baselines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=Path("weights"), help="trained weights (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
-    parser.add_argument("--architecture", choices=sorted(RECIPES), default=DEFAULT_ARCHITECTURE,
-                        help="whose baselines, weights/<architecture>/ (default: %(default)s, the default bundle's)")
+    parser.add_argument(
+        "--architecture",
+        choices=sorted(RECIPES),
+        default=DEFAULT_ARCHITECTURE,
+        help="whose baselines, weights/<architecture>/ (default: %(default)s, the default bundle's)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

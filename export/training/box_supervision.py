@@ -26,6 +26,7 @@ no size there is no natural branch, and every branch trains on hard labels
 
 None of this changes the network or the runtime: the bundle is the same.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,9 @@ SIZE_SMOOTHING = 0.3
 def branch_targets(labels: Tensor, natural_branch: Tensor | None, num_classes: int) -> Tensor:
     """(N, 3, C) target distributions: one-hot on the natural branch, smoothed by SIZE_SMOOTHING on the others;
     one-hot on every branch when the size, hence the natural branch, is unknown (None)."""
-    one_hot = nn.functional.one_hot(labels, num_classes).float()[:, None, :].expand(-1, len(BRANCH_RECEPTIVE_FIELDS), -1)
+    one_hot = (
+        nn.functional.one_hot(labels, num_classes).float()[:, None, :].expand(-1, len(BRANCH_RECEPTIVE_FIELDS), -1)
+    )
     if natural_branch is None:
         return one_hot
     smoothed = one_hot * (1 - SIZE_SMOOTHING) + SIZE_SMOOTHING / num_classes
@@ -77,7 +80,9 @@ def box_loss(outputs: TrainingOutputs, labels: Tensor, boxes: Tensor, natural_br
     None: centre-only, every branch on hard labels."""
     targets = branch_targets(labels, natural_branch, outputs.gap_logits.shape[-1])
     loss = outputs.gap_logits.new_zeros(())
-    for branch, (field, logit_map, attention) in enumerate(zip(BRANCH_RECEPTIVE_FIELDS, outputs.logit_maps, outputs.attention_maps)):
+    for branch, (field, logit_map, attention) in enumerate(
+        zip(BRANCH_RECEPTIVE_FIELDS, outputs.logit_maps, outputs.attention_maps)
+    ):
         height, width = logit_map.shape[2:]
         cells = attention_target(boxes.to(logit_map.device), field, height, width)
         loss = loss - (cells * attention[:, 0].clamp_min(1e-12).log()).sum((1, 2)).mean()

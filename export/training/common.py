@@ -6,6 +6,7 @@ budget does not cut them short. So the data is indexed (batch b of a run is
 always the same samples, `export.data.digits`), the learning rate follows the
 planned step count, and a checkpoint holds everything needed to continue.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,9 @@ Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
 IMAGENET: Normalization = (IMAGENET_MEAN, IMAGENET_STD)
 
 
-def to_network_tensor(images_bgr: list[np.ndarray] | np.ndarray, normalization: Normalization = IMAGENET) -> torch.Tensor:
+def to_network_tensor(
+    images_bgr: list[np.ndarray] | np.ndarray, normalization: Normalization = IMAGENET
+) -> torch.Tensor:
     """BGR uint8 images (N, H, W, 3) -> float (N, 3, H, W), RGB, (pixel - mean) / std: what the runtime feeds."""
     mean, std = normalization
     batch = np.ascontiguousarray(np.stack(images_bgr)[..., ::-1], dtype=np.float32)
@@ -88,7 +91,10 @@ def storage_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     with conversion); the FP16 precision check measured 99 % top-1 agreement
     for a whole FP16 bundle, so rounding the stored weights costs nothing visible.
     """
-    return {key: value.detach().cpu().half() if value.is_floating_point() else value.detach().cpu() for key, value in state_dict.items()}
+    return {
+        key: value.detach().cpu().half() if value.is_floating_point() else value.detach().cpu()
+        for key, value in state_dict.items()
+    }
 
 
 class Batch(NamedTuple):
@@ -104,7 +110,9 @@ class Batch(NamedTuple):
         Where only the centre is known the box is (x, y, x, y): the box terms
         read boxes only through their centres (`export.training.box_supervision`).
         """
-        return torch.tensor([sample.box or (*sample.centre, *sample.centre) for sample in self.samples], dtype=torch.float32)
+        return torch.tensor(
+            [sample.box or (*sample.centre, *sample.centre) for sample in self.samples], dtype=torch.float32
+        )
 
     def scales(self) -> torch.Tensor:
         """(N,) natural branch of each object; the source must have boxes."""
@@ -132,7 +140,10 @@ def sample_batch(
     """
     samples = [source.sample(split, index, seed, easy=is_easy(index, seed, easy_share)) for index in indices]
     if window < 224:
-        samples = [_window_around(sample, window, np.random.default_rng([seed, index, window])) for sample, index in zip(samples, indices)]
+        samples = [
+            _window_around(sample, window, np.random.default_rng([seed, index, window]))
+            for sample, index in zip(samples, indices)
+        ]
     images = to_network_tensor([sample.image for sample in samples], normalization)
     labels = torch.tensor([sample.label for sample in samples])
     return Batch(images, labels, samples)
@@ -174,8 +185,9 @@ def _window_around(sample: LabelledImage, window: int, rng: np.random.Generator)
         x0, y0 = max(0, int(x) - CENTRE_MARGIN), max(0, int(y) - CENTRE_MARGIN)
         x1, y1 = min(width, int(x) + CENTRE_MARGIN), min(height, int(y) + CENTRE_MARGIN)
     else:
-        raise InputError(f"a {window} px training window needs the object's box or centre; this source has neither "
-                         "(train at 224)")
+        raise InputError(
+            f"a {window} px training window needs the object's box or centre; this source has neither (train at 224)"
+        )
     if x1 - x0 > window or y1 - y0 > window:
         raise InputError(f"a {window} px window cannot hold a {x1 - x0} x {y1 - y0} box")
     left = int(rng.integers(max(0, x1 - window), min(x0, image.shape[1] - window) + 1))
@@ -195,7 +207,9 @@ def learning_rate(step: int, progress: float, peak: float, warmup: int) -> float
     if step < warmup:
         return float(peak * (step + 1) / warmup)
     progress = min(1.0, max(0.0, progress))
-    return float(peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress))))  # a float: checkpoints load with weights_only
+    return float(
+        peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress)))
+    )  # a float: checkpoints load with weights_only
 
 
 class Budget:
@@ -241,8 +255,12 @@ def seed_everything(seed: int) -> None:
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every training entry point shares: where weights and checkpoints go, seed, threads."""
     parser.add_argument("--out", type=Path, default=Path("weights"), help="where the weights go (default: %(default)s)")
-    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "anchor-edge" / "training",
-                        help="checkpoints to resume from (default: %(default)s)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "anchor-edge" / "training",
+        help="checkpoints to resume from (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 

@@ -27,6 +27,7 @@ cv2.INTER_AREA to 63, 95 or 111 px;
 docs/decisions/009-efficientnet-lite0-downstream.md). What a recipe keeps is
 stored in float16 (`export.training.common.storage_copy`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,19 +115,25 @@ class Recipe(NamedTuple):
 RECIPES = {
     # ImageNet backbone: the full-image network fine-tunes from it, the patch network from the full one (the paper's protocol).
     EFFICIENTNET_LITE0: Recipe(
-        EFFICIENTNET_LITE0, kinds=("full", "resized", "patches"),
+        EFFICIENTNET_LITE0,
+        kinds=("full", "resized", "patches"),
         starts_from={"full": None, "resized": None, "patches": "full"},
         peak_lr={"full": 1e-3, "resized": 1e-3, "patches": 3e-4},
-        windowed=("full",), curriculum=(), kept=("full", "resized", "patches"),
+        windowed=("full",),
+        curriculum=(),
+        kept=("full", "resized", "patches"),
     ),
     # From scratch (no pretrained ResNet can be had here): one trunk learns the digits, then the full-image
     # baseline and the patch network each fine-tune from it for the same steps at the same rate, so neither
     # gets more compute than the other (the full image costs more per step).
     RESNET50: Recipe(
-        RESNET50, kinds=("trunk", "full", "patches"),
+        RESNET50,
+        kinds=("trunk", "full", "patches"),
         starts_from={"trunk": None, "full": "trunk", "patches": "trunk"},
         peak_lr={"trunk": 2e-3, "full": 3e-4, "patches": 3e-4},
-        windowed=("trunk",), curriculum=("trunk",), kept=("full", "patches"),
+        windowed=("trunk",),
+        curriculum=("trunk",),
+        kept=("full", "patches"),
     ),
 }
 KINDS = ("trunk", "full", "patches", "resized")
@@ -144,11 +151,25 @@ def user_recipe(user: UserDownstream, pretrained: str) -> Recipe:
     one first learns the whole images ("full", from its ImageNet backbone at Lite0's rate, else from scratch at the
     trunk's), then fine-tunes from that on patches."""
     if user.trained:
-        return Recipe(user.folder, kinds=("patches",), starts_from={"patches": None}, peak_lr={"patches": 3e-4},
-                      windowed=(), curriculum=(), kept=("patches",))
+        return Recipe(
+            user.folder,
+            kinds=("patches",),
+            starts_from={"patches": None},
+            peak_lr={"patches": 3e-4},
+            windowed=(),
+            curriculum=(),
+            kept=("patches",),
+        )
     full_lr = 1e-3 if pretrained.startswith("imagenet") else 2e-3
-    return Recipe(user.folder, kinds=("full", "patches"), starts_from={"full": None, "patches": "full"},
-                  peak_lr={"full": full_lr, "patches": 3e-4}, windowed=(), curriculum=(), kept=("full", "patches"))
+    return Recipe(
+        user.folder,
+        kinds=("full", "patches"),
+        starts_from={"full": None, "patches": "full"},
+        peak_lr={"full": full_lr, "patches": 3e-4},
+        windowed=(),
+        curriculum=(),
+        kept=("full", "patches"),
+    )
 
 
 def build_downstream(architecture: str = DEFAULT_ARCHITECTURE, num_classes: int = NUM_CLASSES) -> nn.Module:
@@ -161,7 +182,9 @@ def resized_batch(images: torch.Tensor, size: int) -> torch.Tensor:
 
     benchmarks/accuracy.py shrinks the runtime's preprocessed input the same way.
     """
-    shrunk = [cv2.resize(image.numpy().transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA) for image in images]
+    shrunk = [
+        cv2.resize(image.numpy().transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA) for image in images
+    ]
     return torch.from_numpy(np.stack(shrunk).transpose(0, 3, 1, 2).copy())
 
 
@@ -224,7 +247,9 @@ def train_downstream(
     device = pick_device()
     start = recipe.starts_from[kind]
     if start is not None:
-        model.load_state_dict(torch.load(_weights_of(recipe, start, out, work_dir), map_location="cpu", weights_only=True))
+        model.load_state_dict(
+            torch.load(_weights_of(recipe, start, out, work_dir), map_location="cpu", weights_only=True)
+        )
     anchornet = load_anchornet(out / "anchornet.pt", None, None).module if kind == "patches" else None
     model.to(device).to(memory_format=torch.channels_last)
     peak_lr = recipe.peak_lr[kind]
@@ -257,15 +282,25 @@ def train_downstream(
         step += 1
         if step % 50 == 0:
             save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
-            LOG.info("%s %s step %d/%d loss %.4f (%.0f s)", architecture, kind, step, total_steps, loss.item(), budget.spent)
+            LOG.info(
+                "%s %s step %d/%d loss %.4f (%.0f s)", architecture, kind, step, total_steps, loss.item(), budget.spent
+            )
     progress.close()
     save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
     weights = _weights_of(recipe, kind, out, work_dir)
     save_checkpoint(weights, storage_copy(model.state_dict()))
     LOG.info("downstream %s %s: %d steps, %d images, %.0f s", architecture, kind, step, step * batch_size, budget.spent)
-    return {"architecture": architecture, "kind": kind, "steps": step, "images": step * batch_size,
-            "batch_size": batch_size, "seconds": round(budget.spent), "starts_from": start, "peak_lr": peak_lr,
-            "precision": "bfloat16 autocast" if bf16_supported(device) else "float32"}
+    return {
+        "architecture": architecture,
+        "kind": kind,
+        "steps": step,
+        "images": step * batch_size,
+        "batch_size": batch_size,
+        "seconds": round(budget.spent),
+        "starts_from": start,
+        "peak_lr": peak_lr,
+        "precision": "bfloat16 autocast" if bf16_supported(device) else "float32",
+    }
 
 
 def _weights_of(recipe: Recipe, kind: str, out: Path, work_dir: Path) -> Path:
@@ -274,8 +309,14 @@ def _weights_of(recipe: Recipe, kind: str, out: Path, work_dir: Path) -> Path:
 
 
 def _step_loss(
-    kind: str, model: nn.Module, anchornet: AnchorNet | None, x: torch.Tensor, y: torch.Tensor, step: int,
-    device: torch.device, norm: Normalization,
+    kind: str,
+    model: nn.Module,
+    anchornet: AnchorNet | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: int,
+    device: torch.device,
+    norm: Normalization,
 ) -> torch.Tensor:
     """One batch's loss: on the full input, on one resized size (rotating by step), or on every localized patch."""
     if kind in ("trunk", "full"):
@@ -286,9 +327,13 @@ def _step_loss(
     with torch.autocast(device.type, enabled=False):
         groups = patch_batches(anchornet, x, y, norm)
     total = sum(len(labels) for _, labels in groups.values())
-    return sum(
-        nn.functional.cross_entropy(model(_to(patches, device)), labels.to(device), reduction="sum") for patches, labels in groups.values()
-    ) / total
+    return (
+        sum(
+            nn.functional.cross_entropy(model(_to(patches, device)), labels.to(device), reduction="sum")
+            for patches, labels in groups.values()
+        )
+        / total
+    )
 
 
 def _to(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -306,8 +351,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     train_downstream(
-        args.kind, args.out, architecture=args.architecture, images=args.images, batch_size=args.batch_size,
-        budget_minutes=args.budget_minutes, seed=args.seed, work_dir=args.work_dir,
+        args.kind,
+        args.out,
+        architecture=args.architecture,
+        images=args.images,
+        batch_size=args.batch_size,
+        budget_minutes=args.budget_minutes,
+        seed=args.seed,
+        work_dir=args.work_dir,
     )
 
 

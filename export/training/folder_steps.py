@@ -19,6 +19,7 @@ Each step gets its share of the budget (shares of the steps that run, so
 `keep` gives the patches' share to AnchorNet); the teacher's maps are paid
 from AnchorNet's share. Every step checkpoints into the work dir and resumes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,16 +48,26 @@ TEACHER_MAPS_FILE = "teacher_maps.pt"
 def folder_plan(user: UserDownstream, keep: bool) -> list[tuple[str, float, int]]:
     """The steps for this downstream, each with its share of the whole budget (shares of the steps that run)."""
     if keep and not user.trained:
-        raise InputError(f"--keep-downstream keeps a trained downstream as it is, and {user.spec} names no checkpoint; "
-                         "give its weights (NAME:CKPT), or drop --keep-downstream to train it on the folder")
+        raise InputError(
+            f"--keep-downstream keeps a trained downstream as it is, and {user.spec} names no checkpoint; "
+            "give its weights (NAME:CKPT), or drop --keep-downstream to train it on the folder"
+        )
     plan = [step for step in (TRAINED_PLAN if user.trained else UNTRAINED_PLAN) if not (keep and step[0] == "patches")]
     total = sum(share for _, share, _ in plan)
     return [(step, share / total, images) for step, share, images in plan]
 
 
 def train_on_folder(
-    folder: ImageFolder, user: UserDownstream, *, out: Path, work_dir: Path, budget_minutes: float, scale: float = 1.0,
-    seed: int = 0, only: tuple[str, ...] | None = None, keep: bool = False,
+    folder: ImageFolder,
+    user: UserDownstream,
+    *,
+    out: Path,
+    work_dir: Path,
+    budget_minutes: float,
+    scale: float = 1.0,
+    seed: int = 0,
+    only: tuple[str, ...] | None = None,
+    keep: bool = False,
 ) -> tuple[dict, str]:
     """Run the plan's steps (those in `only`, when given); returns the reports and the bundle's downstream spec."""
     reports = {}
@@ -67,8 +78,16 @@ def train_on_folder(
         if step == "anchornet":
             reports[step] = _taught_anchornet(folder, user, out, work_dir, minutes, planned, seed)
         else:
-            reports[step] = train_downstream(step, out, images=planned, budget_minutes=minutes, seed=seed,
-                                             work_dir=work_dir, source=folder, user=user)
+            reports[step] = train_downstream(
+                step,
+                out,
+                images=planned,
+                budget_minutes=minutes,
+                seed=seed,
+                work_dir=work_dir,
+                source=folder,
+                user=user,
+            )
     bundled = user.spec if keep else user.with_weights(downstream_weights(out, user.folder, "patches"))
     return reports, bundled
 
@@ -80,12 +99,16 @@ def _taught_anchornet(
     teacher_spec = user.spec if user.trained else user.with_weights(downstream_weights(out, user.folder, "full"))
     loaded = user.load(folder.class_names, teacher_spec)
     teacher = Teacher(loaded.module, teacher_spec)
-    taught, taught_report = teach(folder, teacher, normalization_of(loaded), work_dir / TEACHER_MAPS_FILE,
-                                  _weights_id(teacher_spec))
+    taught, taught_report = teach(
+        folder, teacher, normalization_of(loaded), work_dir / TEACHER_MAPS_FILE, _weights_id(teacher_spec)
+    )
     left = max(0.0, minutes - taught_report["seconds"] / 60)
     if left == 0:
-        LOG.warning("the teacher's maps took AnchorNet's whole share of the budget (%.0f s): give more minutes "
-                    "(--budget-minutes) or fewer training images", taught_report["seconds"])
+        LOG.warning(
+            "the teacher's maps took AnchorNet's whole share of the budget (%.0f s): give more minutes "
+            "(--budget-minutes) or fewer training images",
+            taught_report["seconds"],
+        )
     report = train_anchornet(out, images=images, budget_minutes=left, seed=seed, work_dir=work_dir, source=taught)
     return {**report, "teacher": taught_report}
 

@@ -11,6 +11,7 @@ The maps are cached in the work dir with the seconds they cost, so a resumed
 run neither recomputes them nor forgets that the budget paid for them
 (export/train.py takes those seconds from AnchorNet's share).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,12 @@ from tqdm import tqdm
 from export.data.folder import CROP, RESIZE_SHORT, ImageFolder
 from export.data.source import TRAIN, LabelledImage
 from export.training.common import (
-    Normalization, autocast, load_checkpoint, pick_device, save_checkpoint, to_network_tensor
+    Normalization,
+    autocast,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    to_network_tensor,
 )
 from export.training.teacher import Teacher, peak_in
 

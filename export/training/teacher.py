@@ -20,6 +20,7 @@ The head is found by hooks on whichever `nn.AdaptiveAvgPool2d` and
 classifier gives the network's own logits; a head that is something else is
 refused rather than read wrongly.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -68,15 +69,17 @@ class Teacher:
             feature_map, classifier = features[-1].float(), classifiers[-1]
             weight = classifier.weight.float()
             if feature_map.dim() != 4 or feature_map.shape[1] != weight.shape[1] or logits.shape[-1] != weight.shape[0]:
-                raise self._not_a_cam_head(f"its last pooled map {tuple(feature_map.shape)} does not feed its "
-                                           f"classifier {tuple(weight.shape)}")
+                raise self._not_a_cam_head(
+                    f"its last pooled map {tuple(feature_map.shape)} does not feed its classifier {tuple(weight.shape)}"
+                )
             pooled = feature_map.mean((2, 3)) @ weight.T
             if classifier.bias is not None:
                 pooled = pooled + classifier.bias.float()
             error = (pooled - logits.float()).abs().max().item()
             if error > tolerance * max(1.0, logits.abs().max().item()):
-                raise self._not_a_cam_head(f"its pooled last feature map through its classifier misses its logits by "
-                                           f"{error:.3g}")
+                raise self._not_a_cam_head(
+                    f"its pooled last feature map through its classifier misses its logits by {error:.3g}"
+                )
             return torch.einsum("nkhw,nk->nhw", feature_map, weight[labels])
 
     def _not_a_cam_head(self, why: str) -> InputError:

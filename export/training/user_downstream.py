@@ -8,6 +8,7 @@ counts as trained: it teaches AnchorNet as given. Without one it is the
 network's own start (random, or EfficientNet-Lite0's ImageNet backbone) and
 is first trained on the folder's whole images.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,10 @@ class UserDownstream(NamedTuple):
                 "rename its class folders"
             )
         if loaded.channel_order != "RGB":
-            raise InputError(f"downstream {spec} takes {loaded.channel_order} input; training feeds RGB: give a "
-                             "network that takes RGB")
+            raise InputError(
+                f"downstream {spec} takes {loaded.channel_order} input; training feeds RGB: give a "
+                "network that takes RGB"
+            )
         return loaded
 
 

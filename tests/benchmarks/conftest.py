@@ -21,8 +21,13 @@ def baselines(small_bundle, tmp_path_factory):
     entry = bundle.downstream
     assert entry.name is not None and entry.verification is not None
     model = BaselineEntry(
-        file="downstream.onnx", name=entry.name, weights=entry.weights, mean=entry.mean, std=entry.std,
-        multiply_adds=entry.multiply_adds, verification=entry.verification,
+        file="downstream.onnx",
+        name=entry.name,
+        weights=entry.weights,
+        mean=entry.mean,
+        std=entry.std,
+        multiply_adds=entry.multiply_adds,
+        verification=entry.verification,
     )
     write_baselines(folder, Baselines(BaselineModels(full=model, resized=model)))
     return folder

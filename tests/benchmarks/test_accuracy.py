@@ -23,7 +23,9 @@ def test_patches_and_early_exit_are_the_pipelines_own(small_bundle, records):
     assert [r["patches_accurate"] for r in records] == [p.class_id for p in expected]
     assert [len(r["patch_sizes_patches_accurate"]) for r in records] == [len(p.boxes) for p in expected]
     for row, prediction in zip(records, expected):
-        confidence = np.cumsum(prediction.patch_probs.astype(np.float64), axis=0).max(axis=1) / np.arange(1, len(prediction.boxes) + 1)
+        confidence = np.cumsum(prediction.patch_probs.astype(np.float64), axis=0).max(axis=1) / np.arange(
+            1, len(prediction.boxes) + 1
+        )
         for threshold in EARLY_EXIT_THRESHOLDS:
             reached = np.flatnonzero(confidence >= threshold)
             used = int(reached[0]) + 1 if len(reached) else len(confidence)

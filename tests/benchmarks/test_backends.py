@@ -1,4 +1,5 @@
 """benchmarks/backends.py on the small bundle: every setting measured, with its verify agreement beside its speed."""
+
 import json
 
 import pytest
@@ -8,13 +9,31 @@ from benchmarks import backends
 
 def test_backends_side_by_side_with_agreement(small_bundle, tmp_path, capsys):
     out = tmp_path / "backends.json"
-    assert backends.main(["--bundle", str(small_bundle), "--batch-sizes", "1", "--seconds", "0.5", "--warmup", "0.1",
-                          "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        backends.main(
+            [
+                "--bundle",
+                str(small_bundle),
+                "--batch-sizes",
+                "1",
+                "--seconds",
+                "0.5",
+                "--warmup",
+                "0.1",
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     labels = list(report["settings"])
     assert labels[0] == backends.REFERENCE and report["settings"][labels[0]]["top1_agreement"] == 1.0
     try:
         import openvino  # noqa: F401
+
         assert "openvino CPU f32" in labels and report["settings"]["openvino CPU f32"]["top1_agreement"] == 1.0
     except ImportError:
         pass

@@ -5,6 +5,7 @@ checks are relations every honest report satisfies (p50 between min and
 max, throughput = batch / mean, ratios = quotients of reported p50s, costs
 that add up), plus hand-worked examples of the statistics and cost accounting.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,26 @@ def test_cost_accounting_on_hand_counted_choices(small_bundle):
 
 def test_quick_run_writes_a_complete_consistent_report(small_bundle, tmp_path, capsys):
     out, png = tmp_path / "latency.json", tmp_path / "latency.png"
-    argv = ["--bundle", str(small_bundle), "--bundle", str(small_bundle), "--quick", "--iterations", "2", "--batch-sizes", "1", "2",
-            "--threads", "1", "--json", str(out), "--png", str(png), "--note", "smoke test"]
+    argv = [
+        "--bundle",
+        str(small_bundle),
+        "--bundle",
+        str(small_bundle),
+        "--quick",
+        "--iterations",
+        "2",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+        "--png",
+        str(png),
+        "--note",
+        "smoke test",
+    ]
     assert latency.main(argv) == 0
     assert "pipeline/full image" in capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -78,10 +97,14 @@ def test_quick_run_writes_a_complete_consistent_report(small_bundle, tmp_path, c
         assert macs["pipeline_mean"] == pytest.approx(macs["anchornet"] + macs["patches_mean"])
     assert [r["batch_size"] for r in report["results"]] == [1, 2]
     for result in report["results"]:
-        assert set(result["items"]) == {f"{label}:{kind}" for label in labels for kind in ("pipeline", "full_image", "resized")}
+        assert set(result["items"]) == {
+            f"{label}:{kind}" for label in labels for kind in ("pipeline", "full_image", "resized")
+        }
         for item in result["items"].values():
             wall = item["wall"]
-            assert [wall[k] for k in ORDER] == sorted(wall[k] for k in ORDER) and wall["min"] <= wall["mean"] <= wall["max"]
+            assert [wall[k] for k in ORDER] == sorted(wall[k] for k in ORDER) and wall["min"] <= wall["mean"] <= wall[
+                "max"
+            ]
             assert wall["n"] == result["rounds"] >= 2 and wall["std"] >= 0
             assert item["throughput_images_per_s"] == pytest.approx(result["batch_size"] * 1e3 / wall["mean"])
             for stats in item["stages"].values():
@@ -109,7 +132,19 @@ def test_video_mode_reports_stream_figures_per_batch_size(small_bundle, photos, 
         writer.write(cv2.resize(image, (256, 192)))
     writer.release()
     out = tmp_path / "stream.json"
-    argv = ["--bundle", str(small_bundle), "--video", str(video), "--batch-sizes", "1", "4", "--threads", "1", "--json", str(out)]
+    argv = [
+        "--bundle",
+        str(small_bundle),
+        "--video",
+        str(video),
+        "--batch-sizes",
+        "1",
+        "4",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert latency.main(argv) == 0
     assert "stream over the video" in capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -128,7 +163,24 @@ def test_bad_budget_is_a_usage_error(small_bundle):
 
 def test_torch_method_runs_on_cpu(tmp_path):
     out = tmp_path / "torch.json"
-    assert torch_gpu.main(["--device", "cpu", "--quick", "--batch-sizes", "1", "--preset", "visual", "--num-classes", "10", "--json", str(out)]) == 0
+    assert (
+        torch_gpu.main(
+            [
+                "--device",
+                "cpu",
+                "--quick",
+                "--batch-sizes",
+                "1",
+                "--preset",
+                "visual",
+                "--num-classes",
+                "10",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["label"] == "PyTorch CUDA, not TensorRT" and report["device"] == "cpu"
     result = report["results"][0]
@@ -161,8 +213,21 @@ def test_a_digits_bundle_is_timed_on_the_digits_test_images_and_others_on_photos
 
 def test_the_latency_report_names_the_images_it_timed(small_bundle, tmp_path):
     out = tmp_path / "latency.json"
-    argv = ["--bundle", str(small_bundle), "--quick", "--iterations", "2", "--batch-sizes", "1", "--threads", "1",
-            "--images", "digits", "--json", str(out)]
+    argv = [
+        "--bundle",
+        str(small_bundle),
+        "--quick",
+        "--iterations",
+        "2",
+        "--batch-sizes",
+        "1",
+        "--threads",
+        "1",
+        "--images",
+        "digits",
+        "--json",
+        str(out),
+    ]
     assert latency.main(argv) == 0
     names = json.loads(out.read_text())["settings"]["images"]
     assert names == [f"digits test {i}" for i in range(64)]

@@ -1,4 +1,5 @@
 """benchmarks/pays.py: every method's top-1, multiply-adds and time on the same images, checked against a hand count."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,25 @@ IMAGES = 6
 
 def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle, baselines, tmp_path, capsys):
     out = tmp_path / "pays.json"
-    argv = ["--bundle", str(small_bundle), "--baselines", str(baselines), "--images", str(IMAGES), "--batch-sizes", "1", "2",
-            "--seconds", "0.2", "--warmup", "0", "--threads", "1", "--json", str(out)]
+    argv = [
+        "--bundle",
+        str(small_bundle),
+        "--baselines",
+        str(baselines),
+        "--images",
+        str(IMAGES),
+        "--batch-sizes",
+        "1",
+        "2",
+        "--seconds",
+        "0.2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert pays.main(argv) == 0
     assert "full image" in capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -42,18 +60,25 @@ def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle,
     spent = [sum(bundle.downstream.multiply_adds[int(b[2] - b[0])] for b in p.boxes) for p in predictions]
     assert rows["visual"]["multiply_adds"] == pytest.approx(np.mean(spent))
     assert rows["visual"]["top1"] == pytest.approx(100 * np.mean([p.class_id for p in predictions] == labels), abs=0.01)
-    assert rows[pays.ANCHORNET]["top1"] == pytest.approx(100 * np.mean([p.anchor_class for p in predictions] == labels), abs=0.01)
+    assert rows[pays.ANCHORNET]["top1"] == pytest.approx(
+        100 * np.mean([p.anchor_class for p in predictions] == labels), abs=0.01
+    )
     assert rows["budget 0.3"]["multiply_adds"] <= rows["accurate"]["multiply_adds"]
 
     for size in ("1", "2"):
         timing = report["timing"][f"{IMAGES} test"][size]
         assert timing["methods"][pays.FULL_IMAGE]["ratio_to_full"] == 1.0
-        assert all(m["wall_ms"]["min"] <= m["wall_ms"]["p50"] <= m["wall_ms"]["max"] for m in timing["methods"].values())
+        assert all(
+            m["wall_ms"]["min"] <= m["wall_ms"]["p50"] <= m["wall_ms"]["max"] for m in timing["methods"].values()
+        )
         stages = timing["stages_ms"]
         assert {"anchornet", "total", *pays.MODEL_TIMES} <= set(stages)
         # Host time is the wall time the networks' runs leave: some, and less than the stages' total.
         assert 0 < timing["host_share"] < 1 and 0 < timing["host_ms"] < stages["total"]
-    assert report["bundle"]["sha256"]["anchornet"] == bundle.anchornet.sha256 and report["environment"]["commit"] is not None
+    assert (
+        report["bundle"]["sha256"]["anchornet"] == bundle.anchornet.sha256
+        and report["environment"]["commit"] is not None
+    )
 
 
 def test_baselines_of_another_architecture_are_refused(small_bundle, baselines, tmp_path, capsys):

@@ -203,8 +203,17 @@ def _bneck_parameters(in_channels: int, kernel: int, expansion: int, out: int, s
 def test_parameter_count_from_tables_1_and_2_by_hand():
     classes = 1000
     # Table 1: stem conv 3x3 3 -> 16 (+ BN), then the rows (kernel, exp, out, SE) from 16 channels.
-    head_rows = [(3, 16, 16, False), (3, 72, 24, False), (1, 88, 24, False), (1, 96, 40, True), (1, 240, 40, True),
-                 (1, 240, 40, True), (1, 120, 48, True), (3, 144, 48, True), (3, 288, 96, True)]
+    head_rows = [
+        (3, 16, 16, False),
+        (3, 72, 24, False),
+        (1, 88, 24, False),
+        (1, 96, 40, True),
+        (1, 240, 40, True),
+        (1, 240, 40, True),
+        (1, 120, 48, True),
+        (3, 144, 48, True),
+        (3, 288, 96, True),
+    ]
     expected, channels = 3 * 16 * 9 + 2 * 16, 16
     for kernel, expansion, out, se in head_rows:
         expected += _bneck_parameters(channels, kernel, expansion, out, se)

@@ -1,5 +1,6 @@
 """A bundle like the default one (attention pooling, EfficientNet-Lite0 with its own 127/128 normalization), end to end
 against the PyTorch reference on real photos: the att_* outputs, Prediction.attention, and each model's normalization."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,13 @@ import torch
 
 from anchor_edge import Pipeline
 from anchor_edge.method.preprocess import resize_and_crop
-from export.models.downstream import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, IMAGENET_MEAN, IMAGENET_STD, load_downstream
+from export.models.downstream import (
+    EFFICIENTNET_LITE_MEAN,
+    EFFICIENTNET_LITE_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_downstream,
+)
 from tests import reference
 
 
@@ -21,7 +28,9 @@ def attention_bundle(small_models, tmp_path_factory):
     torch.manual_seed(3)
     lite0 = load_downstream("efficientnet_lite0", num_classes=10).module
     torch.save(lite0.state_dict(), folder / "lite0.pt")
-    out = export_bundle(anchornet_ckpt, f"efficientnet_lite0:{folder / 'lite0.pt'}", folder / "bundle", pooling="attention")
+    out = export_bundle(
+        anchornet_ckpt, f"efficientnet_lite0:{folder / 'lite0.pt'}", folder / "bundle", pooling="attention"
+    )
     return out, lite0.eval()
 
 
@@ -53,9 +62,13 @@ def test_attention_maps_probabilities_and_patches_match_pytorch(attention_bundle
                 assert got_map.shape == expected.shape and got_map.sum() == pytest.approx(1.0, abs=1e-4)
                 np.testing.assert_allclose(got_map, expected, atol=1e-5, err_msg=name)
             # the patches go through Lite0 normalized its own way, (pixel - 127) / 128
-            patch_probs = reference.classify_patches(lite0, crop, got.boxes.tolist(), (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD))
+            patch_probs = reference.classify_patches(
+                lite0, crop, got.boxes.tolist(), (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
+            )
             np.testing.assert_allclose(got.patch_probs, patch_probs, atol=1e-4, err_msg=name)
             wrong = reference.classify_patches(lite0, crop, got.boxes.tolist(), (IMAGENET_MEAN, IMAGENET_STD))
-            assert np.abs(wrong - patch_probs).max() > 1e-3, "ImageNet statistics would give the same: the test proves nothing"
+            assert np.abs(wrong - patch_probs).max() > 1e-3, (
+                "ImageNet statistics would give the same: the test proves nothing"
+            )
     finally:
         anchornet.pooling = "gap"

@@ -1,4 +1,5 @@
 """python -m export.training.baselines on the committed weights: verified ONNX baselines that classify the digits."""
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,16 @@ def test_baselines_export_and_the_full_image_baseline_reads_digits(tmp_path, arc
     kinds, mean, std = EXPECTED[architecture]
     assert set(models) == kinds
     for entry in models.values():
-        assert entry["name"] == architecture and entry["mean"] == pytest.approx(mean) and entry["std"] == pytest.approx(std)
+        assert (
+            entry["name"] == architecture
+            and entry["mean"] == pytest.approx(mean)
+            and entry["std"] == pytest.approx(std)
+        )
         assert set(entry["multiply_adds"]) == {"63", "95", "111", "224"}
-        assert max(entry["verification"]["max_abs_diff"].values()) <= 1e-3 and entry["verification"]["top1_agreement"] == 1.0
+        assert (
+            max(entry["verification"]["max_abs_diff"].values()) <= 1e-3
+            and entry["verification"]["top1_agreement"] == 1.0
+        )
     # The full-image baseline on 40 held-out digits (docs/accuracy.md has the 600-image figure).
     samples = [make_sample("test", i) for i in range(40)]
     crops = np.stack([resize_and_crop(s.image)[0] for s in samples])

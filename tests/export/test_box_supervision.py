@@ -1,4 +1,5 @@
 """Box supervision of AnchorNet, against values worked out by hand from the mapping rule (docs/method.md §2)."""
+
 import math
 
 import pytest

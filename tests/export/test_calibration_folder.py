@@ -1,4 +1,5 @@
 """INT8 calibration reads the user's folder as `anchor-edge eval` and training do: flat, class subfolders, or train/val."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,9 @@ def test_class_subfolders_calibrate_and_every_fifth_file_of_a_class_is_held_out_
     (tmp_path / "cat" / "notes.txt").write_text("not an image")
     calibration, held_out = folder_split(tmp_path, ["dog", "cat"])
     assert values(calibration.images) == {
-        **{f"cat/{j}.png": 10 + j for j in (0, 1, 2, 3, 5)}, "dog/deep/a.png": 50, "loose.png": 60
+        **{f"cat/{j}.png": 10 + j for j in (0, 1, 2, 3, 5)},
+        "dog/deep/a.png": 50,
+        "loose.png": 60,
     }
     assert values(held_out.images) == {"cat/4.png": 14} and held_out.labels == [1]
     assert folder_split(tmp_path, ["wolf"])[1].labels is None, "folders that are not the bundle's classes: no labels"
@@ -95,7 +98,11 @@ def test_the_check_set_takes_held_out_files_only_one_class_after_another(tmp_pat
         write(tmp_path / "dog" / f"{j}.png", 100 + j)
     checked = check_images(tmp_path, ["cat", "dog"], 3)
     assert [name for name, _ in checked.images] == ["cat/04.png", "dog/4.png", "cat/09.png"]
-    assert values(checked.images) == {"cat/04.png": 4, "dog/4.png": 104, "cat/09.png": 9} and checked.labels == [0, 1, 0]
+    assert values(checked.images) == {"cat/04.png": 4, "dog/4.png": 104, "cat/09.png": 9} and checked.labels == [
+        0,
+        1,
+        0,
+    ]
     assert str(tmp_path) in checked.source
     assert len(check_images(tmp_path, ["cat", "dog"], 16).images) == 4, "no more than the folder holds out"
 
@@ -119,9 +126,14 @@ def test_a_bundle_exported_with_a_check_folder_carries_its_held_out_images(small
     for label in range(3):  # five files per class: the fifth of each is held out
         for j in range(5):
             write(tmp_path / "folder" / str(label) / f"{j}.png", 40 * label + 10 * j)
-    bundle = export_bundle(anchornet_ckpt, f"resnet18:{downstream_ckpt}", tmp_path / "bundle", check_dir=tmp_path / "folder")
+    bundle = export_bundle(
+        anchornet_ckpt, f"resnet18:{downstream_ckpt}", tmp_path / "bundle", check_dir=tmp_path / "folder"
+    )
     check_set = read_manifest(bundle).check_set
-    assert check_set.images == 3 and check_set.source == f"3 held-out images of folder {tmp_path / 'folder'}, classes in turn"
+    assert (
+        check_set.images == 3
+        and check_set.source == f"3 held-out images of folder {tmp_path / 'folder'}, classes in turn"
+    )
     squares = np.load(bundle / check_set.file)["squares"]
     assert [int(square[0, 0, 2]) for square in squares] == [40, 80, 120], "each class's fifth file, red channel of RGB"
     assert verify_bundle(bundle, record=False).passed

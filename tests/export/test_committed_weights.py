@@ -4,6 +4,7 @@ Loose floors under the figures docs/accuracy.md and docs/precision.md report
 (measured on 600 images), so a change that breaks the shipped model, its
 export or its FP16 conversion fails CI.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,10 +28,12 @@ def default_bundle(tmp_path_factory):
     from export.bundle.defaults import resolve_default_weights
 
     models = resolve_default_weights(None, None)
-    assert models.anchornet is not None and models.downstream.startswith(f"{DEFAULT_ARCHITECTURE}:"), \
+    assert models.anchornet is not None and models.downstream.startswith(f"{DEFAULT_ARCHITECTURE}:"), (
         "weights/ must hold the default models"
-    return export_bundle(models.anchornet, models.downstream, tmp_path_factory.mktemp("default") / "bundle",
-                         preset=models.preset)
+    )
+    return export_bundle(
+        models.anchornet, models.downstream, tmp_path_factory.mktemp("default") / "bundle", preset=models.preset
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +65,12 @@ def test_fp16_conversion_of_the_shipped_bundle_agrees_with_fp32(default_bundle, 
 
     copy = tmp_path / "fp16"
     shutil.copytree(default_bundle, copy)
-    held_out = ImageSet([(str(i), s.image) for i, s in enumerate(samples)], "digits test 0-59", [s.label for s in samples])
-    report = convert_bundle(copy, PrecisionOptions(models=parse_precision("fp16"), min_agreement=FP16_AGREEMENT_FLOOR),
-                            held_out=held_out)
+    held_out = ImageSet(
+        [(str(i), s.image) for i, s in enumerate(samples)], "digits test 0-59", [s.label for s in samples]
+    )
+    report = convert_bundle(
+        copy, PrecisionOptions(models=parse_precision("fp16"), min_agreement=FP16_AGREEMENT_FLOOR), held_out=held_out
+    )
     assert report.pipeline_top1_agreement >= FP16_AGREEMENT_FLOOR
     assert report.top1_accuracy.reference >= PIPELINE_FLOOR - 0.05
     assert abs(report.top1_accuracy.candidate - report.top1_accuracy.reference) <= 0.05

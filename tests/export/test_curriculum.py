@@ -1,4 +1,5 @@
 """The contrast curriculum and the training backgrounds: deterministic, and never in the test split."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """`python export/to_trt.py` exports the committed trained weights only when asked for nothing else, or `--trained ARCH`."""
+
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,20 @@ def test_no_flags_and_trained_weights_give_the_default_architectures_trained_pai
     anchornet, downstream, preset = resolve_default_weights(None, None, weights=weights)
     assert preset == TRAINED_PRESET == "visual"
     assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
-    assert _split(downstream) == (DEFAULT_ARCHITECTURE, (weights / DEFAULT_ARCHITECTURE / "downstream_patches.pt").resolve())
+    assert _split(downstream) == (
+        DEFAULT_ARCHITECTURE,
+        (weights / DEFAULT_ARCHITECTURE / "downstream_patches.pt").resolve(),
+    )
 
 
 def test_trained_picks_another_architectures_pair(weights):
     anchornet, downstream, preset = resolve_default_weights(None, None, EFFICIENTNET_LITE0, weights=weights)
     assert preset == TRAINED_PRESET
     assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
-    assert _split(downstream) == (EFFICIENTNET_LITE0, (weights / "efficientnet_lite0" / "downstream_patches.pt").resolve())
+    assert _split(downstream) == (
+        EFFICIENTNET_LITE0,
+        (weights / "efficientnet_lite0" / "downstream_patches.pt").resolve(),
+    )
 
 
 def test_trained_with_a_model_flag_or_without_its_weights_is_an_input_error(weights):
@@ -53,7 +60,11 @@ def test_without_the_downstream_weights_the_default_stays_untrained(weights):
 
 def test_any_flag_keeps_its_old_meaning(weights):
     assert resolve_default_weights(None, "resnet50", weights=weights) == (None, "resnet50", PAPER_PRESET)
-    assert resolve_default_weights(Path("a.pt"), None, weights=weights) == (Path("a.pt"), "efficientnet_lite0", "accurate")
+    assert resolve_default_weights(Path("a.pt"), None, weights=weights) == (
+        Path("a.pt"),
+        "efficientnet_lite0",
+        "accurate",
+    )
 
 
 def test_the_committed_weights_name_their_architecture_by_folder():

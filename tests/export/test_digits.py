@@ -1,4 +1,5 @@
 """The digits benchmark generator: deterministic, honest boxes, disjoint splits, balanced classes."""
+
 from collections import Counter
 
 import cv2

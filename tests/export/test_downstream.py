@@ -233,7 +233,9 @@ def test_module_callable_with_checkpoint(tiny_net_module, tmp_path):
 
 
 def test_bad_import_path_is_a_clear_error(tiny_net_module):
-    with pytest.raises(ValueError, match=r"cannot import module 'no_such_pkg_xyz\.nets' \(No module named 'no_such_pkg_xyz'\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot import module 'no_such_pkg_xyz\.nets' \(No module named 'no_such_pkg_xyz'\)"
+    ):
         load_downstream("no_such_pkg_xyz.nets:make_net")
     with pytest.raises(ValueError, match="has no attribute 'make_nett'"):
         load_downstream(f"{tiny_net_module}:make_nett")

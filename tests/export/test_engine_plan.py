@@ -2,6 +2,7 @@
 
 The profile plan is tested with the runtime: tests/anchor_edge/backends/test_trt_profiles.py.
 """
+
 import dataclasses
 import json
 import os
@@ -23,8 +24,14 @@ BUNDLE_META = bundle_json()
 def test_engine_record_is_json_with_lists_and_identity():
     profiles = [Profile("image", (1, 3, 224, 224), (1, 3, 224, 224), (8, 3, 224, 224))]
     record = engine_record(
-        file="anchornet.engine", sha256="e" * 64, onnx_sha256="1" * 64, precision=Precision.FP32,
-        profiles=profiles, tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
+        file="anchornet.engine",
+        sha256="e" * 64,
+        onnx_sha256="1" * 64,
+        precision=Precision.FP32,
+        profiles=profiles,
+        tensorrt="10.3.0",
+        gpu="Orin",
+        compute_capability="8.7",
     )
     assert json.loads(json.dumps(encode(record))) == {
         "file": "anchornet.engine",
@@ -36,15 +43,29 @@ def test_engine_record_is_json_with_lists_and_identity():
         "onnx_sha256": "1" * 64,
         "precision": "fp32",
     }
-    here = {"tensorrt": "11.4.0", "gpu": "Orin", "compute_capability": "8.7", "onnx_sha256": "1" * 64, "precision": "fp32"}
-    assert identity_mismatches(identity_of(record), here) == ["engine built with TensorRT 10.3.0, this machine has 11.4.0"]
+    here = {
+        "tensorrt": "11.4.0",
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "onnx_sha256": "1" * 64,
+        "precision": "fp32",
+    }
+    assert identity_mismatches(identity_of(record), here) == [
+        "engine built with TensorRT 10.3.0, this machine has 11.4.0"
+    ]
 
 
 def records():
     def one(role, onnx_sha):
         return engine_record(
-            file=f"{role}.engine", sha256="f" * 64, onnx_sha256=onnx_sha, precision=Precision.FP32,
-            profiles=[], tensorrt="10.3.0", gpu="Orin", compute_capability="8.7",
+            file=f"{role}.engine",
+            sha256="f" * 64,
+            onnx_sha256=onnx_sha,
+            precision=Precision.FP32,
+            profiles=[],
+            tensorrt="10.3.0",
+            gpu="Orin",
+            compute_capability="8.7",
         )
 
     return {"anchornet": one("anchornet", "1" * 64), "downstream": one("downstream", "2" * 64)}
@@ -60,7 +81,9 @@ def test_record_engines_keeps_every_other_field(bundle_dir):
     record_engines(bundle_dir, records())
     written = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))
     assert written["engines"] == encode(records())
-    assert {k: v for k, v in written.items() if k != "engines"} == {k: v for k, v in BUNDLE_META.items() if k != "engines"}
+    assert {k: v for k, v in written.items() if k != "engines"} == {
+        k: v for k, v in BUNDLE_META.items() if k != "engines"
+    }
 
 
 def test_recording_one_engine_keeps_the_other(bundle_dir):

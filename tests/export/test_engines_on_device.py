@@ -4,6 +4,7 @@ Runs the real script in a subprocess whose PYTHONPATH starts with
 tests/export/fake_device: a fake TensorRT builder and pycuda (one "Orin",
 TensorRT version from FAKE_TENSORRT) and a torch that refuses to import.
 """
+
 from __future__ import annotations
 
 import json

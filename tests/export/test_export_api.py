@@ -4,6 +4,7 @@ Labels are checked against the names written to the class-names file, and
 the downstream's logits in the bundle against the in-memory timm model fed
 timm's own normalisation, worked out here on the 0-1 scale.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def in_memory_bundle(small_models, names_file, tmp_path_factory):
     torch.manual_seed(0)
     downstream = timm.create_model("test_resnet", pretrained=False, num_classes=10).eval()
     modules, _, _ = small_models
-    out = export_bundle(modules.anchornet, downstream, tmp_path_factory.mktemp("api") / "bundle", class_names=names_file)
+    out = export_bundle(
+        modules.anchornet, downstream, tmp_path_factory.mktemp("api") / "bundle", class_names=names_file
+    )
     return out, downstream
 
 
@@ -76,11 +79,23 @@ def onnx_bundle(small_models, tmp_path_factory):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(torchvision.models.resnet18(num_classes=10).eval(), (torch.zeros(1, 3, 224, 224),),
-                          str(folder / "resnet18.onnx"), dynamo=False, input_names=["data"], output_names=["prob"])
+        torch.onnx.export(
+            torchvision.models.resnet18(num_classes=10).eval(),
+            (torch.zeros(1, 3, 224, 224),),
+            str(folder / "resnet18.onnx"),
+            dynamo=False,
+            input_names=["data"],
+            output_names=["prob"],
+        )
     _, anchornet_ckpt, _ = small_models
-    return export_bundle(anchornet_ckpt, folder / "resnet18.onnx", folder / "bundle",
-                         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), pixel_range="0-1")
+    return export_bundle(
+        anchornet_ckpt,
+        folder / "resnet18.onnx",
+        folder / "bundle",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        pixel_range="0-1",
+    )
 
 
 @pytest.mark.slow
@@ -108,11 +123,19 @@ def test_the_command_line_passes_the_flags_and_refuses_a_contradiction(tmp_path)
     script = [sys.executable, str(REPO / "export" / "to_trt.py"), "--num-classes", "10", "--out", str(tmp_path / "b")]
     contradiction = subprocess.run(
         [*script, "--downstream", "timm:test_resnet", "--mean", "0.485,0.456,0.406", "--pixel-range", "0-1"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
     assert contradiction.returncode == 1, contradiction.stderr
     assert "the mean flag disagrees with downstream timm:test_resnet" in contradiction.stderr
-    unscaled = subprocess.run([*script, "--downstream", "resnet18", "--mean", "0.5,0.5,0.5"],
-                              capture_output=True, text=True, timeout=600, cwd=REPO)
+    unscaled = subprocess.run(
+        [*script, "--downstream", "resnet18", "--mean", "0.5,0.5,0.5"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert unscaled.returncode == 1 and "--pixel-range" in unscaled.stderr
     assert not (tmp_path / "b").exists()

@@ -1,4 +1,5 @@
 """The export stage end to end: a bundle whose files match bundle.json and run with the declared shapes."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def test_bundle_records_what_the_runtime_needs(small_bundle):
     manifest = json.loads((small_bundle / "bundle.json").read_text())
     assert manifest["schema_version"] == 1 and manifest["num_classes"] == 10
     assert [(b["name"], b["receptive_field"], b["map_size"]) for b in manifest["branches"]] == [
-        ("B63", 63, 21), ("B95", 95, 17), ("B111", 111, 15)
+        ("B63", 63, 21),
+        ("B95", 95, 17),
+        ("B111", 111, 15),
     ]
     assert manifest["decision"]["vote_min"] == 2 and manifest["lsp"]["preset"] == "accurate"
     assert manifest["export"]["opset"] >= 17 and manifest["trained"] is True
@@ -61,8 +64,14 @@ def test_efficientnet_lite0_keeps_its_top1_on_onnx_runtime(tmp_path):
     net = load_downstream("efficientnet_lite0")
     export_downstream(net.module, tmp_path / "lite0.onnx")
     report = verify(
-        net.module, tmp_path / "lite0.onnx", photo_crops(), mean=net.mean, std=net.std,
-        sizes=[63, 95, 111, 224], top1_output="logits", tolerance=1e-3,
+        net.module,
+        tmp_path / "lite0.onnx",
+        photo_crops(),
+        mean=net.mean,
+        std=net.std,
+        sizes=[63, 95, 111, 224],
+        top1_output="logits",
+        tolerance=1e-3,
     )
     assert report.top1_agreement == 1.0
     assert report.max_abs_diff["logits"] < 1e-3
@@ -87,7 +96,9 @@ def test_cli_exit_codes():
     assert usage.returncode == 2 and "unrecognized arguments" in usage.stderr
     failure = subprocess.run(
         [sys.executable, script, "--downstream", "no_such_net", "--out", "/nonexistent/x"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert failure.returncode == 1 and failure.stderr.startswith("export failed: unknown downstream spec")
 

@@ -1,4 +1,5 @@
 """Training on a user's own folder: the layouts, the held-out split, unreadable files, and one command to a bundle."""
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,9 @@ def test_a_held_out_sample_is_the_runtimes_centre_crop_and_training_crops_vary(t
     first, again = folder.sample(TRAIN, 3, seed=1), folder.sample(TRAIN, 3, seed=1)
     assert np.array_equal(first.image, again.image) and first.image.shape == (224, 224, 3)
     # one epoch visits every training file once
-    assert sorted(folder.sample(TRAIN, i).label for i in range(folder.count(TRAIN))) == sorted(label for _, label in folder.files[TRAIN])
+    assert sorted(folder.sample(TRAIN, i).label for i in range(folder.count(TRAIN))) == sorted(
+        label for _, label in folder.files[TRAIN]
+    )
 
 
 def test_unreadable_files_are_left_out_and_bad_folders_refused(tmp_path, photos, caplog):
@@ -80,8 +83,22 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
 
     data = write_class_folders(tmp_path / "data", photos)
     out, bundle = tmp_path / "weights", tmp_path / "bundle"
-    code = main(["--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--bundle", str(bundle),
-                 "--scale", "0.0002", "--threads", "1"])
+    code = main(
+        [
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--bundle",
+            str(bundle),
+            "--scale",
+            "0.0002",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
     assert list(report) == ["full", "anchornet", "patches"], "the untrained downstream learns first, then teaches"

@@ -4,6 +4,7 @@ The reference is the PyTorch network each file was exported from: the
 edited graph must give its logits at 63, 95, 111 and 224 px, sizes the
 fixed-size file itself could never be run at.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,16 @@ def _export(model: torch.nn.Module, path: Path, *, dynamic: bool) -> Path:
     axes = {"input.1": {0: "n", 2: "h", 3: "w"}, "prob": {0: "n"}} if dynamic else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=13,
-                          input_names=["input.1"], output_names=["prob"], dynamic_axes=axes)
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 3, 224, 224),),
+            str(path),
+            dynamo=False,
+            opset_version=13,
+            input_names=["input.1"],
+            output_names=["prob"],
+            dynamic_axes=axes,
+        )
     return path
 
 
@@ -45,7 +54,12 @@ def resnet18():
 @pytest.mark.parametrize("dynamic", [False, True], ids=["fixed-224", "dynamic-axes"])
 def test_an_onnx_file_runs_at_every_patch_size_like_its_source(resnet18, tmp_path, dynamic):
     net = load_downstream(str(_export(resnet18, tmp_path / "r18.onnx", dynamic=dynamic)))
-    assert (net.module, net.num_classes, net.name, net.pretrained) == (None, 10, "r18.onnx", f"onnx:{tmp_path / 'r18.onnx'}")
+    assert (net.module, net.num_classes, net.name, net.pretrained) == (
+        None,
+        10,
+        "r18.onnx",
+        f"onnx:{tmp_path / 'r18.onnx'}",
+    )
     session = ort.InferenceSession(net.onnx_source.model.SerializeToString(), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("image", ["batch", 3, "height", "width"])]
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("logits", ["batch", 10])]
@@ -71,8 +85,9 @@ def test_a_bgr_onnx_file_takes_rgb_in_the_bundle(resnet18, tmp_path):
     from export.models.preprocessing import PreprocessingFlags, apply_preprocessing
 
     net = load_downstream(str(_export(resnet18, tmp_path / "bgr.onnx", dynamic=False)))
-    net = apply_preprocessing(net, PreprocessingFlags(mean=(104.0, 117.0, 123.0), std=(1, 2, 3), pixel_range="0-255",
-                                                      channel_order="bgr"))
+    net = apply_preprocessing(
+        net, PreprocessingFlags(mean=(104.0, 117.0, 123.0), std=(1, 2, 3), pixel_range="0-255", channel_order="bgr")
+    )
     written = write_downstream(net, tmp_path / "downstream.onnx", photo_crops(224), sizes=SIZES, tolerance=1e-3)
     assert written.mean == (123.0, 117.0, 104.0) and written.std == (3.0, 2.0, 1.0)
     rgb = torch.randn(2, 3, 95, 95)
@@ -107,7 +122,9 @@ class _FixedAveragePool(torch.nn.Module):
         return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
 
 
-@pytest.mark.parametrize("model, node", [(_FlattenIntoLinear(), "/fc/Gemm"), (_FixedAveragePool(), "/pool/AveragePool")])
+@pytest.mark.parametrize(
+    "model, node", [(_FlattenIntoLinear(), "/fc/Gemm"), (_FixedAveragePool(), "/pool/AveragePool")]
+)
 def test_a_graph_that_cannot_take_a_patch_is_refused_naming_the_node(tmp_path, model, node):
     path = _export(model, tmp_path / "fixed.onnx", dynamic=False)
     with pytest.raises(InputError, match=rf"cannot take a 63 px input: .*node name: {node}.*pool globally"):
@@ -127,8 +144,15 @@ def test_onnx_multiply_adds_match_the_pytorch_count():
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), buffer, dynamo=False, input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}})
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 224, 224),),
+            buffer,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}},
+        )
     graph = onnx.load_from_string(buffer.getvalue())
     for size in SIZES:
         assert count_onnx_multiply_adds(graph, size) == count_multiply_adds(model, size)

@@ -1,4 +1,5 @@
 """The layout rewrites: exactly the values they replace, only where they apply, and fewer layout conversions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,10 +18,17 @@ def _crop_graph(starts: int, ends: int) -> onnx.ModelProto:
     """x -> Slice(H, starts:ends) -> Slice(W, starts:ends) on a (1, 2, 6, 7) input."""
     ints = lambda name, v: helper.make_tensor(name, TensorProto.INT64, [1], [v])  # noqa: E731
     inits = [ints("s", starts), ints("e", ends), ints("h", 2), ints("w", 3), ints("one", 1)]
-    nodes = [helper.make_node("Slice", ["x", "s", "e", "h", "one"], ["rows"]),
-             helper.make_node("Slice", ["rows", "s", "e", "w", "one"], ["y"])]
-    graph = helper.make_graph(nodes, "crop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 7])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    nodes = [
+        helper.make_node("Slice", ["x", "s", "e", "h", "one"], ["rows"]),
+        helper.make_node("Slice", ["rows", "s", "e", "w", "one"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "crop",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -48,9 +56,12 @@ def test_repeated_gate_multiplies_exactly_like_the_broadcast():
     shape = ["batch", 3, 4, 5]
     nodes = [helper.make_node("HardSigmoid", ["logit"], ["gate"]), helper.make_node("Mul", ["x", "gate"], ["y"])]
     graph = helper.make_graph(
-        nodes, "se",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape),
-         helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", 3, 1, 1])],
+        nodes,
+        "se",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, shape),
+            helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", 3, 1, 1]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     broadcast = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -58,10 +69,14 @@ def test_repeated_gate_multiplies_exactly_like_the_broadcast():
     assert rewrite_se_gates(repeated) == 1
     assert [n.op_type for n in repeated.graph.node] == ["HardSigmoid", "Resize", "Mul"]
     rng = np.random.default_rng(1)
-    feeds = {"x": rng.normal(0, 10, (2, 3, 4, 5)).astype(np.float32),
-             "logit": rng.normal(0, 3, (2, 3, 1, 1)).astype(np.float32)}
-    outputs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-               for m in (broadcast, repeated)]
+    feeds = {
+        "x": rng.normal(0, 10, (2, 3, 4, 5)).astype(np.float32),
+        "logit": rng.normal(0, 3, (2, 3, 1, 1)).astype(np.float32),
+    }
+    outputs = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        for m in (broadcast, repeated)
+    ]
     np.testing.assert_array_equal(outputs[1], outputs[0])
     gate = np.clip(0.2 * feeds["logit"] + 0.5, 0, 1)  # ONNX HardSigmoid defaults: alpha 0.2, beta 0.5
     np.testing.assert_allclose(outputs[1], feeds["x"] * gate, rtol=1e-6)

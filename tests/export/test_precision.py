@@ -1,4 +1,5 @@
 """FP16 and INT8 bundles: converted in the ONNX graph, calibrated on real data, checked against FP32."""
+
 from __future__ import annotations
 
 import hashlib
@@ -79,7 +80,6 @@ def test_parse_precision_sets_both_models_or_each():
     for bad in ("int4", "downstream=int4", "backbone=int8", "downstream"):
         with pytest.raises(ValueError, match="--precision"):
             parse_precision(bad)
-
 
 
 def test_calibration_feeds_preprocessed_real_images(small_bundle, few_photos):
@@ -174,7 +174,12 @@ def test_int8_bundle_for_each_target(small_bundle, tmp_path, few_photos, calibra
         else:
             assert activation_types == {np.dtype(np.uint8)}
             assert any(initializers[z].any() for z in zero_points), "uint8 activations are asymmetric"
-    assert manifest["models"]["downstream"]["int8"]["calibration"]["inputs_per_size"].keys() == {"63", "95", "111", "224"}
+    assert manifest["models"]["downstream"]["int8"]["calibration"]["inputs_per_size"].keys() == {
+        "63",
+        "95",
+        "111",
+        "224",
+    }
     assert 0.0 <= report.pipeline_top1_agreement <= 1.0
     with Pipeline.from_bundle(bundle, backend="onnxruntime") as pipeline:
         predictions = pipeline.predict_batch([image for _, image in few_photos[:2]])
@@ -186,9 +191,10 @@ def test_bundle_sha256s_match_the_converted_files(small_bundle, tmp_path, few_ph
     manifest = json.loads((bundle / "bundle.json").read_text())
     for role, entry in manifest["models"].items():
         assert entry["sha256"] == hashlib.sha256((bundle / entry["file"]).read_bytes()).hexdigest()
-    assert manifest["models"]["anchornet"]["sha256"] == json.loads((small_bundle / "bundle.json").read_text())[
-        "models"
-    ]["anchornet"]["sha256"], "an fp32 model is kept byte for byte"
+    assert (
+        manifest["models"]["anchornet"]["sha256"]
+        == json.loads((small_bundle / "bundle.json").read_text())["models"]["anchornet"]["sha256"]
+    ), "an fp32 model is kept byte for byte"
     assert load_bundle(bundle).downstream.precision == "fp16"
 
 
@@ -246,7 +252,9 @@ def test_digits_bundles_calibrate_on_the_train_split_and_are_checked_on_the_test
     import export.precision.calibration
 
     assert export.precision.calibration.DIGITS_CALIBRATION >= MIN_CALIBRATION_IMAGES
-    monkeypatch.setattr(export.precision.calibration, "DIGITS_CALIBRATION", 3)  # a few samples are enough to see the splits
+    monkeypatch.setattr(
+        export.precision.calibration, "DIGITS_CALIBRATION", 3
+    )  # a few samples are enough to see the splits
     monkeypatch.setattr(export.precision.calibration, "DIGITS_HELD_OUT", 2)
     calibration, held_out = default_split([str(d) for d in range(10)])
     assert (len(calibration.images), len(held_out.images)) == (3, 2)
@@ -268,7 +276,9 @@ def test_check_reports_both_accuracies_when_the_held_out_images_have_labels(smal
     assert describe(report) == (
         "agrees with FP32 on 100.0% of 4 held-out images (top-1 accuracy on their labels 25.0% in FP32, 25.0% here)"
     )
-    assert unlabelled.top1_accuracy is None and describe(unlabelled) == "agrees with FP32 on 100.0% of 4 held-out images"
+    assert (
+        unlabelled.top1_accuracy is None and describe(unlabelled) == "agrees with FP32 on 100.0% of 4 held-out images"
+    )
 
 
 def test_to_trt_flags_build_the_precision_options():

@@ -1,4 +1,5 @@
 """The ONNX-level precision transforms on small hand-built graphs: which layers INT8 keeps float, 7-bit weights, FP16 outputs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,15 +53,24 @@ def _attention_pooling_model(rng):
     """
     helper, TensorProto, numpy_helper = onnx.helper, onnx.TensorProto, onnx.numpy_helper
     weights = {
-        "w0": rng.normal(0, 0.5, (8, 4, 1, 1)), "w1": rng.normal(0, 0.5, (8, 8, 1, 1)), "eye": np.eye(8).reshape(8, 8, 1, 1),
-        "wc": rng.normal(0, 1.0, (3, 8, 1, 1)), "ws": rng.normal(0, 2.0, (1, 8, 1, 1)),
-        "flat": np.array([0, -1]), "grid": np.array([-1, 1, 21, 21]), "axes": np.array([2, 3]),
+        "w0": rng.normal(0, 0.5, (8, 4, 1, 1)),
+        "w1": rng.normal(0, 0.5, (8, 8, 1, 1)),
+        "eye": np.eye(8).reshape(8, 8, 1, 1),
+        "wc": rng.normal(0, 1.0, (3, 8, 1, 1)),
+        "ws": rng.normal(0, 2.0, (1, 8, 1, 1)),
+        "flat": np.array([0, -1]),
+        "grid": np.array([-1, 1, 21, 21]),
+        "axes": np.array([2, 3]),
     }
     nodes = [
-        helper.make_node("Conv", ["image", "w0"], ["a0"], name="c0"), helper.make_node("Relu", ["a0"], ["r0"], name="relu0"),
-        helper.make_node("Conv", ["r0", "eye"], ["i1"], name="c1"), helper.make_node("Conv", ["i1", "eye"], ["i2"], name="c2"),
-        helper.make_node("Conv", ["i2", "w1"], ["a1"], name="c3"), helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "wc"], ["F"], name="cls"), helper.make_node("Conv", ["r1", "ws"], ["L"], name="score"),
+        helper.make_node("Conv", ["image", "w0"], ["a0"], name="c0"),
+        helper.make_node("Relu", ["a0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "eye"], ["i1"], name="c1"),
+        helper.make_node("Conv", ["i1", "eye"], ["i2"], name="c2"),
+        helper.make_node("Conv", ["i2", "w1"], ["a1"], name="c3"),
+        helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "wc"], ["F"], name="cls"),
+        helper.make_node("Conv", ["r1", "ws"], ["L"], name="score"),
         helper.make_node("Reshape", ["L", "flat"], ["Lf"], name="flatten"),
         helper.make_node("Softmax", ["Lf"], ["Sf"], name="spatial_softmax", axis=1),
         helper.make_node("Reshape", ["Sf", "grid"], ["S"], name="unflatten"),
@@ -69,10 +79,14 @@ def _attention_pooling_model(rng):
         helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "attention_pooling",
+        nodes,
+        "attention_pooling",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, 21, 21])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(v.astype(np.int64 if v.dtype.kind == "i" else np.float32), k) for k, v in weights.items()],
+        [
+            numpy_helper.from_array(v.astype(np.int64 if v.dtype.kind == "i" else np.float32), k)
+            for k, v in weights.items()
+        ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -95,7 +109,9 @@ def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
     nodes = onnx.load(str(target)).graph.node
     dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
     assert {n.name for n in nodes if n.op_type == "Conv" and n.input[1] in dequantized} == {"c3"}
-    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": diffuse})[0]  # noqa: E731
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": diffuse}
+    )[0]  # noqa: E731
     expected, got = run(source), run(target)
     assert expected.max() > 0.5, "FP32 is far from uniform here"
     np.testing.assert_allclose(got, expected, atol=0.05)
@@ -106,16 +122,22 @@ def _pointwise_then_depthwise_model():
     group 8) -> out (identity 1x1, writes the output: float). sum and dw are the two layers INT8 quantizes."""
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     eye = np.eye(8, dtype=np.float32).reshape(8, 8, 1, 1)
-    weights = {"eye": eye, "ones": np.ones((8, 8, 1, 1), np.float32),
-               "box": np.random.default_rng(0).uniform(0.5, 1.0, (8, 1, 3, 3)).astype(np.float32)}
+    weights = {
+        "eye": eye,
+        "ones": np.ones((8, 8, 1, 1), np.float32),
+        "box": np.random.default_rng(0).uniform(0.5, 1.0, (8, 1, 3, 3)).astype(np.float32),
+    }
     nodes = [
-        helper.make_node("Conv", ["image", "eye"], ["a"], name="c0"), helper.make_node("Conv", ["a", "eye"], ["b"], name="c1"),
-        helper.make_node("Conv", ["b", "eye"], ["c"], name="c2"), helper.make_node("Conv", ["c", "ones"], ["s"], name="sum"),
+        helper.make_node("Conv", ["image", "eye"], ["a"], name="c0"),
+        helper.make_node("Conv", ["a", "eye"], ["b"], name="c1"),
+        helper.make_node("Conv", ["b", "eye"], ["c"], name="c2"),
+        helper.make_node("Conv", ["c", "ones"], ["s"], name="sum"),
         helper.make_node("Conv", ["s", "box"], ["d"], name="dw", group=8, pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["d", "eye"], ["y"], name="out"),
     ]
     graph = helper.make_graph(
-        nodes, "pointwise_then_depthwise",
+        nodes,
+        "pointwise_then_depthwise",
         [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 8, 6, 6])],
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 8, 6, 6])],
         [numpy_helper.from_array(v, k) for k, v in weights.items()],
@@ -135,7 +157,8 @@ def _integer_weights(path):
     model = onnx.load(str(path))
     initializers, producers = _initializers(model), {o: n for n in model.graph.node for o in n.output}
     return {
-        n.name: initializers[producers[n.input[1]].input[0]] for n in model.graph.node
+        n.name: initializers[producers[n.input[1]].input[0]]
+        for n in model.graph.node
         if n.op_type == "Conv" and n.input[1] in producers and producers[n.input[1]].op_type == "DequantizeLinear"
     }
 

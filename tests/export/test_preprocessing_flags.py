@@ -1,4 +1,5 @@
 """--mean, --std, --pixel-range, --class-names, --channel-order: scaled as said, and never against the source."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ from export.models.preprocessing import PreprocessingFlags, apply_preprocessing,
 
 
 def _net(stated=frozenset(), **fields) -> Downstream:
-    values = dict(module=torch.nn.Identity(), name="net", num_classes=3, mean=IMAGENET_MEAN, std=(58.0, 57.0, 57.0),
-                  class_names=None, pretrained="random", stated=frozenset(stated))
+    values = dict(
+        module=torch.nn.Identity(),
+        name="net",
+        num_classes=3,
+        mean=IMAGENET_MEAN,
+        std=(58.0, 57.0, 57.0),
+        class_names=None,
+        pretrained="random",
+        stated=frozenset(stated),
+    )
     return Downstream(**(values | fields))
 
 
@@ -28,14 +37,17 @@ def test_mean_and_std_on_the_0_255_scale_stay():
     assert net.mean == (104.0, 117.0, 123.0) and net.std == (58.0, 57.0, 57.0)
 
 
-@pytest.mark.parametrize("flags", [
-    PreprocessingFlags(mean=(0.5, 0.5, 0.5)),
-    PreprocessingFlags(pixel_range="0-1"),
-    PreprocessingFlags(mean=(0.5, 0.5), pixel_range="0-1"),
-    PreprocessingFlags(std=(0.5, 0.0, 0.5), pixel_range="0-1"),
-    PreprocessingFlags(mean=(1, 2, 3), pixel_range="0-100"),
-    PreprocessingFlags(channel_order="RGBA"),
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        PreprocessingFlags(mean=(0.5, 0.5, 0.5)),
+        PreprocessingFlags(pixel_range="0-1"),
+        PreprocessingFlags(mean=(0.5, 0.5), pixel_range="0-1"),
+        PreprocessingFlags(std=(0.5, 0.0, 0.5), pixel_range="0-1"),
+        PreprocessingFlags(mean=(1, 2, 3), pixel_range="0-100"),
+        PreprocessingFlags(channel_order="RGBA"),
+    ],
+)
 def test_malformed_or_unscaled_flags_are_errors(flags):
     with pytest.raises(InputError):
         apply_preprocessing(_net(), flags)
@@ -68,7 +80,11 @@ def test_an_assumed_normalisation_is_said_aloud(caplog):
 def test_class_names_from_lines_or_json(tmp_path):
     (tmp_path / "names.txt").write_text("tabby cat\n\nfox\nowl\n", encoding="utf-8")
     (tmp_path / "names.json").write_text(json.dumps(["tabby cat", "fox", "owl"]), encoding="utf-8")
-    assert read_class_names(tmp_path / "names.txt") == read_class_names(str(tmp_path / "names.json")) == ["tabby cat", "fox", "owl"]
+    assert (
+        read_class_names(tmp_path / "names.txt")
+        == read_class_names(str(tmp_path / "names.json"))
+        == ["tabby cat", "fox", "owl"]
+    )
     net = apply_preprocessing(_net(), PreprocessingFlags(class_names=tmp_path / "names.txt"))
     assert net.class_names == ["tabby cat", "fox", "owl"]
 

@@ -1,4 +1,5 @@
 """The downstream network as AnchorNet's teacher: its class activation map's peak is where the object was drawn."""
+
 from __future__ import annotations
 
 import cv2
@@ -81,7 +82,9 @@ def test_under_bfloat16_autocast_the_map_is_float32_peaks_where_drawn_and_a_bent
     assert cam.dtype == torch.float32
     x, y = peak_in(cam[0].numpy(), 256, 0, 0, 256, False)
     assert 150 <= x < 190 and 30 <= y < 70
-    bent = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    bent = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
+    )
     torch.manual_seed(0)
     with pytest.raises(InputError, match="misses its logits"), torch.autocast("cpu", dtype=torch.bfloat16):
         Teacher(bent, "bent").maps(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
@@ -92,7 +95,9 @@ def test_a_head_that_is_not_global_average_pooling_and_linear_is_refused():
     with pytest.raises(InputError, match="global average pooling and a linear classifier"):
         Teacher(max_pooled, "max pooled")
     # Average pooling, then a ReLU before the classifier: the pooled map no longer gives the logits.
-    bent = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    bent = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
+    )
     torch.manual_seed(0)
     with pytest.raises(InputError, match="misses its logits"):
         Teacher(bent, "bent").maps(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))

@@ -1,5 +1,6 @@
 """`python -m export.train --data DIR --downstream SPEC`: a trained downstream teaches AnchorNet, is kept bit-identical
 with --keep-downstream or fine-tuned on patches without it, and `anchor-edge eval` scores the bundle on the folder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,9 +51,25 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
 
     before = sha256(trained_resnet18)
     out, bundle = tmp_path / "weights", tmp_path / "bundle"
-    code = main(["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--keep-downstream",
-                 "--out", str(out), "--work-dir", str(tmp_path / "work"), "--bundle", str(bundle),
-                 "--scale", "0.0002", "--threads", "1"])
+    code = main(
+        [
+            "--data",
+            str(folder),
+            "--downstream",
+            f"resnet18:{trained_resnet18}",
+            "--keep-downstream",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--bundle",
+            str(bundle),
+            "--scale",
+            "0.0002",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
     assert list(report) == ["anchornet"], "a trained network is not retrained, and kept: not fine-tuned either"
@@ -68,23 +85,42 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
     network = torchvision.models.resnet18(num_classes=2).eval()
     network.load_state_dict(torch.load(trained_resnet18, weights_only=True))
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    session = onnxruntime.InferenceSession(str(bundle / manifest["models"]["downstream"]["file"]),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(bundle / manifest["models"]["downstream"]["file"]), providers=["CPUExecutionProvider"]
+    )
     (onnx_logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
         assert np.allclose(onnx_logits, network(x).numpy(), atol=1e-4)
 
     capsys.readouterr()
-    assert anchor_edge(["eval", str(bundle), "--data", str(folder), "--backend", "onnxruntime", "--threads", "1",
-                        "--json"]) == 0
+    assert (
+        anchor_edge(
+            ["eval", str(bundle), "--data", str(folder), "--backend", "onnxruntime", "--threads", "1", "--json"]
+        )
+        == 0
+    )
     scored = json.loads(capsys.readouterr().out)
     assert scored["images"] == 10 and set(scored["top1"]) == {"pipeline", "full_image", "anchornet"}
 
 
 def test_without_keep_the_trained_downstream_is_fine_tuned_from_its_own_weights(tmp_path, folder, trained_resnet18):
     out = tmp_path / "weights"
-    code = main(["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--out", str(out),
-                 "--work-dir", str(tmp_path / "work"), "--scale", "0.0002", "--threads", "1"])
+    code = main(
+        [
+            "--data",
+            str(folder),
+            "--downstream",
+            f"resnet18:{trained_resnet18}",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--scale",
+            "0.0002",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
     assert list(report) == ["anchornet", "patches"] and report["patches"]["starts_from"] is None

@@ -5,6 +5,7 @@ published configs (test_resnet: mean = std = 0.5; test_efficientnet:
 ImageNet's 0.485 ... / 0.229 ...), on the 0-1 scale timm works in, so a
 wrong scale or a silently assumed ImageNet normalisation fails the tests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ def test_timm_model_exports_and_matches_timm_fed_its_own_normalisation(name, tmp
     session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
     for size in SIZES:
         start = (224 - size) // 2
-        patch = crops[:, start:start + size, start:start + size]
+        patch = crops[:, start : start + size, start : start + size]
         (got,) = session.run(["logits"], {"image": normalize(patch, written.mean, written.std)})
         np.testing.assert_allclose(got, _timm_logits(net.module, patch, mean, std), atol=1e-4)
 

@@ -1,4 +1,5 @@
 """A file holding a whole network: TorchScript loads as given; a pickled module only with allow_pickle."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def test_a_torchscript_file_exports_and_matches_its_source_at_every_size(mobilen
     for size in SIZES:
         x = torch.randn(2, 3, size, size)
         with torch.no_grad():
-            np.testing.assert_allclose(session.run(["logits"], {"image": x.numpy()})[0], mobilenet(x).numpy(), atol=1e-4)
+            np.testing.assert_allclose(
+                session.run(["logits"], {"image": x.numpy()})[0], mobilenet(x).numpy(), atol=1e-4
+            )
 
 
 def test_a_pickled_module_needs_allow_pickle(mobilenet, tmp_path):

@@ -1,4 +1,5 @@
 """The training recipes run, learn something and resume: a few steps on a handful of generated images."""
+
 import math
 
 import numpy as np
@@ -13,9 +14,24 @@ from anchor_edge.errors import InputError
 from export.models.downstream import EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import downstream_weights
 from export.training.downstream import (
-    RECIPES, SEED_OFFSET, build_downstream, localized_patches, normalization, resized_batch, train_downstream
+    RECIPES,
+    SEED_OFFSET,
+    build_downstream,
+    localized_patches,
+    normalization,
+    resized_batch,
+    train_downstream,
 )
-from export.training.common import IMAGENET, Budget, _window_around, learning_rate, load_checkpoint, renormalize, sample_batch, storage_copy
+from export.training.common import (
+    IMAGENET,
+    Budget,
+    _window_around,
+    learning_rate,
+    load_checkpoint,
+    renormalize,
+    sample_batch,
+    storage_copy,
+)
 
 
 NORMALIZATION = normalization(EFFICIENTNET_LITE0)
@@ -30,7 +46,9 @@ def test_downstream_inputs_renormalized_for_anchornet_are_anchornets_own_inputs(
     sample = sample_batch("train", [0], seed=0).samples[0]
     assert np.array_equal(sample.image, network_input(make_sample("train", 0).image))
     b, g, r = sample.image[10, 20].astype(float)
-    assert for_downstream[0, :, 10, 20].tolist() == pytest.approx([(r - 127) / 128, (g - 127) / 128, (b - 127) / 128], abs=1e-6)
+    assert for_downstream[0, :, 10, 20].tolist() == pytest.approx(
+        [(r - 127) / 128, (g - 127) / 128, (b - 127) / 128], abs=1e-6
+    )
 
 
 def test_stored_weights_are_float16_and_load_back_into_float32():
@@ -58,18 +76,24 @@ def test_anchornet_loss_at_uniform_logits_is_three_branches_of_log_ten():
 
 
 def test_anchornet_recipe_trains_saves_the_bundle_checkpoint_and_resumes(tmp_path):
-    report = train_anchornet(tmp_path / "out", images=2, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128)
+    report = train_anchornet(
+        tmp_path / "out", images=2, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128
+    )
     saved = torch.load(tmp_path / "out" / "anchornet.pt", weights_only=True)
     assert saved["num_classes"] == 10 and saved["trained"] is True
     assert saved["class_names"] == [str(d) for d in range(10)] and saved["pooling"] in ("gap", "attention")
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
     assert report["steps"] == 1 and set(report) >= {"gap", "attention", "pooling"}
-    train_anchornet(tmp_path / "out", images=4, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128)
+    train_anchornet(
+        tmp_path / "out", images=4, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128
+    )
     assert load_checkpoint(tmp_path / "work" / "anchornet_state.pt")["step"] == 2  # resumed at 1, not restarted
 
 
 def test_anchornet_recipe_stops_at_an_exhausted_budget(tmp_path):
-    report = train_anchornet(tmp_path, images=64, batch_size=2, budget_minutes=0, seed=0, work_dir=tmp_path, eval_images=2)
+    report = train_anchornet(
+        tmp_path, images=64, batch_size=2, budget_minutes=0, seed=0, work_dir=tmp_path, eval_images=2
+    )
     assert report["steps"] == 0
 
 
@@ -80,8 +104,13 @@ def _loss_on_first_batch(model: torch.nn.Module, kind: str) -> float:
         if kind == "anchornet":
             batch = sample_batch("train", range(4), seed=0, window=128, easy_share=1.0)
             return anchornet_loss(model, batch.images, batch.labels).item()
-        images, labels, _ = sample_batch("train", range(4), seed=SEED_OFFSET[kind], window=128 if kind == "full" else 224,
-                                         normalization=NORMALIZATION)
+        images, labels, _ = sample_batch(
+            "train",
+            range(4),
+            seed=SEED_OFFSET[kind],
+            window=128 if kind == "full" else 224,
+            normalization=NORMALIZATION,
+        )
         if kind == "resized":
             images = resized_batch(images, 63)
         return torch.nn.functional.cross_entropy(model(images), labels).item()
@@ -98,16 +127,27 @@ def test_a_few_steps_lower_the_loss_against_a_learning_rate_of_zero(tmp_path, mo
         out = tmp_path / label
         if kind == "anchornet":
             monkeypatch.setattr(anchornet_recipe, "WARMUP_STEPS", 1)
-            train_anchornet(out, images=4 * 3, batch_size=4, seed=0, work_dir=out / "work", eval_images=2, window_size=128,
-                            peak_lr=anchornet_recipe.PEAK_LR * scale)
+            train_anchornet(
+                out,
+                images=4 * 3,
+                batch_size=4,
+                seed=0,
+                work_dir=out / "work",
+                eval_images=2,
+                window_size=128,
+                peak_lr=anchornet_recipe.PEAK_LR * scale,
+            )
             saved = torch.load(out / "anchornet.pt", weights_only=True)["state_dict"]
             model = AnchorNet(num_classes=10)
         else:
             monkeypatch.setattr(downstream_recipe, "WARMUP_STEPS", 1)
             recipe = RECIPES[EFFICIENTNET_LITE0]
-            monkeypatch.setitem(RECIPES, EFFICIENTNET_LITE0, recipe._replace(peak_lr={k: 1e-3 * scale for k in recipe.kinds}))
-            train_downstream(kind, out, architecture=EFFICIENTNET_LITE0, images=4 * 3, batch_size=4, seed=0,
-                             work_dir=out / "work")
+            monkeypatch.setitem(
+                RECIPES, EFFICIENTNET_LITE0, recipe._replace(peak_lr={k: 1e-3 * scale for k in recipe.kinds})
+            )
+            train_downstream(
+                kind, out, architecture=EFFICIENTNET_LITE0, images=4 * 3, batch_size=4, seed=0, work_dir=out / "work"
+            )
             saved = torch.load(downstream_weights(out, EFFICIENTNET_LITE0, kind), weights_only=True)
             model = build_downstream(EFFICIENTNET_LITE0)
         model.load_state_dict(saved)
@@ -125,8 +165,9 @@ def test_patch_fine_tuning_starts_from_the_full_model_and_uses_localized_patches
     torch.save(build_downstream(EFFICIENTNET_LITE0).state_dict(), full)
     anchornet = AnchorNet(num_classes=10)
     torch.save({"state_dict": anchornet.state_dict(), "num_classes": 10, "pooling": "gap"}, tmp_path / "anchornet.pt")
-    train_downstream("patches", tmp_path, architecture=EFFICIENTNET_LITE0, images=2, batch_size=2, seed=0,
-                     work_dir=tmp_path / "work")
+    train_downstream(
+        "patches", tmp_path, architecture=EFFICIENTNET_LITE0, images=2, batch_size=2, seed=0, work_dir=tmp_path / "work"
+    )
     start = torch.load(full, weights_only=True)
     tuned = torch.load(downstream_weights(tmp_path, EFFICIENTNET_LITE0, "patches"), weights_only=True)
     # weights are stored in float16: compare with the starting weights rounded the same way
@@ -166,10 +207,15 @@ def test_training_window_holds_the_whole_digit_and_moves_its_box(box):
 @pytest.mark.slow
 def test_resnet50_full_and_patch_networks_both_fine_tune_from_one_trunk(tmp_path):
     """The fair comparison: both start from the trunk's weights; only the patch network's are tuned on patches."""
-    torch.save({"state_dict": AnchorNet(num_classes=10).state_dict(), "num_classes": 10, "pooling": "gap"}, tmp_path / "anchornet.pt")
+    torch.save(
+        {"state_dict": AnchorNet(num_classes=10).state_dict(), "num_classes": 10, "pooling": "gap"},
+        tmp_path / "anchornet.pt",
+    )
     work = tmp_path / "work"
-    reports = {kind: train_downstream(kind, tmp_path, architecture=RESNET50, images=2, batch_size=2, seed=0, work_dir=work)
-               for kind in RECIPES[RESNET50].kinds}
+    reports = {
+        kind: train_downstream(kind, tmp_path, architecture=RESNET50, images=2, batch_size=2, seed=0, work_dir=work)
+        for kind in RECIPES[RESNET50].kinds
+    }
     assert [reports[kind]["starts_from"] for kind in ("trunk", "full", "patches")] == [None, "trunk", "trunk"]
     assert reports["full"]["steps"] == reports["patches"]["steps"] == 1
     trunk = torch.load(downstream_weights(work, RESNET50, "trunk"), weights_only=True)
@@ -178,7 +224,9 @@ def test_resnet50_full_and_patch_networks_both_fine_tune_from_one_trunk(tmp_path
     assert not downstream_weights(tmp_path, RESNET50, "trunk").exists()  # the trunk stays in the work dir
     # One AdamW step moves a weight by about the learning rate, a random start is ~0.02 away: both start at the trunk.
     for tuned in (full, patches):
-        assert (tuned["fc.weight"].float() - trunk["fc.weight"].float()).abs().max() < 10 * RECIPES[RESNET50].peak_lr["full"]
+        assert (tuned["fc.weight"].float() - trunk["fc.weight"].float()).abs().max() < 10 * RECIPES[RESNET50].peak_lr[
+            "full"
+        ]
     # Each saw its own data: BatchNorm's running statistics moved apart (whole images against patches).
     stats = "bn1.running_mean"
     assert not torch.equal(trunk[stats], full[stats]) and not torch.equal(full[stats], patches[stats])

@@ -5,6 +5,7 @@ the reason `tensorrt_available()` gives. Building both engines takes a minute
 or two, once per module. Batches above a profile's maximum exercise the
 runner's chunking; 63/95/111/224 exercise the downstream's profile choice.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,12 @@ def trt_bundle(small_bundle, tmp_path_factory):
     root = tmp_path_factory.mktemp("trt") / "bundle"
     shutil.copytree(small_bundle, root)
     records = build_engines(
-        root, max_batch=MAX_BATCH, max_patches=MAX_PATCHES, preset="accurate",
-        workspace_bytes=1 << 30, timing_cache=root.parent / "tensorrt.timing-cache",
+        root,
+        max_batch=MAX_BATCH,
+        max_patches=MAX_PATCHES,
+        preset="accurate",
+        workspace_bytes=1 << 30,
+        timing_cache=root.parent / "tensorrt.timing-cache",
     )
     record_engines(root, records)
     return load_bundle(root)
@@ -47,10 +52,7 @@ def trt_bundle(small_bundle, tmp_path_factory):
 @pytest.fixture(scope="module")
 def runners(trt_bundle):
     """(TensorRT, ONNX Runtime) runner pairs per role."""
-    pairs = {
-        role.value: (TrtRunner.from_bundle(trt_bundle, role), OrtRunner(trt_bundle.path(role)))
-        for role in Role
-    }
+    pairs = {role.value: (TrtRunner.from_bundle(trt_bundle, role), OrtRunner(trt_bundle.path(role))) for role in Role}
     yield pairs
     for trt_runner, ort_runner in pairs.values():
         trt_runner.close()
@@ -107,17 +109,25 @@ def test_the_whole_pipeline_on_real_photos_matches_onnxruntime(trt_bundle, photo
     from anchor_edge import Pipeline
 
     images = [image for _, image in photos]
-    with Pipeline.from_bundle(trt_bundle.root, backend="tensorrt") as on_gpu, \
-            Pipeline.from_bundle(trt_bundle.root, backend="onnxruntime") as on_cpu:
+    with (
+        Pipeline.from_bundle(trt_bundle.root, backend="tensorrt") as on_gpu,
+        Pipeline.from_bundle(trt_bundle.root, backend="onnxruntime") as on_cpu,
+    ):
         for got, expected in zip(on_gpu.predict_batch(images), on_cpu.predict_batch(images)):
-            assert (got.class_id, got.branch, got.anchor_class) == (expected.class_id, expected.branch, expected.anchor_class)
+            assert (got.class_id, got.branch, got.anchor_class) == (
+                expected.class_id,
+                expected.branch,
+                expected.anchor_class,
+            )
             assert got.boxes.tolist() == expected.boxes.tolist()
             np.testing.assert_allclose(got.branch_probs, expected.branch_probs, atol=TOLERANCE["fp32"])
             np.testing.assert_allclose(got.patch_probs, expected.patch_probs, atol=TOLERANCE["fp32"])
 
 
 @pytest.mark.parametrize("precision, target, floor", [("fp16", "tensorrt", 0.95), ("int8", "tensorrt", 0.75)])
-def test_reduced_precision_engines_agree_with_fp32_on_real_photos(small_bundle, photos, tmp_path, precision, target, floor):
+def test_reduced_precision_engines_agree_with_fp32_on_real_photos(
+    small_bundle, photos, tmp_path, precision, target, floor
+):
     """FP16 and INT8 (symmetric, --int8-target tensorrt) engines: top-1 agreement with the FP32 pipeline on the photos."""
     from anchor_edge import Pipeline
     from export.engines.build import build_engines, record_engines
@@ -128,12 +138,23 @@ def test_reduced_precision_engines_agree_with_fp32_on_real_photos(small_bundle, 
     shutil.copytree(small_bundle, root)
     options = PrecisionOptions(models=parse_precision(precision), int8_target=target, min_agreement=0.0)
     convert_bundle(root, options, held_out=ImageSet(photos[:4], "four bundled photos"))
-    records = build_engines(root, max_batch=MAX_BATCH, max_patches=MAX_PATCHES, preset="accurate",
-                            workspace_bytes=1 << 30, timing_cache=tmp_path / "tensorrt.timing-cache")
+    records = build_engines(
+        root,
+        max_batch=MAX_BATCH,
+        max_patches=MAX_PATCHES,
+        preset="accurate",
+        workspace_bytes=1 << 30,
+        timing_cache=tmp_path / "tensorrt.timing-cache",
+    )
     record_engines(root, records)
     images = [image for _, image in photos]
-    with Pipeline.from_bundle(root, backend="tensorrt") as reduced, Pipeline.from_bundle(small_bundle, backend="onnxruntime") as fp32:
-        agreement = np.mean([a.class_id == b.class_id for a, b in zip(reduced.predict_batch(images), fp32.predict_batch(images))])
+    with (
+        Pipeline.from_bundle(root, backend="tensorrt") as reduced,
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime") as fp32,
+    ):
+        agreement = np.mean(
+            [a.class_id == b.class_id for a, b in zip(reduced.predict_batch(images), fp32.predict_batch(images))]
+        )
     assert agreement >= floor, f"{precision} engines agree with FP32 on {agreement:.0%} of the photos"
 
 

@@ -1,4 +1,5 @@
 """A fake pycuda.driver with one GPU whose name and compute capability come from the environment."""
+
 import os
 
 

@@ -2,6 +2,7 @@
 
 Just the API export/engines/build.py calls; the version comes from FAKE_TENSORRT (default 10.3.0).
 """
+
 import enum
 import json
 import os
