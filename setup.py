@@ -5,13 +5,16 @@ Runtime, with OpenVINO, TensorRT + pycuda and Ray optional. The build-time expor
 (`export/`, torch) runs from a checkout and pulls its dependencies through the
 `export` extra, so a deployment never installs torch.
 """
+
 import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 # The version is written once, in the package: anchor_edge.__version__.
-VERSION = re.search(r'^__version__ = "([^"]+)"$', Path("anchor_edge/__init__.py").read_text(encoding="utf-8"), re.M).group(1)
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$', Path("anchor_edge/__init__.py").read_text(encoding="utf-8"), re.M
+).group(1)
 
 setup(
     name="anchor-edge",
@@ -54,7 +57,14 @@ setup(
         "scale": ["ray[data,serve]>=2.60,<2.61"],
         # tensorrt-stubs is installed separately with --no-deps (see README): it
         # depends on tensorrt itself, which cannot install without a GPU driver.
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "mypy>=1.8", "matplotlib>=3.7", "py-cpuinfo>=9", "openvino>=2024.0"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2.1",
+            "mypy>=1.8",
+            "matplotlib>=3.7",
+            "py-cpuinfo>=9",
+            "openvino>=2024.0",
+        ],
     },
     entry_points={"console_scripts": ["anchor-edge = anchor_edge.cli:main"]},
 )

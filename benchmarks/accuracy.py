@@ -132,7 +132,8 @@ def evaluate(
 def _early_exits(
     rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], num_classes: int
 ) -> None:
-    """The preset's patches classified in LSP order until confident, at each benchmarked threshold (anchor_edge/method/early_exit.py)."""
+    """The preset's patches classified in LSP order until confident, at each benchmarked threshold
+    (anchor_edge/method/early_exit.py)."""
     for threshold in EARLY_EXIT_THRESHOLDS:
         key = early_exit_key(threshold)
         _record(

@@ -160,7 +160,8 @@ def table(report: Mapping) -> str:
     lines += [
         "",
         "Table 4 analog: one patch per image vs rescaling to the same size (top-1 %)",
-        f"{'size':>5} {'patch':>7} {'resized':>8} {'gain':>6}   | no fine-tuning: {'patch':>6} {'resized':>8} {'gain':>6}",
+        f"{'size':>5} {'patch':>7} {'resized':>8} {'gain':>6}   | "
+        f"no fine-tuning: {'patch':>6} {'resized':>8} {'gain':>6}",
     ]
     for row in report["table4"]:
         a, b = row["trained_for_input"], row["no_fine_tuning"]
@@ -170,7 +171,8 @@ def table(report: Mapping) -> str:
         )
     lines += [
         "",
-        f"{'branch':>6} {'images':>7} {'patches/img visual':>19} {'accurate':>9} {'centre in 1st %':>16} {'digit in 1st %':>15}",
+        f"{'branch':>6} {'images':>7} {'patches/img visual':>19} {'accurate':>9} "
+        f"{'centre in 1st %':>16} {'digit in 1st %':>15}",
     ]
     for size, b in report["branches"].items():
         patches = b["patches_per_image"]

@@ -189,7 +189,8 @@ def _stages(pipe: Pipeline) -> Callable[[Sequence[np.ndarray]], dict]:
 
 
 def table(result: Mapping) -> str:
-    """The report on the terminal: per image set, one row per method, top-1 beside cost and time, then the stage split."""
+    """The report on the terminal: per image set, one row per method, top-1 beside cost and time,
+    then the stage split."""
     return "\n\n".join(
         _set_table(name, result["top1"][name], result["timing"][name], result["preset"]) for name in result["top1"]
     )

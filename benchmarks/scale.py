@@ -1,6 +1,8 @@
-"""Scaling figures on a local Ray cluster (loopback only): offline images/s against actors, online latency against concurrency.
+"""Scaling figures on a local Ray cluster (loopback only): offline images/s against actors, \
+online latency against concurrency.
 
-    python -m benchmarks.scale --bundle bundles/default --json docs/benchmarks/scale.json --chart docs/benchmarks/scale.png
+    python -m benchmarks.scale --bundle bundles/default --json docs/benchmarks/scale.json \
+--chart docs/benchmarks/scale.png
 
 Images: the digits benchmark's test images (real digits on real photos),
 written as PNG files, so the job reads and decodes files as a user's would.
@@ -272,7 +274,8 @@ def text_report(result: dict[str, Any]) -> str:
         ),
         f"local cluster start: {result['cluster_start_seconds']:.1f} s",
         (
-            f"in-process, 1 thread: {reference['images_per_s_batch16']:.1f} images/s at batch {BATCH_SIZE}; one at a time "
+            f"in-process, 1 thread: {reference['images_per_s_batch16']:.1f} "
+            f"images/s at batch {BATCH_SIZE}; one at a time "
             f"{reference['requests_per_s_sequential']:.1f}/s, p50 {reference['latency_ms_p50']:.1f} ms p99 "
             f"{reference['latency_ms_p99']:.1f} ms"
         ),
@@ -290,7 +293,8 @@ def text_report(result: dict[str, Any]) -> str:
         lines.append(f"  {label}")
         for concurrency, row in levels.items():
             lines.append(
-                f"    concurrency {concurrency:>2}: {row['requests_per_s']:.1f} requests/s, p50 {row['latency_ms_p50']:.1f} ms "
+                f"    concurrency {concurrency:>2}: {row['requests_per_s']:.1f} requests/s, "
+                f"p50 {row['latency_ms_p50']:.1f} ms "
                 f"p99 {row['latency_ms_p99']:.1f} ms, mean batch {row['mean_batch']:.1f}"
             )
     if "access_and_metrics" in result:

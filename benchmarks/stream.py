@@ -36,6 +36,7 @@ def stream_table(label: str, figures: dict[str, dict]) -> str:
     for batch, stats in figures.items():
         lines.append(
             f"  batch {batch:>3}: {stats['frames']} frames, {stats['frames_per_s']:.2f} frames/s, "
-            f"latency p50 {stats['latency_ms_p50']:.1f} ms p99 {stats['latency_ms_p99']:.1f} ms, dropped {stats['dropped']}"
+            f"latency p50 {stats['latency_ms_p50']:.1f} ms p99 {stats['latency_ms_p99']:.1f} ms, "
+            f"dropped {stats['dropped']}"
         )
     return "\n".join(lines)

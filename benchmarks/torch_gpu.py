@@ -88,7 +88,8 @@ class Timer:
 
 
 def method_item(anchornet, downstream, params, timer: Timer):
-    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.method.patches`), then every patch, grouped by size."""
+    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.method.patches`),
+    then every patch, grouped by size."""
     branches = branch_specs(pooling=anchornet.pooling)
     names = anchornet_output_names(branches)
 
@@ -170,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"[{LABEL}] batch {batch_size}: method p50 {r['method']['wall']['p50']:.2f} ms "
                 f"(AnchorNet {r['method']['anchornet']['p50']:.2f}, host {r['method']['decision+lsp']['p50']:.2f}, "
-                f"patches {r['method']['patches']['p50']:.2f}), full image p50 {r['full_image']['wall']['p50']:.2f} ms, "
-                f"ratio {r['method_over_full_paired']:.3f}, {r['method']['patches_per_image']['mean']:.1f} patches/image"
+                f"patches {r['method']['patches']['p50']:.2f}), "
+                f"full image p50 {r['full_image']['wall']['p50']:.2f} ms, "
+                f"ratio {r['method_over_full_paired']:.3f}, "
+                f"{r['method']['patches_per_image']['mean']:.1f} patches/image"
             )
     report = {
         "label": LABEL,

@@ -4,7 +4,8 @@
     python export/to_trt.py --downstream resnet50 --out bundles/resnet50
     python export/to_trt.py --anchornet anchornet.pt --downstream resnet50:resnet50.pt --num-classes 10
     python export/to_trt.py --anchornet anchornet.pt --downstream timm:efficientnet_b0:ft.pth --class-names names.txt
-    python export/to_trt.py --anchornet anchornet.pt --downstream model.onnx --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --pixel-range 0-1
+    python export/to_trt.py --anchornet anchornet.pt --downstream model.onnx --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 \
+--pixel-range 0-1
     python export/to_trt.py --precision int8 --int8-target tensorrt   # INT8 QDQ models for TensorRT
     python export/to_trt.py --precision anchornet=fp32,downstream=int8 --calibration-dir photos/
     python export/to_trt.py --bundle bundles/default [--rebuild]   # on the device: engines only, no torch
@@ -38,13 +39,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--anchornet",
         type=Path,
         metavar="CKPT",
-        help="AnchorNet checkpoint (default: weights/anchornet.pt when neither this nor --downstream is given, else untrained)",
+        help="AnchorNet checkpoint (default: weights/anchornet.pt when neither this nor --downstream is given, "
+        "else untrained)",
     )
     parser.add_argument(
         "--downstream",
         metavar="SPEC",
         help="NAME[:CKPT] (torchvision name or efficientnet_lite0), timm:NAME[:CKPT], MODULE:CALLABLE[:CKPT], "
-        "FILE.onnx, or a TorchScript FILE.pt (default: the default architecture's weights/<ARCH>/downstream_patches.pt with the trained AnchorNet, "
+        "FILE.onnx, or a TorchScript FILE.pt (default: the default architecture's weights/<ARCH>/downstream_patches.pt "
+        "with the trained AnchorNet, "
         "else efficientnet_lite0)",
     )
     parser.add_argument(
@@ -243,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _engines_for(args: argparse.Namespace) -> int:
-    """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files; no torch involved."""
+    """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files;
+    no torch involved."""
     from anchor_edge.backends.trt.runner import engine_mismatches
     from anchor_edge.bundle import load_bundle
 

@@ -1,4 +1,5 @@
-"""The whole method in plain PyTorch and Python loops, written from docs/method.md alone (the project's reading of the paper).
+"""The whole method in plain PyTorch and Python loops, written from docs/method.md alone
+(the project's reading of the paper).
 
 It shares nothing with the runtime except image decoding and cropping, so a
 test comparing the two checks the runtime's decision, LSP, patch cutting,

@@ -29,7 +29,8 @@ from export.models.flops import count_multiply_adds
 
 
 class DownstreamFile(NamedTuple):
-    """What bundle.json says about the written downstream.onnx: its check, costs per size, size, normalisation in RGB."""
+    """What bundle.json says about the written downstream.onnx: its check, costs per size, size,
+    normalisation in RGB."""
 
     verification: Verification
     multiply_adds: dict[int, int]
@@ -41,7 +42,8 @@ class DownstreamFile(NamedTuple):
 def write_downstream(
     downstream: Downstream, path: Path, crops: np.ndarray, *, sizes: tuple[int, ...], tolerance: float
 ) -> DownstreamFile:
-    """Write `downstream` as `path` (input "image" RGB, dynamic batch, height and width; output "logits") and verify it."""
+    """Write `downstream` as `path` (input "image" RGB, dynamic batch, height and width; output "logits")
+    and verify it."""
     bgr = downstream.channel_order == "BGR"
     mean, std = (
         in_rgb_order(downstream.mean, downstream.channel_order),

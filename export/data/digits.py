@@ -260,7 +260,8 @@ def _crops() -> np.ndarray:
 
 
 def _with_real_crops(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Paste 1-MAX_CROPS real crops (faces and other photo patches, scikit-image's LFW subset), 20-80 px, each in a disk.
+    """Paste 1-MAX_CROPS real crops (faces and other photo patches, scikit-image's LFW subset), 20-80 px,
+    each in a disk.
 
     More real things that are not digits: the unseen test photos hold
     structures (a cat's face, coins) the training photos lack. Each grey

@@ -35,7 +35,8 @@ def mark_same_upper(onnx_path: Path, conv_names: list[str]) -> None:
     model = onnx.load(str(onnx_path))
     graph = model.graph
     producers = {output: node for node in graph.node for output in node.output}
-    # The TorchScript exporter scopes nodes by module path, keeping ModuleList indices: "/_blocks.0/_depthwise_conv/Conv".
+    # The TorchScript exporter scopes nodes by module path, keeping ModuleList indices:
+    # "/_blocks.0/_depthwise_conv/Conv".
     wanted = {"/" + re.sub(r"\.(?!\d)", "/", name) + "/Conv" for name in conv_names}
     found = 0
     for node in graph.node:

@@ -206,7 +206,8 @@ def _check_pool_windows(inferred: onnx.ModelProto, path: Path, size: int) -> Non
         if any(k > p for k, p in zip(attributes.get("kernel_shape", []), padded)):
             raise InputError(
                 f"{path} cannot take a {size} px input: node name: {node.name} ({node.op_type}) has a "
-                f"{'x'.join(map(str, attributes['kernel_shape']))} window over a {'x'.join(map(str, spatial))} map; {_FIX}"
+                f"{'x'.join(map(str, attributes['kernel_shape']))} window over a "
+                f"{'x'.join(map(str, spatial))} map; {_FIX}"
             )
 
 

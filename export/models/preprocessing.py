@@ -106,7 +106,8 @@ def apply_preprocessing(downstream: Downstream, flags: PreprocessingFlags) -> Do
 
 
 def read_class_names(source: Sequence[str] | str | Path) -> list[str]:
-    """Class names from a list, or a file (a str or Path): a JSON list of strings, or one name per line (blank lines skipped)."""
+    """Class names from a list, or a file (a str or Path): a JSON list of strings, or one name per line
+    (blank lines skipped)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():

@@ -102,7 +102,8 @@ def bundled_photo_split() -> tuple[ImageSet, ImageSet]:
         names = ", ".join(name for name, _ in chosen)
         return ImageSet(
             [view for name, image in chosen for view in photo_views(name, image)],
-            f"12 deterministic crops/flips each of {len(chosen)} photos shipped with scikit-image and scikit-learn ({names})",
+            f"12 deterministic crops/flips each of {len(chosen)} photos "
+            f"shipped with scikit-image and scikit-learn ({names})",
         )
 
     return views(calibration), views(held_out)

@@ -207,7 +207,8 @@ def gemm_convolutions(model: onnx.ModelProto, excluded: list[str]) -> dict[str, 
 
 
 def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:
-    """Name unnamed nodes "<op>_<index>": the quantizer excludes nodes by name, and pre-processing leaves some unnamed."""
+    """Name unnamed nodes "<op>_<index>": the quantizer excludes nodes by name, and pre-processing leaves
+    some unnamed."""
     for index, node in enumerate(graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{index}"

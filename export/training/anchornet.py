@@ -70,7 +70,8 @@ def anchornet_loss(
     boxes: torch.Tensor | None = None,
     natural_branch: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over the three branches of CE(attention) + CE(GAP) + AUX_WEIGHT * CE(aux), plus the box terms when boxes are given.
+    """Sum over the three branches of CE(attention) + CE(GAP) + AUX_WEIGHT * CE(aux), plus the box terms
+    when boxes are given.
 
     With boxes (and each sample's natural branch), the attention term's
     targets are `branch_targets` (hard on the natural branch, smoothed on the

@@ -98,7 +98,8 @@ def storage_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 class Batch(NamedTuple):
-    """Network inputs (N, 3, S, S), labels (N,), the samples (`LabelledImage`, boxes in input coordinates when known)."""
+    """Network inputs (N, 3, S, S), labels (N,), the samples (`LabelledImage`, boxes in input coordinates
+    when known)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -154,7 +155,8 @@ CURRICULUM_STREAM = 7
 
 
 def is_easy(index: int, seed: int, easy_share: float) -> bool:
-    """Whether training sample `index` is drawn easy, at this point of the curriculum: a pure function of its arguments."""
+    """Whether training sample `index` is drawn easy, at this point of the curriculum:
+    a pure function of its arguments."""
     return easy_share > 0 and bool(np.random.default_rng([seed, index, CURRICULUM_STREAM]).random() < easy_share)
 
 

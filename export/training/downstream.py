@@ -113,7 +113,8 @@ class Recipe(NamedTuple):
 
 
 RECIPES = {
-    # ImageNet backbone: the full-image network fine-tunes from it, the patch network from the full one (the paper's protocol).
+    # ImageNet backbone: the full-image network fine-tunes from it, the patch network from the full one
+    # (the paper's protocol).
     EFFICIENTNET_LITE0: Recipe(
         EFFICIENTNET_LITE0,
         kinds=("full", "resized", "patches"),
@@ -173,7 +174,8 @@ def user_recipe(user: UserDownstream, pretrained: str) -> Recipe:
 
 
 def build_downstream(architecture: str = DEFAULT_ARCHITECTURE, num_classes: int = NUM_CLASSES) -> nn.Module:
-    """The architecture's starting point: EfficientNet-Lite0 with its ImageNet backbone and a new head, others random."""
+    """The architecture's starting point: EfficientNet-Lite0 with its ImageNet backbone and a new head,
+    others random."""
     return load_downstream(architecture, num_classes=num_classes).module
 
 

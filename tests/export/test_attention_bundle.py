@@ -1,5 +1,6 @@
 """A bundle like the default one (attention pooling, EfficientNet-Lite0 with its own 127/128 normalization), end to end
-against the PyTorch reference on real photos: the att_* outputs, Prediction.attention, and each model's normalization."""
+against the PyTorch reference on real photos: the att_* outputs, Prediction.attention, and each model's
+normalization."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ def test_the_box_loss_is_least_when_attention_and_heatmap_sit_on_the_object():
 
     on_object = box_loss(placed_on(box), label, box, natural).item()
     elsewhere = box_loss(placed_on(box + 40), label, box, natural).item()  # 5 cells off
-    # On the object, the attention and F[label] terms are each branch's target entropy (their minimum, Gibbs' inequality).
+    # On the object, the attention and F[label] terms are each branch's target entropy
+    # (their minimum, Gibbs' inequality).
     entropy = sum(
         -(t * t.log()).sum().item()
         for t in (attention_target(box, f, m.shape[2], m.shape[3]) for f, m in zip((63, 95, 111), outputs.logit_maps))

@@ -1,4 +1,5 @@
-"""INT8 calibration reads the user's folder as `anchor-edge eval` and training do: flat, class subfolders, or train/val."""
+"""INT8 calibration reads the user's folder as `anchor-edge eval` and training do: flat, class subfolders,
+or train/val."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The weights in weights/ as shipped: exported as `python export/to_trt.py` does, on a fixed slice of the digits test split.
+"""The weights in weights/ as shipped: exported as `python export/to_trt.py` does, on a fixed slice of the
+digits test split.
 
 Loose floors under the figures docs/accuracy.md and docs/precision.md report
 (measured on 600 images), so a change that breaks the shipped model, its

@@ -1,4 +1,5 @@
-"""`python export/to_trt.py` exports the committed trained weights only when asked for nothing else, or `--trained ARCH`."""
+"""`python export/to_trt.py` exports the committed trained weights only when asked for nothing else,
+or `--trained ARCH`."""
 
 from pathlib import Path
 

@@ -126,7 +126,8 @@ def test_fp16_bundle_runs_with_float32_io_and_records_the_check(small_bundle, tm
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert [manifest["models"][r]["precision"] for r in ("anchornet", "downstream")] == ["fp16", "fp16"]
     assert manifest["precision"] == encode(report) and report.images == len(few_photos)
-    # FP16 keeps the decisions of even this untrained bundle on the photos (the trained one: tests/export/test_committed_weights.py)
+    # FP16 keeps the decisions of even this untrained bundle on the photos
+    # (the trained one: tests/export/test_committed_weights.py)
     assert report.pipeline_top1_agreement >= 0.75
     for role in ("anchornet", "downstream"):
         model = onnx.load(str(bundle / manifest["models"][role]["file"]))

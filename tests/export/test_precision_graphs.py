@@ -1,4 +1,5 @@
-"""The ONNX-level precision transforms on small hand-built graphs: which layers INT8 keeps float, 7-bit weights, FP16 outputs."""
+"""The ONNX-level precision transforms on small hand-built graphs: which layers INT8 keeps float, 7-bit weights,
+FP16 outputs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def _initializers(model):
 
 
 def test_float_ends_are_the_first_layers_and_those_writing_outputs():
-    """x -> p1 -> p2 -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs), c0 beside c1 added in."""
+    """x -> p1 -> p2 -> c1 -> Relu -> c2 -> (map output; GAP -> Flatten -> fc -> Softmax -> probs),
+    c0 beside c1 added in."""
     helper, TensorProto = onnx.helper, onnx.TensorProto
 
     def conv(name, inputs, output):
@@ -118,7 +120,8 @@ def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
 
 
 def _pointwise_then_depthwise_model():
-    """image (8 channels) -> c0, c1, c2 (identity 1x1, float: the first three) -> sum (1x1, all ones) -> dw (3x3 depthwise,
+    """image (8 channels) -> c0, c1, c2 (identity 1x1, float: the first three) -> sum (1x1, all ones)
+    -> dw (3x3 depthwise,
     group 8) -> out (identity 1x1, writes the output: float). sum and dw are the two layers INT8 quantizes."""
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     eye = np.eye(8, dtype=np.float32).reshape(8, 8, 1, 1)

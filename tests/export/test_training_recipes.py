@@ -118,7 +118,8 @@ def _loss_on_first_batch(model: torch.nn.Module, kind: str) -> float:
 
 @pytest.mark.parametrize("kind", ["anchornet", "full", "resized"])
 def test_a_few_steps_lower_the_loss_against_a_learning_rate_of_zero(tmp_path, monkeypatch, kind):
-    """Three steps at the recipe's learning rate (no warmup) lower the loss on the first batch; at rate 0 they do not."""
+    """Three steps at the recipe's learning rate (no warmup) lower the loss on the first batch;
+    at rate 0 they do not."""
     import export.training.anchornet as anchornet_recipe
     import export.training.downstream as downstream_recipe
 

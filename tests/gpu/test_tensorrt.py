@@ -128,7 +128,8 @@ def test_the_whole_pipeline_on_real_photos_matches_onnxruntime(trt_bundle, photo
 def test_reduced_precision_engines_agree_with_fp32_on_real_photos(
     small_bundle, photos, tmp_path, precision, target, floor
 ):
-    """FP16 and INT8 (symmetric, --int8-target tensorrt) engines: top-1 agreement with the FP32 pipeline on the photos."""
+    """FP16 and INT8 (symmetric, --int8-target tensorrt) engines: top-1 agreement with the FP32 pipeline
+    on the photos."""
     from anchor_edge import Pipeline
     from export.engines.build import build_engines, record_engines
     from export.precision.calibration import ImageSet

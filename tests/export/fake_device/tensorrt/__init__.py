@@ -1,4 +1,5 @@
-"""A fake TensorRT builder: parses an ONNX file by reading its input name, and "builds" a JSON of the profiles asked for.
+"""A fake TensorRT builder: parses an ONNX file by reading its input name, and "builds" a JSON of the profiles
+asked for.
 
 Just the API export/engines/build.py calls; the version comes from FAKE_TENSORRT (default 10.3.0).
 """
