@@ -138,7 +138,7 @@ def make_sample(split: str, index: int, seed: int = 0, *, easy: bool = False) ->
     digit_index = int(candidates[rng.integers(len(candidates))])
     photo_name, photo = photos(split)[rng.integers(len(photos(split)))]
 
-    image = _background(photo, rng)
+    image = random_background(photo, rng)
     if split == "train":
         image = _augmented(image, np.random.default_rng([seed, SPLITS.index(split), index, AUGMENTATION_STREAM]))
     if easy:
@@ -175,7 +175,7 @@ def network_input(image: np.ndarray) -> np.ndarray:
     return image[NETWORK_OFFSET:end, NETWORK_OFFSET:end]
 
 
-def _background(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_background(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random square crop of the photo (at least 60 % of its short side), resized to 256, maybe mirrored."""
     short = min(photo.shape[:2])
     side = int(rng.integers(int(0.6 * short), short + 1))
@@ -207,7 +207,7 @@ def _augmented(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:
         _, other = photos("train")[rng.integers(len(photos("train")))]
         share = rng.uniform(0.3, 0.7)
-        result = (1 - share) * result + share * _background(other, rng).astype(np.float32)
+        result = (1 - share) * result + share * random_background(other, rng).astype(np.float32)
     if rng.random() < 0.2:
         result = cv2.GaussianBlur(np.ascontiguousarray(result), (0, 0), float(rng.uniform(0.5, 2.0)))
     if rng.random() < 0.2:
@@ -234,7 +234,7 @@ def _with_round_clutter(image: np.ndarray, rng: np.random.Generator) -> np.ndarr
     result = image.copy()
     for _ in range(int(rng.integers(1, MAX_CLUTTER + 1))):
         _, photo = photos("train")[rng.integers(len(photos("train")))]
-        texture = _background(photo, rng).astype(np.float32) * rng.uniform(0.5, 1.5)
+        texture = random_background(photo, rng).astype(np.float32) * rng.uniform(0.5, 1.5)
         mask = np.zeros(result.shape[:2], np.uint8)
         centre = (int(rng.integers(IMAGE_SIZE)), int(rng.integers(IMAGE_SIZE)))
         axes = (int(rng.integers(8, 56)), int(rng.integers(8, 56)))

@@ -43,7 +43,7 @@ def test_box_is_where_the_ink_was_painted(index, monkeypatch):
     # (network-input coordinates, offset 16) must be their tight box.
     from export.data import digits
 
-    monkeypatch.setattr(digits, "_background", lambda photo, rng: np.zeros((256, 256, 3), np.uint8))
+    monkeypatch.setattr(digits, "random_background", lambda photo, rng: np.zeros((256, 256, 3), np.uint8))
     monkeypatch.setattr(digits, "_contrasting_colour", lambda region, rng: np.full(3, 255.0, np.float32))
     sample = make_sample("test", index)
     ys, xs = np.nonzero(sample.image.max(axis=2))
