@@ -35,16 +35,16 @@ import numpy as np
 from tqdm import tqdm
 
 from anchor_edge.backends.ort import OrtRunner
-from anchor_edge.method.budget import patch_costs, within_budget
 from anchor_edge.bundle import Bundle, load_bundle
 from anchor_edge.bundle.baselines import BaselineEntry, read_baselines
-from anchor_edge.method.early_exit import classify_until_confident
+from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError, BundleError
+from anchor_edge.method.budget import patch_costs, within_budget
+from anchor_edge.method.early_exit import classify_until_confident
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all
-from anchor_edge.pipeline import Pipeline, softmax
 from anchor_edge.method.preprocess import normalize
-from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
+from anchor_edge.pipeline import Pipeline, softmax
 from benchmarks.accuracy_report import (
     BUDGET_EARLY_EXIT,
     BUDGETS,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anchor_edge.method.budget import savings_note
 from anchor_edge.bundle.baselines import BaselineEntry
 from anchor_edge.bundle.schema import Manifest
+from anchor_edge.method.budget import savings_note
 from export.data.digits import SCALE_FIELDS
 
 PRESET_NAMES = ("visual", "accurate")

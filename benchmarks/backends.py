@@ -23,8 +23,8 @@ from typing import Any
 
 from anchor_edge import Pipeline
 from anchor_edge.backends.openvino import cpu_supports, openvino_devices
-from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.bundle.check_set import verify_bundle
+from anchor_edge.errors import AnchorEdgeError
 from benchmarks import report
 from benchmarks.measure import interleaved, paired_ratio, summarize
 

@@ -23,9 +23,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from anchor_edge.pipeline import Pipeline, softmax
-from anchor_edge.method.preprocess import normalize, resize_and_crop
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+from anchor_edge.pipeline import Pipeline, softmax
 from anchor_edge.timing import StageClock
 from benchmarks.measure import Item
 

@@ -26,12 +26,12 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `anchor_e
 
 from anchor_edge import Pipeline  # noqa: E402
 from anchor_edge.cli.options import add_backend_options, backend_keywords  # noqa: E402
-from anchor_edge.method.budget import savings_note  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
+from anchor_edge.method.budget import savings_note  # noqa: E402
 from anchor_edge.method.lsp import PRESETS  # noqa: E402
 from benchmarks import items, report  # noqa: E402
-from benchmarks.images import default_images, load_images  # noqa: E402
 from benchmarks.costs import cost_accounting  # noqa: E402
+from benchmarks.images import default_images, load_images  # noqa: E402
 from benchmarks.measure import interleaved  # noqa: E402
 from benchmarks.stream import stream_figures, stream_table  # noqa: E402
 

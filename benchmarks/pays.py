@@ -36,10 +36,10 @@ from anchor_edge import Pipeline
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
 from anchor_edge.bundle.baselines import read_baselines
-from anchor_edge.errors import AnchorEdgeError
-from anchor_edge.pipeline import softmax
-from anchor_edge.method.preprocess import normalize, resize_and_crop
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
+from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.method.preprocess import normalize, resize_and_crop
+from anchor_edge.pipeline import softmax
 from benchmarks import report
 from benchmarks.measure import interleaved, paired_ratio, summarize
 from export.data.digits import make_sample

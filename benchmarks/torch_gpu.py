@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torchvision
 
+from anchor_edge.bundle.schema import anchornet_output_names
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, locate
 from anchor_edge.method.preprocess import normalize, resize_and_crop
-from anchor_edge.bundle.schema import anchornet_output_names
 from benchmarks.measure import interleaved, paired_ratio, summarize
 from benchmarks.report import environment
 from export.data.photos import real_photos

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from anchor_edge.backends.trt.environment import tensorrt_available
-from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.bundle.choices import Int8Target, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.schema import read_manifest
+from anchor_edge.errors import AnchorEdgeError
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
 from export.precision.convert import PrecisionOptions, parse_precision
 

@@ -81,7 +81,7 @@ def test_one_digit_changed_fails_naming_file_line_and_figure(tmp_path, figure, s
     text = SYNTHETIC_MD.replace(f" {figure}", f" {changed}", 1)
     assert text != SYNTHETIC_MD
     errors = _synthetic(tmp_path, text)
-    line = 1 + text.splitlines().index(next(l for l in text.splitlines() if f" {changed}" in l))
+    line = 1 + text.splitlines().index(next(row for row in text.splitlines() if f" {changed}" in row))
     assert any(e.startswith(f"{tmp_path / 'docs' / 'guide.md'}:{line}: figure {changed}") for e in errors), errors
 
 

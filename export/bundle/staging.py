@@ -16,7 +16,7 @@ from typing import Iterator
 
 from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import Role
-from anchor_edge.bundle.schema import Manifest, Models, MANIFEST_NAME, manifest_text
+from anchor_edge.bundle.schema import MANIFEST_NAME, Manifest, Models, manifest_text
 
 
 @contextlib.contextmanager

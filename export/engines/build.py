@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from anchor_edge.bundle.atomic_write import write_atomically
-from anchor_edge.errors import ExportError, InputError
 from anchor_edge.backends.trt.environment import (
     INSTALL_HINT,
     machine_identity,
@@ -32,10 +30,12 @@ from anchor_edge.backends.trt.environment import (
     tensorrt_available,
     tensorrt_logger,
 )
-from anchor_edge.bundle import load_bundle, sha256_of
-from anchor_edge.bundle.choices import Role
-from anchor_edge.bundle.schema import EngineRecord, Profile, MANIFEST_NAME, manifest_text, read_manifest
 from anchor_edge.backends.trt.profiles import DEFAULT_MAX_BATCH, DEFAULT_MAX_PATCHES, plan_profiles
+from anchor_edge.bundle import load_bundle, sha256_of
+from anchor_edge.bundle.atomic_write import write_atomically
+from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.schema import MANIFEST_NAME, EngineRecord, Profile, manifest_text, read_manifest
+from anchor_edge.errors import ExportError, InputError
 from export.engines.plan import engine_record
 
 if TYPE_CHECKING:

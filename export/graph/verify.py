@@ -16,12 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from anchor_edge.errors import ExportError
-from anchor_edge.method.preprocess import normalize, resize_and_crop
 from anchor_edge.bundle.precision_records import Verification
 from anchor_edge.bundle.schema import INPUT_NAME
+from anchor_edge.errors import ExportError
+from anchor_edge.method.preprocess import normalize, resize_and_crop
 from export.data.photos import real_photos
-
 
 #: What an exported model is compared with: normalized (N, 3, H, W) float32 in, its outputs in graph order out.
 Reference = Callable[[np.ndarray], Sequence[np.ndarray]]

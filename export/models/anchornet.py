@@ -17,11 +17,11 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from anchor_edge.bundle.choices import Pooling
+from anchor_edge.bundle.schema import Branch as BranchSpec
+from anchor_edge.bundle.schema import anchornet_output_names, branch_layout
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
-from anchor_edge.bundle.schema import Branch as BranchSpec
-from anchor_edge.bundle.choices import Pooling
-from anchor_edge.bundle.schema import anchornet_output_names, branch_layout
 
 Activation = Callable[[], nn.Module]
 

@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from anchor_edge.bundle.schema import INPUT_NAME
 from anchor_edge.errors import InputError
 from anchor_edge.method.patches import cut_by_size, locate
-from anchor_edge.pipeline import Pipeline
 from anchor_edge.method.preprocess import load_image, normalize
-from anchor_edge.bundle.schema import INPUT_NAME
+from anchor_edge.pipeline import Pipeline
 from anchor_edge.video.sources import IMAGE_SUFFIXES
 from export.data.photos import real_photos
 

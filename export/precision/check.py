@@ -19,10 +19,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from anchor_edge.errors import ExportError, InputError
-from anchor_edge.pipeline import Pipeline
 from anchor_edge.bundle.choices import Precision, Role
 from anchor_edge.bundle.precision_records import Accuracy, Difference, PrecisionCheck
+from anchor_edge.errors import ExportError, InputError
+from anchor_edge.pipeline import Pipeline
 from export.precision.calibration import ImageSet
 
 

@@ -36,11 +36,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anchor_edge.errors import ExportError, InputError
-from anchor_edge.pipeline import Pipeline
 from anchor_edge.bundle.choices import Precision, Role
 from anchor_edge.bundle.precision_records import Calibration, PrecisionCheck
 from anchor_edge.bundle.schema import ModelEntry, Models, read_manifest
+from anchor_edge.errors import ExportError, InputError
+from anchor_edge.pipeline import Pipeline
 from export.bundle.staging import write_manifest
 from export.precision.calibration import (
     BatchReader,
@@ -51,9 +51,9 @@ from export.precision.calibration import (
     localized_patches,
     patch_batches,
 )
+from export.precision.check import compare_pipelines, describe, require_agreement
 from export.precision.fp16 import convert_to_fp16
 from export.precision.int8 import INT8_TARGETS, quantize_to_int8
-from export.precision.check import compare_pipelines, describe, require_agreement
 
 log = logging.getLogger("anchor_edge")
 

@@ -45,9 +45,9 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from anchor_edge.errors import InputError
 from anchor_edge.bundle.choices import Int8Target
 from anchor_edge.bundle.precision_records import Int8Record
+from anchor_edge.errors import InputError
 
 log = logging.getLogger("anchor_edge")
 

@@ -28,8 +28,8 @@ from anchor_edge.errors import InputError
 from export.bundle.build import CROP, PATCH_SIZES
 from export.graph.onnx_export import export_downstream
 from export.graph.verify import photo_crops, verify
-from export.models.flops import count_multiply_adds
 from export.models.downstream import DEFAULT_ARCHITECTURE
+from export.models.flops import count_multiply_adds
 from export.models.trained_weights import downstream_weights
 from export.training.downstream import RECIPES, build_downstream, normalization
 

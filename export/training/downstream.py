@@ -41,10 +41,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from anchor_edge.bundle.schema import anchornet_output_names
 from anchor_edge.errors import InputError
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, locate
-from anchor_edge.bundle.schema import anchornet_output_names
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
 from export.data.source import DIGITS, DataSource
 from export.models.anchornet import AnchorNet, branch_specs
@@ -62,11 +62,11 @@ from export.training.common import (
     IMAGENET,
     Budget,
     Normalization,
+    add_recipe_arguments,
+    apply_recipe_arguments,
     autocast,
     bf16_supported,
     easy_share,
-    add_recipe_arguments,
-    apply_recipe_arguments,
     learning_rate,
     load_checkpoint,
     pick_device,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from anchor_edge.backends.ort import OrtRunner
-from anchor_edge.pipeline import softmax
 from anchor_edge.method.preprocess import normalize, resize_and_crop
+from anchor_edge.pipeline import softmax
 from export.data.digits import make_sample
 from export.models.downstream import EFFICIENTNET_LITE0, IMAGENET_MEAN, IMAGENET_STD, RESNET50
 from export.training.baselines import main

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("onnxruntime.quantization")
 from anchor_edge.errors import InputError  # noqa: E402
-from export.precision.calibration import check_images, calibration_images, folder_split, held_out_images  # noqa: E402
+from export.precision.calibration import calibration_images, check_images, folder_split, held_out_images  # noqa: E402
 
 
 def write(path: Path, value: int) -> None:

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from anchor_edge.backends.trt.identity import identity_mismatches, identity_of
 from anchor_edge.backends.trt.environment import tensorrt_available
+from anchor_edge.backends.trt.identity import identity_mismatches, identity_of
 from anchor_edge.bundle.choices import Precision
 from anchor_edge.bundle.schema import Profile, encode
 from export.engines.build import EngineBuildError, build_engine, record_engines

@@ -57,9 +57,9 @@ def test_bundle_records_what_the_runtime_needs(small_bundle):
 
 
 def test_efficientnet_lite0_keeps_its_top1_on_onnx_runtime(tmp_path):
-    from export.models.downstream import load_downstream
     from export.graph.onnx_export import export_downstream
     from export.graph.verify import photo_crops, verify
+    from export.models.downstream import load_downstream
 
     net = load_downstream("efficientnet_lite0")
     export_downstream(net.module, tmp_path / "lite0.onnx")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.models.anchornet import AnchorNet, OUTPUT_NAMES_GAP
 from export.graph.onnx_export import _export, export_anchornet
 from export.graph.ort_layout import rewrite_center_crops, rewrite_se_gates
+from export.models.anchornet import OUTPUT_NAMES_GAP, AnchorNet
 
 
 def _crop_graph(starts: int, ends: int) -> onnx.ModelProto:

@@ -15,10 +15,10 @@ ort = pytest.importorskip("onnxruntime")
 cv2 = pytest.importorskip("cv2")
 
 from anchor_edge.bundle import load_bundle  # noqa: E402
-from anchor_edge.pipeline import Pipeline  # noqa: E402
-from anchor_edge.method.preprocess import resize_and_crop  # noqa: E402
 from anchor_edge.bundle.precision_records import Accuracy  # noqa: E402
 from anchor_edge.bundle.schema import encode, read_manifest  # noqa: E402
+from anchor_edge.method.preprocess import resize_and_crop  # noqa: E402
+from anchor_edge.pipeline import Pipeline  # noqa: E402
 from export.bundle.staging import write_manifest  # noqa: E402
 from export.precision.calibration import (  # noqa: E402
     MIN_CALIBRATION_IMAGES,
@@ -29,8 +29,8 @@ from export.precision.calibration import (  # noqa: E402
     default_split,
     localized_patches,
 )
-from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
 from export.precision.check import PrecisionCheckError, compare_pipelines, describe  # noqa: E402
+from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 IMAGENET_MEAN, IMAGENET_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])

@@ -111,9 +111,10 @@ def test_int8_keeps_attention_pooling_float_so_diffuse_maps_survive(tmp_path):
     nodes = onnx.load(str(target)).graph.node
     dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
     assert {n.name for n in nodes if n.op_type == "Conv" and n.input[1] in dequantized} == {"c3"}
-    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"image": diffuse}
-    )[0]  # noqa: E731
+
+    def run(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": diffuse})[0]
+
     expected, got = run(source), run(target)
     assert expected.max() > 0.5, "FP32 is far from uniform here"
     np.testing.assert_allclose(got, expected, atol=0.05)

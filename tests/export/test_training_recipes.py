@@ -6,22 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from export.models.anchornet import AnchorNet
+from anchor_edge.errors import InputError
 from export.data.digits import make_sample, network_input
 from export.data.source import LabelledImage
-from export.training.anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
-from anchor_edge.errors import InputError
+from export.models.anchornet import AnchorNet
 from export.models.downstream import EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import downstream_weights
-from export.training.downstream import (
-    RECIPES,
-    SEED_OFFSET,
-    build_downstream,
-    localized_patches,
-    normalization,
-    resized_batch,
-    train_downstream,
-)
+from export.training.anchornet import AUX_WEIGHT, anchornet_loss, train_anchornet
 from export.training.common import (
     IMAGENET,
     Budget,
@@ -32,7 +23,15 @@ from export.training.common import (
     sample_batch,
     storage_copy,
 )
-
+from export.training.downstream import (
+    RECIPES,
+    SEED_OFFSET,
+    build_downstream,
+    localized_patches,
+    normalization,
+    resized_batch,
+    train_downstream,
+)
 
 NORMALIZATION = normalization(EFFICIENTNET_LITE0)
 

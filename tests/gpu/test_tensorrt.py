@@ -18,9 +18,9 @@ import pytest
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.backends.trt.runner import TrtRunner, engine_mismatches, machine_identity, tensorrt_available
 from anchor_edge.bundle import load_bundle, sha256_of
+from anchor_edge.bundle.choices import Role
 from anchor_edge.errors import BackendError
 from anchor_edge.method.lsp import PRESETS
-from anchor_edge.bundle.choices import Role
 
 AVAILABLE, REASON = tensorrt_available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not AVAILABLE, reason=f"TensorRT backend unavailable: {REASON}")]
