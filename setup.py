@@ -61,6 +61,8 @@ setup(
             "pytest>=7",
             "pytest-timeout>=2.1",
             "mypy>=1.8",
+            # the formatter and linter tests/test_style.py runs; pinned to a minor, whose style it keeps
+            "ruff>=0.17,<0.18",
             "matplotlib>=3.7",
             "py-cpuinfo>=9",
             "openvino>=2024.0",
