@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.schema import Manifest, Profile
+from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.method.lsp import PRESETS
 
@@ -58,8 +59,8 @@ def plan_profiles(manifest: Manifest, *, max_batch: int, max_patches: int, prese
         >>> [p.opt[0] for p in plan[Role.DOWNSTREAM]]
         [24, 10, 8, 1]
     """
-    _require_positive("max_batch", max_batch)
-    _require_positive("max_patches", max_patches)
+    positive_int("max_batch", max_batch)
+    positive_int("max_patches", max_patches)
     if preset not in PRESETS:
         raise InputError(f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)}")
     crop = manifest.preprocess.crop
@@ -102,8 +103,3 @@ def _single_input(manifest: Manifest, role: Role) -> tuple[str, int]:
             f"bundle.json models.{role}.inputs[0].shape must be NCHW with a fixed channel count, got {shape!r}"
         )
     return inputs[0].name, shape[1]
-
-
-def _require_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
