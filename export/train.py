@@ -190,11 +190,13 @@ def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def _export(anchornet: Path, downstream: str, bundle: Path, data: Path | None) -> None:
-    """The trained AnchorNet and patch-tuned downstream as an FP32 bundle (export/bundle/build.py); trained on a
-    folder, its check set is that folder's held-out images, so `anchor-edge verify` checks what the user trains for."""
+    """The trained AnchorNet and patch-tuned downstream as an FP32 bundle (export/bundle/build.py), recording the
+    LSP preset whose patches the downstream was fine-tuned on; trained on a folder, its check set is that folder's
+    held-out images, so `anchor-edge verify` checks what the user trains for."""
     from export.bundle.build import export_bundle
+    from export.training.downstream import FINE_TUNING_PRESET
 
-    export_bundle(anchornet, downstream, bundle, check_dir=data)
+    export_bundle(anchornet, downstream, bundle, preset=FINE_TUNING_PRESET, check_dir=data)
 
 
 def _steps(text: str) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from anchor_edge.errors import InputError
 from export.data.folder import ImageFolder
+from export.data.source import TRAIN
 from export.models.downstream import split_checkpoint
 from export.models.trained_weights import downstream_weights
 from export.training.anchornet import train_anchornet
@@ -37,24 +38,27 @@ from export.training.teacher import Teacher
 from export.training.user_downstream import UserDownstream, normalization_of
 
 LOG = logging.getLogger("anchor_edge.train")
-#: (step, share of the budget, images planned) for an untrained and for a trained downstream. AnchorNet's plan is the
-#: digits recipe's, which fills its share on 2 CPU cores; the budget ends a plan that does not fit, its learning rate
-#: decayed by the time spent (export.training.common.learning_rate).
-UNTRAINED_PLAN = (("full", 0.25, 8_000), ("anchornet", 0.6, 200_000), ("patches", 0.15, 4_000))
-TRAINED_PLAN = (("anchornet", 0.85, 200_000), ("patches", 0.15, 4_000))
+#: (step, share of the budget, epochs of the folder planned, images planned at least) for an untrained and for a
+#: trained downstream. The plans are longer than 2 CPU cores get through in their shares, so the budget the user gives
+#: is the budget used: it ends each step, its learning rate decayed by the time spent
+#: (export.training.common.learning_rate). The floors (AnchorNet's is the digits recipe's 200k images) keep a small
+#: folder from a schedule of a few hundred steps; on a GPU, or with a small folder, the epochs end a step early.
+UNTRAINED_PLAN = (("full", 0.25, 30, 8_000), ("anchornet", 0.6, 40, 200_000), ("patches", 0.15, 10, 4_000))
+TRAINED_PLAN = (("anchornet", 0.85, 40, 200_000), ("patches", 0.15, 10, 4_000))
 TEACHER_MAPS_FILE = "teacher_maps.pt"
 
 
-def folder_plan(user: UserDownstream, keep: bool) -> list[tuple[str, float, int]]:
-    """The steps for this downstream, each with its share of the whole budget (shares of the steps that run)."""
+def folder_plan(user: UserDownstream, keep: bool, files: int) -> list[tuple[str, float, int]]:
+    """The steps for this downstream, each with its share of the whole budget (shares of the steps that run) and the
+    images planned for a folder of `files` training files."""
     if keep and not user.trained:
         raise InputError(
             f"--keep-downstream keeps a trained downstream as it is, and {user.spec} names no checkpoint; "
             "give its weights (NAME:CKPT), or drop --keep-downstream to train it on the folder"
         )
     plan = [step for step in (TRAINED_PLAN if user.trained else UNTRAINED_PLAN) if not (keep and step[0] == "patches")]
-    total = sum(share for _, share, _ in plan)
-    return [(step, share / total, images) for step, share, images in plan]
+    total = sum(step[1] for step in plan)
+    return [(step, share / total, max(floor, epochs * files)) for step, share, epochs, floor in plan]
 
 
 def train_on_folder(
@@ -71,7 +75,7 @@ def train_on_folder(
 ) -> tuple[dict, str]:
     """Run the plan's steps (those in `only`, when given); returns the reports and the bundle's downstream spec."""
     reports = {}
-    for step, share, images in folder_plan(user, keep):
+    for step, share, images in folder_plan(user, keep, folder.count(TRAIN)):
         if only and step not in only:
             continue
         minutes, planned = budget_minutes * share, max(1, int(images * scale))

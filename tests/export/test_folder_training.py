@@ -107,9 +107,26 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     assert report["anchornet"]["steps"] == 2  # 40 planned images at batch 32, rounded up
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["class_names"] == ["astronaut", "coffee"] and manifest["trained"] is True
+    assert manifest["lsp"]["preset"] == "visual", "the bundle runs the preset whose patches its downstream learned"
     with Pipeline.from_bundle(bundle, backend="onnxruntime", threads=1) as pipe:
         prediction = pipe(dict(photos)["astronaut"])
     assert prediction.label in ("astronaut", "coffee") and len(prediction.boxes) >= 1
+
+
+def test_the_folder_plan_outlasts_its_budget_on_a_big_folder_and_keeps_floors_on_a_small_one():
+    from export.training.folder_steps import folder_plan
+    from export.training.user_downstream import open_user_downstream
+
+    untrained = open_user_downstream("efficientnet_lite0")
+    # 12,000 files: 30, 40 and 10 epochs, more than 2 cores get through in 30, 72 and 18 minutes of a 120-minute
+    # budget (Lite0 trains 10-16 images/s at 224 here, AnchorNet about 60), so the budget, not the plan, ends each step.
+    assert folder_plan(untrained, False, 12_000) == [
+        ("full", 0.25, 360_000),
+        ("anchornet", 0.6, 480_000),
+        ("patches", 0.15, 120_000),
+    ]
+    # 100 files: the floors, so a small folder still gets the digits recipe's 200k AnchorNet images.
+    assert [images for _, _, images in folder_plan(untrained, False, 100)] == [8_000, 200_000, 4_000]
 
 
 def test_train_refuses_a_bad_folder_with_exit_code_one(tmp_path, capsys):
