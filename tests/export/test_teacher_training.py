@@ -102,6 +102,18 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
     scored = json.loads(capsys.readouterr().out)
     assert scored["images"] == 10 and set(scored["top1"]) == {"pipeline", "full_image", "anchornet"}
 
+    # The docs' folder reports: the same eval, beside the training report, stamped with the bundle's files.
+    from benchmarks.folder_run import main as folder_run
+
+    written = tmp_path / "folder.json"
+    arguments = [str(bundle), "--data", str(folder), "--weights", str(out), "--out", str(written), "--threads", "1"]
+    assert folder_run(arguments) == 0
+    run = json.loads(written.read_text())
+    assert run["eval"]["top1"] == scored["top1"] and "predictions" not in run["eval"]
+    assert run["training"] == report
+    assert run["bundle"]["sha256"]["downstream"] == sha256(bundle / manifest["models"]["downstream"]["file"])
+    assert folder_run([*arguments[:3], "--weights", str(tmp_path / "nowhere"), "--out", str(written)]) == 1
+
 
 def test_without_keep_the_trained_downstream_is_fine_tuned_from_its_own_weights(tmp_path, folder, trained_resnet18):
     out = tmp_path / "weights"

@@ -1,0 +1,70 @@
+"""One report of a run on a user's folder: how it trained and what its bundle gives on the folder's held-out images.
+
+    python -m export.train --data DIR --out W --bundle B                  # train (export/train.py)
+    python -m benchmarks.folder_run B --data DIR --weights W --out docs/benchmarks/folder_x.json
+
+The training half is W/training_report.json as `export.train` wrote it
+(minutes and images per step, the teacher's maps, AnchorNet's held-out
+figures); the result half is `anchor-edge eval B --data DIR` (top-1 of the
+pipeline, of the bundle's downstream on the whole image and of AnchorNet's
+decided class; multiply-adds; paired times), without its per-image rows. The
+file carries the machine, the commit measured at and the bundle's sha256s,
+so docs can quote it (docs/benchmarks/README.md). Time the eval on a quiet
+machine: its paired ratio is a measurement.
+
+Exit codes: 0 done, 1 a missing bundle, folder or training report, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from anchor_edge import Pipeline
+from anchor_edge.bundle.choices import Role
+from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.evaluation.folder import read_labelled_folder
+from anchor_edge.evaluation.report import table
+from anchor_edge.evaluation.score import evaluate
+from anchor_edge.evaluation.summary import summarize
+from anchor_edge.method.lsp import PRESETS
+from benchmarks.report import environment, write_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.folder_run", description=__doc__.split("\n")[0])
+    parser.add_argument("bundle", type=Path, help="the bundle export.train wrote (--bundle)")
+    parser.add_argument("--data", type=Path, required=True, help="the folder it trained on")
+    parser.add_argument("--weights", type=Path, required=True, help="export.train's --out (its training_report.json)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON report to write")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per model (default: %(default)s)")
+    parser.add_argument("--note", help="what the run was, stored in the report")
+    args = parser.parse_args(argv)
+    try:
+        training = json.loads((args.weights / "training_report.json").read_text(encoding="utf-8"))
+        with Pipeline.from_bundle(args.bundle, backend="onnxruntime", threads=args.threads, preset=args.preset) as pipe:
+            shas = {role.value: pipe.bundle.manifest.models[role].sha256 for role in Role}
+            folder = read_labelled_folder(args.data, pipe.bundle.class_names)
+            summary = summarize(evaluate(pipe, folder, preset=args.preset))
+    except (AnchorEdgeError, OSError, ValueError) as error:
+        print(f"folder_run: {error}", file=sys.stderr)
+        return 1
+    print(table(summary, None))
+    summary.pop("predictions")
+    report = {
+        "benchmark": "folder training (export.train --data) and anchor-edge eval on its held-out images",
+        "environment": environment(args.note),
+        "bundle": {"path": str(args.bundle), "sha256": shas},
+        "training": training,
+        "eval": summary,
+    }
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
