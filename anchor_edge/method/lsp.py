@@ -6,6 +6,12 @@ section 3.1). LSP (paper Algorithm 1) walks the locations from the hottest
 down and keeps a box only if it overlaps every kept box by IoU < T, so the
 patches are both semantic and spread out; it stops at K boxes or after the
 hottest fraction P of the locations.
+
+LSP runs on every image right after AnchorNet, when the model run has left
+the CPU caches cold and each numpy call costs several times what it costs
+warm; past the one sort, the walk over the few candidates (at most 22 for
+`visual`, 132 for `accurate`) is plain Python, which took well under half
+the time of a numpy walk there (docs/performance.md).
 """
 
 import math
@@ -44,33 +50,21 @@ PRESETS: dict[str, dict[int, LSPParams]] = {
 }
 
 
-def location_boxes(map_height: int, map_width: int, patch_size: int, stride: int = 8) -> np.ndarray:
-    """Input boxes of every map location, by the mapping rule (docs/method.md §2).
+def location_box(row: int, col: int, patch_size: int, stride: int = 8) -> tuple[int, int, int, int]:
+    """The input box of map location (row, col), by the mapping rule (docs/method.md §2).
 
-    Args:
-        map_height, map_width: the branch map's size H, W.
-        patch_size: the branch's receptive field k (63, 95 or 111).
-        stride: the branch's total stride (8 for every AnchorNet branch).
+    Plain arithmetic on ints, unchecked: `select_patches` checks its
+    arguments once and calls this for each candidate.
 
     Returns:
-        (H*W, 4) int64 boxes [x0, y0, x1, y1) in network-input pixels, x1 and
-        y1 exclusive, in row-major location order: row i is location
-        (i // W, i % W).
+        (x0, y0, x1, y1) in network-input pixels, x1 and y1 exclusive.
 
     Example:
-        >>> location_boxes(1, 2, 63).tolist()
-        [[0, 0, 63, 63], [8, 0, 71, 63]]
+        >>> location_box(0, 1, 63)
+        (8, 0, 71, 63)
     """
-    for name, value in (
-        ("map_height", map_height),
-        ("map_width", map_width),
-        ("patch_size", patch_size),
-        ("stride", stride),
-    ):
-        positive_int(name, value)
-    rows, cols = np.divmod(np.arange(map_height * map_width, dtype=np.int64), map_width)
-    x0, y0 = cols * stride, rows * stride
-    return np.stack([x0, y0, x0 + patch_size, y0 + patch_size], axis=1)
+    x0, y0 = col * stride, row * stride
+    return x0, y0, x0 + patch_size, y0 + patch_size
 
 
 def select_patches(
@@ -115,7 +109,7 @@ def select_patches(
     heat = np.asarray(heatmap)
     if heat.ndim != 2 or heat.size == 0:
         raise InputError(f"heatmap must be a non-empty 2-D (H, W) array, got shape {heat.shape}")
-    if heat.dtype == bool or not np.issubdtype(heat.dtype, np.number) or np.iscomplexobj(heat):
+    if heat.dtype.kind not in "iuf":  # not bool, complex, strings or objects
         raise InputError(f"heatmap must hold real numbers, got dtype {heat.dtype}")
     if not np.isfinite(heat).all():
         raise InputError("heatmap contains NaN or infinity; check the model output")
@@ -125,31 +119,25 @@ def select_patches(
     _require_fraction("iou_threshold", iou_threshold)
     _require_fraction("coverage", coverage)
 
-    map_height, map_width = heat.shape
     num_candidates = max(1, math.floor(heat.size * coverage + _COVERAGE_ROUNDING_SLACK))
     # Negating a float copy sorts descending; a stable sort keeps row-major order on ties.
-    order = np.argsort(-heat.astype(np.float64).ravel(), kind="stable")[:num_candidates]
-    boxes = location_boxes(map_height, map_width, patch_size, stride)[order]
+    order = np.argsort(-heat.astype(np.float64).ravel(), kind="stable")[:num_candidates].tolist()
 
-    # Candidate i is taken iff no box taken before it blocks it, so walk the
-    # taken boxes in order: each one blocks every later candidate it overlaps
-    # by IoU >= T, and the next box taken is the first candidate still free.
-    left, top, right, bottom = np.ascontiguousarray(boxes.T)
-    areas = (right - left) * (bottom - top)
-    taken = [0]
-    blocked = np.zeros(len(boxes), dtype=bool)
-    while len(taken) < max_patches:
-        latest = taken[-1]
-        # Pixel IoU of every candidate with the latest box.
-        overlap_w = np.maximum(np.minimum(right, right[latest]) - np.maximum(left, left[latest]), 0)
-        overlap_h = np.maximum(np.minimum(bottom, bottom[latest]) - np.maximum(top, top[latest]), 0)
-        intersection = overlap_w * overlap_h
-        blocked |= intersection / (areas + areas[latest] - intersection) >= iou_threshold
-        free = np.flatnonzero(~blocked[latest + 1 :])
-        if free.size == 0:
-            break
-        taken.append(latest + 1 + int(free[0]))
-    return boxes[taken]
+    # Plain Python over the few candidates (module docstring): every box has the same size, so
+    # |A or B| = 2 k^2 - |A and B|, and a candidate is taken when no box taken before blocks it.
+    area = patch_size * patch_size
+    taken: list[tuple[int, int, int, int]] = []
+    for location in order:
+        box = location_box(*divmod(location, heat.shape[1]), patch_size, stride)
+        for kept in taken:
+            overlap = max(0, patch_size - abs(box[0] - kept[0])) * max(0, patch_size - abs(box[1] - kept[1]))
+            if overlap / (2 * area - overlap) >= iou_threshold:
+                break
+        else:
+            taken.append(box)
+            if len(taken) == max_patches:
+                break
+    return np.array(taken, dtype=np.int64)
 
 
 def _require_fraction(name: str, value: object) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from anchor_edge.errors import InputError
-from anchor_edge.method.lsp import PRESETS, LSPParams, location_boxes, select_patches
+from anchor_edge.method.lsp import PRESETS, LSPParams, location_box, select_patches
 
 # Row-major values; descending order of locations (row, col):
 # 9 (0,0), 8 (2,2), 7 (2,1), 6 (2,0), 5 (0,2), 4 (1,2), 3 (1,1), 2 (1,0), 1 (0,1).
@@ -118,16 +118,17 @@ def test_candidate_count_is_floor_of_locations_times_coverage(side, coverage, ex
 @pytest.mark.parametrize(("k", "side"), [(63, 21), (95, 17), (111, 15)])
 def test_location_boxes_cover_the_224_input(k, side):
     assert side == (224 - k) // 8 + 1
-    boxes = location_boxes(side, side, k)
-    assert boxes.shape == (side * side, 4) and boxes.dtype == np.int64
-    assert boxes[0].tolist() == [0, 0, k, k]
+    assert location_box(0, 0, k) == (0, 0, k, k)
     last = 8 * (side - 1)
-    assert boxes[-1].tolist() == [last, last, last + k, last + k]
+    assert location_box(side - 1, side - 1, k) == (last, last, last + k, last + k)
     assert last + k <= 224 < last + 8 + k  # the last box ends inside 224; one more would not
 
 
-def test_location_boxes_are_row_major():
-    assert location_boxes(2, 3, 5, stride=4).tolist() == [
+def test_boxes_follow_the_mapping_rule_in_row_major_order():
+    # Equal heat everywhere: the stable order is row-major; patch 5, stride 4 on a 2 x 3 map never
+    # overlaps by IoU 0.9, so every location is taken, in row-major order.
+    boxes = select_patches(np.zeros((2, 3)), 5, 4, max_patches=6, iou_threshold=0.9, coverage=1.0)
+    assert boxes.tolist() == [
         [0, 0, 5, 5],
         [4, 0, 9, 5],
         [8, 0, 13, 5],
@@ -220,10 +221,3 @@ def test_bad_parameters_are_an_input_error(argument, value):
     arguments[argument] = value
     with pytest.raises(InputError, match=argument):
         select_patches(HEAT_3X3, **arguments)
-
-
-def test_bad_location_box_arguments_are_an_input_error():
-    with pytest.raises(InputError, match="map_width"):
-        location_boxes(3, 0, 63)
-    with pytest.raises(InputError, match="patch_size"):
-        location_boxes(3, 3, -63)
