@@ -9,7 +9,7 @@ Its heatmap F[class] then drives LSP (`anchor_edge.method.lsp`).
 The rule runs on every image right after AnchorNet, when the model run has
 left the CPU caches cold; there a numpy call costs several times what it
 costs warm, so the rule works on plain Python lists (one `tolist`): about
-half the time of the numpy version, measured in docs/benchmarks.
+half the time of the numpy version there (docs/performance.md).
 """
 
 import math
