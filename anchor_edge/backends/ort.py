@@ -1,9 +1,14 @@
 """ONNX Runtime backend, tuned for two models sharing a few CPU cores.
 
 AnchorNet and the downstream network run alternately. With ONNX Runtime's
-default thread spinning, the idle session's workers keep spinning and steal
-the cores of the busy one (measured on 2 cores: an idle ResNet-50 session
-slowed AnchorNet from about 12 to 25 ms), so spinning is switched off.
+default thread spinning, the idle session's workers keep spinning after its
+run and steal the cores of the busy one (measured on 2 cores: an idle
+ResNet-50 session slowed AnchorNet from about 12 to 25 ms). Switching
+spinning off altogether costs too: every one of AnchorNet's ~300 small
+kernels then wakes its workers from sleep. So the workers spin within a run
+and stop the moment it returns (`session.force_spinning_stop`, ONNX Runtime
+>= 1.12): measured on 2 cores, the pipeline's model time 9 % lower than with
+spinning off (docs/performance.md).
 
 On ONNX Runtime's TensorRT provider the model runs within the optimization
 profiles it was given (anchor_edge/backends/ort_tensorrt.py): a batch above
@@ -76,7 +81,8 @@ class OrtRunner(Runner):
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
