@@ -7,8 +7,8 @@ ResNet-50 session slowed AnchorNet from about 12 to 25 ms). Switching
 spinning off altogether costs too: every one of AnchorNet's ~300 small
 kernels then wakes its workers from sleep. So the workers spin within a run
 and stop the moment it returns (`session.force_spinning_stop`, ONNX Runtime
->= 1.12): measured on 2 cores, the pipeline's model time 9 % lower than with
-spinning off (docs/performance.md).
+>= 1.12): measured on 2 cores, AnchorNet about a tenth faster than with
+spinning off (docs/decisions/019-ort-spin-within-a-run.md).
 
 On ONNX Runtime's TensorRT provider the model runs within the optimization
 profiles it was given (anchor_edge/backends/ort_tensorrt.py): a batch above
