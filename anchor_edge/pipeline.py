@@ -214,16 +214,17 @@ class Pipeline:
 
     def preprocess(self, images: Iterable[ImageLike]) -> tuple[np.ndarray, list[CropTransform]]:
         """Decode, resize and crop: (N, crop, crop, 3) uint8 RGB network inputs and their transforms."""
-        crops, transforms = [], []
+        images = list(images)
+        size = self.bundle.crop
+        crops = np.empty((len(images), size, size, 3), np.uint8)  # written in place: no stacking copy
+        transforms = []
         for position, image in enumerate(images):
             try:
-                crop, transform = resize_and_crop(load_image(image), self.bundle.resize_short, self.bundle.crop)
+                _, transform = resize_and_crop(load_image(image), self.bundle.resize_short, size, out=crops[position])
             except InputError as error:
                 raise InputError(f"image {position}: {error}") from error
-            crops.append(crop)
             transforms.append(transform)
-        size = self.bundle.crop
-        return (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)), transforms
+        return crops, transforms
 
     def localize(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """AnchorNet on (N, crop, crop, 3) uint8 RGB network inputs: probabilities, logit maps (and attention maps)."""
