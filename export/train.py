@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --data and a trained --downstream: bundle it bit-identical, no patch fine-tuning",
     )
+    parser.add_argument(
+        "--no-mirror",
+        dest="mirror",
+        action="store_false",
+        help="with --data: never mirror training images (for classes a mirror changes: digits, letters, signs)",
+    )
     parser.add_argument("--bundle", type=Path, metavar="DIR", help="also export the trained models as a bundle here")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
@@ -110,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             "--downstream and --keep-downstream train on your folder (--data DIR); on the digits benchmark "
             "pick the downstream with --architecture"
         )
+    if args.data is None and not args.mirror:
+        parser.error("--no-mirror is for your folder (--data DIR); the digits benchmark never mirrors its digits")
     if args.data is not None and args.architecture is not None:
         parser.error(
             f"--architecture {args.architecture} trains on the digits benchmark only; on a folder give "
@@ -150,7 +158,7 @@ def _train_folder(args: argparse.Namespace) -> tuple[dict, str]:
 
     user = open_user_downstream(args.downstream or EFFICIENTNET_LITE0)
     return train_on_folder(
-        ImageFolder.open(args.data),
+        ImageFolder.open(args.data, mirror=args.mirror),
         user,
         out=args.out,
         work_dir=args.work_dir,

@@ -10,8 +10,9 @@ Images are read once with the runtime's own decoder
 (`anchor_edge.method.preprocess`), so what trains is what the bundle will
 see; an image that cannot be read is reported and left out, never a crash
 hours into training. Training samples are a random 224 crop of the
-runtime's 256 x 256 square, randomly mirrored; held-out samples are exactly
-the runtime's centre crop.
+runtime's 256 x 256 square, randomly mirrored unless the folder is opened
+with mirror=False (classes a mirror changes: digits, letters, signs);
+held-out samples are exactly the runtime's centre crop.
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ class ImageFolder:
     root: Path
     class_names: tuple[str, ...]
     files: dict[str, tuple[tuple[Path, int], ...]]
+    mirror: bool = True
     has_boxes = False
     has_easy = False
     has_centres = False
 
     @classmethod
-    def open(cls, root: str | Path) -> "ImageFolder":
+    def open(cls, root: str | Path, *, mirror: bool = True) -> "ImageFolder":
         """Find the classes and files under `root`, read every image once, and keep those that decode.
+
+        mirror: whether training samples are mirrored at random (half of them).
 
         Raises:
             InputError: no such folder, fewer than two classes, or a class (or split) left without images.
@@ -77,7 +81,7 @@ class ImageFolder:
                     f"{root}: no readable {split} images for class(es) {empty}; each class needs at least "
                     f"{HELD_OUT_EVERY} images, or give train/ and val/ folders"
                 )
-        return cls(root, class_names, readable)
+        return cls(root, class_names, readable, mirror)
 
     def count(self, split: str) -> int:
         return len(self._files(split))
@@ -108,7 +112,8 @@ class ImageFolder:
         rng = np.random.default_rng([seed, index])
         top = int(rng.integers(RESIZE_SHORT - CROP + 1))
         left = int(rng.integers(RESIZE_SHORT - CROP + 1))
-        return int(order[position]), top, left, bool(rng.random() < 0.5)
+        mirrored = bool(rng.random() < 0.5)  # drawn either way, so mirror=False leaves the crops as they were
+        return int(order[position]), top, left, mirrored and self.mirror
 
     def square(self, split: str, position: int) -> np.ndarray:
         """The RESIZE_SHORT x RESIZE_SHORT BGR square of file `position` of `split`, which `view` crops."""

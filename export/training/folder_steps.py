@@ -114,7 +114,7 @@ def _taught_anchornet(
             taught_report["seconds"],
         )
     report = train_anchornet(out, images=images, budget_minutes=left, seed=seed, work_dir=work_dir, source=taught)
-    return {**report, "teacher": taught_report}
+    return {**report, "teacher": taught_report, "mirrored": folder.mirror}
 
 
 def _weights_id(spec: str) -> str:

@@ -61,6 +61,25 @@ def test_a_held_out_sample_is_the_runtimes_centre_crop_and_training_crops_vary(t
     )
 
 
+def test_without_mirroring_the_training_crops_are_the_same_crops_never_mirrored(tmp_path, photos):
+    root = write_class_folders(tmp_path / "data", photos)
+    mirroring, plain = ImageFolder.open(root), ImageFolder.open(root, mirror=False)
+    views = [mirroring.view(TRAIN, i, seed=2) for i in range(40)]
+    assert sum(mirrored for *_, mirrored in views) > 0, "with mirroring, some of 40 crops are mirrored"
+    for i, (position, top, left, mirrored) in enumerate(views):
+        assert plain.view(TRAIN, i, seed=2) == (position, top, left, False)
+        crop = plain.sample(TRAIN, i, seed=2).image
+        assert np.array_equal(crop[:, ::-1] if mirrored else crop, mirroring.sample(TRAIN, i, seed=2).image)
+
+
+def test_no_mirror_without_a_folder_is_a_usage_error(capsys):
+    from export.train import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--no-mirror"])
+    assert stopped.value.code == 2 and "--no-mirror is for your folder" in capsys.readouterr().err
+
+
 def test_unreadable_files_are_left_out_and_bad_folders_refused(tmp_path, photos, caplog):
     root = write_class_folders(tmp_path / "data", photos, per_class=6)
     (root / "coffee" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -103,7 +122,7 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     report = json.loads((out / "training_report.json").read_text())
     assert list(report) == ["full", "anchornet", "patches"], "the untrained downstream learns first, then teaches"
     assert report["anchornet"]["box_supervision"] is False and report["anchornet"]["centre_supervision"] is True
-    assert report["anchornet"]["teacher"]["files"] == 8
+    assert report["anchornet"]["teacher"]["files"] == 8 and report["anchornet"]["mirrored"] is True
     assert report["anchornet"]["steps"] == 2  # 40 planned images at batch 32, rounded up
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["class_names"] == ["astronaut", "coffee"] and manifest["trained"] is True

@@ -58,6 +58,7 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
             "--downstream",
             f"resnet18:{trained_resnet18}",
             "--keep-downstream",
+            "--no-mirror",
             "--out",
             str(out),
             "--work-dir",
@@ -73,7 +74,7 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
     assert list(report) == ["anchornet"], "a trained network is not retrained, and kept: not fine-tuned either"
-    assert report["anchornet"]["centre_supervision"] is True
+    assert report["anchornet"]["centre_supervision"] is True and report["anchornet"]["mirrored"] is False
     assert report["anchornet"]["teacher"]["files"] == 8 and report["anchornet"]["steps"] == 2
     assert sha256(trained_resnet18) == before and not (out / "resnet18").exists()
     manifest = json.loads((bundle / "bundle.json").read_text())
