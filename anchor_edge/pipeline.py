@@ -214,17 +214,16 @@ class Pipeline:
 
     def preprocess(self, images: Iterable[ImageLike]) -> tuple[np.ndarray, list[CropTransform]]:
         """Decode, resize and crop: (N, crop, crop, 3) uint8 RGB network inputs and their transforms."""
-        images = list(images)
-        size = self.bundle.crop
-        crops = np.empty((len(images), size, size, 3), np.uint8)  # written in place: no stacking copy
-        transforms = []
+        crops, transforms = [], []
         for position, image in enumerate(images):
             try:
-                _, transform = resize_and_crop(load_image(image), self.bundle.resize_short, size, out=crops[position])
+                crop, transform = resize_and_crop(load_image(image), self.bundle.resize_short, self.bundle.crop)
             except InputError as error:
                 raise InputError(f"image {position}: {error}") from error
+            crops.append(crop)
             transforms.append(transform)
-        return crops, transforms
+        size = self.bundle.crop
+        return (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)), transforms
 
     def localize(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """AnchorNet on (N, crop, crop, 3) uint8 RGB network inputs: probabilities, logit maps (and attention maps)."""

@@ -14,7 +14,8 @@ without wrapping the pipeline's runners.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -28,9 +29,14 @@ class StageClock:
         self.stages: dict[str, float] = {}
         self.models: dict[str, float] = {}
 
-    def stage(self, name: str) -> _Stage:
-        """A context manager that times its block and adds it to stage `name`."""
-        return _Stage(self.stages, name)
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block and add it to stage `name`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + (time.perf_counter() - start) * 1e3
 
     def run(
         self, role: str, runner: Runner, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]
@@ -49,25 +55,3 @@ class StageClock:
 
     def _add(self, key: str, ms: float) -> None:
         self.models[key] = self.models.get(key, 0.0) + ms
-
-
-class _Stage:
-    """One timed block of a `StageClock`.
-
-    A plain class, not a `contextlib.contextmanager` generator: right after a
-    model run the interpreter's caches are cold, and there the generator's
-    machinery cost about 5 us per stage boundary (half a dozen per image),
-    time the method itself does not need (docs/decisions/021-host-steps-after-a-model-run.md).
-    """
-
-    __slots__ = ("_stages", "_name", "_start")
-
-    def __init__(self, stages: dict[str, float], name: str) -> None:
-        self._stages, self._name, self._start = stages, name, 0.0
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc_info: object) -> None:
-        elapsed = (time.perf_counter() - self._start) * 1e3
-        self._stages[self._name] = self._stages.get(self._name, 0.0) + elapsed

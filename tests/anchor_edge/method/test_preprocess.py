@@ -322,30 +322,6 @@ def test_file_path_and_array_give_the_same_crop(chelsea_bgr, tmp_path):
     np.testing.assert_array_equal(from_file, from_array)
 
 
-@pytest.mark.parametrize("name", sorted(PHOTOS))
-def test_crop_written_into_a_batch_row_is_the_same_crop(name):
-    bgr = _photo_bgr(name)
-    alone, transform = resize_and_crop(bgr)
-    batch = np.zeros((2, 224, 224, 3), np.uint8)
-    written, same_transform = resize_and_crop(bgr, out=batch[1])
-    assert np.shares_memory(written, batch)
-    np.testing.assert_array_equal(batch[1], alone)
-    assert not batch[0].any() and same_transform == transform
-
-
-@pytest.mark.parametrize(
-    "out",
-    [
-        np.zeros((224, 224, 3), np.float32),
-        np.zeros((223, 224, 3), np.uint8),
-        np.zeros((224, 224, 6), np.uint8)[..., ::2],
-    ],
-)
-def test_crop_refuses_an_output_it_cannot_fill(out):
-    with pytest.raises(InputError, match="out must be"):
-        resize_and_crop(np.zeros((300, 300, 3), np.uint8), out=out)
-
-
 # --- normalize ----------------------------------------------------------------------------------
 
 
@@ -388,16 +364,5 @@ def test_normalize_keeps_the_batch_order():
     ],
 )
 def test_normalize_refuses_bad_input(images, mean, std, message):
-    for _ in range(2):  # the checked constants are kept per (mean, std): a second call must refuse as well
-        with pytest.raises(InputError, match=message):
-            normalize(images, mean, std)
-
-
-def test_normalize_takes_mean_and_std_as_lists_tuples_or_arrays_alike():
-    rgb = np.random.default_rng(1).integers(0, 256, size=(4, 5, 3), dtype=np.uint8)
-    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-    by_hand = (rgb.transpose(2, 0, 1).astype(np.float32) - np.float32(mean)[:, None, None]) / np.float32(std)[
-        :, None, None
-    ]
-    for as_given in (list, tuple, np.array):
-        np.testing.assert_array_equal(normalize(rgb, as_given(mean), as_given(std))[0], by_hand)
+    with pytest.raises(InputError, match=message):
+        normalize(images, mean, std)
