@@ -24,12 +24,13 @@ import numpy as np
 from anchor_edge.backends import BackendOptions, open_runners
 from anchor_edge.backends.base import Runner
 from anchor_edge.backends.ort_providers import ProviderOptions
-from anchor_edge.bundle.choices import Role
+from anchor_edge.bundle.choices import BranchRule, Role
 from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.method.budget import check_budget, patch_costs, within_budget
+from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classify_until_confident
 from anchor_edge.method.lsp import PRESETS, LSPParams
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
@@ -65,6 +66,7 @@ class Pipeline:
         *,
         lsp: Mapping[int, LSPParams],
         vote_min: int,
+        branch_rule: str = BranchRule.CONFIDENT,
         max_batch: int = 64,
         early_exit: float | None = None,
         budget: float | None = None,
@@ -79,6 +81,7 @@ class Pipeline:
         self.downstream = downstream
         self.lsp = dict(lsp)
         self.vote_min = vote_min
+        self.branch_rule = check_branch_rule(branch_rule)
         self.max_batch = positive_int("max_batch", max_batch)
         self.early_exit = check_threshold(early_exit)
         self._patch_costs: dict[int, int] = {}
@@ -98,6 +101,7 @@ class Pipeline:
         backend: str | BackendOptions = "auto",
         preset: str | Mapping[int, LSPParams] | None = None,
         vote_min: int | None = None,
+        branch_rule: str | None = None,
         threads: int | None = None,
         max_batch: int = 64,
         early_exit: float | None = None,
@@ -122,6 +126,9 @@ class Pipeline:
                 for custom values; None takes the bundle's preset.
             vote_min: branches that must agree on a class (docs/method.md §3); None
                 takes the bundle's value (2 unless exported otherwise).
+            branch_rule: "confident" (the paper's eq. 8) or "widest" (always B111, for an
+                AnchorNet trained without sizes; `anchor_edge.bundle.choices.BranchRule`);
+                None takes the bundle's.
             threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
             providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
@@ -164,6 +171,7 @@ class Pipeline:
             downstream,
             lsp=lsp,
             vote_min=bundle.vote_min if vote_min is None else vote_min,
+            branch_rule=bundle.branch_rule if branch_rule is None else branch_rule,
             max_batch=max_batch,
             early_exit=early_exit,
             budget=budget,
@@ -193,7 +201,7 @@ class Pipeline:
             anchornet_inputs = self._normalized(crops, Role.ANCHORNET)
             anchor = self.run_anchornet(anchornet_inputs, clock)
         with clock.stage("decision"):
-            decisions = decide_all(anchor, self.vote_min)
+            decisions = decide_all(anchor, self.vote_min, self.branch_rule)
         with clock.stage("lsp"):
             boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp)
             if self.budget is not None:

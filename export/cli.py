@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from anchor_edge.backends.trt.environment import tensorrt_available
-from anchor_edge.bundle.choices import Int8Target, Pooling, Precision, Preset, Role
+from anchor_edge.bundle.choices import BranchRule, Int8Target, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.schema import read_manifest
 from anchor_edge.errors import AnchorEdgeError
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
@@ -67,6 +67,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument(
         "--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)"
+    )
+    parser.add_argument(
+        "--branch-rule",
+        choices=[rule.value for rule in BranchRule],
+        help="whose heatmap localizes the class: confident (the paper's most confident branch) or widest (B111) "
+        "(default: what the AnchorNet checkpoint records, widest when it was trained without boxes; else confident)",
     )
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)"
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             pooling=args.pooling,
             preset=args.preset or models.preset,
             vote_min=args.vote_min,
+            branch_rule=args.branch_rule,
             tolerance=args.tolerance,
             precision=precision,
             mean=args.mean,

@@ -1,4 +1,4 @@
-"""The string choices bundle.json stores (roles, precisions, pooling, LSP presets, INT8 targets), as enums.
+"""The string choices bundle.json stores (roles, precisions, pooling, branch rules, presets, INT8 targets), as enums.
 
 Each is a `str` enum stored as its value and printed as its value, so a
 manifest written by one side reads back as the same choice on the other.
@@ -32,6 +32,19 @@ class Pooling(_Named):
     """AnchorNet's pooling of the branch maps into class scores (docs/method.md §1)."""
 
     GAP, ATTENTION = "gap", "attention"
+
+
+class BranchRule(_Named):
+    """Which branch's heatmap localizes the decided class (docs/method.md §3).
+
+    CONFIDENT is the paper's eq. 8, the most confident branch that votes for
+    the class: its receptive field is the object's size when the branches
+    learned sizes (the digits' boxes). WIDEST always takes B111, for an
+    AnchorNet whose branches learned no size (a folder's image labels with a
+    teacher's centre, docs/decisions/022-widest-branch-without-sizes.md).
+    """
+
+    CONFIDENT, WIDEST = "confident", "widest"
 
 
 class Preset(_Named):

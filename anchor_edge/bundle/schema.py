@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from anchor_edge.bundle.choices import Pooling, Precision, Preset, Role
+from anchor_edge.bundle.choices import BranchRule, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.codec import decode, encode
 from anchor_edge.bundle.precision_records import (
     Fp16Record,
@@ -104,9 +104,10 @@ def anchornet_output_names(branches: tuple[Branch, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Decision:
-    """The branch and class decision (docs/method.md §3)."""
+    """The branch and class decision (docs/method.md §3): votes a class needs, and how the branch is chosen."""
 
     vote_min: int
+    branch_rule: BranchRule = BranchRule.CONFIDENT
 
 
 @dataclass(frozen=True)

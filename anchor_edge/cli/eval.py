@@ -1,6 +1,6 @@
 """`anchor-edge eval`: top-1, multiply-adds and paired time of a bundle on the user's labelled images.
 
-    anchor-edge eval BUNDLE --data DIR [--preset P] [--budget B] [--early-exit T] [--backend ...]
+    anchor-edge eval BUNDLE --data DIR [--preset P] [--branch-rule R] [--budget B] [--early-exit T] [--backend ...]
                      [--compare BUNDLE2] [--compare-backend B2] [--json] [--png FILE]
 
 DIR holds one subfolder of images per class, named as the bundle's classes
@@ -19,7 +19,13 @@ import logging
 import sys
 from pathlib import Path
 
-from anchor_edge.cli.options import add_backend_options, add_common_flags, backend_keywords, threshold
+from anchor_edge.cli.options import (
+    add_backend_options,
+    add_branch_rule_option,
+    add_common_flags,
+    backend_keywords,
+    threshold,
+)
 from anchor_edge.method.lsp import PRESETS
 
 log = logging.getLogger("anchor_edge")
@@ -38,6 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="DIR/<class>/ images, folders named as the bundle's classes; or DIR/train/ + DIR/val/ (val/ is used)",
     )
     evaluate.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
+    add_branch_rule_option(evaluate)
     evaluate.add_argument(
         "--budget",
         type=float,
@@ -97,7 +104,9 @@ def _evaluate(bundle: Path, args: argparse.Namespace, keywords: dict):
     from anchor_edge.evaluation.score import evaluate
     from anchor_edge.pipeline import Pipeline
 
-    options = dict(preset=args.preset, early_exit=args.early_exit, budget=args.budget, **keywords)
+    options = dict(
+        preset=args.preset, branch_rule=args.branch_rule, early_exit=args.early_exit, budget=args.budget, **keywords
+    )
     with Pipeline.from_bundle(bundle, **options) as pipe:
         log.info("bundle %s on %s", bundle, pipe.anchornet.describe())
         folder = read_labelled_folder(args.data, pipe.bundle.class_names)

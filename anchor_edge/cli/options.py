@@ -12,6 +12,7 @@ from typing import Any
 
 from anchor_edge.backends import BACKENDS
 from anchor_edge.backends.options import OPENVINO_PRECISIONS
+from anchor_edge.bundle.choices import BranchRule
 from anchor_edge.errors import InputError
 from anchor_edge.method.early_exit import check_threshold
 
@@ -47,6 +48,16 @@ def threshold(text: str) -> float | None:
 def providers(text: str) -> str | list[str]:
     """--providers: "auto", or names separated by commas."""
     return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_branch_rule_option(parser: argparse.ArgumentParser) -> None:
+    """--branch-rule: whose heatmap localizes the class (anchor_edge.bundle.choices.BranchRule)."""
+    parser.add_argument(
+        "--branch-rule",
+        choices=[rule.value for rule in BranchRule],
+        help="confident: the most confident branch voting for the class (the paper); widest: always B111 "
+        "(an AnchorNet trained without sizes) (default: the bundle's)",
+    )
 
 
 def add_bundle_option(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from anchor_edge.cli.failure import report_failure
 from anchor_edge.cli.options import (
     add_backend_options,
+    add_branch_rule_option,
     add_bundle_option,
     add_common_flags,
     backend_keywords,
@@ -34,6 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_bundle_option(predict)
     add_backend_options(predict)
     predict.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
+    add_branch_rule_option(predict)
     predict.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     predict.add_argument(
         "--save-vis",
@@ -74,7 +76,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from anchor_edge.video.sources import is_stream_source
 
-    options = dict(preset=args.preset, early_exit=args.early_exit, budget=args.budget, **backend_keywords(args))
+    options = dict(
+        preset=args.preset,
+        branch_rule=args.branch_rule,
+        early_exit=args.early_exit,
+        budget=args.budget,
+        **backend_keywords(args),
+    )
     with Pipeline.from_bundle(args.bundle, **options) as pipe:
         log.info("bundle %s on %s", args.bundle, pipe.anchornet.describe())
         if len(args.images) == 1 and is_stream_source(args.images[0]):

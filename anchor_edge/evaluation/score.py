@@ -129,6 +129,7 @@ def evaluate(
             "early_exit": pipe.early_exit,
             "budget": pipe.budget,
             "vote_min": pipe.vote_min,
+            "branch_rule": pipe.branch_rule.value,
         },
         full_image_multiply_adds=full_cost,
         anchornet_multiply_adds=pipe.bundle.anchornet.multiply_adds,

@@ -16,12 +16,14 @@ import math
 
 import numpy as np
 
+from anchor_edge.bundle.choices import BranchRule
 from anchor_edge.errors import InputError
 
 NUM_BRANCHES = 3
+_RULES = tuple(rule.value for rule in BranchRule)
 
 
-def decide(branch_probs: np.ndarray, vote_min: int = 2) -> tuple[int, int]:
+def decide(branch_probs: np.ndarray, vote_min: int = 2, branch_rule: str = BranchRule.CONFIDENT) -> tuple[int, int]:
     """Pick the image's class and the branch whose heatmap localizes it.
 
     With Y_j = argmax of branch j's probabilities (ties: lowest class index)
@@ -34,6 +36,8 @@ def decide(branch_probs: np.ndarray, vote_min: int = 2) -> tuple[int, int]:
       branch index): the most confident branch among those whose top
       probability is the class's probability. The argmax runs over those
       branches only, so the rule holds even if the scores are not positive.
+      With `branch_rule` "widest": B111, the widest branch, whatever the
+      confidences (`anchor_edge.bundle.choices.BranchRule` says when).
 
     Reading of `vote_min` (docs/method.md §3): the paper writes "> 2" votes,
     which with three branches means all three agree; then the most
@@ -48,22 +52,27 @@ def decide(branch_probs: np.ndarray, vote_min: int = 2) -> tuple[int, int]:
         branch_probs: (3, C) array, rows B63, B95, B111, each a branch's
             class probabilities (as the graph outputs them).
         vote_min: votes a class needs to win outright, 1 to 3.
+        branch_rule: "confident" (the branch rule above, eq. 8) or "widest".
 
     Returns:
         (class_id, branch_index) as Python ints; branch_index 0, 1, 2 is
         B63, B95, B111.
 
     Raises:
-        InputError: wrong shape, non-finite values, or vote_min outside 1..3.
+        InputError: wrong shape, non-finite values, vote_min outside 1..3, or another branch rule.
 
     Example:
         >>> decide(np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45]]))
         (0, 0)
+        >>> decide(np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45]]), branch_rule="widest")
+        (0, 2)
     """
     rows = _checked_rows(branch_probs)
     is_int = isinstance(vote_min, (int, np.integer)) and not isinstance(vote_min, bool)
     if not is_int or not 1 <= vote_min <= NUM_BRANCHES:
         raise InputError(f"vote_min must be an integer from 1 to {NUM_BRANCHES}, got {vote_min!r}")
+    if branch_rule not in _RULES:
+        check_branch_rule(branch_rule)
 
     # Plain Python on three short rows: right after a model run the caches are cold, and each
     # numpy call then costs tens of microseconds (module docstring).
@@ -76,9 +85,18 @@ def decide(branch_probs: np.ndarray, vote_min: int = 2) -> tuple[int, int]:
     leaders = [c for c, n in votes.items() if n == most]
     class_id = leaders[0] if most >= vote_min and len(leaders) == 1 else top_class[most_confident]
 
+    if branch_rule == BranchRule.WIDEST:
+        return class_id, NUM_BRANCHES - 1  # rows are in receptive-field order: B111 is the last
     agrees = [j for j in range(NUM_BRANCHES) if top_prob[j] == rows[j][class_id]]
     branch_index = max(agrees, key=top_prob.__getitem__)  # max keeps the first of equals: lowest branch
     return class_id, branch_index
+
+
+def check_branch_rule(rule: object) -> BranchRule:
+    """The rule as its enum, or an InputError naming the rules there are."""
+    if rule not in _RULES:
+        raise InputError(f"branch_rule must be one of {', '.join(_RULES)}, got {rule!r}")
+    return BranchRule(rule)
 
 
 def _checked_rows(branch_probs: np.ndarray) -> list[list[float]]:

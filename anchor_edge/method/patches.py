@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from anchor_edge.bundle.choices import BranchRule
 from anchor_edge.bundle.schema import PROBS_OUTPUT, Branch
 from anchor_edge.method.decision import decide
 from anchor_edge.method.lsp import LSPParams, select_patches
@@ -34,6 +35,7 @@ def locate(
     lsp: Mapping[int, LSPParams],
     vote_min: int,
     *,
+    branch_rule: str = BranchRule.CONFIDENT,
     every_branch: bool = False,
 ) -> list[Located]:
     """Decide each image's class and branch, then run LSP on that class's heatmap.
@@ -43,6 +45,7 @@ def locate(
         branches: the bundle's branches, in output order.
         lsp: LSP parameters per patch size.
         vote_min: branches that must agree on a class (docs/method.md §3).
+        branch_rule: how the branch is chosen, "confident" (eq. 8) or "widest" (`BranchRule`).
         every_branch: also take the decided class's boxes from the other two
             branches (after the chosen one's), so that every patch size is seen,
             as calibration needs.
@@ -50,14 +53,16 @@ def locate(
     Returns:
         One Located per image; `boxes` is (n, 4) int [x0, y0, x1, y1) in network-input pixels.
     """
-    decisions = decide_all(outputs, vote_min)
+    decisions = decide_all(outputs, vote_min, branch_rule)
     boxes = select_all(outputs, decisions, branches, lsp, every_branch=every_branch)
     return [Located(class_id, branch, image_boxes) for (class_id, branch), image_boxes in zip(decisions, boxes)]
 
 
-def decide_all(outputs: Mapping[str, np.ndarray], vote_min: int) -> list[tuple[int, int]]:
+def decide_all(
+    outputs: Mapping[str, np.ndarray], vote_min: int, branch_rule: str = BranchRule.CONFIDENT
+) -> list[tuple[int, int]]:
     """(class_id, branch index) of every image of the batch (docs/method.md §3)."""
-    return [decide(probs, vote_min) for probs in np.asarray(outputs[PROBS_OUTPUT])]
+    return [decide(probs, vote_min, branch_rule) for probs in np.asarray(outputs[PROBS_OUTPUT])]
 
 
 def select_all(

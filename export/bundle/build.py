@@ -28,7 +28,7 @@ import torchvision
 from tqdm import tqdm
 
 from anchor_edge.bundle.check_set import CHECK_IMAGES, write_check_set
-from anchor_edge.bundle.choices import Pooling, Precision, Preset
+from anchor_edge.bundle.choices import BranchRule, Pooling, Precision, Preset
 from anchor_edge.bundle.precision_records import Verification
 from anchor_edge.bundle.schema import (
     INPUT_NAME,
@@ -46,6 +46,7 @@ from anchor_edge.bundle.schema import (
     anchornet_output_names,
 )
 from anchor_edge.errors import InputError
+from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.lsp import PRESETS
 from export.bundle.downstream_file import DownstreamFile, write_downstream
 from export.bundle.staging import staged_bundle, write_manifest
@@ -76,6 +77,7 @@ def export_bundle(
     pooling: str | None = None,
     preset: str = "accurate",
     vote_min: int = 2,
+    branch_rule: str | None = None,
     tolerance: float = 1e-3,
     precision: PrecisionOptions | None = None,
     mean: Sequence[float] | None = None,
@@ -101,7 +103,9 @@ def export_bundle(
             once the new one is complete.
         num_classes: classes; None: AnchorNet's (checkpoint or module), else 1000.
         pooling: AnchorNet's inference pooling, "gap" or "attention".
-        preset, vote_min: the LSP preset and branch votes recorded in the bundle.
+        preset, vote_min, branch_rule: the LSP preset, branch votes and branch rule recorded in the
+            bundle; branch_rule None takes the AnchorNet checkpoint's ("widest" when it was trained
+            without boxes, `BranchRule`), else "confident".
         tolerance: the largest ONNX-vs-source difference allowed.
         precision: FP16 / INT8 conversion (export/precision/convert.py); None: FP32.
         mean, std: the downstream's normalisation, three values each in its
@@ -134,6 +138,8 @@ def export_bundle(
         raise InputError(f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)}")
     if isinstance(vote_min, bool) or vote_min not in (1, 2, 3):
         raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min!r}")
+    if branch_rule is not None:
+        check_branch_rule(branch_rule)
     if not tolerance > 0:
         raise InputError(f"tolerance must be positive, got {tolerance!r}")
     precision = precision or PrecisionOptions()
@@ -180,7 +186,18 @@ def export_bundle(
         )
         steps.update()
         manifest = write_manifest(
-            staging, _manifest(preset, vote_min, anchor, net, written, branches, names, trained, anchor_report)
+            staging,
+            _manifest(
+                preset,
+                Decision(vote_min, _branch_rule(branch_rule, anchor)),
+                anchor,
+                net,
+                written,
+                branches,
+                names,
+                trained,
+                anchor_report,
+            ),
         )
         checked = check_images(None if check_dir is None else Path(check_dir), manifest.class_names, CHECK_IMAGES)
         check_set = write_check_set(staging, checked.images, checked.source)
@@ -230,9 +247,14 @@ def _class_names(downstream: Downstream, anchor: LoadedAnchorNet, *, given: bool
     return downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(downstream.num_classes)]
 
 
+def _branch_rule(given: str | None, anchor: LoadedAnchorNet) -> BranchRule:
+    """The rule given, else the one the AnchorNet checkpoint records, else the paper's."""
+    return check_branch_rule(given or anchor.branch_rule or BranchRule.CONFIDENT)
+
+
 def _manifest(
     preset: str,
-    vote_min: int,
+    decision: Decision,
     anchor: LoadedAnchorNet,
     downstream: Downstream,
     written: DownstreamFile,
@@ -255,7 +277,7 @@ def _manifest(
         class_names=tuple(class_names),
         preprocess=Preprocess(resize_short=RESIZE_SHORT, crop=CROP),
         branches=branches,
-        decision=Decision(vote_min=vote_min),
+        decision=decision,
         lsp=Lsp(preset=Preset(preset), presets={name: dict(params) for name, params in PRESETS.items()}),
         models=Models(
             anchornet=ModelEntry(

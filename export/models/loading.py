@@ -1,7 +1,9 @@
 """AnchorNet from a checkpoint (or freshly initialised), with what the checkpoint says about itself.
 
 The training recipe (export/training/anchornet.py) writes a dict holding the
-state_dict beside "num_classes", "pooling", "class_names" and "trained"; a
+state_dict beside "num_classes", "pooling", "class_names", "trained" and
+"branch_rule" (how its branches choose patches: "widest" when it learned
+no sizes, anchor_edge.bundle.choices.BranchRule); a
 plain state_dict is accepted too. Flags given on the command line must agree
 with what the checkpoint records.
 """
@@ -20,12 +22,14 @@ from export.models.checkpoint import load_weights, read_checkpoint
 
 @dataclass(frozen=True)
 class LoadedAnchorNet:
-    """The module in eval mode, where it came from ("random" or "checkpoint:<path>"), and its class names if known."""
+    """The module in eval mode, where it came from ("random" or "checkpoint:<path>"), and its class names and branch
+    rule if the checkpoint records them."""
 
     module: AnchorNet
     source: str
     trained: bool
     class_names: list[str] | None
+    branch_rule: str | None = None
 
 
 def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: str | None) -> LoadedAnchorNet:
@@ -41,7 +45,8 @@ def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: st
     model = AnchorNet(num_classes=saved_classes, pooling=pooling or extras.get("pooling", "gap"))
     load_weights(model, state_dict, str(checkpoint))
     names = extras.get("class_names")
-    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", bool(extras.get("trained", True)), names)
+    trained = bool(extras.get("trained", True))
+    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", trained, names, extras.get("branch_rule"))
 
 
 def state_dict_classes(state_dict: dict) -> int:

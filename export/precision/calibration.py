@@ -285,7 +285,14 @@ def localized_patches(pipeline: Pipeline, images: Sequence[Photo], batch: int = 
     for start in range(0, len(images), batch):
         crops, _ = pipeline.preprocess(image for _, image in images[start : start + batch])
         anchor = pipeline.localize(crops)
-        located = locate(anchor, pipeline.bundle.branches, pipeline.lsp, pipeline.vote_min, every_branch=True)
+        located = locate(
+            anchor,
+            pipeline.bundle.branches,
+            pipeline.lsp,
+            pipeline.vote_min,
+            branch_rule=pipeline.branch_rule,
+            every_branch=True,
+        )
         inputs = normalize(crops, entry.mean, entry.std)
         for size, (_, group) in cut_by_size(inputs, [image.boxes for image in located]).items():
             patches.setdefault(size, []).extend(group)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from anchor_edge.bundle.choices import BranchRule
 from anchor_edge.method.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
@@ -185,6 +186,8 @@ def train_anchornet(
             "pooling": pooling,
             "class_names": list(source.class_names),
             "trained": True,
+            # Without boxes the branches learn no sizes: its bundles take B111's heatmap (decision 022).
+            "branch_rule": (BranchRule.CONFIDENT if box_supervision else BranchRule.WIDEST).value,
         },
     )
     return report

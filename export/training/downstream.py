@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from anchor_edge.bundle.choices import BranchRule
 from anchor_edge.bundle.schema import anchornet_output_names
 from anchor_edge.errors import InputError
 from anchor_edge.method.lsp import PRESETS
@@ -56,7 +57,7 @@ from export.models.downstream import (
     RESNET50,
     load_downstream,
 )
-from export.models.loading import load_anchornet
+from export.models.loading import LoadedAnchorNet, load_anchornet
 from export.models.trained_weights import downstream_weights
 from export.training.common import (
     IMAGENET,
@@ -191,11 +192,14 @@ def resized_batch(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def localized_patches(anchornet: AnchorNet, images: torch.Tensor, preset: str = "accurate") -> list[np.ndarray]:
+def localized_patches(
+    anchornet: AnchorNet, images: torch.Tensor, preset: str = "accurate", branch_rule: str = BranchRule.CONFIDENT
+) -> list[np.ndarray]:
     """Per image, the boxes LSP takes on the decided branch's heatmap, exactly as the runtime decides them."""
     branches = branch_specs(pooling=anchornet.pooling)
     outputs = dict(zip(anchornet_output_names(branches), (output.numpy() for output in anchornet(images))))
-    return [image.boxes for image in locate(outputs, branches, PRESETS[preset], vote_min=2)]
+    located = locate(outputs, branches, PRESETS[preset], vote_min=2, branch_rule=branch_rule)
+    return [image.boxes for image in located]
 
 
 #: The LSP preset whose patches the "patches" downstream is fine-tuned on.
@@ -203,10 +207,13 @@ FINE_TUNING_PRESET = "visual"
 
 
 def patch_batches(
-    anchornet: AnchorNet, images: torch.Tensor, labels: torch.Tensor, normalization: Normalization
+    anchornet: LoadedAnchorNet, images: torch.Tensor, labels: torch.Tensor, normalization: Normalization
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """The localized patches of a batch of downstream inputs, grouped by size: {size: (patches, labels)}."""
-    boxes = localized_patches(anchornet, renormalize(images, normalization, IMAGENET), FINE_TUNING_PRESET)
+    """The localized patches of a batch of downstream inputs, grouped by size: {size: (patches, labels)}; the
+    branch chosen by the rule its bundle will record (the checkpoint's)."""
+    inputs = renormalize(images, normalization, IMAGENET)
+    rule = anchornet.branch_rule or BranchRule.CONFIDENT
+    boxes = localized_patches(anchornet.module, inputs, FINE_TUNING_PRESET, rule)
     return {
         size: (patches, torch.stack([labels[i] for i, _ in members]))
         for size, (members, patches) in cut_by_size(images, boxes, stack=torch.stack).items()
@@ -252,7 +259,7 @@ def train_downstream(
         model.load_state_dict(
             torch.load(_weights_of(recipe, start, out, work_dir), map_location="cpu", weights_only=True)
         )
-    anchornet = load_anchornet(out / "anchornet.pt", None, None).module if kind == "patches" else None
+    anchornet = load_anchornet(out / "anchornet.pt", None, None) if kind == "patches" else None
     model.to(device).to(memory_format=torch.channels_last)
     peak_lr = recipe.peak_lr[kind]
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
@@ -313,7 +320,7 @@ def _weights_of(recipe: Recipe, kind: str, out: Path, work_dir: Path) -> Path:
 def _step_loss(
     kind: str,
     model: nn.Module,
-    anchornet: AnchorNet | None,
+    anchornet: LoadedAnchorNet | None,
     x: torch.Tensor,
     y: torch.Tensor,
     step: int,

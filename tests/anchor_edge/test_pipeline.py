@@ -52,6 +52,28 @@ def test_matches_pytorch_reference_on_real_photos(pipe, small_models, photos, pr
     assert unambiguous >= len(photos) // 2, f"only {unambiguous} photos had an unambiguous heatmap order"
 
 
+def test_the_widest_rule_localizes_on_b111_as_the_reference_does(small_bundle, small_models, photos):
+    models = small_models[0]
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, branch_rule="widest") as pipe:
+        bundle = pipe.bundle
+        predictions = pipe.predict_batch([image for _, image in photos])
+    a_norm = (bundle.anchornet.mean, bundle.anchornet.std)
+    params = PRESETS[bundle.preset][111]
+    for (name, image), got in zip(photos, predictions):
+        crop, _ = resize_and_crop(image)
+        probs, maps = reference.anchornet_outputs(models.anchornet, crop, a_norm)
+        anchor_class, _ = reference.decide(probs, vote_min=2)
+        assert (got.anchor_class, got.branch) == (anchor_class, 111), name
+        np.testing.assert_allclose(got.heatmap, maps[2][anchor_class], atol=1e-4, err_msg=name)
+        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, 111, *params)], name
+
+
+def test_a_bundle_without_a_branch_rule_decides_as_the_paper_and_a_bad_rule_is_refused(small_bundle, pipe):
+    assert pipe.branch_rule == "confident"
+    with pytest.raises(InputError, match="branch_rule must be one of confident, widest"):
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime", branch_rule="largest")
+
+
 def test_prediction_fields_are_consistent(pipe, photos):
     name, image = photos[1]
     prediction = pipe(image)

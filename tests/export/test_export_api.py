@@ -113,6 +113,8 @@ def test_a_bundle_from_an_onnx_file_predicts_and_verifies(onnx_bundle, photos):
 def test_export_bundle_refuses_bad_arguments_before_writing(tmp_path):
     with pytest.raises(InputError, match="vote_min"):
         export_bundle(None, "resnet18", tmp_path / "b", vote_min=4)
+    with pytest.raises(InputError, match="branch_rule must be one of confident, widest"):
+        export_bundle(None, "resnet18", tmp_path / "b", branch_rule="largest")
     with pytest.raises(InputError, match="downstream must be an nn.Module, a spec string or a path"):
         export_bundle(None, 42, tmp_path / "b")
     assert not any(tmp_path.iterdir())

@@ -127,9 +127,11 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["class_names"] == ["astronaut", "coffee"] and manifest["trained"] is True
     assert manifest["lsp"]["preset"] == "visual", "the bundle runs the preset whose patches its downstream learned"
+    assert manifest["decision"]["branch_rule"] == "widest", "an AnchorNet trained without boxes learned no sizes"
     with Pipeline.from_bundle(bundle, backend="onnxruntime", threads=1) as pipe:
         prediction = pipe(dict(photos)["astronaut"])
     assert prediction.label in ("astronaut", "coffee") and len(prediction.boxes) >= 1
+    assert prediction.branch == 111 and {int(x1 - x0) for x0, _, x1, _ in prediction.boxes} == {111}
 
 
 def test_the_folder_plan_outlasts_its_budget_on_a_big_folder_and_keeps_floors_on_a_small_one():

@@ -50,15 +50,16 @@ def labelled(photos, class_names, tmp_path_factory) -> tuple[Path, dict[Path, in
     return root, labels, broken
 
 
-def expected_results(bundle: Path, labels: dict[Path, int], backend: str) -> dict[str, dict]:
-    """Per image, independently: predict_batch's classes and patch cost, the downstream model on the whole crop."""
+def expected_results(bundle: Path, labels: dict[Path, int], backend: str, **options) -> dict[str, dict]:
+    """Per image, independently: predict_batch's classes and patch cost (Pipeline `options`), the downstream model on
+    the whole crop."""
     manifest = load_bundle(bundle).manifest
     costs = {int(size): value for size, value in manifest.models.downstream.multiply_adds.items()}
     downstream = _downstream_session(bundle)
     entry = manifest.models.downstream
     names = manifest.class_names
     expected = {}
-    with Pipeline.from_bundle(bundle, backend=backend, threads=1) as pipe:
+    with Pipeline.from_bundle(bundle, backend=backend, threads=1, **options) as pipe:
         for path, label in labels.items():
             prediction = pipe.predict_batch([path])[0]
             crop, _ = resize_and_crop(cv2.imread(str(path)), manifest.preprocess.resize_short, manifest.preprocess.crop)
@@ -113,6 +114,23 @@ def test_eval_agrees_with_predict_batch_image_by_image_on_onnxruntime(small_bund
     }
     assert [row["images"] for row in report["per_class"]] == [PHOTOS_PER_CLASS] * CLASSES_USED
     assert [s["path"] for s in report["skipped"]] == [str(broken)]
+
+
+def test_eval_takes_the_widest_branch_rule_as_predict_batch_does(small_bundle, labelled):
+    root, labels, _ = labelled
+    args = ["--backend", "onnxruntime", "--threads", "1", "--branch-rule", "widest", "--json"]
+    result = anchor_edge("eval", small_bundle, "--data", root, *args)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["branch_rule"] == "widest"
+    expected = expected_results(small_bundle, labels, "onnxruntime", branch_rule="widest")
+    got = {
+        p["path"]: {k: v for k, v in p.items() if not k.endswith("_ms") and k != "path"} for p in report["predictions"]
+    }
+    assert got == expected
+    costs = load_bundle(small_bundle).manifest.models.downstream.multiply_adds
+    cost_111 = int(costs[111] if 111 in costs else costs["111"])
+    assert all(e["downstream_multiply_adds"] == e["patches"] * cost_111 for e in expected.values())
 
 
 def test_eval_reports_multiply_adds_and_paired_times_from_its_images(small_bundle, compared):

@@ -22,6 +22,23 @@ def test_majority_wins_over_the_most_confident_branch():
     assert decide(MAJORITY_VS_CONFIDENT, vote_min=2) == (0, 2)
 
 
+def test_the_widest_rule_takes_b111_and_leaves_the_class_to_the_vote():
+    # Class 0 by two votes, as above; the widest rule then takes B111 whatever the confidences: here B111 is also
+    # the confident choice, so the next case makes B63 the most confident agreeing branch.
+    assert decide(MAJORITY_VS_CONFIDENT, branch_rule="widest") == (0, 2)
+    small_is_surest = np.array([[0.9, 0.1, 0.0], [0.1, 0.8, 0.1], [0.5, 0.3, 0.2]])
+    assert decide(small_is_surest) == (0, 0)
+    assert decide(small_is_surest, branch_rule="widest") == (0, 2)
+    # No majority: the class is the most confident branch's (B95's class 1), the branch still B111.
+    split = np.array([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
+    assert decide(split, branch_rule="widest") == (1, 2)
+
+
+def test_an_unknown_branch_rule_is_an_input_error():
+    with pytest.raises(InputError, match="branch_rule must be one of confident, widest, got 'largest'"):
+        decide(MAJORITY_VS_CONFIDENT, branch_rule="largest")
+
+
 def test_chosen_class_need_not_be_the_most_confident_branchs_top_class():
     class_id, _ = decide(MAJORITY_VS_CONFIDENT)
     most_confident_branch = 1  # P = 0.9
