@@ -95,7 +95,7 @@ def evaluate(
         down_in = normalize(crops, downstream.mean, downstream.std)
         base_in = normalize(crops, full.mean, full.std)
         anchor = main.run_anchornet(anchor_in)
-        decisions = decide_all(anchor, main.vote_min)
+        decisions = decide_all(anchor, main.vote_min, main.branch_rule)
         rows = [_truth(s, d) for s, d in zip(samples, decisions)]
         for name, pipe in pipes.items():
             boxes = select_all(anchor, decisions, bundle.branches, pipe.lsp)
