@@ -126,9 +126,8 @@ class Pipeline:
                 for custom values; None takes the bundle's preset.
             vote_min: branches that must agree on a class (docs/method.md §3); None
                 takes the bundle's value (2 unless exported otherwise).
-            branch_rule: "confident" (the paper's eq. 8) or "widest" (always B111, for an
-                AnchorNet trained without sizes; `anchor_edge.bundle.choices.BranchRule`);
-                None takes the bundle's.
+            branch_rule: "confident" (the paper's eq. 8) or "widest" (always B111, for an AnchorNet
+                trained without sizes: `BranchRule`); None takes the bundle's.
             threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
             providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
@@ -387,8 +386,7 @@ class Pipeline:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, shifted by the row maximum for stability."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
