@@ -68,7 +68,7 @@ def test_the_widest_rule_localizes_on_b111_as_the_reference_does(small_bundle, s
         assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, 111, *params)], name
 
 
-def test_a_bundle_without_a_branch_rule_decides_as_the_paper_and_a_bad_rule_is_refused(small_bundle, pipe):
+def test_a_checkpoint_recording_no_branch_rule_gives_the_papers_and_a_bad_rule_is_refused(small_bundle, pipe):
     assert pipe.branch_rule == "confident"
     with pytest.raises(InputError, match="branch_rule must be one of confident, widest"):
         Pipeline.from_bundle(small_bundle, backend="onnxruntime", branch_rule="largest")
