@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 
 from anchor_edge.backends.trt.environment import tensorrt_available
-from anchor_edge.bundle.choices import BranchRule, Int8Target, Pooling, Precision, Preset, Role
+from anchor_edge.bundle.choices import Int8Target, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.schema import read_manifest
+from anchor_edge.cli.options import add_branch_rule_option
 from anchor_edge.errors import AnchorEdgeError
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
 from export.precision.convert import PrecisionOptions, parse_precision
@@ -68,11 +69,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)"
     )
-    parser.add_argument(
-        "--branch-rule",
-        choices=[rule.value for rule in BranchRule],
-        help="whose heatmap localizes the class: confident (the paper's most confident branch) or widest (B111) "
-        "(default: what the AnchorNet checkpoint records, widest when it was trained without boxes; else confident)",
+    add_branch_rule_option(
+        parser,
+        default="what the AnchorNet checkpoint records, widest when it was trained without boxes; else confident",
     )
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)"

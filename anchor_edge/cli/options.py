@@ -50,13 +50,14 @@ def providers(text: str) -> str | list[str]:
     return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name.strip()]
 
 
-def add_branch_rule_option(parser: argparse.ArgumentParser) -> None:
-    """--branch-rule: whose heatmap localizes the class (anchor_edge.bundle.choices.BranchRule)."""
+def add_branch_rule_option(parser: argparse.ArgumentParser, default: str = "the bundle's") -> None:
+    """--branch-rule: whose heatmap localizes the class (anchor_edge.bundle.choices.BranchRule); `default` says what
+    not giving it means."""
     parser.add_argument(
         "--branch-rule",
         choices=[rule.value for rule in BranchRule],
         help="confident: the most confident branch voting for the class (the paper); widest: always B111 "
-        "(an AnchorNet trained without sizes) (default: the bundle's)",
+        f"(an AnchorNet trained without sizes) (default: {default})",
     )
 
 

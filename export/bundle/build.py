@@ -28,7 +28,7 @@ import torchvision
 from tqdm import tqdm
 
 from anchor_edge.bundle.check_set import CHECK_IMAGES, write_check_set
-from anchor_edge.bundle.choices import BranchRule, Pooling, Precision, Preset
+from anchor_edge.bundle.choices import Pooling, Precision, Preset
 from anchor_edge.bundle.precision_records import Verification
 from anchor_edge.bundle.schema import (
     INPUT_NAME,
@@ -189,7 +189,7 @@ def export_bundle(
             staging,
             _manifest(
                 preset,
-                Decision(vote_min, _branch_rule(branch_rule, anchor)),
+                Decision(vote_min, check_branch_rule(branch_rule or anchor.branch_rule)),
                 anchor,
                 net,
                 written,
@@ -245,11 +245,6 @@ def _class_names(downstream: Downstream, anchor: LoadedAnchorNet, *, given: bool
             f"{list(anchor.class_names)[:5]}...; drop the flag"
         )
     return downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(downstream.num_classes)]
-
-
-def _branch_rule(given: str | None, anchor: LoadedAnchorNet) -> BranchRule:
-    """The rule given, else the one the AnchorNet checkpoint records, else the paper's."""
-    return check_branch_rule(given or anchor.branch_rule or BranchRule.CONFIDENT)
 
 
 def _manifest(

@@ -15,21 +15,23 @@ from pathlib import Path
 
 import torch
 
+from anchor_edge.bundle.choices import BranchRule
 from anchor_edge.errors import InputError
+from anchor_edge.method.decision import check_branch_rule
 from export.models.anchornet import AnchorNet
 from export.models.checkpoint import load_weights, read_checkpoint
 
 
 @dataclass(frozen=True)
 class LoadedAnchorNet:
-    """The module in eval mode, where it came from ("random" or "checkpoint:<path>"), and its class names and branch
-    rule if the checkpoint records them."""
+    """The module in eval mode, where it came from ("random" or "checkpoint:<path>"), its class names if known, and
+    its branch rule (the checkpoint's; the paper's "confident" where none is recorded)."""
 
     module: AnchorNet
     source: str
     trained: bool
     class_names: list[str] | None
-    branch_rule: str | None = None
+    branch_rule: BranchRule = BranchRule.CONFIDENT
 
 
 def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: str | None) -> LoadedAnchorNet:
@@ -46,7 +48,8 @@ def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: st
     load_weights(model, state_dict, str(checkpoint))
     names = extras.get("class_names")
     trained = bool(extras.get("trained", True))
-    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", trained, names, extras.get("branch_rule"))
+    rule = check_branch_rule(extras.get("branch_rule", BranchRule.CONFIDENT))
+    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", trained, names, rule)
 
 
 def state_dict_classes(state_dict: dict) -> int:

@@ -212,8 +212,7 @@ def patch_batches(
     """The localized patches of a batch of downstream inputs, grouped by size: {size: (patches, labels)}; the
     branch chosen by the rule its bundle will record (the checkpoint's)."""
     inputs = renormalize(images, normalization, IMAGENET)
-    rule = anchornet.branch_rule or BranchRule.CONFIDENT
-    boxes = localized_patches(anchornet.module, inputs, FINE_TUNING_PRESET, rule)
+    boxes = localized_patches(anchornet.module, inputs, FINE_TUNING_PRESET, anchornet.branch_rule)
     return {
         size: (patches, torch.stack([labels[i] for i, _ in members]))
         for size, (members, patches) in cut_by_size(images, boxes, stack=torch.stack).items()
