@@ -17,7 +17,7 @@ patch is classified and the result equals the plain pipeline.
 Patches are classified in rounds, each one downstream call per patch size
 over every image still undecided (docs/method.md §5's batching, applied per
 round). Round sizes double: patches [0, 1), [1, 2), [2, 4), [4, 8), ... of
-each image, so an image that needs all n patches costs about log2(n) + 2
+each image, so an image that needs all n patches costs ceil(log2(n)) + 1
 calls rather than n (one patch per round made 24 sequential calls for a
 B63 image and doubled its latency, measured: 100 ms against 53 ms for the
 plain pipeline). Within a round the stopping point is still found patch by
