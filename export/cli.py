@@ -59,7 +59,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--num-classes", type=int, metavar="N", help="classes (default: the checkpoint's, else 1000)")
     parser.add_argument(
-        "--pooling", choices=[p.value for p in Pooling], help="AnchorNet's inference pooling (default: gap)"
+        "--pooling",
+        choices=[p.value for p in Pooling],
+        help="AnchorNet's inference pooling (default: the checkpoint's, else gap)",
     )
     parser.add_argument(
         "--preset",
