@@ -36,7 +36,10 @@ from benchmarks.measure import interleaved  # noqa: E402
 from benchmarks.stream import stream_figures, stream_table  # noqa: E402
 
 DEFAULT_BUNDLE = Path("bundles/default")
+DEFAULT_TIMING = {"warmup": 3.0, "seconds": 20.0}
 QUICK = {"warmup": 0.2, "seconds": 0.5}
+#: What --video leaves unused: it streams the whole file once per batch size, with its own warm-up pass.
+NOT_WITH_VIDEO = ("seconds", "iterations", "warmup", "quick", "png")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -56,13 +59,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="N", help="default: 1 8")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
-        "--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)"
+        "--seconds", type=float, help=f"measuring time per batch size (default: {DEFAULT_TIMING['seconds']})"
     )
     budget.add_argument(
         "--iterations", type=int, metavar="N", help="measured rounds per batch size instead of --seconds"
     )
     parser.add_argument(
-        "--warmup", type=float, default=3.0, metavar="SECONDS", help="warm-up per batch size (default: %(default)s)"
+        "--warmup",
+        type=float,
+        metavar="SECONDS",
+        help=f"warm-up per batch size (default: {DEFAULT_TIMING['warmup']})",
     )
     parser.add_argument(
         "--images",
@@ -93,7 +99,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     """Benchmark as `args` says; returns the exit code."""
     bundles = args.bundle or [DEFAULT_BUNDLE]
-    warmup, seconds = (QUICK["warmup"], QUICK["seconds"]) if args.quick else (args.warmup, args.seconds)
+    ignored = [f"--{name}" for name in NOT_WITH_VIDEO if getattr(args, name) not in (None, False)]
+    if args.video is not None and ignored:
+        print(
+            f"usage error: {', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply with --video, "
+            "which streams the whole file once per batch size after one warm-up pass (and draws no per-stage chart)",
+            file=sys.stderr,
+        )
+        return 2
+    timing = QUICK if args.quick else DEFAULT_TIMING
+    warmup = timing["warmup"] if args.warmup is None else args.warmup
+    seconds = timing["seconds"] if args.seconds is None else args.seconds
     if any(b < 1 for b in args.batch_sizes) or (args.iterations is not None and args.iterations < 2) or seconds <= 0:
         print("usage error: batch sizes must be >= 1, --iterations >= 2 and --seconds > 0", file=sys.stderr)
         return 2
@@ -114,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
             "settings": {
                 "backend": ", ".join(sorted({pipe.anchornet.describe() for pipe in pipelines.values()})),
                 "batch_sizes": args.batch_sizes,
-                "warmup_s": warmup,
-                "seconds": None if args.iterations else seconds,
+                "warmup_s": None if args.video else warmup,
+                "seconds": None if args.iterations or args.video else seconds,
                 "iterations": args.iterations,
                 "threads": args.threads,
                 "preset": args.preset,

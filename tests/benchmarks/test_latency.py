@@ -149,6 +149,7 @@ def test_video_mode_reports_stream_figures_per_batch_size(small_bundle, photos, 
     assert "stream over the video" in capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["results"] == []  # the photo benchmark does not run in video mode
+    assert report["settings"]["warmup_s"] is None and report["settings"]["seconds"] is None
     figures = report["stream"]["bundles"]["small"]
     assert set(figures) == {"1", "4"}
     for stats in figures.values():
@@ -159,6 +160,15 @@ def test_video_mode_reports_stream_figures_per_batch_size(small_bundle, photos, 
 
 def test_bad_budget_is_a_usage_error(small_bundle):
     assert latency.main(["--bundle", str(small_bundle), "--iterations", "1"]) == 2
+
+
+@pytest.mark.parametrize(
+    "flag", [["--seconds", "5"], ["--iterations", "3"], ["--warmup", "1"], ["--quick"], ["--png", "x.png"]]
+)
+def test_video_refuses_the_photo_timing_flags(small_bundle, tmp_path, capsys, flag):
+    # Refused before any bundle is opened: the video need not exist for the usage error.
+    assert latency.main(["--bundle", str(small_bundle), "--video", str(tmp_path / "clip.mp4"), *flag]) == 2
+    assert f"{flag[0]} does not apply with --video" in capsys.readouterr().err
 
 
 def test_torch_method_runs_on_cpu(tmp_path):
