@@ -57,25 +57,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     stream = predict.add_argument_group("streams (a video, camera, URL, pipeline or image folder)")
     stream.add_argument(
-        "--every", type=positive_int, default=1, metavar="N", help="classify every N-th frame of a file"
+        "--every", type=positive_int, metavar="N", help="classify every N-th frame of a file (default: 1)"
     )
     stream.add_argument(
         "--batch-size",
         "--batch",
         type=positive_int,
-        default=1,
         metavar="B",
         dest="batch_size",
-        help="frames of a file per predict_batch (throughput; default: %(default)s)",
+        help="frames of a file per predict_batch (throughput; default: 1)",
     )
     stream.add_argument("--smooth", choices=("ema", "window"), help="average class probabilities over recent frames")
     add_common_flags(predict)
     predict.set_defaults(handler=run, subparser=predict)
 
 
+#: Flags of the stream group, as `args` names them: they mean nothing for image files.
+STREAM_ONLY = {"every": "--every", "batch_size": "--batch-size", "smooth": "--smooth"}
+
+
 def run(args: argparse.Namespace) -> int:
     from anchor_edge.video.sources import is_stream_source
 
+    streaming = len(args.images) == 1 and is_stream_source(args.images[0])
+    given = [flag for name, flag in STREAM_ONLY.items() if getattr(args, name) is not None]
+    if given and not streaming:
+        args.subparser.error(f"{', '.join(given)} apply only to a stream source (a video, camera, URL, folder)")
     options = dict(
         preset=args.preset,
         branch_rule=args.branch_rule,
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with Pipeline.from_bundle(args.bundle, **options) as pipe:
         log.info("bundle %s on %s", args.bundle, pipe.anchornet.describe())
-        if len(args.images) == 1 and is_stream_source(args.images[0]):
+        if streaming:
             from anchor_edge.cli.stream import run_stream
 
             return run_stream(pipe, args)

@@ -31,16 +31,15 @@ INTERRUPTED = 130
 def run_stream(pipe: Pipeline, args: argparse.Namespace) -> int:
     """Classify the stream `args.images[0]` as the flags say; returns the exit code."""
     smoothing = Smoothing(args.smooth) if args.smooth else None
+    every, batch = args.every or 1, args.batch_size or 1
     interrupted = False
     with ExitStack() as stack:
-        stream = stack.enter_context(
-            pipe.stream(args.images[0], every=args.every, batch=args.batch_size, smoothing=smoothing)
-        )
+        stream = stack.enter_context(pipe.stream(args.images[0], every=every, batch=batch, smoothing=smoothing))
         source = stream.source
         video = None
         if args.save_vis is not None and args.save_vis.suffix.lower() in VIDEO_SUFFIXES:
             video = stack.enter_context(VideoOut(args.save_vis, source.fps))
-        total = None if source.frame_count is None else -(-source.frame_count // args.every)
+        total = None if source.frame_count is None else -(-source.frame_count // every)
         progress = stack.enter_context(
             tqdm(total=total, unit="frame", disable=True if source.live else None, leave=False)
         )
