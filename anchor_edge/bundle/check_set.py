@@ -65,10 +65,13 @@ def verify_bundle(
     `passed` is top-1 agreement >= min_agreement.
 
     Raises:
+        InputError: `min_agreement` is not a share in [0, 1].
         BundleError: the bundle has no check set (re-export it) or the check file does not match its sha256.
     """
     from anchor_edge.pipeline import Pipeline
 
+    if not 0.0 <= min_agreement <= 1.0:  # also refuses NaN, which bundle.json could not hold as JSON
+        raise InputError(f"min_agreement is a share of the check images in [0, 1], got {min_agreement!r}")
     bundle = load_bundle(bundle_dir)
     check = bundle.manifest.check_set
     if check is None:

@@ -37,6 +37,14 @@ def non_negative(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A number in [0, 1] (agreement shares)."""
+    value = non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"needs a number in [0, 1], got {text!r}")
+    return value
+
+
 def threshold(text: str) -> float | None:
     """--early-exit: a number >= 0."""
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from anchor_edge.bundle.check_set import DEFAULT_MIN_AGREEMENT, verify_bundle
 from anchor_edge.bundle.schema import VerifyResult
-from anchor_edge.cli.options import add_backend_options, add_common_flags, backend_keywords
+from anchor_edge.cli.options import add_backend_options, add_common_flags, backend_keywords, share
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_backend_options(verify)
     verify.add_argument(
         "--min-agreement",
-        type=float,
+        type=share,
         default=DEFAULT_MIN_AGREEMENT,
         help="least top-1 agreement (default: %(default)s)",
     )

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from anchor_edge import BundleError
+from anchor_edge import BundleError, InputError
 from anchor_edge.bundle import load_bundle, sha256_of
 from anchor_edge.bundle.check_set import CHECK_FILE, CHECK_IMAGES, verify_bundle
 from anchor_edge.bundle.schema import manifest_text
@@ -86,3 +86,11 @@ def test_a_tampered_check_file_or_none_at_all_is_a_bundle_error(bundle):
     (bundle / "bundle.json").write_text(manifest_text(type(manifest)(**{**manifest.__dict__, "check_set": None})))
     with pytest.raises(BundleError, match="no check set; re-export"):
         verify_bundle(bundle)
+
+
+@pytest.mark.parametrize("share", [95.0, -0.1, float("nan")])
+def test_min_agreement_outside_zero_to_one_is_refused_and_nothing_is_recorded(bundle, share):
+    before = (bundle / "bundle.json").read_bytes()
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        verify_bundle(bundle, min_agreement=share, backend="onnxruntime", threads=1)
+    assert (bundle / "bundle.json").read_bytes() == before
