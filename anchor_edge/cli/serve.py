@@ -61,10 +61,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--max-body-mb",
-        type=non_negative,
-        default=20.0,
+        type=body_bytes,
+        default=20 * 2**20,
+        dest="max_body_bytes",
         metavar="MB",
-        help="largest request body (default: %(default)s)",
+        help="largest request body, in MiB (default: 20)",
     )
     serve.add_argument(
         "--max-queued",
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         threads_per_replica=args.threads_per_replica,
         max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
-        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_body_bytes=args.max_body_bytes,
         max_queued=args.max_queued,
         timeout_s=args.timeout_s,
         access=AccessKey.from_key(key),
@@ -160,6 +161,14 @@ def positive(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"needs a number > 0, got {text!r}")
     return value
+
+
+def body_bytes(text: str) -> int:
+    """--max-body-mb: MiB > 0 as whole bytes, at least one."""
+    size = int(positive(text) * 2**20)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"needs at least one byte (about 1e-6 MiB), got {text!r}")
+    return size
 
 
 def _interrupt(*_: object) -> None:
