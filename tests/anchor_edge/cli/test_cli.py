@@ -112,6 +112,13 @@ def test_a_tampered_bundle_fails_with_one_line(small_bundle, chelsea, tmp_path):
         ["batch", "--input", "x", "--output", "y", "--actors", "0"],
         ["serve", "--gpus-per-replica", "-1"],
         ["serve", "--batch-wait-ms", "nan"],
+        ["serve", "--max-body-mb", "0"],
+        ["serve", "--max-body-mb", "1e-9"],  # under one byte
+        ["verify", "bundles/default", "--min-agreement", "95"],  # a share, not a percentage
+        ["verify", "bundles/default", "--min-agreement", "nan"],
+        ["predict", "x.jpg", "--every", "2"],  # stream flags on image files
+        ["predict", "a.jpg", "b.jpg", "--batch-size", "8"],
+        ["predict", "x.jpg", "--smooth", "ema"],
         [],
     ],
 )
