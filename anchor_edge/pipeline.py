@@ -164,17 +164,22 @@ class Pipeline:
             device=device,
             inference_precision=inference_precision,
         )
-        return cls(
-            bundle,
-            anchornet,
-            downstream,
-            lsp=lsp,
-            vote_min=bundle.vote_min if vote_min is None else vote_min,
-            branch_rule=bundle.branch_rule if branch_rule is None else branch_rule,
-            max_batch=max_batch,
-            early_exit=early_exit,
-            budget=budget,
-        )
+        try:
+            return cls(
+                bundle,
+                anchornet,
+                downstream,
+                lsp=lsp,
+                vote_min=bundle.vote_min if vote_min is None else vote_min,
+                branch_rule=bundle.branch_rule if branch_rule is None else branch_rule,
+                max_batch=max_batch,
+                early_exit=early_exit,
+                budget=budget,
+            )
+        except BaseException:  # a bad argument: give back the runners just opened (TensorRT's device memory)
+            anchornet.close()
+            downstream.close()
+            raise
 
     @property
     def backend(self) -> str:

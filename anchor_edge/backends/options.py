@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
@@ -58,14 +59,13 @@ class OnnxRuntimeOptions:
         from anchor_edge.backends.ort import OrtRunner
         from anchor_edge.backends.ort_tensorrt import tensorrt_provider
 
-        return tuple(  # type: ignore[return-value]
-            OrtRunner(
+        return open_both(
+            lambda role: OrtRunner(
                 bundle.path(role),
                 threads=self.threads,
                 providers=self.providers,
                 tensorrt=functools.partial(tensorrt_provider, bundle, role, self.provider_options),
             )
-            for role in Role
         )
 
 
@@ -86,9 +86,10 @@ class OpenVinoOptions:
     def open(self, bundle: "Bundle") -> tuple["Runner", "Runner"]:
         from anchor_edge.backends.openvino import OpenVinoRunner
 
-        return tuple(  # type: ignore[return-value]
-            OpenVinoRunner(bundle.path(role), device=self.device, precision=self.precision, threads=self.threads)
-            for role in Role
+        return open_both(
+            lambda role: OpenVinoRunner(
+                bundle.path(role), device=self.device, precision=self.precision, threads=self.threads
+            )
         )
 
 
@@ -101,13 +102,27 @@ class TensorRtOptions:
     def open(self, bundle: "Bundle") -> tuple["Runner", "Runner"]:
         from anchor_edge.backends.trt.runner import TrtRunner
 
-        return tuple(TrtRunner.from_bundle(bundle, role) for role in Role)  # type: ignore[return-value]
+        return open_both(lambda role: TrtRunner.from_bundle(bundle, role))
 
 
 BackendOptions = Union[OnnxRuntimeOptions, OpenVinoOptions, TensorRtOptions]
 OPTIONS_BY_BACKEND: dict[str, type[BackendOptions]] = {
     options.backend: options for options in (OnnxRuntimeOptions, OpenVinoOptions, TensorRtOptions)
 }
+
+
+def open_both(open_one: Callable[[Role], "Runner"]) -> tuple["Runner", "Runner"]:
+    """AnchorNet's runner, then the downstream's; when the second fails to open, the first is closed.
+
+    A runner can hold what the process does not give back by itself (TensorRT's
+    device buffers and CUDA context), so a failed open must not leave one behind.
+    """
+    anchornet = open_one(Role.ANCHORNET)
+    try:
+        return anchornet, open_one(Role.DOWNSTREAM)
+    except BaseException:
+        anchornet.close()
+        raise
 
 
 def backend_options(backend: str, **keywords: Any) -> BackendOptions:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from anchor_edge import BackendError, InputError, Pipeline
+from anchor_edge.backends.options import open_both
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
 from anchor_edge.bundle.choices import Role
@@ -69,3 +70,28 @@ def test_from_bundle_vote_min_reaches_the_decision(small_bundle, photos):
     assert split >= 1, "every photo was unanimous: the test proves nothing"
     with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as default:
         assert default.vote_min == load_bundle(small_bundle).vote_min == 2
+
+
+def test_from_bundle_closes_both_runners_when_an_argument_is_refused(small_bundle, monkeypatch):
+    closed = []
+    monkeypatch.setattr(OrtRunner, "close", lambda self: closed.append(self.model_name))
+    with pytest.raises(InputError, match="max_batch"):
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, max_batch=0)
+    assert sorted(closed) == ["anchornet.onnx", "downstream.onnx"]
+
+
+def test_a_downstream_that_fails_to_open_closes_the_anchornet_already_open():
+    opened, closed = [], []
+
+    class Fake:
+        def __init__(self, role: Role) -> None:
+            if role is Role.DOWNSTREAM:
+                raise BackendError("the downstream's model is corrupt")
+            opened.append(role)
+
+        def close(self) -> None:
+            closed.append("anchornet")
+
+    with pytest.raises(BackendError, match="corrupt"):
+        open_both(Fake)
+    assert opened == [Role.ANCHORNET] and closed == ["anchornet"]
