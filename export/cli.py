@@ -177,6 +177,9 @@ ENGINE_FLAGS = ("bundle", "rebuild", "max_batch", "max_patches", "workspace_gib"
 
 def run(args: argparse.Namespace) -> int:
     """Export as `args` says; returns the exit code."""
+    if args.rebuild and args.bundle is None:
+        print("--rebuild replaces the engines of --bundle DIR; give the bundle, or drop --rebuild", file=sys.stderr)
+        return 2
     if args.bundle is not None:
         defaults = vars(build_parser().parse_args([]))
         export_only = [
@@ -256,23 +259,36 @@ def run(args: argparse.Namespace) -> int:
 def _engines_for(args: argparse.Namespace) -> int:
     """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files;
     no torch involved."""
+    from anchor_edge.backends.trt.profiles import plan_profiles
     from anchor_edge.backends.trt.runner import engine_mismatches
     from anchor_edge.bundle import load_bundle
 
+    defaults = vars(build_parser().parse_args([]))
+    given = {dest for dest in ENGINE_FLAGS if getattr(args, dest) != defaults[dest]}
     try:
         bundle = load_bundle(args.bundle)
         if bundle.manifest.engines:
             stale = {
                 role: engine_mismatches(bundle, role) for role in Role if bundle.manifest.engines[role] is not None
             }
+            if given & {"max_batch", "max_patches"}:  # sizes asked for: the engines must have been built for them
+                plan = plan_profiles(
+                    bundle.manifest, max_batch=args.max_batch, max_patches=args.max_patches, preset=bundle.preset
+                )
+                for role in stale:
+                    if tuple(bundle.manifest.engines[role].profiles) != tuple(plan[role]):
+                        stale[role].append(
+                            f"built for other sizes than --max-batch {args.max_batch} --max-patches {args.max_patches}"
+                        )
             reasons = [f"{role}: {'; '.join(why)}" for role, why in stale.items() if why]
             if not reasons and len(stale) == len(Role):
-                print(f"the engines in {args.bundle} fit this machine; nothing to build")
+                unused = [f"--{dest.replace('_', '-')}" for dest in sorted(given & {"workspace_gib", "timing_cache"})]
+                note = f" ({', '.join(unused)}: used only when building)" if unused else ""
+                print(f"the engines in {args.bundle} fit this machine; nothing to build{note}")
                 return 0
             if reasons and not args.rebuild:
                 print(
-                    f"engines in {args.bundle} do not fit this machine ({'; '.join(reasons)}); "
-                    "pass --rebuild to replace them",
+                    f"engines in {args.bundle} do not fit ({'; '.join(reasons)}); pass --rebuild to replace them",
                     file=sys.stderr,
                 )
                 return 1

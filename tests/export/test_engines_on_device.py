@@ -70,6 +70,24 @@ def test_matching_engines_are_kept_and_stale_ones_need_rebuild(bundle, tmp_path)
     assert load_bundle(bundle).manifest.engines.anchornet.tensorrt == "11.4.0"
 
 
+def test_engines_built_for_other_sizes_are_stale_when_sizes_are_asked_for(bundle, tmp_path):
+    cache = tmp_path / "cache"
+    assert to_trt("--bundle", bundle, "--timing-cache", cache).returncode == 0  # max batch 8, 32 patches
+    same = to_trt("--bundle", bundle, "--timing-cache", cache, "--max-batch", "8", "--workspace-gib", "1")
+    assert same.returncode == 0
+    assert "nothing to build (--timing-cache, --workspace-gib: used only when building)" in same.stdout
+    other = to_trt("--bundle", bundle, "--timing-cache", cache, "--max-batch", "4")
+    assert other.returncode == 1 and "other sizes than --max-batch 4 --max-patches 32" in other.stderr
+    rebuilt = to_trt("--bundle", bundle, "--timing-cache", cache, "--max-batch", "4", "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert load_bundle(bundle).manifest.engines.anchornet.profiles[0].max[0] == 4
+
+
+def test_rebuild_without_a_bundle_is_a_usage_error():
+    result = to_trt("--rebuild")
+    assert result.returncode == 2 and "--rebuild replaces the engines of --bundle DIR" in result.stderr
+
+
 def test_a_missing_bundle_is_exit_code_one(tmp_path):
     result = to_trt("--bundle", tmp_path / "none")
     assert result.returncode == 1 and result.stderr.startswith("engine build failed:")
