@@ -49,6 +49,11 @@ class ImageFolder:
     has_easy = False
     has_centres = False
 
+    @property
+    def name(self) -> str:
+        """The folder's absolute path (a DataSource's name)."""
+        return str(self.root.resolve())
+
     @classmethod
     def open(cls, root: str | Path, *, mirror: bool = True) -> "ImageFolder":
         """Find the classes and files under `root`, read every image once, and keep those that decode.

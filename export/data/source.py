@@ -38,6 +38,8 @@ class DataSource(Protocol):
     """Samples by (split, index, seed); the same arguments give the same sample."""
 
     class_names: tuple[str, ...]
+    #: What the samples come from ("digits", a folder's absolute path): part of a resumable run's identity.
+    name: str
     #: Whether samples carry box and scale (box supervision and training windows need them).
     has_boxes: bool
     #: Whether `sample(..., easy=True)` gives the contrast curriculum's easy variant.
@@ -55,6 +57,7 @@ class DigitsSource:
     """The digits benchmark (`export.data.digits`): endless seeded samples, with boxes, scales and an easy variant."""
 
     class_names = digits.CLASS_NAMES
+    name = "digits"
     has_boxes = True
     has_easy = True
     has_centres = False

@@ -43,8 +43,9 @@ from export.training.common import (
     apply_recipe_arguments,
     easy_share,
     learning_rate,
-    load_checkpoint,
     pick_device,
+    resume_state,
+    run_identity,
     sample_batch,
     save_checkpoint,
     seed_everything,
@@ -123,7 +124,17 @@ def train_anchornet(
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
     checkpoint_path = work_dir / "anchornet_state.pt"
-    state = load_checkpoint(checkpoint_path)
+    run = run_identity(
+        "anchornet",
+        source,
+        seed=seed,
+        batch_size=batch_size,
+        window_size=window_size,
+        box_supervision=box_supervision,
+        init=init,
+        peak_lr=peak_lr,
+    )
+    state = resume_state(checkpoint_path, run)
     step = 0
     budget = Budget(budget_minutes)
     if state is not None:
@@ -157,10 +168,10 @@ def train_anchornet(
         take_step(optimizer, loss, progress)
         step += 1
         if step % 50 == 0 or step == total_steps:
-            save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
+            save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
             LOG.info("step %d/%d loss %.4f (%.0f s)", step, total_steps, loss.item(), budget.spent)
     progress.close()
-    save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
+    save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
 
     report = measure_poolings(model, eval_images, seed, source=source)
     pooling = "attention" if report["attention"] > report["gap"] else "gap"

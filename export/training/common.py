@@ -23,6 +23,8 @@ from anchor_edge.errors import InputError
 from export.data.source import DIGITS, DataSource, LabelledImage
 from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
 
+LOG = logging.getLogger(__name__)
+
 
 def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, progress: Any) -> None:
     """One optimizer step on `loss`, shown on the tqdm progress bar."""
@@ -33,9 +35,56 @@ def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, progress: An
     progress.set_postfix(loss=f"{loss.item():.3f}")
 
 
-def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, budget: "Budget") -> dict:
-    """What a resumable checkpoint holds: weights, optimizer state, steps taken and seconds spent."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "spent": budget.spent}
+def training_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, budget: "Budget", run: dict[str, Any]
+) -> dict:
+    """What a resumable checkpoint holds: weights, optimizer state, steps taken, seconds spent, and which run
+    it belongs to (`run_identity`)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "spent": budget.spent,
+        "run": run,
+    }
+
+
+def run_identity(step: str, source: DataSource, **settings: Any) -> dict[str, Any]:
+    """What makes two runs of a training step the same run, so one may resume the other's checkpoint: the step,
+    the data (its name and classes) and the settings that shape the samples and the recipe. The planned images
+    and the budget are not part of it: a rerun may plan a longer run and continue."""
+    return {
+        "step": step,
+        "data": source.name,
+        "classes": list(source.class_names),
+        **{key: str(value) if isinstance(value, Path) else value for key, value in settings.items()},
+    }
+
+
+def resume_state(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The training state saved at `path` when it is this run's, None when there is none yet.
+
+    Raises:
+        InputError: the checkpoint belongs to another run (other data, classes, seed or schedule): resuming it
+            would silently continue that run, or spend its budget.
+    """
+    state = load_checkpoint(path)
+    if state is None:
+        return None
+    saved = state.get("run")
+    if saved is None:  # written before checkpoints named their run: nothing to compare
+        LOG.warning("%s does not say which run wrote it; resuming it as this run's", path)
+    elif saved != run:
+        differences = ", ".join(
+            f"{key} {saved.get(key)!r} there, {run.get(key)!r} here"
+            for key in sorted(set(saved) | set(run))
+            if saved.get(key) != run.get(key)
+        )
+        raise InputError(
+            f"{path} holds the checkpoint of another run ({differences}); give this run a fresh --work-dir, "
+            "or delete that file to start over"
+        )
+    return state
 
 
 def pick_device() -> torch.device:

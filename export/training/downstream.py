@@ -69,9 +69,10 @@ from export.training.common import (
     bf16_supported,
     easy_share,
     learning_rate,
-    load_checkpoint,
     pick_device,
     renormalize,
+    resume_state,
+    run_identity,
     sample_batch,
     save_checkpoint,
     seed_everything,
@@ -263,7 +264,8 @@ def train_downstream(
     peak_lr = recipe.peak_lr[kind]
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
     checkpoint_path = work_dir / architecture / f"downstream_{kind}_state.pt"
-    state = load_checkpoint(checkpoint_path)
+    run = run_identity(f"{architecture} {kind}", source, seed=seed, batch_size=batch_size)
+    state = resume_state(checkpoint_path, run)
     step, budget = 0, Budget(budget_minutes)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -289,12 +291,12 @@ def train_downstream(
         take_step(optimizer, loss, progress)
         step += 1
         if step % 50 == 0:
-            save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
+            save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
             LOG.info(
                 "%s %s step %d/%d loss %.4f (%.0f s)", architecture, kind, step, total_steps, loss.item(), budget.spent
             )
     progress.close()
-    save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget))
+    save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
     weights = _weights_of(recipe, kind, out, work_dir)
     save_checkpoint(weights, storage_copy(model.state_dict()))
     LOG.info("downstream %s %s: %d steps, %d images, %.0f s", architecture, kind, step, step * batch_size, budget.spent)

@@ -55,6 +55,7 @@ class TaughtFolder:
         self.folder = folder
         self.maps = maps
         self.class_names = folder.class_names
+        self.name = folder.name
 
     def count(self, split: str) -> int:
         return self.folder.count(split)

@@ -8,7 +8,7 @@ import torch
 
 from anchor_edge.errors import InputError
 from export.data.digits import make_sample, network_input
-from export.data.source import LabelledImage
+from export.data.source import DIGITS, LabelledImage
 from export.models.anchornet import AnchorNet
 from export.models.downstream import EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import downstream_weights
@@ -20,7 +20,10 @@ from export.training.common import (
     learning_rate,
     load_checkpoint,
     renormalize,
+    resume_state,
+    run_identity,
     sample_batch,
+    save_checkpoint,
     storage_copy,
 )
 from export.training.downstream import (
@@ -87,6 +90,21 @@ def test_anchornet_recipe_trains_saves_the_bundle_checkpoint_and_resumes(tmp_pat
         tmp_path / "out", images=4, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128
     )
     assert load_checkpoint(tmp_path / "work" / "anchornet_state.pt")["step"] == 2  # resumed at 1, not restarted
+    with pytest.raises(InputError, match=r"another run \(seed 0 there, 1 here\); give this run a fresh --work-dir"):
+        train_anchornet(tmp_path / "out", images=6, batch_size=2, seed=1, work_dir=tmp_path / "work", eval_images=2)
+    assert load_checkpoint(tmp_path / "work" / "anchornet_state.pt")["step"] == 2  # the other run's state is kept
+
+
+def test_a_checkpoint_of_other_data_is_refused_and_one_without_a_run_record_resumes(tmp_path):
+    digits_run = run_identity("anchornet", DIGITS, seed=0, batch_size=32)
+    folder_run = {**digits_run, "data": "/home/me/photos"}
+    save_checkpoint(tmp_path / "state.pt", {"step": 7, "run": digits_run})
+    assert resume_state(tmp_path / "state.pt", digits_run)["step"] == 7
+    with pytest.raises(InputError, match="data 'digits' there, '/home/me/photos' here"):
+        resume_state(tmp_path / "state.pt", folder_run)
+    save_checkpoint(tmp_path / "old.pt", {"step": 3})  # written before checkpoints named their run
+    assert resume_state(tmp_path / "old.pt", folder_run)["step"] == 3
+    assert resume_state(tmp_path / "none.pt", folder_run) is None
 
 
 def test_anchornet_recipe_stops_at_an_exhausted_budget(tmp_path):
