@@ -3,6 +3,7 @@
     python -m export.train                          # the digits benchmark, 120 minutes, weights into weights/
     python -m export.train --data photos/ --out runs/photos --bundle bundles/photos
     python -m export.train --data photos/ --downstream resnet50:my_resnet.pt --keep-downstream --bundle bundles/mine
+                                                    # (weights into runs/photos: a folder's run keeps weights/ intact)
 
 With --data DIR (one subfolder of images per class, docs/exporting.md) and
 --downstream SPEC (any spec export/to_trt.py takes that names a network and
@@ -35,7 +36,9 @@ import json
 import sys
 from pathlib import Path
 
+from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.evaluation.folder import held_out_split
 from export.data.source import DIGITS
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import ANCHORNET_FILE, downstream_weights
@@ -66,7 +69,9 @@ STEPS = ("anchornet", "trunk", "full", "resized", "patches")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
-    add_recipe_arguments(parser)
+    add_recipe_arguments(
+        parser, out_default=None, out_help="weights/ for the digits benchmark, runs/NAME for --data NAME"
+    )
     parser.add_argument(
         "--data",
         type=Path,
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, metavar="DIR", help="also export the trained models as a bundle here")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
+    args.out = args.out or default_out(args.data)
     if args.data is None and (args.downstream or args.keep_downstream):
         parser.error(
             "--downstream and --keep-downstream train on your folder (--data DIR); on the digits benchmark "
@@ -123,18 +129,26 @@ def main(argv: list[str] | None = None) -> int:
             f"--architecture {args.architecture} trains on the digits benchmark only; on a folder give "
             "--downstream SPEC"
         )
+    if args.data is None and args.only:
+        planned = [step for step, _, _ in DIGITS_PLANS[args.architecture or DEFAULT_ARCHITECTURE]]
+        if not_planned := [step for step in args.only if step not in planned]:
+            parser.error(
+                f"--only {','.join(not_planned)}: not a step of the {args.architecture or DEFAULT_ARCHITECTURE} "
+                f"recipe, whose steps are {', '.join(planned)}"
+            )
     try:
         if args.data is not None:
             reports, downstream = _train_folder(args)
         else:
             reports, downstream = _train_digits(args)
-        (args.out / "training_report.json").write_text(json.dumps(reports, indent=2) + "\n")
+        write_report(args.out / "training_report.json", reports)
         if args.bundle is not None:
             _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
             print(
                 f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}"
                 + (
-                    f"; measure it on your held-out images: anchor-edge eval {args.bundle} --data {args.data}"
+                    f"; measure it on the images it did not train on: anchor-edge eval {args.bundle} --data {args.data}"
+                    + ("" if held_out_split(args.data) != args.data else " --held-out")
                     if args.data is not None
                     else ""
                 )
@@ -148,6 +162,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def default_out(data: Path | None) -> Path:
+    """Where the weights go without --out: weights/ for the digits benchmark (the committed weights), runs/NAME for
+    a folder NAME, so training on a folder never replaces them."""
+    return Path("weights") if data is None else Path("runs") / data.resolve().name
+
+
+def write_report(path: Path, reports: dict) -> None:
+    """This run's step reports over those of earlier runs into the same --out (an `--only` rerun keeps the other
+    steps' reports), written atomically."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    write_atomically(path, (json.dumps({**earlier, **reports}, indent=2) + "\n").encode())
 
 
 def _train_folder(args: argparse.Namespace) -> tuple[dict, str]:

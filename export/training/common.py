@@ -303,9 +303,11 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+def add_recipe_arguments(
+    parser: argparse.ArgumentParser, out_default: Path | None = Path("weights"), out_help: str = "weights"
+) -> None:
     """The flags every training entry point shares: where weights and checkpoints go, seed, threads."""
-    parser.add_argument("--out", type=Path, default=Path("weights"), help="where the weights go (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=out_default, help=f"where the weights go (default: {out_help})")
     parser.add_argument(
         "--work-dir",
         type=Path,

@@ -75,7 +75,14 @@ def train_on_folder(
 ) -> tuple[dict, str]:
     """Run the plan's steps (those in `only`, when given); returns the reports and the bundle's downstream spec."""
     reports = {}
-    for step, share, images in folder_plan(user, keep, folder.count(TRAIN)):
+    plan = folder_plan(user, keep, folder.count(TRAIN))
+    if only and (not_planned := [step for step in only if step not in [name for name, _, _ in plan]]):
+        raise InputError(
+            f"--only {','.join(not_planned)}: not a step of this run, whose steps are "
+            f"{', '.join(name for name, _, _ in plan)} ({'a trained' if user.trained else 'an untrained'} "
+            f"downstream{', kept as it is' if keep else ''})"
+        )
+    for step, share, images in plan:
         if only and step not in only:
             continue
         minutes, planned = budget_minutes * share, max(1, int(images * scale))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -155,6 +156,39 @@ def test_train_refuses_a_bad_folder_with_exit_code_one(tmp_path, capsys):
 
     assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "w")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_folders_weights_never_default_to_the_committed_ones(tmp_path):
+    from export.train import default_out
+
+    assert default_out(None) == Path("weights")
+    assert default_out(tmp_path / "photos") == Path("runs") / "photos"
+    assert default_out(Path("photos/")) == Path("runs") / "photos"
+
+
+def test_only_refuses_a_step_the_plan_does_not_have(tmp_path, photos, capsys):
+    from export.train import main
+    from export.training.folder_steps import train_on_folder
+    from export.training.user_downstream import open_user_downstream
+
+    with pytest.raises(SystemExit) as stop:  # the digits plans are known before any training
+        main(["--architecture", "resnet50", "--only", "resized", "--out", str(tmp_path / "w")])
+    assert stop.value.code == 2 and "not a step of the resnet50 recipe" in capsys.readouterr().err
+    folder = ImageFolder.open(write_class_folders(tmp_path / "photos", photos))
+    untrained = open_user_downstream("efficientnet_lite0")  # no checkpoint: its plan is full, anchornet, patches
+    with pytest.raises(InputError, match="--only resized: not a step of this run, whose steps are full, anchornet"):
+        train_on_folder(
+            folder, untrained, out=tmp_path / "w", work_dir=tmp_path / "k", budget_minutes=1, only=("resized",)
+        )
+
+
+def test_a_partial_rerun_keeps_the_other_steps_reports(tmp_path):
+    from export.train import write_report
+
+    path = tmp_path / "training_report.json"
+    write_report(path, {"anchornet": {"attention": 91.0}, "patches": {"steps": 10}})
+    write_report(path, {"patches": {"steps": 20}})
+    assert json.loads(path.read_text()) == {"anchornet": {"attention": 91.0}, "patches": {"steps": 20}}
 
 
 def test_the_digits_folder_reads_back_with_its_labels(tmp_path):
