@@ -26,7 +26,7 @@ from anchor_edge import Pipeline
 from anchor_edge.bundle.choices import Role
 from anchor_edge.cli.options import add_branch_rule_option
 from anchor_edge.errors import AnchorEdgeError
-from anchor_edge.evaluation.folder import read_labelled_folder
+from anchor_edge.evaluation.folder import held_out_split, read_labelled_folder
 from anchor_edge.evaluation.report import table
 from anchor_edge.evaluation.score import evaluate
 from anchor_edge.evaluation.summary import summarize
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = dict(preset=args.preset, branch_rule=args.branch_rule, budget=args.budget)
         with Pipeline.from_bundle(args.bundle, backend="onnxruntime", threads=args.threads, **settings) as pipe:
             shas = {role.value: pipe.bundle.manifest.models[role].sha256 for role in Role}
-            folder = read_labelled_folder(args.data, pipe.bundle.class_names)
+            flat = held_out_split(args.data) == args.data  # no train/ + val/: the files training held out
+            folder = read_labelled_folder(args.data, pipe.bundle.class_names, held_out_only=flat)
             summary = summarize(evaluate(pipe, folder, preset=args.preset))
     except (AnchorEdgeError, OSError, ValueError) as error:
         print(f"folder_run: {error}", file=sys.stderr)

@@ -1,10 +1,13 @@
 """`anchor-edge eval`: top-1, multiply-adds and paired time of a bundle on the user's labelled images.
 
-    anchor-edge eval BUNDLE --data DIR [--preset P] [--branch-rule R] [--budget B] [--early-exit T] [--backend ...]
-                     [--compare BUNDLE2] [--compare-backend B2] [--json] [--png FILE]
+    anchor-edge eval BUNDLE --data DIR [--held-out] [--preset P] [--branch-rule R] [--budget B] [--early-exit T]
+                     [--backend ...] [--compare BUNDLE2] [--compare-backend B2] [--json] [--png FILE]
 
 DIR holds one subfolder of images per class, named as the bundle's classes
-(or train/ and val/ (test/) splits of them: val/ is evaluated). The
+(or train/ and val/ (test/) splits of them: val/ is evaluated; --held-out
+takes only the files `python -m export.train --data DIR` held out of a
+folder without splits, so a bundle trained there is scored on images it
+did not learn). The
 pipeline, the bundle's downstream on the whole image and AnchorNet's decided
 class are scored on every image; the pipeline and the full image are timed
 per image, in pairs. With --compare (and/or --compare-backend) a second
@@ -26,6 +29,7 @@ from anchor_edge.cli.options import (
     backend_keywords,
     threshold,
 )
+from anchor_edge.evaluation.folder import HELD_OUT_EVERY
 from anchor_edge.method.lsp import PRESETS
 
 log = logging.getLogger("anchor_edge")
@@ -42,6 +46,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         required=True,
         metavar="DIR",
         help="DIR/<class>/ images, folders named as the bundle's classes; or DIR/train/ + DIR/val/ (val/ is used)",
+    )
+    evaluate.add_argument(
+        "--held-out",
+        action="store_true",
+        help="a folder without train/ and val/: only the files `python -m export.train --data DIR` held out "
+        f"(every {HELD_OUT_EVERY}th of each class, by name)",
     )
     evaluate.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
     add_branch_rule_option(evaluate)
@@ -109,7 +119,7 @@ def _evaluate(bundle: Path, args: argparse.Namespace, keywords: dict):
     )
     with Pipeline.from_bundle(bundle, **options) as pipe:
         log.info("bundle %s on %s", bundle, pipe.anchornet.describe())
-        folder = read_labelled_folder(args.data, pipe.bundle.class_names)
+        folder = read_labelled_folder(args.data, pipe.bundle.class_names, held_out_only=args.held_out)
 
         def bar(files):
             return tqdm(files, desc=f"eval {bundle.name}", unit="image", disable=None, leave=False, mininterval=1)

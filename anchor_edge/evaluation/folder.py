@@ -3,7 +3,8 @@
 Layouts (files with an image suffix are taken, found recursively inside each
 class folder, in name order; hidden files and folders are ignored):
 
-    DIR/<class>/*.jpg                                   every image is evaluated
+    DIR/<class>/*.jpg                                   every image is evaluated; with held_out_only, only the
+                                                        files `python -m export.train --data DIR` held out
     DIR/train/<class>/... + DIR/val/<class>/...         (or test/ instead of val/): only the held-out split
 
 A class folder must be named as one of the bundle's classes (bundle.class_names);
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from anchor_edge.errors import InputError
@@ -23,6 +25,9 @@ from anchor_edge.video.sources import IMAGE_SUFFIXES
 
 #: The held-out split folders looked for next to train/, in this order.
 HELD_OUT_FOLDERS = ("val", "test")
+#: In a folder without splits `python -m export.train --data` holds out file j of each class (the class folder's own
+#: image files, by name) when j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 and trains on the others.
+HELD_OUT_EVERY = 5
 #: How many known class names an "unknown class" error lists.
 NAMES_SHOWN = 5
 
@@ -44,17 +49,28 @@ class LabelledFolder:
     unlabelled: tuple[Path, ...] = ()
 
 
-def read_labelled_folder(root: str | Path, class_names: Sequence[str]) -> LabelledFolder:
+def read_labelled_folder(
+    root: str | Path, class_names: Sequence[str], *, held_out_only: bool = False
+) -> LabelledFolder:
     """Find the labelled images under `root` for a bundle with `class_names`.
+
+    held_out_only: for a folder without splits, only the files a training run on it held out (`held_out_files`),
+        so a bundle trained on the folder is scored on images it did not learn.
 
     Raises:
         InputError: no such folder; no class subfolders (no labels); a class folder not among
-            `class_names` (unknown class); no image at all in the class folders.
+            `class_names` (unknown class); no image at all in the class folders; held_out_only on a
+            folder with train/ and val/ splits (its val/ is read anyway).
     """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"--data {root} is not a folder; give one subfolder of images per class")
     split = held_out_split(root)
+    if held_out_only and split != root:
+        raise InputError(
+            f"--held-out is for a folder without splits: {root} has train/ and {split.name}/, and only "
+            f"{split.name}/ is evaluated anyway; drop --held-out"
+        )
     folders = sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = tuple(_images_in(split, recursive=False))
     if not folders:
@@ -73,7 +89,8 @@ def read_labelled_folder(root: str | Path, class_names: Sequence[str]) -> Labell
             f"{shown}{more}; rename or remove the folder (bundle.json's class_names lists them all)"
         )
     by_class = sorted(folders, key=lambda p: index[p.name])
-    files = tuple((path, index[folder.name]) for folder in by_class for path in _images_in(folder, recursive=True))
+    listed = held_out_files if held_out_only else partial(_images_in, recursive=True)
+    files = tuple((path, index[folder.name]) for folder in by_class for path in listed(folder))
     if not files:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise InputError(f"--data {split}: the class folders hold no image ({suffixes})")
@@ -84,6 +101,16 @@ def held_out_split(root: Path) -> Path:
     """root/val (or root/test) when root has train/ and one of them, else root itself."""
     held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
     return held_out if held_out is not None and (root / "train").is_dir() else root
+
+
+def class_files(folder: Path) -> list[Path]:
+    """A class folder's own image files (not its subfolders'), by name: what the hold-out rule counts."""
+    return _images_in(folder, recursive=False)
+
+
+def held_out_files(folder: Path) -> list[Path]:
+    """The files of a class folder that a training run on a folder without splits holds out (`HELD_OUT_EVERY`)."""
+    return [path for j, path in enumerate(class_files(folder)) if j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
 
 
 def _images_in(folder: Path, *, recursive: bool) -> list[Path]:

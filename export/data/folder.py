@@ -26,14 +26,11 @@ import numpy as np
 from tqdm import tqdm
 
 from anchor_edge.errors import InputError
+from anchor_edge.evaluation.folder import HELD_OUT_EVERY, HELD_OUT_FOLDERS, class_files
 from anchor_edge.method.preprocess import load_image, resize_and_crop
-from anchor_edge.video.sources import IMAGE_SUFFIXES
 from export.data.source import HELD_OUT, TRAIN, LabelledImage
 
 LOG = logging.getLogger("anchor_edge.train")
-#: Without a given split, file j (sorted by name) of a class is held out when j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1.
-HELD_OUT_EVERY = 5
-HELD_OUT_FOLDERS = ("val", "test")
 RESIZE_SHORT, CROP = 256, 224
 
 
@@ -145,7 +142,7 @@ def _labelled(folder: Path, class_names: tuple[str, ...]) -> list[tuple[Path, in
         class_folder = folder / name
         if not class_folder.is_dir():
             raise InputError(f"{folder} has no folder for class {name!r}, which {folder.parent / TRAIN} has")
-        items += [(path, label) for path in sorted(class_folder.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+        items += [(path, label) for path in class_files(class_folder)]
     return items
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from anchor_edge.errors import InputError
 from anchor_edge.evaluation.folder import read_labelled_folder
+from export.data.folder import ImageFolder
+from export.data.source import HELD_OUT
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -54,3 +58,22 @@ def test_refusals_say_what_is_wrong(tmp_path):
     (tmp_path / "cat" / "c.png").unlink()
     with pytest.raises(InputError, match="the class folders hold no image"):
         read_labelled_folder(tmp_path, CLASSES)
+
+
+def test_held_out_reads_exactly_the_files_a_training_run_on_the_folder_holds_out(tmp_path):
+    for c, name in enumerate(CLASSES):
+        (tmp_path / name).mkdir()
+        for j in range(7):  # 7 files: file 4 of each class is held out (every 5th, by name)
+            cv2.imwrite(str(tmp_path / name / f"{j:02d}.png"), np.full((40, 48, 3), 30 * j + c, np.uint8))
+    touch(tmp_path / "cat" / "deep" / "zz.png")  # in a subfolder: eval reads it, the hold-out rule does not count it
+    trained_on = ImageFolder.open(tmp_path)
+    folder = read_labelled_folder(tmp_path, CLASSES, held_out_only=True)
+    assert folder.files == tuple(trained_on.files[HELD_OUT])
+    assert folder.files == tuple((tmp_path / name / "04.png", c) for c, name in enumerate(CLASSES))
+    assert len(read_labelled_folder(tmp_path, CLASSES).files) == 3 * 7 + 1
+
+
+def test_held_out_on_a_folder_with_splits_is_refused(tmp_path):
+    touch(tmp_path / "train" / "dog" / "t.png", tmp_path / "val" / "dog" / "v.png")
+    with pytest.raises(InputError, match="--held-out is for a folder without splits"):
+        read_labelled_folder(tmp_path, CLASSES, held_out_only=True)

@@ -187,6 +187,19 @@ def test_an_unknown_class_folder_is_named(small_bundle, photos, class_names, tmp
     assert "unknown class folder(s) ['zebra']" in result.stderr and repr(class_names[0]) in result.stderr
 
 
+def test_held_out_scores_only_the_files_training_held_out(small_bundle, photos, class_names, tmp_path):
+    for j in range(5):  # one class, five files: training on the folder would hold out file 4 alone
+        (tmp_path / class_names[0]).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / class_names[0] / f"{j}.png"), photos[j][1])
+    result = anchor_edge("eval", small_bundle, "--data", tmp_path, "--held-out", "--backend", "onnxruntime", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["images"] == 1
+    (tmp_path / "train").mkdir()
+    (tmp_path / class_names[0]).rename(tmp_path / "val")
+    refused = anchor_edge("eval", small_bundle, "--data", tmp_path, "--held-out", "--backend", "onnxruntime")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "drop --held-out" in refused.stderr
+
+
 def test_eval_compares_a_second_bundle(small_bundle, labelled, tmp_path):
     """A twin copy of the bundle as the second bundle: it is opened, named, and agrees on every image."""
     import shutil
