@@ -256,9 +256,13 @@ def train_downstream(
     device = pick_device()
     start = recipe.starts_from[kind]
     if start is not None:
-        model.load_state_dict(
-            torch.load(_weights_of(recipe, start, out, work_dir), map_location="cpu", weights_only=True)
-        )
+        weights = _weights_of(recipe, start, out, work_dir)
+        if not weights.is_file():
+            raise InputError(
+                f"the {kind} step starts from the {start} step's weights, {weights}, which no run has written: "
+                f"train the {start} step first (--only {start}, or the whole plan)"
+            )
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     anchornet = load_anchornet(out / "anchornet.pt", None, None) if kind == "patches" else None
     model.to(device).to(memory_format=torch.channels_last)
     peak_lr = recipe.peak_lr[kind]

@@ -255,3 +255,8 @@ def test_a_step_the_architectures_recipe_does_not_have_is_refused(tmp_path):
         train_downstream("resized", tmp_path, architecture=RESNET50, images=2, work_dir=tmp_path)
     with pytest.raises(InputError, match="no training recipe"):
         train_downstream("full", tmp_path, architecture="resnet18", images=2, work_dir=tmp_path)
+
+
+def test_a_step_whose_starting_weights_were_never_trained_says_which_step_to_run(tmp_path):
+    with pytest.raises(InputError, match=r"the full step starts from the trunk step's weights, .*\(--only trunk"):
+        train_downstream("full", tmp_path, architecture=RESNET50, images=2, batch_size=2, seed=0, work_dir=tmp_path)
