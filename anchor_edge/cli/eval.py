@@ -86,23 +86,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anchor_edge.evaluation.report import save_png, table
+    from anchor_edge.evaluation.report import require_matplotlib, save_png, table
     from anchor_edge.evaluation.summary import agreement, summarize
 
+    if args.png is not None:  # before the evaluation, not after it: a missing matplotlib is known at once
+        require_matplotlib()
     first = _evaluate(args.bundle, args, backend_keywords(args))
     summary = summarize(first)
     compared = None
     if args.compare is not None or args.compare_backend is not None:
         second = _evaluate(args.compare or args.bundle, args, _compare_keywords(args))
         compared = {**summarize(second), "agreement": agreement(first, second)}
-    if args.png is not None:
-        log.info("wrote %s", save_png(args.png, summary, compared))
     if args.json:
-        print(json.dumps({**summary, "compare": compared}))
+        print(json.dumps({**summary, "compare": compared}), flush=True)
     else:
-        print(table(summary, compared))
+        print(table(summary, compared), flush=True)
         if summary["skipped"]:
             print(f"anchor-edge: {len(summary['skipped'])} image file(s) skipped; --json lists them", file=sys.stderr)
+    if args.png is not None:  # after the results are out: a chart that cannot be written loses nothing else
+        log.info("wrote %s", save_png(args.png, summary, compared))
     return 0
 
 

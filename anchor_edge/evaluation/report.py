@@ -37,19 +37,25 @@ def table(summary: dict, compared: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def require_matplotlib() -> None:
+    """Raise InputError when matplotlib, which --png draws with, is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise InputError("--png needs matplotlib: pip install 'anchor-edge[bench]' (or matplotlib)") from error
+
+
 def save_png(path: Path, summary: dict, compared: dict | None = None) -> Path:
     """Per-class top-1 of the three classifiers, and each image's paired time (pipeline against full image).
 
     Raises:
         InputError: matplotlib is not installed.
     """
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise InputError("--png needs matplotlib: pip install 'anchor-edge[bench]' (or matplotlib)") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import numpy as np
 
     rows = [{"class": "all", **summary["top1"]}, *summary["per_class"]]

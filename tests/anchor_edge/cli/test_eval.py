@@ -187,13 +187,20 @@ def test_an_unknown_class_folder_is_named(small_bundle, photos, class_names, tmp
     assert "unknown class folder(s) ['zebra']" in result.stderr and repr(class_names[0]) in result.stderr
 
 
-def test_held_out_scores_only_the_files_training_held_out(small_bundle, photos, class_names, tmp_path):
+def test_held_out_scores_only_the_files_training_held_out_and_a_failed_chart_loses_no_result(
+    small_bundle, photos, class_names, tmp_path
+):
     for j in range(5):  # one class, five files: training on the folder would hold out file 4 alone
         (tmp_path / class_names[0]).mkdir(exist_ok=True)
         cv2.imwrite(str(tmp_path / class_names[0] / f"{j}.png"), photos[j][1])
     result = anchor_edge("eval", small_bundle, "--data", tmp_path, "--held-out", "--backend", "onnxruntime", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["images"] == 1
+    (tmp_path / "a-file").write_text("")  # a chart that cannot be written: the results are out before it
+    unwritable = tmp_path / "a-file" / "eval.png"
+    charted = anchor_edge("eval", small_bundle, "--data", tmp_path, "--held-out", "--json", "--png", unwritable)
+    assert charted.returncode == 1 and json.loads(charted.stdout)["images"] == 1
+    (tmp_path / "a-file").unlink()
     (tmp_path / "train").mkdir()
     (tmp_path / class_names[0]).rename(tmp_path / "val")
     refused = anchor_edge("eval", small_bundle, "--data", tmp_path, "--held-out", "--backend", "onnxruntime")
