@@ -38,7 +38,9 @@ def run_stream(pipe: Pipeline, args: argparse.Namespace) -> int:
         source = stream.source
         video = None
         if args.save_vis is not None and args.save_vis.suffix.lower() in VIDEO_SUFFIXES:
-            video = stack.enter_context(VideoOut(args.save_vis, source.fps))
+            # every n-th frame of a recording is kept: written at fps / n it plays at the source's speed
+            kept_fps = source.fps / every if source.fps and not source.live else source.fps
+            video = stack.enter_context(VideoOut(args.save_vis, kept_fps))
         total = None if source.frame_count is None else -(-source.frame_count // every)
         progress = stack.enter_context(
             tqdm(total=total, unit="frame", disable=True if source.live else None, leave=False)

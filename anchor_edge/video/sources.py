@@ -169,7 +169,9 @@ class VideoFile:
 
 
 class ImageFiles:
-    """The images of a folder or glob, sorted by name; an unreadable one is delivered as an error, not skipped."""
+    """The images of a folder or glob, sorted by name (every n-th of them); an unreadable one is delivered as an
+    error, not skipped. As for a video file, a frame's index is its position among all the images, and
+    `frame_count` counts them all."""
 
     live = False
     fps = None
@@ -178,9 +180,10 @@ class ImageFiles:
         self.name = pattern
         folder = Path(pattern)
         paths = sorted(folder.iterdir()) if folder.is_dir() else sorted(Path(p) for p in glob.glob(pattern))
-        self.paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES][::every]
+        self.paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
         if not self.paths:
             raise SourceError(f"{pattern}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.every = every
         self.frame_count = len(self.paths)
         self.dropped = 0
         self._next = 0
@@ -190,7 +193,7 @@ class ImageFiles:
         if self._next >= len(self.paths):
             return None
         index = self._next
-        self._next += 1
+        self._next += self.every
         path = self.paths[index]
         try:
             image = load_image(path)

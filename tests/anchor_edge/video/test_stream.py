@@ -90,6 +90,8 @@ def test_an_image_folder_streams_and_an_unreadable_file_is_an_error_row(pipe, ph
     assert [r.index for r in results] == [0, 1, 2, 3]  # 0.jpg, 1.jpg, 1b.jpg, 2.jpg
     assert results[2].prediction is None and "1b.jpg" in results[2].error
     assert stream.stats.frames == 3 and stream.stats.errors == 1
+    with pipe.stream(tmp_path, every=2) as stream:  # as for a video file: positions among all the images
+        assert [r.index for r in stream] == [0, 2] and stream.source.frame_count == 4
 
 
 def test_smoothing_averages_class_distributions():
@@ -213,6 +215,17 @@ def test_cli_writes_an_annotated_video_with_the_inputs_frames_and_size(small_bun
     assert len(frames) == 12 and frames[0].shape == (240, 320, 3)
     capture = cv2.VideoCapture(str(out))
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    capture.release()
+
+
+def test_every_nth_frame_written_at_the_kept_rate_plays_at_the_sources_speed(small_bundle, photo_video, tmp_path):
+    out = tmp_path / "every3.avi"
+    assert (
+        main(["predict", str(photo_video), "--bundle", str(small_bundle), "--every", "3", "--save-vis", str(out)]) == 0
+    )
+    assert len(decoded(out)) == 4  # frames 0, 3, 6, 9 of 12
+    capture = cv2.VideoCapture(str(out))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0 / 3, rel=1e-3)  # 1.2 s of video, as the source
     capture.release()
 
 
