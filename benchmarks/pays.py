@@ -262,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1 or any(b < 1 for b in args.batch_sizes) or args.seconds <= 0:
         parser.error("--images, --batch-sizes and --seconds must be positive")
+    if max(args.batch_sizes) > (timed := min(TIMED_IMAGES, args.images)):
+        parser.error(
+            f"--batch-sizes: at most {timed}, the images timed per set (--images {args.images}, at most "
+            f"{TIMED_IMAGES}); a larger batch would have nothing to time"
+        )
     try:
         methods, pipelines = open_methods(args.bundle, args.baselines, args.threads)
     except (AnchorEdgeError, OSError) as error:

@@ -93,3 +93,10 @@ def test_baselines_of_another_architecture_are_refused(small_bundle, baselines, 
 def test_missing_baselines_say_how_to_make_them(small_bundle, tmp_path, capsys):
     assert pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path)]) == 1
     assert "python -m export.training.baselines" in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_the_timed_images_is_a_usage_error(small_bundle, tmp_path, capsys):
+    # Refused before a model opens: with --images 4 only 4 images of a set are timed, so batch 8 has no batch.
+    with pytest.raises(SystemExit) as stop:
+        pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--images", "4"])
+    assert stop.value.code == 2 and "--batch-sizes: at most 4, the images timed per set" in capsys.readouterr().err
