@@ -30,11 +30,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from anchor_edge.bundle import load_bundle
+from anchor_edge.bundle.choices import Role
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import AnchorEdgeError, ClusterError, InputError
 from anchor_edge.scale.cluster import import_ray
 from anchor_edge.scale.results import (
     PartWriter,
+    claim_output,
     error_row,
     finished_paths,
     prediction_row,
@@ -176,7 +179,8 @@ def run_batch(
 
     Raises:
         ClusterError: no Ray cluster is connected.
-        InputError: no inputs, a bad size, an output folder that is not a job's.
+        InputError: no inputs, a bad size, an output folder that is not a job's or holds another bundle's results.
+        BundleError: the bundle is missing or fails its checksums.
     """
     ray = import_ray()
     if not ray.is_initialized():
@@ -186,6 +190,7 @@ def run_batch(
     output = Path(output)
     paths = sorted({_absolute(p) for p in inputs}) if isinstance(inputs, list) else list_inputs(inputs)
     done = finished_paths(output)
+    claim_output(output, job_identity(bundle))
     todo = [p for p in paths if p not in done]
     writer = PartWriter(output, rows_per_part=rows_per_part)
     errors, first_results = 0, time.perf_counter()
@@ -221,6 +226,12 @@ def run_batch(
         report.seconds,
     )
     return report
+
+
+def job_identity(bundle: str | Path) -> dict:
+    """What a job's rows depend on: the bundle's two ONNX models (sha256) and the LSP preset it runs."""
+    loaded = load_bundle(bundle)
+    return {"models": {role.value: loaded.manifest.models[role].sha256 for role in Role}, "preset": str(loaded.preset)}
 
 
 def quiet_ray_data() -> None:

@@ -6,11 +6,15 @@ An image that cannot be decoded is a row with `error` set and the other
 fields null, so a job never fails on bad data and every input is accounted
 for. Part files are written through a temporary file and renamed, so a job
 stopped at any moment leaves only whole parts; the paths in them are what a
-re-run skips (`finished_paths`).
+re-run skips (`finished_paths`). `_job.json` names the models that wrote the
+rows (`claim_output`), so a re-run with another bundle cannot mix its answers
+in; its leading underscore keeps Parquet readers of the folder off it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -37,6 +41,9 @@ SCHEMA = pa.schema(
     ]
 )
 PART_GLOB = "part-*.parquet"
+#: Which models a results folder's rows come from.
+JOB_FILE = "_job.json"
+log = logging.getLogger("anchor_edge")
 
 
 def prediction_row(path: str, prediction: Prediction) -> dict:
@@ -79,6 +86,26 @@ def finished_paths(folder: Path) -> set[str]:
             ) from error
         done.update(paths.to_pylist())
     return done
+
+
+def claim_output(folder: Path, job: dict) -> None:
+    """Record in `folder` which models write its rows (`job`: JSON-ready), or refuse a folder other models wrote.
+
+    Raises:
+        InputError: the folder's rows come from another job's models (resuming would mix two models' answers).
+    """
+    path = folder / JOB_FILE
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded != job:
+            raise InputError(
+                f"{folder} holds the results of another job ({json.dumps(recorded)}), not of {json.dumps(job)}; "
+                "give another --output, or the same bundle to resume that job"
+            )
+        return
+    if any(folder.glob(PART_GLOB)):
+        log.warning("%s has results but no %s (an earlier version's job): resuming it as this job's", folder, JOB_FILE)
+    write_atomically(path, (json.dumps(job, indent=2) + "\n").encode())
 
 
 class PartWriter:

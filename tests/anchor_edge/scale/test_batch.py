@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import cv2
@@ -173,6 +174,20 @@ def test_an_output_folder_with_a_foreign_part_file_is_refused_before_any_work(tm
     (tmp_path / "part-0.parquet").write_text("not parquet")
     with pytest.raises(InputError, match="part-0.parquet"):
         finished_paths(tmp_path)
+
+
+def test_an_output_folder_of_another_bundles_job_is_refused(small_bundle, tmp_path):
+    from anchor_edge.scale.batch import job_identity
+    from anchor_edge.scale.results import JOB_FILE, claim_output
+
+    job = job_identity(small_bundle)
+    assert set(job["models"]) == {"anchornet", "downstream"} and len(job["models"]["downstream"]) == 64
+    claim_output(tmp_path, job)
+    claim_output(tmp_path, job)  # the same models: a resume
+    other = {**job, "models": {**job["models"], "downstream": "0" * 64}}
+    with pytest.raises(InputError, match="holds the results of another job"):
+        claim_output(tmp_path, other)
+    assert json.loads((tmp_path / JOB_FILE).read_text()) == job
 
 
 def test_list_inputs_takes_files_folders_and_globs(image_folder):
