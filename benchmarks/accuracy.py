@@ -26,7 +26,6 @@ Exit codes: 0 success, 1 missing bundle or baselines, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import Bundle, load_bundle
-from anchor_edge.bundle.baselines import BaselineEntry, read_baselines
+from anchor_edge.bundle.baselines import BaselineEntry, read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError, BundleError
 from anchor_edge.method.budget import patch_costs, within_budget
@@ -55,15 +54,17 @@ from benchmarks.accuracy_report import (
     table,
     write_chart,
 )
+from benchmarks.report import write_json
 from export.data.digits import SCALE_FIELDS, make_sample
 
 DEFAULT_BUNDLE = Path("bundles/default")
 DEFAULT_BASELINES = Path("bundles/default-baselines")
 
 
-def read_both_baselines(baselines_dir: Path) -> tuple[BaselineEntry, BaselineEntry]:
-    """The full-image and the resized baseline; BundleError when the architecture's recipe trains no resized one."""
-    models = read_baselines(baselines_dir).models
+def read_both_baselines(baselines_dir: Path, downstream: str) -> tuple[BaselineEntry, BaselineEntry]:
+    """The full-image and the resized baseline of the bundle's `downstream` network; BundleError when they are of
+    another network, or its recipe trains no resized one."""
+    models = read_baselines_for(baselines_dir, downstream).models
     if models.resized is None:
         raise BundleError(
             f"{baselines_dir} has no resized baseline ({models.full.name}'s recipe trains none), and this "
@@ -77,7 +78,7 @@ def evaluate(
 ) -> list[dict]:
     """One record per test image: truth, the runtime's choices, and every method's predicted class."""
     bundle = load_bundle(bundle_dir)
-    full, resized = read_both_baselines(baselines_dir)
+    full, resized = read_both_baselines(baselines_dir, bundle.downstream.name)
     base = {
         kind: OrtRunner(baselines_dir / entry.file, threads=threads)
         for kind, entry in (("full", full), ("resized", resized))
@@ -195,17 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.images < 1:
         parser.error("--images must be at least 1")
     try:
-        full, resized = read_both_baselines(args.baselines)
-        records = evaluate(args.bundle, args.baselines, args.images, threads=args.threads)
         bundle = load_bundle(args.bundle)
+        full, resized = read_both_baselines(args.baselines, bundle.downstream.name)  # refused before any work
+        records = evaluate(args.bundle, args.baselines, args.images, threads=args.threads)
     except AnchorEdgeError as error:
         print(f"accuracy benchmark failed: {error}", file=sys.stderr)
         return 1
     report = summarize(records, bundle.manifest, full, resized)
     print(table(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     if args.png:
+        args.png.parent.mkdir(parents=True, exist_ok=True)
         write_chart(args.png, report)
     return 0
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from anchor_edge import Pipeline
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
-from anchor_edge.bundle.baselines import read_baselines
+from anchor_edge.bundle.baselines import read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.method.preprocess import normalize, resize_and_crop
@@ -88,12 +88,7 @@ def open_methods(
 ) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
     """Every method's classify function, and the pipelines behind them by method name (to close afterwards)."""
     bundle = load_bundle(bundle_dir)
-    baseline = read_baselines(baselines_dir).models.full
-    if baseline.name != bundle.downstream.name:
-        raise AnchorEdgeError(
-            f"{baselines_dir} holds a {baseline.name} baseline and the bundle's downstream is "
-            f"{bundle.downstream.name}: python -m export.training.baselines --architecture {bundle.downstream.name}"
-        )
+    baseline = read_baselines_for(baselines_dir, bundle.downstream.name).models.full
     full_runner = OrtRunner(baselines_dir / baseline.file, threads=threads)
     full_cost = int(bundle.downstream.multiply_adds[bundle.crop])
 

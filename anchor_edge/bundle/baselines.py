@@ -92,6 +92,18 @@ def read_baselines(directory: Path) -> Baselines:
     return Baselines.from_json(data, source=str(path))
 
 
+def read_baselines_for(directory: Path, downstream: str) -> Baselines:
+    """`read_baselines`, refusing baselines of another network than the bundle's `downstream`: a comparison of
+    two architectures would say nothing about the method."""
+    baselines = read_baselines(directory)
+    if baselines.models.full.name != downstream:
+        raise BundleError(
+            f"{directory} holds a {baselines.models.full.name} baseline and the bundle's downstream is "
+            f"{downstream}: {EXPORT_COMMAND} --architecture {downstream}"
+        )
+    return baselines
+
+
 def write_baselines(directory: Path, baselines: Baselines) -> Path:
     """Write `directory/baselines.json` (indented, one trailing newline) atomically; returns its path."""
     path = Path(directory) / BASELINES_NAME

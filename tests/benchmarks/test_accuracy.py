@@ -1,10 +1,13 @@
 """benchmarks/accuracy.py end to end on the small bundle, its downstream standing in for both baselines."""
 
+import json
+
 import numpy as np
 import pytest
 
 from anchor_edge import Pipeline
 from anchor_edge.bundle import load_bundle
+from anchor_edge.errors import BundleError
 from benchmarks.accuracy import evaluate, read_both_baselines
 from benchmarks.accuracy_report import BUDGETS, EARLY_EXIT_THRESHOLDS, budget_key, early_exit_key, summarize
 from export.data.digits import make_sample
@@ -35,7 +38,7 @@ def test_patches_and_early_exit_are_the_pipelines_own(small_bundle, records):
 
 def test_the_report_summarizes_every_method_with_the_pipelines_numbers(small_bundle, baselines, records):
     bundle = load_bundle(small_bundle)
-    report = summarize(records, bundle.manifest, *read_both_baselines(baselines))
+    report = summarize(records, bundle.manifest, *read_both_baselines(baselines, bundle.downstream.name))
     methods = {m["key"]: m for m in report["methods"]}
     assert {"full", "patches_visual", "patches_accurate", *map(early_exit_key, EARLY_EXIT_THRESHOLDS)} <= set(methods)
     assert report["images"] == IMAGES
@@ -52,3 +55,16 @@ def test_the_report_summarizes_every_method_with_the_pipelines_numbers(small_bun
     for budget in BUDGETS:
         for row in records:
             assert sum(costs[s] for s in row[f"patch_sizes_{budget_key(budget)}"]) <= budget * costs[224]
+
+
+def test_baselines_of_another_network_are_refused_before_any_work(small_bundle, baselines, tmp_path, capsys):
+    from benchmarks.accuracy import main
+
+    with pytest.raises(BundleError, match="baseline and the bundle's downstream is another_net: python -m export"):
+        read_both_baselines(baselines, "another_net")
+    manifest = json.loads((baselines / "baselines.json").read_text())
+    manifest["models"]["full"]["name"] = manifest["models"]["resized"]["name"] = "another_net"
+    (tmp_path / "baselines.json").write_text(json.dumps(manifest))
+    out = tmp_path / "report" / "accuracy.json"
+    assert main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--json", str(out)]) == 1
+    assert "another_net baseline" in capsys.readouterr().err and not out.exists()

@@ -86,7 +86,10 @@ def test_baselines_of_another_architecture_are_refused(small_bundle, baselines, 
     manifest["models"]["full"]["name"] = "efficientnet_lite0"
     (tmp_path / "baselines.json").write_text(json.dumps(manifest))
     shutil.copy(baselines / "downstream.onnx", tmp_path)
-    assert pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--images", "2"]) == 1
+    assert (
+        pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--images", "2", "--batch-sizes", "1"])
+        == 1
+    )
     assert "efficientnet_lite0 baseline" in capsys.readouterr().err
 
 
