@@ -105,17 +105,21 @@ def open_source(
     Args:
         spec: a camera index (int or digits), a URL, a GStreamer pipeline
             (text with " ! "), an image folder or glob, or a video file.
-        every: deliver every n-th frame of a recorded source (live sources
-            always deliver the newest).
+        every: deliver every n-th frame of a recorded source (a live source
+            always delivers its newest, so every > 1 is an InputError there).
         reconnects: tries to reopen a lost live source before giving up.
         backoff_s: wait before the first reconnect try; it doubles each try.
         capture: the VideoCapture factory (tests pass fakes).
 
     Raises:
         SourceError: the source cannot be opened, naming it and the likely cause.
+        InputError: every is not an integer >= 1, or above 1 for a live source.
     """
     positive_int("every", every)
     text = str(spec)
+    live = isinstance(spec, int) or text.isdigit() or " ! " in text or text.startswith(LIVE_SCHEMES)
+    if live and every != 1:
+        raise InputError(f"every={every} thins a recorded source; {text} is live and always gives its newest frame")
     if isinstance(spec, int) or text.isdigit():
         return LiveSource(f"camera {int(text)}", lambda: capture(int(text)), reconnects=reconnects, backoff_s=backoff_s)
     if " ! " in text:

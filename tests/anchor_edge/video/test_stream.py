@@ -120,6 +120,12 @@ def test_counts_below_one_are_refused_in_the_librarys_one_wording(make, message)
         make()
 
 
+@pytest.mark.parametrize("live", [0, "1", "rtsp://127.0.0.1:9/cam", "videotestsrc ! appsink"])
+def test_every_is_refused_for_a_live_source_before_it_opens(live):
+    with pytest.raises(InputError, match="is live and always gives its newest frame"):
+        open_source(live, every=2, capture=lambda *_: pytest.fail("opened a source it should have refused"))
+
+
 class FakeCapture:
     """A live camera: a new frame every `interval` s; after `frames` frames it fails (a lost connection)."""
 
