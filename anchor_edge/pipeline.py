@@ -32,7 +32,7 @@ from anchor_edge.errors import InputError
 from anchor_edge.method.budget import check_budget, patch_costs, within_budget
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classify_until_confident
-from anchor_edge.method.lsp import PRESETS, LSPParams
+from anchor_edge.method.lsp import LSPParams, preset_params
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
 from anchor_edge.method.preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
 from anchor_edge.prediction import Prediction
@@ -154,7 +154,7 @@ class Pipeline:
             InputError: an unknown preset, a bad parameter, or a backend option the chosen backend does not take.
         """
         bundle = load_bundle(path)
-        lsp = _lsp_params(preset if preset is not None else bundle.preset)
+        lsp = preset_params(preset if preset is not None else bundle.preset)
         anchornet, downstream = open_runners(
             bundle,
             backend,
@@ -393,13 +393,3 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, shifted by the row maximum for stability."""
     exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def _lsp_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]:
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise InputError(
-                f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)} or pass {{size: LSPParams}}"
-            )
-        return PRESETS[preset]
-    return {int(size): LSPParams(*params) for size, params in preset.items()}

@@ -15,6 +15,7 @@ the time of a numpy walk there (docs/performance.md).
 """
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -48,6 +49,17 @@ PRESETS: dict[str, dict[int, LSPParams]] = {
         111: LSPParams(max_patches=8, iou_threshold=0.8, coverage=0.3),
     },
 }
+
+
+def preset_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]:
+    """A preset's {patch size: LSPParams}, by name or given as a mapping (`Pipeline.from_bundle(preset=...)`)."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise InputError(
+                f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)} or pass {{size: LSPParams}}"
+            )
+        return PRESETS[preset]
+    return {int(size): LSPParams(*params) for size, params in preset.items()}
 
 
 def location_box(row: int, col: int, patch_size: int, stride: int = 8) -> tuple[int, int, int, int]:
