@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        return _engines_for(args)
+        return _engines_for(args, defaults)
     from export.bundle.build import export_bundle  # torch: only for a full export
     from export.bundle.defaults import resolve_default_weights
 
@@ -256,14 +256,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engines_for(args: argparse.Namespace) -> int:
+def _engines_for(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files;
-    no torch involved."""
+    no torch involved. `defaults` are the parser's, to tell which engine flags were given."""
     from anchor_edge.backends.trt.profiles import plan_profiles
     from anchor_edge.backends.trt.runner import engine_mismatches
     from anchor_edge.bundle import load_bundle
 
-    defaults = vars(build_parser().parse_args([]))
     given = {dest for dest in ENGINE_FLAGS if getattr(args, dest) != defaults[dest]}
     try:
         bundle = load_bundle(args.bundle)

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}"
                 + (
                     f"; measure it on the images it did not train on: anchor-edge eval {args.bundle} --data {args.data}"
-                    + ("" if held_out_split(args.data) != args.data else " --held-out")
+                    + (" --held-out" if held_out_split(args.data) == args.data else "")
                     if args.data is not None
                     else ""
                 )
