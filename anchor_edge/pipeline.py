@@ -122,7 +122,7 @@ class Pipeline:
                 (anchor_edge/backends/options.py), which then holds every backend option.
                 The keyword options below apply to the backend they name; one given to
                 another backend (device="GPU" on ONNX Runtime) is an InputError.
-            preset: LSP preset "visual" or "accurate", or {patch size: LSPParams}
+            preset: LSP preset "fast", "visual" or "accurate", or {patch size: LSPParams}
                 for custom values; None takes the bundle's preset.
             vote_min: branches that must agree on a class (docs/method.md §3); None
                 takes the bundle's value (2 unless exported otherwise).

@@ -66,6 +66,7 @@ class Method(NamedTuple):
 
 METHODS = (
     Method(FULL_IMAGE, None),
+    Method("fast", {"preset": "fast"}),
     Method("visual", {"preset": "visual"}),
     Method("accurate", {"preset": "accurate"}),
     Method("budget 0.3", {"preset": "accurate", "budget": 0.3}),

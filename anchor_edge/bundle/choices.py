@@ -50,7 +50,7 @@ class BranchRule(_Named):
 class Preset(_Named):
     """The LSP presets of docs/method.md §4."""
 
-    VISUAL, ACCURATE = "visual", "accurate"
+    FAST, VISUAL, ACCURATE = "fast", "visual", "accurate"
 
 
 class Int8Target(_Named):

@@ -36,8 +36,15 @@ class LSPParams(NamedTuple):
     coverage: float  # P: only the hottest max(1, floor(H*W*P)) locations are candidates
 
 
-# docs/method.md §4's table (paper section 4.1), keyed by preset, then patch size (B63, B95, B111).
+# docs/method.md §4's table, keyed by preset, then patch size (B63, B95, B111): `visual` and `accurate` are the
+# paper's (section 4.1); `fast` is ours, the hottest location's box alone (K = 1, so T and P never matter), for
+# images that hold one object (docs/decisions/024-one-patch-preset.md).
 PRESETS: dict[str, dict[int, LSPParams]] = {
+    "fast": {
+        63: LSPParams(max_patches=1, iou_threshold=0.3, coverage=0.05),
+        95: LSPParams(max_patches=1, iou_threshold=0.3, coverage=0.04),
+        111: LSPParams(max_patches=1, iou_threshold=0.3, coverage=0.03),
+    },
     "visual": {
         63: LSPParams(max_patches=5, iou_threshold=0.3, coverage=0.05),
         95: LSPParams(max_patches=3, iou_threshold=0.3, coverage=0.04),

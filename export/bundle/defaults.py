@@ -26,8 +26,9 @@ from export.models.trained_weights import ANCHORNET_FILE, WEIGHTS_DIR, downstrea
 UNTRAINED_DOWNSTREAM = EFFICIENTNET_LITE0
 #: The preset of a trained pair's bundle. On the digits benchmark `accurate` spends about twice the full image's
 #: downstream multiply-adds on patches (its 24 + 10 + 8 patches suit the paper's large photos), so it cannot pay;
-#: `visual` spends a fifth of them (docs/benchmarks/pays.json has the measured table).
-TRAINED_PRESET = "visual"
+#: a digits image holds one object, and its hottest patch alone (`fast`) classified as well as `visual`'s up to
+#: 5 on draws no benchmark reports, in one downstream call of one patch (docs/decisions/024-one-patch-preset.md).
+TRAINED_PRESET = "fast"
 #: The preset of any other bundle: the paper's.
 PAPER_PRESET = "accurate"
 

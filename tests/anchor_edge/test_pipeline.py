@@ -140,7 +140,7 @@ def test_custom_lsp_parameters(small_bundle, photos):
 
 def test_unknown_preset_and_backend_are_clear_errors(small_bundle):
     with pytest.raises(InputError, match="unknown LSP preset"):
-        Pipeline.from_bundle(small_bundle, preset="fast")
+        Pipeline.from_bundle(small_bundle, preset="quick")
     from anchor_edge import BackendError
 
     with pytest.raises(BackendError, match="unknown backend"):

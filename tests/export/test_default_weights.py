@@ -29,7 +29,7 @@ def _split(spec: str) -> tuple[str, Path]:
 
 def test_no_flags_and_trained_weights_give_the_default_architectures_trained_pair(weights):
     anchornet, downstream, preset = resolve_default_weights(None, None, weights=weights)
-    assert preset == TRAINED_PRESET == "visual"
+    assert preset == TRAINED_PRESET == "fast"
     assert Path(anchornet).resolve() == (weights / "anchornet.pt").resolve()
     assert _split(downstream) == (
         DEFAULT_ARCHITECTURE,

@@ -44,7 +44,7 @@ def plan_profiles(manifest: Manifest, *, max_batch: int, max_patches: int, prese
         manifest: the bundle's bundle.json.
         max_batch: most images per AnchorNet call (and per full-image downstream call).
         max_patches: most patches of one size per downstream call.
-        preset: the LSP preset whose K sets the downstream's opt batch ("visual", "accurate").
+        preset: the LSP preset whose K sets the downstream's opt batch ("fast", "visual", "accurate").
 
     Returns:
         {"anchornet": [one profile], "downstream": [profiles for 63, 95, 111, then 224]}.

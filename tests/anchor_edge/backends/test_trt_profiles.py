@@ -43,7 +43,7 @@ def test_a_single_patch_limit_caps_every_opt():
     [
         ({"max_batch": 0, "max_patches": 8, "preset": "accurate"}, "max_batch"),
         ({"max_batch": 8, "max_patches": -1, "preset": "accurate"}, "max_patches"),
-        ({"max_batch": 8, "max_patches": 8, "preset": "fast"}, "unknown LSP preset 'fast'"),
+        ({"max_batch": 8, "max_patches": 8, "preset": "quick"}, "unknown LSP preset 'quick'"),
     ],
 )
 def test_bad_arguments(arguments, message):

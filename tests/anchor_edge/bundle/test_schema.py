@@ -111,7 +111,7 @@ def test_a_model_file_that_links_out_of_the_bundle_is_refused(small_bundle, tmp_
             lambda m: m["models"]["downstream"].update(multiply_adds=4),
             r"models\.downstream\.multiply_adds must be dict, got int",
         ),
-        (lambda m: m["lsp"].update(preset="fast"), r"lsp\.preset is 'fast'"),
+        (lambda m: m["lsp"].update(preset="quick"), r"lsp\.preset is 'quick'"),
         (lambda m: m["models"]["anchornet"].update(mean=[1, 2]), r"models\.anchornet\.mean must have 3 entries"),
         (
             lambda m: m.update(schema_version=2),

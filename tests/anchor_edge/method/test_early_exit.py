@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from anchor_edge import InputError, Pipeline
+from anchor_edge.method.lsp import PRESETS
 
 
 def with_threshold(plain: Pipeline, threshold: float | None) -> Pipeline:
@@ -33,6 +34,15 @@ def test_threshold_zero_classifies_only_the_first_patch(plain, images, plain_pre
         assert got.class_id == int(full.patch_probs[0].argmax())
         assert got.score == pytest.approx(float(full.patch_probs[0].max()), abs=1e-5)
         assert (got.branch, got.anchor_class) == (full.branch, full.anchor_class)
+
+
+def test_the_fast_preset_takes_what_threshold_zero_takes(plain, images, plain_predictions):
+    # LSP takes the hottest location first under any preset, so K = 1 is early exit at 0 without the rounds.
+    fast = Pipeline(plain.bundle, plain.anchornet, plain.downstream, lsp=PRESETS["fast"], vote_min=plain.vote_min)
+    for got, full in zip(fast.predict_batch(images), plain_predictions):
+        assert got.boxes.tolist() == full.boxes[:1].tolist()
+        np.testing.assert_allclose(got.patch_probs, full.patch_probs[:1], atol=1e-5)
+        assert got.class_id == int(full.patch_probs[0].argmax())
 
 
 def test_threshold_above_one_equals_the_plain_pipeline(plain, images, plain_predictions):

@@ -140,12 +140,22 @@ def test_boxes_follow_the_mapping_rule_in_row_major_order():
 
 def test_presets_match_the_spec_table():
     assert PRESETS == {
+        "fast": {63: (1, 0.3, 0.05), 95: (1, 0.3, 0.04), 111: (1, 0.3, 0.03)},
         "visual": {63: (5, 0.3, 0.05), 95: (3, 0.3, 0.04), 111: (2, 0.3, 0.03)},
         "accurate": {63: (24, 0.8, 0.3), 95: (10, 0.8, 0.3), 111: (8, 0.8, 0.3)},
     }
     params = PRESETS["visual"][63]
     assert isinstance(params, LSPParams)
     assert (params.max_patches, params.iou_threshold, params.coverage) == (5, 0.3, 0.05)
+
+
+def test_fast_takes_the_hottest_location_alone():
+    # HEAT_3X3's hottest location is (0, 0), 9; the next, (2, 2), would pass any of the presets' T.
+    for k, params in PRESETS["fast"].items():
+        got = select_patches(
+            HEAT_3X3, k, max_patches=params.max_patches, iou_threshold=params.iou_threshold, coverage=params.coverage
+        )
+        assert got.tolist() == [[0, 0, k, k]]
 
 
 def _lsp_by_the_letter(heat, k, stride, max_patches, threshold, coverage):
@@ -168,7 +178,7 @@ def _lsp_by_the_letter(heat, k, stride, max_patches, threshold, coverage):
     return [list(box) for box in taken]
 
 
-@pytest.mark.parametrize("preset", ["visual", "accurate"])
+@pytest.mark.parametrize("preset", ["fast", "visual", "accurate"])
 @pytest.mark.parametrize(("k", "side"), [(63, 21), (95, 17), (111, 15)])
 def test_matches_a_plain_loop_on_random_heatmaps(preset, k, side):
     rng = np.random.default_rng(k + len(preset))
