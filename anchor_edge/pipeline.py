@@ -34,7 +34,7 @@ from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classify_until_confident
 from anchor_edge.method.lsp import LSPParams, preset_params
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
-from anchor_edge.method.preprocess import CropTransform, ImageLike, load_image, normalize, resize_and_crop
+from anchor_edge.method.preprocess import CropTransform, ImageLike, crop_bgr, load_image, normalize
 from anchor_edge.prediction import Prediction
 from anchor_edge.timing import StageClock
 
@@ -198,11 +198,11 @@ class Pipeline:
         """
         clock = StageClock()
         with clock.stage("preprocess"):
-            crops, transforms = self.preprocess(images)
+            crops, transforms = self._crops_bgr(images)
         if not transforms:
             return []
         with clock.stage("anchornet"):
-            anchornet_inputs = self._normalized(crops, Role.ANCHORNET)
+            anchornet_inputs = self._normalized(crops, Role.ANCHORNET, bgr=True)
             anchor = self.run_anchornet(anchornet_inputs, clock)
         with clock.stage("decision"):
             decisions = decide_all(anchor, self.vote_min, self.branch_rule)
@@ -212,7 +212,7 @@ class Pipeline:
                 boxes = within_budget(boxes, self._patch_costs, self.budget * self._full_cost)
         with clock.stage("crop"):  # the downstream's input is where its patches are cut from
             shared = self._shared_normalization
-            downstream_inputs = anchornet_inputs if shared else self._normalized(crops, Role.DOWNSTREAM)
+            downstream_inputs = anchornet_inputs if shared else self._normalized(crops, Role.DOWNSTREAM, bgr=True)
         patch_probs = self._classify(downstream_inputs, boxes, clock)
         with clock.stage("aggregate"):
             boxes = [image_boxes[: len(probs)] for image_boxes, probs in zip(boxes, patch_probs)]
@@ -226,16 +226,21 @@ class Pipeline:
 
     def preprocess(self, images: Iterable[ImageLike]) -> tuple[np.ndarray, list[CropTransform]]:
         """Decode, resize and crop: (N, crop, crop, 3) uint8 RGB network inputs and their transforms."""
+        crops, transforms = self._crops_bgr(images)
+        rgb = np.array(crops, np.uint8).reshape(-1, self.bundle.crop, self.bundle.crop, 3)[..., ::-1]
+        return np.ascontiguousarray(rgb), transforms
+
+    def _crops_bgr(self, images: Iterable[ImageLike]) -> tuple[list[np.ndarray], list[CropTransform]]:
+        """Each image's network input in BGR, a view of the caller's pixels where possible (`crop_bgr`)."""
         crops, transforms = [], []
         for position, image in enumerate(images):
             try:
-                crop, transform = resize_and_crop(load_image(image), self.bundle.resize_short, self.bundle.crop)
+                crop, transform = crop_bgr(load_image(image), self.bundle.resize_short, self.bundle.crop)
             except InputError as error:
                 raise InputError(f"image {position}: {error}") from error
             crops.append(crop)
             transforms.append(transform)
-        size = self.bundle.crop
-        return (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)), transforms
+        return crops, transforms
 
     def localize(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """AnchorNet on (N, crop, crop, 3) uint8 RGB network inputs: probabilities, logit maps (and attention maps)."""
@@ -300,15 +305,15 @@ class Pipeline:
         anchornet, downstream = self.bundle.anchornet, self.bundle.downstream
         return (anchornet.mean, anchornet.std) == (downstream.mean, downstream.std)
 
-    def _normalized(self, crops: np.ndarray, role: Role) -> np.ndarray:
-        """uint8 RGB crops as `role`'s float32 NCHW input."""
-        if crops.dtype != np.uint8:
+    def _normalized(self, crops: np.ndarray | list[np.ndarray], role: Role, bgr: bool = False) -> np.ndarray:
+        """uint8 RGB (or BGR) crops as `role`'s float32 NCHW input."""
+        if isinstance(crops, np.ndarray) and crops.dtype != np.uint8:
             raise InputError(
                 f"expected uint8 RGB crops (N, H, W, 3), got {crops.dtype}; "
                 "normalized inputs go to run_anchornet / classify_normalized"
             )
         entry = self.bundle.manifest.models[role]
-        return normalize(crops, entry.mean, entry.std)
+        return normalize(crops, entry.mean, entry.std, bgr=bgr)
 
     def _prediction(
         self,

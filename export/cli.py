@@ -66,7 +66,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--preset",
         choices=[p.value for p in Preset],
-        help="LSP preset recorded in the bundle (default: visual for a trained pair from weights/, else accurate)",
+        help="LSP preset recorded in the bundle (default: fast for a trained pair from weights/, else accurate)",
     )
     parser.add_argument(
         "--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)"

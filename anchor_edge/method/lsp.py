@@ -138,6 +138,8 @@ def select_patches(
     _require_fraction("iou_threshold", iou_threshold)
     _require_fraction("coverage", coverage)
 
+    if max_patches == 1:  # the hottest location alone: argmax takes the first maximum in row-major order, as step 1
+        return np.array([location_box(*divmod(int(heat.argmax()), heat.shape[1]), patch_size, stride)], np.int64)
     num_candidates = max(1, math.floor(heat.size * coverage + _COVERAGE_ROUNDING_SLACK))
     # Negating a float copy sorts descending; a stable sort keeps row-major order on ties.
     order = np.argsort(-heat.astype(np.float64).ravel(), kind="stable")[:num_candidates].tolist()

@@ -6,6 +6,14 @@ OpenCV: `load_image` turns arrays, paths and encoded bytes into one BGR
 uint8 image, `resize_and_crop` makes the network input and a
 `CropTransform` that maps patch boxes back onto the caller's image, and
 `normalize` makes the float tensor. Every bad input raises `InputError`.
+
+The pipeline's own path skips the RGB copy: `crop_bgr` leaves the crop a view
+of the caller's BGR pixels where no resize is needed, and `normalize(...,
+bgr=True)` reads its channels in reverse while it writes the floats. Right
+after a model run every fresh allocation and copy costs several times what
+it costs warm, and the RGB copy, the stacked batch and the transposed copy
+were three of them (docs/decisions/024-one-patch-preset.md measures the
+saving).
 """
 
 import os
@@ -108,6 +116,23 @@ def resize_and_crop(
 ) -> tuple[np.ndarray, CropTransform]:
     """Make the network input: shorter side to `resize_short`, centre crop `crop`, RGB.
 
+    `crop_bgr` then BGR to RGB: a new contiguous crop x crop x 3 array.
+
+    Returns:
+        (crop x crop x 3 uint8 RGB array, CropTransform back to image_bgr).
+
+    Example:
+        >>> rgb, back = resize_and_crop(np.zeros((512, 1024, 3), np.uint8))
+        >>> rgb.shape, back.scale, back.offset_x, back.offset_y
+        ((224, 224, 3), 2.0, 288.0, 32.0)
+    """
+    bgr, transform = crop_bgr(image_bgr, resize_short, crop)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), transform
+
+
+def crop_bgr(image_bgr: np.ndarray, resize_short: int = 256, crop: int = 224) -> tuple[np.ndarray, CropTransform]:
+    """The network input's pixels in BGR: shorter side to `resize_short`, centre crop `crop`.
+
     How (docs/method.md §8): take the central m x m square of the
     image, m = min(H, W), at offset ((W - m) // 2, (H - m) // 2); resize it
     to resize_short x resize_short (cv2.INTER_AREA when shrinking, which
@@ -118,8 +143,8 @@ def resize_and_crop(
     Why: this equals "resize the shorter side to 256, centre-crop 224" up to
     sub-pixel rounding of the long side, because the long side's far ends
     are cropped away anyway. Resizing only the square allocates nothing
-    beyond one resize_short x resize_short x 3 square and the crop, whatever
-    the aspect ratio, so a 1 x 1 image and a 10000 x 10 strip both work.
+    beyond one resize_short x resize_short x 3 square, whatever the aspect
+    ratio, so a 1 x 1 image and a 10000 x 10 strip both work.
 
     Args:
         image_bgr: H x W x 3 uint8 BGR image (see `load_image`).
@@ -127,12 +152,15 @@ def resize_and_crop(
         crop: side of the network input (224), at most resize_short.
 
     Returns:
-        (crop x crop x 3 uint8 RGB array, CropTransform back to image_bgr).
+        (crop x crop x 3 uint8 BGR array, CropTransform back to image_bgr). The
+        array is a view of `image_bgr` when its square needed no resize: read it,
+        do not write to it.
 
     Example:
-        >>> rgb, back = resize_and_crop(np.zeros((512, 1024, 3), np.uint8))
-        >>> rgb.shape, back.scale, back.offset_x, back.offset_y
-        ((224, 224, 3), 2.0, 288.0, 32.0)
+        >>> image = np.zeros((256, 300, 3), np.uint8)
+        >>> bgr, back = crop_bgr(image)
+        >>> bgr.shape, np.shares_memory(bgr, image), back.offset_x
+        ((224, 224, 3), True, 38.0)
     """
     if not isinstance(image_bgr, np.ndarray):
         raise InputError(f"resize_and_crop needs a numpy array, got a {type(image_bgr).__name__}; use load_image")
@@ -154,7 +182,7 @@ def resize_and_crop(
         interpolation = cv2.INTER_AREA if side > resize_short else cv2.INTER_LINEAR
         square = cv2.resize(square, (resize_short, resize_short), interpolation=interpolation)
     start = (resize_short - crop) // 2
-    rgb = cv2.cvtColor(square[start : start + crop, start : start + crop], cv2.COLOR_BGR2RGB)
+    bgr = square[start : start + crop, start : start + crop]
 
     scale = side / resize_short
     transform = CropTransform(
@@ -164,31 +192,43 @@ def resize_and_crop(
         image_width=width,
         image_height=height,
     )
-    return rgb, transform
+    return bgr, transform
 
 
-def normalize(images_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize(
+    images: np.ndarray | Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float], *, bgr: bool = False
+) -> np.ndarray:
     """Make the network's float input: (pixel - mean) / std per channel, channels first.
 
+    Each channel plane is converted, shifted and scaled where it lies in the
+    output, so the pixels are read once and the only array made is the
+    result (module docstring); the arithmetic is float32 (pixel - mean) /
+    std, one element at a time, whatever the layout.
+
     Args:
-        images_rgb: (N, H, W, 3) or (H, W, 3) uint8 RGB.
+        images: (N, H, W, 3) or (H, W, 3) uint8, or a sequence of (H, W, 3)
+            uint8 arrays of one size (views of the callers' images welcome);
+            RGB, or BGR with `bgr=True`.
         mean, std: three per-channel values in RGB order and 0-255 pixel
             units (ImageNet: mean 123.675, 116.28, 103.53; std 58.395,
             57.12, 57.375).
+        bgr: the images' channels are in BGR order; the output is RGB all the same.
 
     Returns:
-        (N, 3, H, W) float32, contiguous (N = 1 for a single image).
+        (N, 3, H, W) float32 RGB, contiguous (N = 1 for a single image).
 
     Example:
         >>> normalize(np.full((1, 1, 3), 10, np.uint8), [0, 5, 10], [2, 5, 1])[:, :, 0, 0]
         array([[5., 1., 0.]], dtype=float32)
     """
-    batch = np.asarray(images_rgb)
-    if batch.ndim == 3:
-        batch = batch[np.newaxis]
-    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+    batch = images[np.newaxis] if isinstance(images, np.ndarray) and images.ndim == 3 else images
+    shapes = {np.shape(image) for image in batch} or {np.shape(batch)[1:]}
+    dtypes = {np.asarray(image).dtype for image in batch} or {np.asarray(batch).dtype}
+    shape = next(iter(shapes))
+    if len(shapes) != 1 or dtypes != {np.dtype(np.uint8)} or len(shape) != 3 or shape[2] != 3:
         raise InputError(
-            f"normalize needs (N, H, W, 3) or (H, W, 3) uint8 RGB, got shape {np.shape(images_rgb)} dtype {batch.dtype}"
+            f"normalize needs (N, H, W, 3) or (H, W, 3) uint8 images of one size, got shapes {sorted(shapes)} "
+            f"dtypes {sorted(str(d) for d in dtypes)}"
         )
     mean_values = np.asarray(mean, dtype=np.float32)
     std_values = np.asarray(std, dtype=np.float32)
@@ -196,11 +236,14 @@ def normalize(images_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float
         raise InputError(f"mean and std need three values (R, G, B), got {list(mean)} and {list(std)}")
     if not (np.isfinite(mean_values).all() and np.isfinite(std_values).all() and (std_values > 0).all()):
         raise InputError(f"mean must be finite and std finite and positive, got {list(mean)} and {list(std)}")
-    # Transpose the 1-byte pixels, not the 4-byte floats: the strided copy is the
-    # slow pass (same arithmetic, so the same bits; about 2-3x faster at 224 px).
-    floats = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32)
-    floats -= mean_values[:, np.newaxis, np.newaxis]
-    floats /= std_values[:, np.newaxis, np.newaxis]
+    floats = np.empty((len(batch), 3, shape[0], shape[1]), np.float32)
+    sources = (2, 1, 0) if bgr else (0, 1, 2)
+    for index, image in enumerate(batch):
+        for channel, source in enumerate(sources):
+            plane = floats[index, channel]
+            plane[...] = image[:, :, source]
+            plane -= mean_values[channel]
+            plane /= std_values[channel]
     return floats
 
 
