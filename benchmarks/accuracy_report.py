@@ -18,7 +18,7 @@ from anchor_edge.bundle.schema import Manifest
 from anchor_edge.method.budget import savings_note
 from export.data.digits import SCALE_FIELDS
 
-PRESET_NAMES = ("visual", "accurate")
+PRESET_NAMES = ("fast", "visual", "accurate")
 #: Early-exit confidences benchmarked on the `accurate` preset's patches.
 EARLY_EXIT_THRESHOLDS = (0.5, 0.8, 0.95)
 
@@ -108,7 +108,7 @@ def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, 
         [sum(1 for row in records if row["scale"] == s and row["branch"] == b) for b in range(3)] for s in range(3)
     ]
     per_scale = {
-        str(SCALE_FIELDS[s]): {m["key"]: top1(m["key"], [r for r in records if r["scale"] == s]) for m in methods[:4]}
+        str(SCALE_FIELDS[s]): {m["key"]: top1(m["key"], [r for r in records if r["scale"] == s]) for m in methods[: 2 + len(PRESET_NAMES)]}
         for s in range(3)
     }
     anchornet = manifest.models.anchornet

@@ -35,6 +35,7 @@ def _record(label, scale, branch, first_box, predicted, visual_sizes, accurate_s
         "anchor_class": label,
         "box": [40, 40, 60, 80],
         "first_box": first_box,
+        "patch_sizes_patches_fast": visual_sizes[:1],
         "patch_sizes_patches_visual": visual_sizes,
         "patch_sizes_patches_accurate": accurate_sizes,
     }
@@ -50,6 +51,7 @@ def _record(label, scale, branch, first_box, predicted, visual_sizes, accurate_s
         [
             "full",
             "full_bundle",
+            "patches_fast",
             "patches_visual",
             "patches_accurate",
             "early_exit_0.5",
@@ -96,6 +98,8 @@ def test_top1_and_multiply_adds_per_method(report):
         and methods["patches_visual"]["over_full"] == 0.2
     )
     assert methods["patches_accurate"]["multiply_adds"] == pytest.approx(40)
+    # fast: the first patch, (10 + 10 + 30) / 3 MACs, right everywhere
+    assert methods["patches_fast"]["multiply_adds"] == pytest.approx(50 / 3) and methods["patches_fast"]["top1"] == 100.0
     # early exit at 0.5: (10 + 10 + 30) / 3 MACs, the third image wrong; at 0.95 every patch, as `accurate`
     assert methods["early_exit_0.5"]["multiply_adds"] == pytest.approx(50 / 3) and methods["early_exit_0.5"][
         "top1"
@@ -131,7 +135,7 @@ def test_table4_localization_and_branch_tables(report):
     assert report["branches"]["63"]["first_patch_contains_centre"] == 50.0
     assert report["branches"]["63"]["first_patch_contains_digit"] == 50.0
     assert report["branches"]["111"]["first_patch_contains_centre"] == 100.0
-    assert report["branches"]["63"]["patches_per_image"] == {"visual": 1.5, "accurate": 3.0}
+    assert report["branches"]["63"]["patches_per_image"] == {"fast": 1.0, "visual": 1.5, "accurate": 3.0}
     assert report["branch_vs_scale"]["counts"] == [[2, 0, 0], [0, 0, 0], [0, 0, 1]]
     assert report["anchornet"]["multiply_adds_over_full"] == 0.5
     # AnchorNet decides wrong on the third image only, where the visual patches are wrong and the accurate ones right
