@@ -163,10 +163,10 @@ def crop_bgr(image_bgr: np.ndarray, resize_short: int = 256, crop: int = 224) ->
         ((224, 224, 3), True, 38.0)
     """
     if not isinstance(image_bgr, np.ndarray):
-        raise InputError(f"resize_and_crop needs a numpy array, got a {type(image_bgr).__name__}; use load_image")
+        raise InputError(f"the image to crop must be a numpy array, got a {type(image_bgr).__name__}; use load_image")
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
         raise InputError(
-            f"resize_and_crop needs a non-empty H x W x 3 uint8 BGR array, got shape {image_bgr.shape} "
+            f"the image to crop must be a non-empty H x W x 3 uint8 BGR array, got shape {image_bgr.shape} "
             f"dtype {image_bgr.dtype}; use load_image"
         )
     positive_int("resize_short", resize_short)

@@ -99,7 +99,9 @@ def test_top1_and_multiply_adds_per_method(report):
     )
     assert methods["patches_accurate"]["multiply_adds"] == pytest.approx(40)
     # fast: the first patch, (10 + 10 + 30) / 3 MACs, right everywhere
-    assert methods["patches_fast"]["multiply_adds"] == pytest.approx(50 / 3) and methods["patches_fast"]["top1"] == 100.0
+    assert (
+        methods["patches_fast"]["multiply_adds"] == pytest.approx(50 / 3) and methods["patches_fast"]["top1"] == 100.0
+    )
     # early exit at 0.5: (10 + 10 + 30) / 3 MACs, the third image wrong; at 0.95 every patch, as `accurate`
     assert methods["early_exit_0.5"]["multiply_adds"] == pytest.approx(50 / 3) and methods["early_exit_0.5"][
         "top1"

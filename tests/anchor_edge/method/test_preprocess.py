@@ -12,7 +12,14 @@ import pytest
 import skimage.data
 
 from anchor_edge.errors import InputError
-from anchor_edge.method.preprocess import MAX_DECODED_PIXELS, CropTransform, load_image, normalize, resize_and_crop
+from anchor_edge.method.preprocess import (
+    MAX_DECODED_PIXELS,
+    CropTransform,
+    crop_bgr,
+    load_image,
+    normalize,
+    resize_and_crop,
+)
 
 PHOTOS = {  # name -> (height, width)
     "astronaut": (512, 512),
@@ -71,6 +78,18 @@ def test_crop_of_a_square_image_is_its_centre_in_rgb():
     rgb, transform = resize_and_crop(bgr)
     np.testing.assert_array_equal(rgb, bgr[16:240, 16:240, ::-1])
     assert transform == CropTransform(1.0, 16.0, 16.0, 256, 256)
+
+
+def test_crop_bgr_is_a_view_when_nothing_is_resized_and_the_rgb_crop_reversed_when_something_is():
+    bgr = np.random.default_rng(1).integers(0, 256, size=(256, 300, 3), dtype=np.uint8)
+    view, transform = crop_bgr(bgr)
+    # m = 256, square at x (300 - 256) // 2 = 22, crop 16 px into it: columns 38..261, rows 16..239.
+    assert np.shares_memory(view, bgr) and transform == CropTransform(1.0, 38.0, 16.0, 300, 256)
+    np.testing.assert_array_equal(view, bgr[16:240, 38:262])
+    chelsea = _photo_bgr("chelsea")  # 300 x 451: resized, so a new array
+    resized, _ = crop_bgr(chelsea)
+    assert not np.shares_memory(resized, chelsea)
+    np.testing.assert_array_equal(resized[:, :, ::-1], resize_and_crop(chelsea)[0])
 
 
 def test_to_original_by_hand_on_a_512_by_1024_image():
@@ -342,6 +361,20 @@ def test_normalize_by_hand_on_a_2x2_image():
     np.testing.assert_array_equal(out[0, 1], [[-8.0, 2.0], [0.0, -10.0]])
     # B: (255-5)/10 = 25, (20-5)/10 = 1.5, (50-5)/10 = 4.5, (5-5)/10 = 0
     np.testing.assert_array_equal(out[0, 2], [[25.0, 1.5], [4.5, 0.0]])
+
+
+def test_normalize_from_bgr_views_gives_the_same_bits_as_from_the_rgb_batch():
+    images = [_photo_bgr(name) for name in ("chelsea", "astronaut", "coffee")]
+    rgb = np.stack([resize_and_crop(image)[0] for image in images])
+    views = [crop_bgr(image)[0] for image in images]
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    np.testing.assert_array_equal(normalize(views, mean, std, bgr=True), normalize(rgb, mean, std))
+    np.testing.assert_array_equal(normalize(np.stack(views), mean, std, bgr=True), normalize(rgb, mean, std))
+
+
+def test_normalize_refuses_images_of_two_sizes():
+    with pytest.raises(InputError, match="one size"):
+        normalize([np.zeros((2, 2, 3), np.uint8), np.zeros((3, 3, 3), np.uint8)], [0, 0, 0], [1, 1, 1])
 
 
 def test_normalize_keeps_the_batch_order():
