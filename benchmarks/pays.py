@@ -38,6 +38,7 @@ from anchor_edge.bundle import load_bundle
 from anchor_edge.bundle.baselines import read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.method.lsp import preset_params
 from anchor_edge.method.preprocess import normalize, resize_and_crop
 from anchor_edge.pipeline import softmax
 from benchmarks import report
@@ -87,7 +88,12 @@ def test_images(seeds: Sequence[int], count: int) -> tuple[list[np.ndarray], np.
 def open_methods(
     bundle_dir: Path, baselines_dir: Path, threads: int | None
 ) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
-    """Every method's classify function, and the pipelines behind them by method name (to close afterwards)."""
+    """Every method's classify function, and the pipelines behind them by method name (to close afterwards).
+
+    The pipelines share the bundle's two runners, as one application switching presets would: every method then
+    runs on the same ONNX Runtime sessions, whose weights the previous method's run left in the caches, rather
+    than on a copy of ResNet-50 of its own that the other six copies have evicted.
+    """
     bundle = load_bundle(bundle_dir)
     baseline = read_baselines_for(baselines_dir, bundle.downstream.name).models.full
     full_runner = OrtRunner(baselines_dir / baseline.file, threads=threads)
@@ -100,11 +106,19 @@ def open_methods(
         return [int(c) for c in softmax(logits).argmax(axis=1)], [full_cost] * len(images)
 
     methods: dict[str, Classify] = {FULL_IMAGE: full_image}
+    opened = Pipeline.from_bundle(bundle_dir, backend="onnxruntime", threads=threads)
     pipelines = {}
-    for method in METHODS[1:]:
-        pipe = Pipeline.from_bundle(bundle_dir, backend="onnxruntime", threads=threads, **method.options)
-        pipelines[method.name] = pipe
-        methods[method.name] = _pipeline_method(pipe)
+    try:
+        for method in METHODS[1:]:
+            options = dict(method.options)
+            lsp = preset_params(str(options.pop("preset")))
+            shared = (opened.bundle, opened.anchornet, opened.downstream)
+            pipe = Pipeline(*shared, lsp=lsp, vote_min=opened.vote_min, branch_rule=opened.branch_rule, **options)
+            pipelines[method.name] = pipe
+            methods[method.name] = _pipeline_method(pipe)
+    except BaseException:
+        opened.close()
+        raise
     return methods, pipelines
 
 

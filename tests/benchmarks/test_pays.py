@@ -103,3 +103,18 @@ def test_a_batch_larger_than_the_timed_images_is_a_usage_error(small_bundle, tmp
     with pytest.raises(SystemExit) as stop:
         pays.main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--images", "4"])
     assert stop.value.code == 2 and "--batch-sizes: at most 4, the images timed per set" in capsys.readouterr().err
+
+
+def test_every_method_runs_on_the_bundles_two_runners_with_its_own_options(small_bundle, baselines):
+    from anchor_edge.method.lsp import PRESETS
+
+    _, pipelines = pays.open_methods(small_bundle, baselines, threads=1)
+    try:
+        assert set(pipelines) == {method.name for method in pays.METHODS[1:]}
+        assert len({(id(pipe.anchornet), id(pipe.downstream)) for pipe in pipelines.values()}) == 1
+        assert pipelines["fast"].lsp == PRESETS["fast"] and pipelines["budget 0.3"].lsp == PRESETS["accurate"]
+        assert pipelines["budget 0.3"].budget == 0.3 and pipelines["early exit 0.5"].early_exit == 0.5
+        assert pipelines["visual"].budget is None and pipelines["visual"].early_exit is None
+    finally:
+        for pipe in pipelines.values():
+            pipe.close()
