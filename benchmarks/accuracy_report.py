@@ -107,10 +107,9 @@ def summarize(records: Sequence[dict], manifest: Manifest, full: BaselineEntry, 
     scale_table = [
         [sum(1 for row in records if row["scale"] == s and row["branch"] == b) for b in range(3)] for s in range(3)
     ]
+    scale_keys = ["full", "full_bundle", *(f"patches_{p}" for p in PRESET_NAMES)]
     per_scale = {
-        str(SCALE_FIELDS[s]): {
-            m["key"]: top1(m["key"], [r for r in records if r["scale"] == s]) for m in methods[: 2 + len(PRESET_NAMES)]
-        }
+        str(SCALE_FIELDS[s]): {key: top1(key, [r for r in records if r["scale"] == s]) for key in scale_keys}
         for s in range(3)
     }
     anchornet = manifest.models.anchornet

@@ -107,12 +107,12 @@ def open_methods(
 
     methods: dict[str, Classify] = {FULL_IMAGE: full_image}
     opened = Pipeline.from_bundle(bundle_dir, backend="onnxruntime", threads=threads)
+    shared = (opened.bundle, opened.anchornet, opened.downstream)
     pipelines = {}
     try:
         for method in METHODS[1:]:
             options = dict(method.options)
             lsp = preset_params(str(options.pop("preset")))
-            shared = (opened.bundle, opened.anchornet, opened.downstream)
             pipe = Pipeline(*shared, lsp=lsp, vote_min=opened.vote_min, branch_rule=opened.branch_rule, **options)
             pipelines[method.name] = pipe
             methods[method.name] = _pipeline_method(pipe)

@@ -11,6 +11,7 @@ import pytest
 from anchor_edge import Pipeline
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
+from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.preprocess import normalize, resize_and_crop
 from benchmarks import pays
 from export.data.digits import make_sample
@@ -106,8 +107,6 @@ def test_a_batch_larger_than_the_timed_images_is_a_usage_error(small_bundle, tmp
 
 
 def test_every_method_runs_on_the_bundles_two_runners_with_its_own_options(small_bundle, baselines):
-    from anchor_edge.method.lsp import PRESETS
-
     _, pipelines = pays.open_methods(small_bundle, baselines, threads=1)
     try:
         assert set(pipelines) == {method.name for method in pays.METHODS[1:]}
