@@ -372,6 +372,19 @@ def test_normalize_from_bgr_views_gives_the_same_bits_as_from_the_rgb_batch():
     np.testing.assert_array_equal(normalize(np.stack(views), mean, std, bgr=True), normalize(rgb, mean, std))
 
 
+@pytest.mark.parametrize("bgr", [False, True])
+def test_normalize_gives_the_bits_of_float32_arithmetic_for_every_pixel_value_and_a_photo(bgr):
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    every_value = np.stack([ramp, ramp[::-1], ramp.T], axis=-1)  # each channel holds 0..255 once
+    photo = resize_and_crop(_photo_bgr("chelsea"))[0]
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    for rgb in (every_value, photo):
+        # The reference: float32 (pixel - mean) / std element by element, channels first.
+        expected = (rgb.astype(np.float32) - np.float32(mean)) / np.float32(std)
+        image = rgb[..., ::-1] if bgr else rgb
+        np.testing.assert_array_equal(normalize(image, mean, std, bgr=bgr)[0], expected.transpose(2, 0, 1))
+
+
 def test_normalize_refuses_images_of_two_sizes():
     with pytest.raises(InputError, match="one size"):
         normalize([np.zeros((2, 2, 3), np.uint8), np.zeros((3, 3, 3), np.uint8)], [0, 0, 0], [1, 1, 1])
