@@ -15,8 +15,10 @@ rounds interleaved (benchmarks/measure.py), and each row's ratio to the full
 image is the median of the per-round ratios (paired). The stage split of the
 bundle's own preset says where the pipeline's time goes; "host" is the
 pipeline's wall time outside the two networks' runs. Each image set is timed
-on 64 of its own images, spread over it, so a set's patch counts are what
-its time measures.
+on 64 of its own images that hold each branch (patch size) of the bundle's
+own preset in the proportion the whole set does, spread over the set: a
+patch's run costs more the larger it is, so a sample heavy in one size would
+misstate the time of the top-1 beside it.
 
 Exit codes: 0 done, 1 missing bundle or baselines, 2 usage error.
 """
@@ -52,7 +54,7 @@ TEST_SEED, TEST_IMAGES = 0, 600
 FRESH_SEEDS = (11, 12)
 FULL_IMAGE = "full image"
 ANCHORNET = "AnchorNet alone"
-#: Images of each set that the timing runs over (spread evenly over the set).
+#: Images of each set that the timing runs over (`representative`).
 TIMED_IMAGES = 64
 #: Prediction.timings keys holding the time inside the networks' runs; the rest of the wall time is host work.
 MODEL_TIMES = ("model_anchornet", "model_downstream")
@@ -135,24 +137,56 @@ def _pipeline_method(pipe: Pipeline) -> Classify:
 
 def top1(
     methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndarray], labels: np.ndarray, batch: int = 16
-) -> dict:
-    """{method: {"top1": %, "multiply_adds": mean per image}} over the images, and AnchorNet's decided class."""
+) -> tuple[dict, list[int]]:
+    """{method: {"top1": %, "multiply_adds": mean per image}} over the images, and AnchorNet's decided class;
+    and the branch (receptive field) `anchor` chose for each image."""
     classes: dict[str, list[int]] = {name: [] for name in methods} | {ANCHORNET: []}
     spent: dict[str, list[int]] = {name: [] for name in methods}
+    branches: list[int] = []
     for start in tqdm(range(0, len(images), batch), desc=f"top-1 on {len(images)} images", unit="batch", mininterval=5):
         chunk = images[start : start + batch]
         for name, classify in methods.items():
             predicted, cost = classify(chunk)
             classes[name] += predicted
             spent[name] += cost
-        classes[ANCHORNET] += [p.anchor_class for p in anchor.predict_batch(chunk)]
-    return {
+        predictions = anchor.predict_batch(chunk)
+        classes[ANCHORNET] += [p.anchor_class for p in predictions]
+        branches += [p.branch for p in predictions]
+    rows = {
         name: {
             "top1": round(100.0 * float(np.mean(np.array(found) == labels)), 2),
             "multiply_adds": float(np.mean(spent[name])) if name in spent else None,
         }
         for name, found in classes.items()
     }
+    return rows, branches
+
+
+def representative(branches: Sequence[int], count: int) -> list[int]:
+    """Positions of `count` images (all when fewer) whose branches come in the whole set's proportions.
+
+    Each branch gets its share of `count`, rounded by largest remainder (ties: the smaller branch), and its
+    images are taken evenly spread over the set's images of that branch; positions come back in set order.
+
+    Example:
+        >>> representative([63, 63, 95, 63, 111, 95, 63, 63], 4)  # shares 2.5, 1, 0.5: 63 takes the extra one
+        [0, 2, 3, 7]
+    """
+    if count >= len(branches):
+        return list(range(len(branches)))
+    members: dict[int, list[int]] = {}
+    for position, branch in enumerate(branches):
+        members.setdefault(branch, []).append(position)
+    shares = {branch: count * len(positions) / len(branches) for branch, positions in sorted(members.items())}
+    quota = {branch: int(share) for branch, share in shares.items()}
+    by_remainder = sorted(shares, key=lambda branch: -(shares[branch] - quota[branch]))  # stable: smaller branch first
+    for branch in by_remainder[: count - sum(quota.values())]:
+        quota[branch] += 1
+    taken = []
+    for branch, positions in members.items():
+        spread = np.linspace(0, len(positions) - 1, quota[branch]).round().astype(int) if quota[branch] else []
+        taken += [positions[index] for index in spread]
+    return sorted(taken)
 
 
 def timings(
@@ -202,11 +236,12 @@ def table(result: Mapping) -> str:
     """The report on the terminal: per image set, one row per method, top-1 beside cost and time,
     then the stage split."""
     return "\n\n".join(
-        _set_table(name, result["top1"][name], result["timing"][name], result["preset"]) for name in result["top1"]
+        _set_table(name, result["top1"][name], result["timing"][name], result["branches"][name], result["preset"])
+        for name in result["top1"]
     )
 
 
-def _set_table(name: str, top: Mapping, timing: Mapping, preset: str) -> str:
+def _set_table(name: str, top: Mapping, timing: Mapping, branches: Mapping, preset: str) -> str:
     sizes = list(timing)
     full_cost = top[FULL_IMAGE]["multiply_adds"]
     header = [
@@ -241,6 +276,8 @@ def _set_table(name: str, top: Mapping, timing: Mapping, preset: str) -> str:
             f"batch {size}, {preset} preset, ms per batch (p50): {split}; "
             f"host {timing[size]['host_ms']:.2f} ms = {100 * timing[size]['host_share']:.1f} % of the wall time"
         )
+    per_branch = ", ".join(f"{size} px {n}/{branches['set'][size]}" for size, n in branches["timed"].items())
+    lines.append(f"timed images per branch of the {preset} preset, of the set's: {per_branch}")
     return "\n".join(lines)
 
 
@@ -294,12 +331,16 @@ def main(argv: list[str] | None = None) -> int:
             "preset": own.bundle.preset,
             "top1": {},
             "timing": {},
+            "branches": {},  # images per branch of the bundle's own preset: the whole set's and the timed ones'
         }
         for name, seeds in sets.items():
             images, labels = test_images(seeds, args.images)
-            result["top1"][name] = top1(methods, own, images, labels)
-            timed = images[:: max(1, len(images) // TIMED_IMAGES)][:TIMED_IMAGES]
-            result["timing"][name] = timings(methods, own, timed, args.batch_sizes, args.seconds, args.warmup)
+            result["top1"][name], branches = top1(methods, own, images, labels)
+            timed = representative(branches, TIMED_IMAGES)
+            result["timing"][name] = timings(
+                methods, own, [images[i] for i in timed], args.batch_sizes, args.seconds, args.warmup
+            )
+            result["branches"][name] = {"set": _counts(branches), "timed": _counts([branches[i] for i in timed])}
     finally:
         for pipe in pipelines.values():
             pipe.close()
@@ -308,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         report.write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
+
+
+def _counts(branches: Sequence[int]) -> dict[str, int]:
+    """Images per branch, by receptive field."""
+    return {str(branch): branches.count(branch) for branch in sorted(set(branches))}
 
 
 def _bundle_info(pipe: Pipeline) -> dict:

@@ -80,6 +80,27 @@ def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle,
         report["bundle"]["sha256"]["anchornet"] == bundle.anchornet.sha256
         and report["environment"]["commit"] is not None
     )
+    # Fewer images than TIMED_IMAGES: every image is timed, so the timed branches are the set's, counted by hand.
+    chosen = [p.branch for p in predictions]  # the visual preset decides the branch as every preset does
+    by_hand = {str(b): chosen.count(b) for b in sorted(set(chosen))}
+    assert report["branches"][f"{IMAGES} test"] == {"set": by_hand, "timed": by_hand}
+
+
+def test_the_timed_images_hold_each_branch_in_the_sets_proportion():
+    # 10 images: 5 of B63, 3 of B95, 2 of B111. Five timed: shares 2.5 / 1.5 / 1 -> floors 2 / 1 / 1, and the
+    # one left goes to the larger remainder, a tie between 63 and 95 that the smaller branch wins: 3 / 1 / 1.
+    branches = [63, 95, 63, 111, 63, 95, 63, 111, 95, 63]
+    taken = pays.representative(branches, 5)
+    assert [branches[i] for i in taken].count(63) == 3 and taken == sorted(taken)
+    assert sorted(branches[i] for i in taken) == [63, 63, 63, 95, 111]
+    # Spread over each branch's images: B63 sits at 0, 2, 4, 6, 9 and its three are the first, middle and last.
+    assert [i for i in taken if branches[i] == 63] == [0, 4, 9]
+    assert [i for i in taken if branches[i] == 111] == [3]  # one of two: the first
+    assert pays.representative(branches, 10) == list(range(10)) == pays.representative(branches, 64)
+    # A skewed spread of the set (every second image here is B63) no longer skews the sample.
+    skewed = [63 if i % 2 == 0 else b for i, b in enumerate([95, 111] * 30)]
+    sample = [skewed[i] for i in pays.representative(skewed, 20)]
+    assert sample.count(63) == 10 and sample.count(95) + sample.count(111) == 10
 
 
 def test_baselines_of_another_architecture_are_refused(small_bundle, baselines, tmp_path, capsys):
