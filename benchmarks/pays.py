@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -87,10 +88,12 @@ def test_images(seeds: Sequence[int], count: int) -> tuple[list[np.ndarray], np.
     return [s.image for s in samples], np.array([s.label for s in samples])
 
 
+@contextmanager
 def open_methods(
     bundle_dir: Path, baselines_dir: Path, threads: int | None
-) -> tuple[dict[str, Classify], dict[str, Pipeline]]:
-    """Every method's classify function, and the pipelines behind them by method name (to close afterwards).
+) -> Iterator[tuple[dict[str, Classify], dict[str, Pipeline]]]:
+    """Every method's classify function, and the pipelines behind them by method name; every runner opened here
+    is closed when the block ends, or as soon as opening one of them fails.
 
     The pipelines share the bundle's two runners, as one application switching presets would: every method then
     runs on the same ONNX Runtime sessions, whose weights the previous method's run left in the caches, rather
@@ -98,30 +101,27 @@ def open_methods(
     """
     bundle = load_bundle(bundle_dir)
     baseline = read_baselines_for(baselines_dir, bundle.downstream.name).models.full
-    full_runner = OrtRunner(baselines_dir / baseline.file, threads=threads)
     full_cost = int(bundle.downstream.multiply_adds[bundle.crop])
+    with ExitStack() as opened_here:
+        full_runner = opened_here.enter_context(OrtRunner(baselines_dir / baseline.file, threads=threads))
 
-    def full_image(images: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
-        crops = np.stack([resize_and_crop(image, bundle.resize_short, bundle.crop)[0] for image in images])
-        feeds = {INPUT_NAME: normalize(crops, baseline.mean, baseline.std)}
-        logits = full_runner.run(feeds, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
-        return [int(c) for c in softmax(logits).argmax(axis=1)], [full_cost] * len(images)
+        def full_image(images: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
+            crops = np.stack([resize_and_crop(image, bundle.resize_short, bundle.crop)[0] for image in images])
+            feeds = {INPUT_NAME: normalize(crops, baseline.mean, baseline.std)}
+            logits = full_runner.run(feeds, [LOGITS_OUTPUT])[LOGITS_OUTPUT]
+            return [int(c) for c in softmax(logits).argmax(axis=1)], [full_cost] * len(images)
 
-    methods: dict[str, Classify] = {FULL_IMAGE: full_image}
-    opened = Pipeline.from_bundle(bundle_dir, backend="onnxruntime", threads=threads)
-    shared = (opened.bundle, opened.anchornet, opened.downstream)
-    pipelines = {}
-    try:
+        methods: dict[str, Classify] = {FULL_IMAGE: full_image}
+        opened = opened_here.enter_context(Pipeline.from_bundle(bundle_dir, backend="onnxruntime", threads=threads))
+        shared = (opened.bundle, opened.anchornet, opened.downstream)
+        pipelines = {}
         for method in METHODS[1:]:
             options = dict(method.options)
             lsp = preset_params(str(options.pop("preset")))
             pipe = Pipeline(*shared, lsp=lsp, vote_min=opened.vote_min, branch_rule=opened.branch_rule, **options)
             pipelines[method.name] = pipe
             methods[method.name] = _pipeline_method(pipe)
-    except BaseException:
-        opened.close()
-        raise
-    return methods, pipelines
+        yield methods, pipelines
 
 
 def _pipeline_method(pipe: Pipeline) -> Classify:
@@ -314,13 +314,13 @@ def main(argv: list[str] | None = None) -> int:
             f"--batch-sizes: at most {timed}, the images timed per set (--images {args.images}, at most "
             f"{TIMED_IMAGES}); a larger batch would have nothing to time"
         )
-    try:
-        methods, pipelines = open_methods(args.bundle, args.baselines, args.threads)
-    except (AnchorEdgeError, OSError) as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 1
-    own = pipelines[load_bundle(args.bundle).preset]  # the bundle's own preset: its AnchorNet row and stage split
-    try:
+    with ExitStack() as stack:
+        try:
+            methods, pipelines = stack.enter_context(open_methods(args.bundle, args.baselines, args.threads))
+        except (AnchorEdgeError, OSError) as error:
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            return 1
+        own = pipelines[load_bundle(args.bundle).preset]  # the bundle's own preset: its AnchorNet row and stage split
         sets = {f"{args.images} test": (TEST_SEED,)} | (
             {f"{args.images * len(FRESH_SEEDS)} fresh": FRESH_SEEDS} if args.fresh else {}
         )
@@ -341,9 +341,6 @@ def main(argv: list[str] | None = None) -> int:
                 methods, own, [images[i] for i in timed], args.batch_sizes, args.seconds, args.warmup
             )
             result["branches"][name] = {"set": _counts(branches), "timed": _counts([branches[i] for i in timed])}
-    finally:
-        for pipe in pipelines.values():
-            pipe.close()
     print(table(result))
     if args.json:
         report.write_json(args.json, result)

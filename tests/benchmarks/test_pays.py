@@ -11,6 +11,7 @@ import pytest
 from anchor_edge import Pipeline
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import load_bundle
+from anchor_edge.errors import BackendError, BundleError
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.preprocess import normalize, resize_and_crop
 from benchmarks import pays
@@ -128,13 +129,36 @@ def test_a_batch_larger_than_the_timed_images_is_a_usage_error(small_bundle, tmp
 
 
 def test_every_method_runs_on_the_bundles_two_runners_with_its_own_options(small_bundle, baselines):
-    _, pipelines = pays.open_methods(small_bundle, baselines, threads=1)
-    try:
+    with pays.open_methods(small_bundle, baselines, threads=1) as (methods, pipelines):
         assert set(pipelines) == {method.name for method in pays.METHODS[1:]}
         assert len({(id(pipe.anchornet), id(pipe.downstream)) for pipe in pipelines.values()}) == 1
         assert pipelines["fast"].lsp == PRESETS["fast"] and pipelines["budget 0.3"].lsp == PRESETS["accurate"]
         assert pipelines["budget 0.3"].budget == 0.3 and pipelines["early exit 0.5"].early_exit == 0.5
         assert pipelines["visual"].budget is None and pipelines["visual"].early_exit is None
-    finally:
-        for pipe in pipelines.values():
-            pipe.close()
+        image = make_sample("test", 0).image
+        assert len(methods[pays.FULL_IMAGE]([image])[0]) == 1
+    # The block closed every runner: the full-image baseline's and the two the pipelines share.
+    with pytest.raises(BackendError, match="closed"):
+        methods[pays.FULL_IMAGE]([image])
+    with pytest.raises(BackendError, match="closed"):
+        pipelines["fast"].predict_batch([image])
+
+
+def test_a_failed_open_closes_the_runners_opened_before_it(small_bundle, baselines, monkeypatch):
+    opened = []
+
+    class Recorded(OrtRunner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    def refuse(*args, **kwargs):
+        raise BundleError("this bundle cannot be opened")
+
+    monkeypatch.setattr(pays, "OrtRunner", Recorded)
+    monkeypatch.setattr(pays.Pipeline, "from_bundle", refuse)
+    with pytest.raises(BundleError), pays.open_methods(small_bundle, baselines, threads=1):
+        pass
+    assert len(opened) == 1
+    with pytest.raises(BackendError, match="closed"):
+        opened[0].run({"image": np.zeros((1, 3, 32, 32), np.float32)})
