@@ -44,6 +44,7 @@ from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.method.lsp import preset_params
 from anchor_edge.method.preprocess import normalize, resize_and_crop
 from anchor_edge.pipeline import softmax
+from anchor_edge.prediction import Prediction
 from benchmarks import report
 from benchmarks.measure import interleaved, paired_ratio, summarize
 from export.data.digits import make_sample
@@ -125,33 +126,42 @@ def open_methods(
 
 
 def _pipeline_method(pipe: Pipeline) -> Classify:
+    return lambda images: _answers(pipe, pipe.predict_batch(images))
+
+
+def _answers(pipe: Pipeline, predictions: Sequence[Prediction]) -> tuple[list[int], list[int]]:
+    """Each prediction's class and the downstream multiply-adds its patches cost."""
     costs = pipe.bundle.downstream.multiply_adds
-
-    def classify(images: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
-        predictions = pipe.predict_batch(images)
-        spent = [sum(int(costs[int(box[2] - box[0])]) for box in p.boxes) for p in predictions]
-        return [p.class_id for p in predictions], spent
-
-    return classify
+    spent = [sum(int(costs[int(box[2] - box[0])]) for box in p.boxes) for p in predictions]
+    return [p.class_id for p in predictions], spent
 
 
 def top1(
-    methods: Mapping[str, Classify], anchor: Pipeline, images: list[np.ndarray], labels: np.ndarray, batch: int = 16
+    methods: Mapping[str, Classify],
+    own: str,
+    own_pipeline: Pipeline,
+    images: list[np.ndarray],
+    labels: np.ndarray,
+    batch: int = 16,
 ) -> tuple[dict, list[int]]:
     """{method: {"top1": %, "multiply_adds": mean per image}} over the images, and AnchorNet's decided class;
-    and the branch (receptive field) `anchor` chose for each image."""
+    and the branch (receptive field) AnchorNet chose for each image.
+
+    The method named `own` (the bundle's preset) runs as `own_pipeline`'s predictions, which also give
+    AnchorNet's row and the branches, so the pipeline runs once per batch for all three.
+    """
     classes: dict[str, list[int]] = {name: [] for name in methods} | {ANCHORNET: []}
     spent: dict[str, list[int]] = {name: [] for name in methods}
     branches: list[int] = []
     for start in tqdm(range(0, len(images), batch), desc=f"top-1 on {len(images)} images", unit="batch", mininterval=5):
         chunk = images[start : start + batch]
-        for name, classify in methods.items():
-            predicted, cost = classify(chunk)
-            classes[name] += predicted
-            spent[name] += cost
-        predictions = anchor.predict_batch(chunk)
+        predictions = own_pipeline.predict_batch(chunk)
         classes[ANCHORNET] += [p.anchor_class for p in predictions]
         branches += [p.branch for p in predictions]
+        for name, classify in methods.items():
+            predicted, cost = _answers(own_pipeline, predictions) if name == own else classify(chunk)
+            classes[name] += predicted
+            spent[name] += cost
     rows = {
         name: {
             "top1": round(100.0 * float(np.mean(np.array(found) == labels)), 2),
@@ -320,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         except (AnchorEdgeError, OSError) as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             return 1
-        own = pipelines[load_bundle(args.bundle).preset]  # the bundle's own preset: its AnchorNet row and stage split
+        own_preset = load_bundle(args.bundle).preset
+        own = pipelines[own_preset]  # the bundle's own preset: its AnchorNet row, branches and stage split
         sets = {f"{args.images} test": (TEST_SEED,)} | (
             {f"{args.images * len(FRESH_SEEDS)} fresh": FRESH_SEEDS} if args.fresh else {}
         )
@@ -335,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, seeds in sets.items():
             images, labels = test_images(seeds, args.images)
-            result["top1"][name], branches = top1(methods, own, images, labels)
+            result["top1"][name], branches = top1(methods, own_preset, own, images, labels)
             timed = representative(branches, TIMED_IMAGES)
             result["timing"][name] = timings(
                 methods, own, [images[i] for i in timed], args.batch_sizes, args.seconds, args.warmup

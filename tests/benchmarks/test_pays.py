@@ -66,6 +66,12 @@ def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle,
         100 * np.mean([p.anchor_class for p in predictions] == labels), abs=0.01
     )
     assert rows["budget 0.3"]["multiply_adds"] <= rows["accurate"]["multiply_adds"]
+    # The bundle's own preset's row comes from the pass that also gives AnchorNet's row: by hand as well.
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1) as own:
+        mine = own.predict_batch([s.image for s in samples])
+    own_spent = [sum(bundle.downstream.multiply_adds[int(b[2] - b[0])] for b in p.boxes) for p in mine]
+    assert rows[bundle.preset]["multiply_adds"] == pytest.approx(np.mean(own_spent))
+    assert rows[bundle.preset]["top1"] == pytest.approx(100 * np.mean([p.class_id for p in mine] == labels), abs=0.01)
 
     for size in ("1", "2"):
         timing = report["timing"][f"{IMAGES} test"][size]
