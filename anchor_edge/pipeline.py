@@ -24,7 +24,7 @@ import numpy as np
 from anchor_edge.backends import BackendOptions, open_runners
 from anchor_edge.backends.base import Runner
 from anchor_edge.backends.ort_providers import ProviderOptions
-from anchor_edge.bundle.choices import BranchRule, Role
+from anchor_edge.bundle.choices import BranchRule, Heatmap, Role
 from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
 from anchor_edge.checks import positive_int
@@ -33,7 +33,7 @@ from anchor_edge.method.budget import check_budget, patch_costs, within_budget
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classify_until_confident
 from anchor_edge.method.lsp import LSPParams, preset_params
-from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
+from anchor_edge.method.patches import branch_heatmap, check_heatmap, cut_by_size, decide_all, select_all
 from anchor_edge.method.preprocess import CropTransform, ImageLike, crop_bgr, load_image, normalize
 from anchor_edge.prediction import Prediction
 from anchor_edge.timing import StageClock
@@ -67,6 +67,7 @@ class Pipeline:
         lsp: Mapping[int, LSPParams],
         vote_min: int,
         branch_rule: str = BranchRule.CONFIDENT,
+        heatmap: str = Heatmap.CLASS,
         max_batch: int = 64,
         early_exit: float | None = None,
         budget: float | None = None,
@@ -76,12 +77,11 @@ class Pipeline:
             raise InputError(f"LSP parameters are missing for patch size(s) {missing}; give one LSPParams per branch")
         if not 1 <= vote_min <= len(bundle.branches):
             raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min}")
-        self.bundle = bundle
-        self.anchornet = anchornet
-        self.downstream = downstream
+        self.bundle, self.anchornet, self.downstream = bundle, anchornet, downstream
         self.lsp = dict(lsp)
         self.vote_min = vote_min
         self.branch_rule = check_branch_rule(branch_rule)
+        self.heatmap = check_heatmap(heatmap, bundle.branches)
         self.max_batch = positive_int("max_batch", max_batch)
         self.early_exit = check_threshold(early_exit)
         self._patch_costs: dict[int, int] = {}
@@ -102,6 +102,7 @@ class Pipeline:
         preset: str | Mapping[int, LSPParams] | None = None,
         vote_min: int | None = None,
         branch_rule: str | None = None,
+        heatmap: str | None = None,
         threads: int | None = None,
         max_batch: int = 64,
         early_exit: float | None = None,
@@ -128,6 +129,8 @@ class Pipeline:
                 takes the bundle's value (2 unless exported otherwise).
             branch_rule: "confident" (the paper's eq. 8) or "widest" (always B111, for an AnchorNet
                 trained without sizes: `BranchRule`); None takes the bundle's.
+            heatmap: the map of that branch LSP reads, "class" (the paper's F[class]) or "attention"
+                (its attention map S, for an AnchorNet trained without sizes: `Heatmap`); None takes the bundle's.
             threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
             providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
                 "tensorrt", "openvino", a list in priority order, or "auto" (the
@@ -172,6 +175,7 @@ class Pipeline:
                 lsp=lsp,
                 vote_min=bundle.vote_min if vote_min is None else vote_min,
                 branch_rule=bundle.branch_rule if branch_rule is None else branch_rule,
+                heatmap=bundle.heatmap if heatmap is None else heatmap,
                 max_batch=max_batch,
                 early_exit=early_exit,
                 budget=budget,
@@ -207,7 +211,7 @@ class Pipeline:
         with clock.stage("decision"):
             decisions = decide_all(anchor, self.vote_min, self.branch_rule)
         with clock.stage("lsp"):
-            boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp)
+            boxes = select_all(anchor, decisions, self.bundle.branches, self.lsp, heatmap=self.heatmap)
             if self.budget is not None:
                 boxes = within_budget(boxes, self._patch_costs, self.budget * self._full_cost)
         with clock.stage("crop"):  # the downstream's input is where its patches are cut from
@@ -250,10 +254,6 @@ class Pipeline:
         """AnchorNet on (N, 3, crop, crop) float32 inputs already normalized with its mean and std."""
         names = [PROBS_OUTPUT, *self._map_outputs, *self._attention_outputs]
         return self._run_chunked(Role.ANCHORNET, inputs, names, clock or StageClock())
-
-    def select(self, anchor: Mapping[str, np.ndarray], index: int, class_id: int, branch: int) -> np.ndarray:
-        """LSP on image `index`'s heatmap F[class] of the chosen branch: (n, 4) boxes."""
-        return select_boxes(anchor, index, class_id, self.bundle.branches[branch], self.lsp)
 
     def classify_patches(
         self, crops: np.ndarray, boxes: list[np.ndarray], clock: StageClock | None = None
@@ -337,7 +337,7 @@ class Pipeline:
             branch=info.receptive_field,
             anchor_class=anchor_class,
             branch_probs=anchor[PROBS_OUTPUT][index],
-            heatmap=anchor[info.map_output][index, anchor_class],
+            heatmap=branch_heatmap(anchor, index, anchor_class, info, self.heatmap),
             boxes=boxes,
             boxes_original=boxes_original,
             patch_probs=patch_probs,

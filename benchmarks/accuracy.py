@@ -41,7 +41,7 @@ from anchor_edge.errors import AnchorEdgeError, BundleError
 from anchor_edge.method.budget import patch_costs, within_budget
 from anchor_edge.method.early_exit import classify_until_confident
 from anchor_edge.method.lsp import PRESETS
-from anchor_edge.method.patches import cut_by_size, decide_all, select_all
+from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
 from anchor_edge.method.preprocess import normalize
 from anchor_edge.pipeline import Pipeline, softmax
 from benchmarks.accuracy_report import (
@@ -99,7 +99,7 @@ def evaluate(
         decisions = decide_all(anchor, main.vote_min, main.branch_rule)
         rows = [_truth(s, d) for s, d in zip(samples, decisions)]
         for name, pipe in pipes.items():
-            boxes = select_all(anchor, decisions, bundle.branches, pipe.lsp)
+            boxes = select_all(anchor, decisions, bundle.branches, pipe.lsp, heatmap=pipe.heatmap)
             _record(rows, f"patches_{name}", boxes, pipe.classify_normalized(down_in, boxes))
             if name == "accurate":
                 for row, image_boxes in zip(rows, boxes):
@@ -117,7 +117,10 @@ def evaluate(
             )
             _classify(rows, f"resized_{size}", base["resized"], shrunk)
             _classify(rows, f"resized_{size}_full_trained", base["full"], shrunk)
-            first = [main.select(anchor, i, c, branch)[:1] for i, (c, _) in enumerate(decisions)]
+            first = [
+                select_boxes(anchor, i, c, bundle.branches[branch], main.lsp, main.heatmap)[:1]
+                for i, (c, _) in enumerate(decisions)
+            ]
             for kind, runner_in, runner in (
                 ("patch", down_in, main.downstream),
                 ("patch_full_trained", base_in, base["full"]),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from anchor_edge import Pipeline
 from anchor_edge.bundle.choices import Role
-from anchor_edge.cli.options import add_branch_rule_option
+from anchor_edge.cli.options import add_decision_options
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.evaluation.folder import held_out_split, read_labelled_folder
 from anchor_edge.evaluation.report import table
@@ -41,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True, help="export.train's --out (its training_report.json)")
     parser.add_argument("--out", type=Path, required=True, help="the JSON report to write")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
-    add_branch_rule_option(parser)
+    add_decision_options(parser)
     parser.add_argument("--budget", type=float, metavar="B", help="cap each image's patches at B x the full image's")
     parser.add_argument("--threads", type=int, default=2, help="threads per model (default: %(default)s)")
     parser.add_argument("--note", help="what the run was, stored in the report")
     args = parser.parse_args(argv)
     try:
         training = json.loads((args.weights / "training_report.json").read_text(encoding="utf-8"))
-        settings = dict(preset=args.preset, branch_rule=args.branch_rule, budget=args.budget)
+        settings = dict(preset=args.preset, branch_rule=args.branch_rule, heatmap=args.heatmap, budget=args.budget)
         with Pipeline.from_bundle(args.bundle, backend="onnxruntime", threads=args.threads, **settings) as pipe:
             shas = {role.value: pipe.bundle.manifest.models[role].sha256 for role in Role}
             flat = held_out_split(args.data) == args.data  # no train/ + val/: the files training held out

@@ -119,7 +119,14 @@ def open_methods(
         for method in METHODS[1:]:
             options = dict(method.options)
             lsp = preset_params(str(options.pop("preset")))
-            pipe = Pipeline(*shared, lsp=lsp, vote_min=opened.vote_min, branch_rule=opened.branch_rule, **options)
+            pipe = Pipeline(
+                *shared,
+                lsp=lsp,
+                vote_min=opened.vote_min,
+                branch_rule=opened.branch_rule,
+                heatmap=opened.heatmap,
+                **options,
+            )
             pipelines[method.name] = pipe
             methods[method.name] = _pipeline_method(pipe)
         yield methods, pipelines

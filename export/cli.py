@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from anchor_edge.backends.trt.environment import tensorrt_available
-from anchor_edge.bundle.choices import Int8Target, Pooling, Precision, Preset, Role
+from anchor_edge.bundle.choices import Heatmap, Int8Target, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.schema import read_manifest
-from anchor_edge.cli.options import add_branch_rule_option
+from anchor_edge.cli.options import add_decision_options
 from anchor_edge.errors import AnchorEdgeError
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
 from export.precision.convert import PrecisionOptions, parse_precision
@@ -71,9 +71,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--vote-min", type=int, choices=[1, 2, 3], default=2, help="branch votes for a class (docs/method.md §3)"
     )
-    add_branch_rule_option(
+    add_decision_options(
         parser,
         default="what the AnchorNet checkpoint records, widest when it was trained without boxes; else confident",
+        heatmap_default="class",
     )
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)"
@@ -216,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset or models.preset,
             vote_min=args.vote_min,
             branch_rule=args.branch_rule,
+            heatmap=args.heatmap or Heatmap.CLASS,
             tolerance=args.tolerance,
             precision=precision,
             mean=args.mean,

@@ -1,4 +1,5 @@
-"""The string choices bundle.json stores (roles, precisions, pooling, branch rules, presets, INT8 targets), as enums.
+"""The string choices bundle.json stores (roles, precisions, pooling, branch rules, heatmaps, presets, INT8 targets),
+as enums.
 
 Each is a `str` enum stored as its value and printed as its value, so a
 manifest written by one side reads back as the same choice on the other.
@@ -45,6 +46,22 @@ class BranchRule(_Named):
     """
 
     CONFIDENT, WIDEST = "confident", "widest"
+
+
+class Heatmap(_Named):
+    """Which map of the chosen branch LSP reads (docs/method.md §4).
+
+    CLASS is the paper's M = F[class], the decided class's logit map, and
+    the default. Where AnchorNet decides the wrong class, that map is hot in
+    the wrong place. ATTENTION reads the branch's attention map S instead,
+    which weighs where any class is; whether that helps depends on the data
+    (it did on one folder and not on another,
+    docs/decisions/026-attention-heatmap-on-a-folder.md), so it is a choice
+    to measure with `anchor-edge eval --heatmap`. It needs the attention
+    maps in the bundle (attention pooling).
+    """
+
+    CLASS, ATTENTION = "class", "attention"
 
 
 class Preset(_Named):

@@ -49,6 +49,7 @@ class Bundle:
     branches: ClassVar[_FromManifest[tuple[Branch, ...]]] = _FromManifest(lambda m: m.branches)
     vote_min: ClassVar[_FromManifest[int]] = _FromManifest(lambda m: m.decision.vote_min)
     branch_rule: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.decision.branch_rule.value)
+    heatmap: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.decision.heatmap.value)
     preset: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.lsp.preset.value)
     trained: ClassVar[_FromManifest[bool]] = _FromManifest(lambda m: m.trained)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from anchor_edge.bundle.choices import BranchRule, Pooling, Precision, Preset, Role
+from anchor_edge.bundle.choices import BranchRule, Heatmap, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.codec import decode, encode
 from anchor_edge.bundle.precision_records import (
     Fp16Record,
@@ -104,10 +104,12 @@ def anchornet_output_names(branches: tuple[Branch, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Decision:
-    """The branch and class decision (docs/method.md §3): votes a class needs, and how the branch is chosen."""
+    """The branch and class decision (docs/method.md §3): votes a class needs, how the branch is chosen, and which
+    of its maps LSP reads."""
 
     vote_min: int
     branch_rule: BranchRule = BranchRule.CONFIDENT
+    heatmap: Heatmap = Heatmap.CLASS
 
 
 @dataclass(frozen=True)

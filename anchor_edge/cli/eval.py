@@ -24,8 +24,8 @@ from pathlib import Path
 
 from anchor_edge.cli.options import (
     add_backend_options,
-    add_branch_rule_option,
     add_common_flags,
+    add_decision_options,
     backend_keywords,
     threshold,
 )
@@ -54,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         f"(every {HELD_OUT_EVERY}th of each class, by name)",
     )
     evaluate.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
-    add_branch_rule_option(evaluate)
+    add_decision_options(evaluate)
     evaluate.add_argument(
         "--budget",
         type=float,
@@ -117,7 +117,12 @@ def _evaluate(bundle: Path, args: argparse.Namespace, keywords: dict):
     from anchor_edge.pipeline import Pipeline
 
     options = dict(
-        preset=args.preset, branch_rule=args.branch_rule, early_exit=args.early_exit, budget=args.budget, **keywords
+        preset=args.preset,
+        branch_rule=args.branch_rule,
+        heatmap=args.heatmap,
+        early_exit=args.early_exit,
+        budget=args.budget,
+        **keywords,
     )
     with Pipeline.from_bundle(bundle, **options) as pipe:
         log.info("bundle %s on %s", bundle, pipe.anchornet.describe())

@@ -12,7 +12,7 @@ from typing import Any
 
 from anchor_edge.backends import BACKENDS
 from anchor_edge.backends.options import OPENVINO_PRECISIONS
-from anchor_edge.bundle.choices import BranchRule
+from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.errors import InputError
 from anchor_edge.method.early_exit import check_threshold
 
@@ -58,14 +58,24 @@ def providers(text: str) -> str | list[str]:
     return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name.strip()]
 
 
-def add_branch_rule_option(parser: argparse.ArgumentParser, default: str = "the bundle's") -> None:
-    """--branch-rule: whose heatmap localizes the class (anchor_edge.bundle.choices.BranchRule); `default` says what
-    not giving it means."""
+def add_decision_options(
+    parser: argparse.ArgumentParser, default: str = "the bundle's", heatmap_default: str | None = None
+) -> None:
+    """--branch-rule and --heatmap: which branch's map localizes the class, and which of its maps
+    (anchor_edge.bundle.choices.BranchRule, Heatmap); `default` (`heatmap_default` for --heatmap, where they differ)
+    says what not giving them means."""
     parser.add_argument(
         "--branch-rule",
         choices=[rule.value for rule in BranchRule],
         help="confident: the most confident branch voting for the class (the paper); widest: always B111 "
         f"(an AnchorNet trained without sizes) (default: {default})",
+    )
+    parser.add_argument(
+        "--heatmap",
+        choices=[heatmap.value for heatmap in Heatmap],
+        help="the map of that branch LSP reads, class: the decided class's (the paper); attention: the branch's "
+        "attention map, wherever any class is (it helped on one folder and not on another: measure it with eval) "
+        f"(default: {heatmap_default or default})",
     )
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from anchor_edge.cli.failure import report_failure
 from anchor_edge.cli.options import (
     add_backend_options,
-    add_branch_rule_option,
     add_bundle_option,
     add_common_flags,
+    add_decision_options,
     backend_keywords,
     positive_int,
     threshold,
@@ -35,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_bundle_option(predict)
     add_backend_options(predict)
     predict.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
-    add_branch_rule_option(predict)
+    add_decision_options(predict)
     predict.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     predict.add_argument(
         "--save-vis",
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         preset=args.preset,
         branch_rule=args.branch_rule,
+        heatmap=args.heatmap,
         early_exit=args.early_exit,
         budget=args.budget,
         **backend_keywords(args),

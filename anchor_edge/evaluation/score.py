@@ -130,6 +130,7 @@ def evaluate(
             "budget": pipe.budget,
             "vote_min": pipe.vote_min,
             "branch_rule": pipe.branch_rule.value,
+            "heatmap": pipe.heatmap.value,
         },
         full_image_multiply_adds=full_cost,
         anchornet_multiply_adds=pipe.bundle.anchornet.multiply_adds,

@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from anchor_edge.bundle.choices import BranchRule
+from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.bundle.schema import PROBS_OUTPUT, Branch
+from anchor_edge.errors import InputError
 from anchor_edge.method.decision import decide
 from anchor_edge.method.lsp import LSPParams, select_patches
 
@@ -36,9 +37,10 @@ def locate(
     vote_min: int,
     *,
     branch_rule: str = BranchRule.CONFIDENT,
+    heatmap: str = Heatmap.CLASS,
     every_branch: bool = False,
 ) -> list[Located]:
-    """Decide each image's class and branch, then run LSP on that class's heatmap.
+    """Decide each image's class and branch, then run LSP on the branch's heatmap.
 
     Args:
         outputs: AnchorNet's outputs for a batch: "probs" (N, 3, C) and each branch's map (N, C, H, W).
@@ -46,6 +48,7 @@ def locate(
         lsp: LSP parameters per patch size.
         vote_min: branches that must agree on a class (docs/method.md §3).
         branch_rule: how the branch is chosen, "confident" (eq. 8) or "widest" (`BranchRule`).
+        heatmap: which of its maps LSP reads, "class" (F[class]) or "attention" (S) (`Heatmap`).
         every_branch: also take the decided class's boxes from the other two
             branches (after the chosen one's), so that every patch size is seen,
             as calibration needs.
@@ -54,7 +57,7 @@ def locate(
         One Located per image; `boxes` is (n, 4) int [x0, y0, x1, y1) in network-input pixels.
     """
     decisions = decide_all(outputs, vote_min, branch_rule)
-    boxes = select_all(outputs, decisions, branches, lsp, every_branch=every_branch)
+    boxes = select_all(outputs, decisions, branches, lsp, heatmap=heatmap, every_branch=every_branch)
     return [Located(class_id, branch, image_boxes) for (class_id, branch), image_boxes in zip(decisions, boxes)]
 
 
@@ -71,24 +74,51 @@ def select_all(
     branches: Sequence[Branch],
     lsp: Mapping[int, LSPParams],
     *,
+    heatmap: str = Heatmap.CLASS,
     every_branch: bool = False,
 ) -> list[np.ndarray]:
-    """Each image's boxes on its decided class's heatmap: the chosen branch's (then the others', with every_branch)."""
+    """Each image's boxes on its heatmap: the chosen branch's (then the others', with every_branch)."""
     selected = []
     for index, (class_id, branch) in enumerate(decisions):
         order = [branch] + ([b for b in range(len(branches)) if b != branch] if every_branch else [])
-        boxes = [select_boxes(outputs, index, class_id, branches[b], lsp) for b in order]
+        boxes = [select_boxes(outputs, index, class_id, branches[b], lsp, heatmap) for b in order]
         selected.append(np.concatenate(boxes) if len(boxes) > 1 else boxes[0])
     return selected
 
 
 def select_boxes(
-    outputs: Mapping[str, np.ndarray], index: int, class_id: int, branch: Branch, lsp: Mapping[int, LSPParams]
+    outputs: Mapping[str, np.ndarray],
+    index: int,
+    class_id: int,
+    branch: Branch,
+    lsp: Mapping[int, LSPParams],
+    heatmap: str = Heatmap.CLASS,
 ) -> np.ndarray:
-    """LSP on image `index`'s heatmap F[class_id] of `branch`: (n, 4) boxes in LSP order."""
-    heatmap = np.asarray(outputs[branch.map_output][index, class_id])
+    """LSP on image `index`'s heatmap of `branch` (`branch_heatmap`): (n, 4) boxes in LSP order."""
     params = lsp[branch.receptive_field]
-    return select_patches(heatmap, branch.receptive_field, branch.stride, **params._asdict())
+    heat = branch_heatmap(outputs, index, class_id, branch, heatmap)
+    return select_patches(heat, branch.receptive_field, branch.stride, **params._asdict())
+
+
+def branch_heatmap(
+    outputs: Mapping[str, np.ndarray], index: int, class_id: int, branch: Branch, heatmap: str = Heatmap.CLASS
+) -> np.ndarray:
+    """The (H, W) map LSP reads on image `index`: F[class_id] of `branch`, or its attention map S."""
+    if heatmap == Heatmap.ATTENTION:
+        return np.asarray(outputs[str(branch.attention_output)][index, 0])
+    return np.asarray(outputs[branch.map_output][index, class_id])
+
+
+def check_heatmap(heatmap: object, branches: Sequence[Branch]) -> Heatmap:
+    """The choice as its enum, or an InputError: an unknown name, or "attention" where AnchorNet exports no S."""
+    if heatmap not in {h.value for h in Heatmap}:
+        raise InputError(f"heatmap must be one of {', '.join(h.value for h in Heatmap)}, got {heatmap!r}")
+    if heatmap == Heatmap.ATTENTION and not all(b.attention_output for b in branches):
+        raise InputError(
+            "heatmap 'attention' reads AnchorNet's attention maps, and this bundle exports none (its AnchorNet pools "
+            "with GAP): use heatmap 'class', or export the bundle with --pooling attention"
+        )
+    return Heatmap(heatmap)
 
 
 def group_by_size(boxes: Sequence[np.ndarray]) -> dict[int, list[tuple[int, int]]]:

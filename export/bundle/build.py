@@ -28,7 +28,7 @@ import torchvision
 from tqdm import tqdm
 
 from anchor_edge.bundle.check_set import CHECK_IMAGES, write_check_set
-from anchor_edge.bundle.choices import Pooling, Precision, Preset
+from anchor_edge.bundle.choices import Heatmap, Pooling, Precision, Preset
 from anchor_edge.bundle.precision_records import Verification
 from anchor_edge.bundle.schema import (
     INPUT_NAME,
@@ -48,6 +48,7 @@ from anchor_edge.bundle.schema import (
 from anchor_edge.errors import InputError
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.lsp import PRESETS
+from anchor_edge.method.patches import check_heatmap
 from export.bundle.downstream_file import DownstreamFile, write_downstream
 from export.bundle.staging import staged_bundle, write_manifest
 from export.graph.onnx_export import OPSET, export_anchornet
@@ -78,6 +79,7 @@ def export_bundle(
     preset: str = "accurate",
     vote_min: int = 2,
     branch_rule: str | None = None,
+    heatmap: str = Heatmap.CLASS,
     tolerance: float = 1e-3,
     precision: PrecisionOptions | None = None,
     mean: Sequence[float] | None = None,
@@ -106,6 +108,8 @@ def export_bundle(
         preset, vote_min, branch_rule: the LSP preset, branch votes and branch rule recorded in the
             bundle; branch_rule None takes the AnchorNet checkpoint's ("widest" when it was trained
             without boxes, `BranchRule`), else "confident".
+        heatmap: the map LSP reads, recorded in the bundle: "class" (the paper's) or "attention" (`Heatmap`;
+            needs attention pooling).
         tolerance: the largest ONNX-vs-source difference allowed.
         precision: FP16 / INT8 conversion (export/precision/convert.py); None: FP32.
         mean, std: the downstream's normalisation, three values each in its
@@ -163,6 +167,11 @@ def export_bundle(
             "AnchorNet is freshly initialised" if not anchor.trained else f"downstream {net.name} is random",
         )
     branches = branch_specs(CROP, anchor.module.pooling)
+    decision = Decision(
+        vote_min,
+        check_branch_rule(branch_rule or anchor.branch_rule),
+        check_heatmap(heatmap, branches),
+    )
     crops = photo_crops(CROP)
     with staged_bundle(out) as staging:
         steps.set_postfix_str("ONNX")
@@ -189,7 +198,7 @@ def export_bundle(
             staging,
             _manifest(
                 preset,
-                Decision(vote_min, check_branch_rule(branch_rule or anchor.branch_rule)),
+                decision,
                 anchor,
                 net,
                 written,

@@ -291,6 +291,7 @@ def localized_patches(pipeline: Pipeline, images: Sequence[Photo], batch: int = 
             pipeline.lsp,
             pipeline.vote_min,
             branch_rule=pipeline.branch_rule,
+            heatmap=pipeline.heatmap,
             every_branch=True,
         )
         inputs = normalize(crops, entry.mean, entry.std)

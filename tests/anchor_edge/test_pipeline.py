@@ -69,9 +69,13 @@ def test_the_widest_rule_localizes_on_b111_as_the_reference_does(small_bundle, s
 
 
 def test_a_checkpoint_recording_no_branch_rule_gives_the_papers_and_a_bad_rule_is_refused(small_bundle, pipe):
-    assert pipe.branch_rule == "confident"
+    assert (pipe.branch_rule, pipe.heatmap) == ("confident", "class")
     with pytest.raises(InputError, match="branch_rule must be one of confident, widest"):
         Pipeline.from_bundle(small_bundle, backend="onnxruntime", branch_rule="largest")
+    with pytest.raises(InputError, match="heatmap must be one of class, attention"):
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime", heatmap="logits")
+    with pytest.raises(InputError, match="exports none"):  # a GAP AnchorNet has no attention maps to read
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime", heatmap="attention")
 
 
 def test_prediction_fields_are_consistent(pipe, photos):

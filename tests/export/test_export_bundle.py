@@ -50,6 +50,7 @@ def test_bundle_records_what_the_runtime_needs(small_bundle):
     ]
     assert manifest["decision"]["vote_min"] == 2 and manifest["lsp"]["preset"] == "accurate"
     assert manifest["decision"]["branch_rule"] == "confident", "a checkpoint that records no rule gets the paper's"
+    assert manifest["decision"]["heatmap"] == "class", "and the paper's heatmap, F[class]"
     assert manifest["export"]["opset"] >= 17 and manifest["trained"] is True
     for entry in manifest["models"].values():
         report = entry["verification"]  # as stored in bundle.json

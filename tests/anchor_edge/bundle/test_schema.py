@@ -63,17 +63,18 @@ def test_an_exported_manifest_reads_and_writes_back_to_the_same_json(small_bundl
 
 def test_a_version_1_bundle_written_before_the_schema_module_still_loads(small_bundle, tmp_path):
     """The first exporter wrote "attention_output": null on every GAP branch, listed engines as {}, and had no
-    branch rule."""
+    branch rule or heatmap."""
     copy = tmp_path / "old"
     shutil.copytree(small_bundle, copy)
     stored = json.loads((copy / "bundle.json").read_text())
     for branch in stored["branches"]:
         branch["attention_output"] = None
     del stored["decision"]["branch_rule"]  # written before the widest rule existed: the paper's rule
+    del stored["decision"]["heatmap"]  # and before the attention heatmap: the paper's F[class]
     (copy / "bundle.json").write_text(json.dumps(stored))
     bundle = load_bundle(copy)
     assert [b.attention_output for b in bundle.branches] == [None, None, None] and not bundle.manifest.engines
-    assert bundle.branch_rule == "confident"
+    assert (bundle.branch_rule, bundle.heatmap) == ("confident", "class")
 
 
 @pytest.mark.parametrize("name", ["../anchornet.onnx", "/etc/hostname", "models/anchornet.onnx", "..", ""])
