@@ -35,7 +35,7 @@ BUNDLE_JSON = {
         {"name": f"B{k}", "receptive_field": k, "stride": 8, "map_size": (224 - k) // 8 + 1, "map_output": f"map_{k}"}
         for k in (63, 95, 111)
     ],
-    "decision": {"vote_min": 2, "branch_rule": "confident"},
+    "decision": {"vote_min": 2, "branch_rule": "confident", "heatmap": "class"},
     "lsp": {"preset": "accurate", "presets": {}},
     "models": {
         "anchornet": {
