@@ -81,7 +81,7 @@ class Pipeline:
         self.lsp = dict(lsp)
         self.vote_min = vote_min
         self.branch_rule = check_branch_rule(branch_rule)
-        self.heatmap = check_heatmap(heatmap, bundle.branches)
+        self.heatmap = check_heatmap(heatmap)
         self.max_batch = positive_int("max_batch", max_batch)
         self.early_exit = check_threshold(early_exit)
         self._patch_costs: dict[int, int] = {}
@@ -129,8 +129,8 @@ class Pipeline:
                 takes the bundle's value (2 unless exported otherwise).
             branch_rule: "confident" (the paper's eq. 8) or "widest" (always B111, for an AnchorNet
                 trained without sizes: `BranchRule`); None takes the bundle's.
-            heatmap: the map of that branch LSP reads, "class" (the paper's F[class]) or "attention"
-                (its attention map S, for an AnchorNet trained without sizes: `Heatmap`); None takes the bundle's.
+            heatmap: the map of that branch LSP reads, "class" (the paper's F[class]) or "max" (its maximum
+                over classes, for an AnchorNet trained without boxes: `Heatmap`); None takes the bundle's.
             threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
             providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
                 "tensorrt", "openvino", a list in priority order, or "auto" (the

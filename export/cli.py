@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from anchor_edge.backends.trt.environment import tensorrt_available
-from anchor_edge.bundle.choices import Heatmap, Int8Target, Pooling, Precision, Preset, Role
+from anchor_edge.bundle.choices import Int8Target, Pooling, Precision, Preset, Role
 from anchor_edge.bundle.schema import read_manifest
 from anchor_edge.cli.options import add_decision_options
 from anchor_edge.errors import AnchorEdgeError
@@ -73,8 +73,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     add_decision_options(
         parser,
-        default="what the AnchorNet checkpoint records, widest when it was trained without boxes; else confident",
-        heatmap_default="class",
+        default="what the AnchorNet checkpoint records, widest and max when it was trained without boxes; else "
+        "confident and class",
     )
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)"
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset or models.preset,
             vote_min=args.vote_min,
             branch_rule=args.branch_rule,
-            heatmap=args.heatmap or Heatmap.CLASS,
+            heatmap=args.heatmap,
             tolerance=args.tolerance,
             precision=precision,
             mean=args.mean,

@@ -49,19 +49,17 @@ class BranchRule(_Named):
 
 
 class Heatmap(_Named):
-    """Which map of the chosen branch LSP reads (docs/method.md §4).
+    """Which map of the chosen branch LSP reads (docs/method.md §3).
 
-    CLASS is the paper's M = F[class], the decided class's logit map, and
-    the default. Where AnchorNet decides the wrong class, that map is hot in
-    the wrong place. ATTENTION reads the branch's attention map S instead,
-    which weighs where any class is; whether that helps depends on the data
-    (it did on one folder and not on another,
-    docs/decisions/026-attention-heatmap-on-a-folder.md), so it is a choice
-    to measure with `anchor-edge eval --heatmap`. It needs the attention
-    maps in the bundle (attention pooling).
+    CLASS is the paper's M = F[class], the decided class's logit map. Where
+    AnchorNet decides the wrong class, that map is hot away from the object.
+    MAX reads, at each location, the hottest class's logit (max over classes
+    of F), so a wrong decision no longer moves the patches: for an AnchorNet
+    trained without boxes, whose decisions are often wrong
+    (docs/decisions/026-max-heatmap-without-boxes.md).
     """
 
-    CLASS, ATTENTION = "class", "attention"
+    CLASS, MAX = "class", "max"
 
 
 class Preset(_Named):

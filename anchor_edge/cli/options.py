@@ -73,9 +73,8 @@ def add_decision_options(
     parser.add_argument(
         "--heatmap",
         choices=[heatmap.value for heatmap in Heatmap],
-        help="the map of that branch LSP reads, class: the decided class's (the paper); attention: the branch's "
-        "attention map, wherever any class is (it helped on one folder and not on another: measure it with eval) "
-        f"(default: {heatmap_default or default})",
+        help="the map of that branch LSP reads, class: the decided class's (the paper); max: the hottest class's "
+        f"at each location (an AnchorNet trained without boxes) (default: {heatmap_default or default})",
     )
 
 

@@ -48,7 +48,7 @@ def locate(
         lsp: LSP parameters per patch size.
         vote_min: branches that must agree on a class (docs/method.md §3).
         branch_rule: how the branch is chosen, "confident" (eq. 8) or "widest" (`BranchRule`).
-        heatmap: which of its maps LSP reads, "class" (F[class]) or "attention" (S) (`Heatmap`).
+        heatmap: which map of it LSP reads, "class" (F[class]) or "max" (max over classes of F) (`Heatmap`).
         every_branch: also take the decided class's boxes from the other two
             branches (after the chosen one's), so that every patch size is seen,
             as calibration needs.
@@ -103,21 +103,15 @@ def select_boxes(
 def branch_heatmap(
     outputs: Mapping[str, np.ndarray], index: int, class_id: int, branch: Branch, heatmap: str = Heatmap.CLASS
 ) -> np.ndarray:
-    """The (H, W) map LSP reads on image `index`: F[class_id] of `branch`, or its attention map S."""
-    if heatmap == Heatmap.ATTENTION:
-        return np.asarray(outputs[str(branch.attention_output)][index, 0])
-    return np.asarray(outputs[branch.map_output][index, class_id])
+    """The (H, W) map LSP reads on image `index`: F[class_id] of `branch`, or its maximum over classes (`Heatmap`)."""
+    maps = outputs[branch.map_output]
+    return np.asarray(maps[index]).max(axis=0) if heatmap == Heatmap.MAX else np.asarray(maps[index, class_id])
 
 
-def check_heatmap(heatmap: object, branches: Sequence[Branch]) -> Heatmap:
-    """The choice as its enum, or an InputError: an unknown name, or "attention" where AnchorNet exports no S."""
+def check_heatmap(heatmap: object) -> Heatmap:
+    """The choice as its enum, or an InputError naming the heatmaps there are."""
     if heatmap not in {h.value for h in Heatmap}:
         raise InputError(f"heatmap must be one of {', '.join(h.value for h in Heatmap)}, got {heatmap!r}")
-    if heatmap == Heatmap.ATTENTION and not all(b.attention_output for b in branches):
-        raise InputError(
-            "heatmap 'attention' reads AnchorNet's attention maps, and this bundle exports none (its AnchorNet pools "
-            "with GAP): use heatmap 'class', or export the bundle with --pooling attention"
-        )
     return Heatmap(heatmap)
 
 

@@ -28,7 +28,7 @@ import torchvision
 from tqdm import tqdm
 
 from anchor_edge.bundle.check_set import CHECK_IMAGES, write_check_set
-from anchor_edge.bundle.choices import Heatmap, Pooling, Precision, Preset
+from anchor_edge.bundle.choices import Pooling, Precision, Preset
 from anchor_edge.bundle.precision_records import Verification
 from anchor_edge.bundle.schema import (
     INPUT_NAME,
@@ -79,7 +79,7 @@ def export_bundle(
     preset: str = "accurate",
     vote_min: int = 2,
     branch_rule: str | None = None,
-    heatmap: str = Heatmap.CLASS,
+    heatmap: str | None = None,
     tolerance: float = 1e-3,
     precision: PrecisionOptions | None = None,
     mean: Sequence[float] | None = None,
@@ -108,8 +108,8 @@ def export_bundle(
         preset, vote_min, branch_rule: the LSP preset, branch votes and branch rule recorded in the
             bundle; branch_rule None takes the AnchorNet checkpoint's ("widest" when it was trained
             without boxes, `BranchRule`), else "confident".
-        heatmap: the map LSP reads, recorded in the bundle: "class" (the paper's) or "attention" (`Heatmap`;
-            needs attention pooling).
+        heatmap: the map LSP reads, recorded in the bundle; None takes the AnchorNet checkpoint's ("max" when it
+            was trained without boxes, `Heatmap`), else "class".
         tolerance: the largest ONNX-vs-source difference allowed.
         precision: FP16 / INT8 conversion (export/precision/convert.py); None: FP32.
         mean, std: the downstream's normalisation, three values each in its
@@ -170,7 +170,7 @@ def export_bundle(
     decision = Decision(
         vote_min,
         check_branch_rule(branch_rule or anchor.branch_rule),
-        check_heatmap(heatmap, branches),
+        check_heatmap(heatmap or anchor.heatmap),
     )
     crops = photo_crops(CROP)
     with staged_bundle(out) as staging:

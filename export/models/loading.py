@@ -2,8 +2,8 @@
 
 The training recipe (export/training/anchornet.py) writes a dict holding the
 state_dict beside "num_classes", "pooling", "class_names", "trained" and
-"branch_rule" (how its branches choose patches: "widest" when it learned
-no sizes, anchor_edge.bundle.choices.BranchRule); a
+"branch_rule" and "heatmap" (how its branches choose patches: "widest" and
+"max" when it was trained without boxes, anchor_edge.bundle.choices); a
 plain state_dict is accepted too. Flags given on the command line must agree
 with what the checkpoint records.
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from anchor_edge.bundle.choices import BranchRule
+from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.errors import InputError
 from anchor_edge.method.decision import check_branch_rule
+from anchor_edge.method.patches import check_heatmap
 from export.models.anchornet import AnchorNet
 from export.models.checkpoint import load_weights, read_checkpoint
 
@@ -25,13 +26,14 @@ from export.models.checkpoint import load_weights, read_checkpoint
 @dataclass(frozen=True)
 class LoadedAnchorNet:
     """The module in eval mode, where it came from ("random" or "checkpoint:<path>"), its class names if known, and
-    its branch rule (the checkpoint's; the paper's "confident" where none is recorded)."""
+    its branch rule and heatmap (the checkpoint's; the paper's "confident" and "class" where none is recorded)."""
 
     module: AnchorNet
     source: str
     trained: bool
     class_names: list[str] | None
     branch_rule: BranchRule = BranchRule.CONFIDENT
+    heatmap: Heatmap = Heatmap.CLASS
 
 
 def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: str | None) -> LoadedAnchorNet:
@@ -49,7 +51,8 @@ def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: st
     names = extras.get("class_names")
     trained = bool(extras.get("trained", True))
     rule = check_branch_rule(extras.get("branch_rule", BranchRule.CONFIDENT))
-    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", trained, names, rule)
+    heatmap = check_heatmap(extras.get("heatmap", Heatmap.CLASS))
+    return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", trained, names, rule, heatmap)
 
 
 def state_dict_classes(state_dict: dict) -> int:

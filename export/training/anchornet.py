@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from anchor_edge.bundle.choices import BranchRule
+from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.method.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
@@ -197,8 +197,10 @@ def train_anchornet(
             "pooling": pooling,
             "class_names": list(source.class_names),
             "trained": True,
-            # Without boxes the branches learn no sizes: its bundles take B111's heatmap (decision 022).
+            # Without boxes the branches learn no sizes: its bundles take B111's heatmap (decision 022), and its
+            # decisions are often wrong: LSP reads the hottest class at each location (decision 026).
             "branch_rule": (BranchRule.CONFIDENT if box_supervision else BranchRule.WIDEST).value,
+            "heatmap": (Heatmap.CLASS if box_supervision else Heatmap.MAX).value,
         },
     )
     return report

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from anchor_edge.bundle.choices import BranchRule
+from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.bundle.schema import anchornet_output_names
 from anchor_edge.errors import InputError
 from anchor_edge.method.lsp import PRESETS
@@ -194,12 +194,16 @@ def resized_batch(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def localized_patches(
-    anchornet: AnchorNet, images: torch.Tensor, preset: str = "accurate", branch_rule: str = BranchRule.CONFIDENT
+    anchornet: AnchorNet,
+    images: torch.Tensor,
+    preset: str = "accurate",
+    branch_rule: str = BranchRule.CONFIDENT,
+    heatmap: str = Heatmap.CLASS,
 ) -> list[np.ndarray]:
     """Per image, the boxes LSP takes on the decided branch's heatmap, exactly as the runtime decides them."""
     branches = branch_specs(pooling=anchornet.pooling)
     outputs = dict(zip(anchornet_output_names(branches), (output.numpy() for output in anchornet(images))))
-    located = locate(outputs, branches, PRESETS[preset], vote_min=2, branch_rule=branch_rule)
+    located = locate(outputs, branches, PRESETS[preset], vote_min=2, branch_rule=branch_rule, heatmap=heatmap)
     return [image.boxes for image in located]
 
 
@@ -211,9 +215,9 @@ def patch_batches(
     anchornet: LoadedAnchorNet, images: torch.Tensor, labels: torch.Tensor, normalization: Normalization
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """The localized patches of a batch of downstream inputs, grouped by size: {size: (patches, labels)}; the
-    branch chosen by the rule its bundle will record (the checkpoint's)."""
+    branch and heatmap chosen by the rules its bundle will record (the checkpoint's)."""
     inputs = renormalize(images, normalization, IMAGENET)
-    boxes = localized_patches(anchornet.module, inputs, FINE_TUNING_PRESET, anchornet.branch_rule)
+    boxes = localized_patches(anchornet.module, inputs, FINE_TUNING_PRESET, anchornet.branch_rule, anchornet.heatmap)
     return {
         size: (patches, torch.stack([labels[i] for i, _ in members]))
         for size, (members, patches) in cut_by_size(images, boxes, stack=torch.stack).items()

@@ -68,14 +68,31 @@ def test_the_widest_rule_localizes_on_b111_as_the_reference_does(small_bundle, s
         assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, 111, *params)], name
 
 
+def test_the_max_heatmap_localizes_on_the_hottest_class_as_the_reference_does(small_bundle, small_models, photos):
+    models = small_models[0]
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, heatmap="max") as pipe:
+        bundle = pipe.bundle
+        predictions = pipe.predict_batch([image for _, image in photos])
+    a_norm = (bundle.anchornet.mean, bundle.anchornet.std)
+    moved = 0
+    for (name, image), got in zip(photos, predictions):
+        crop, _ = resize_and_crop(image)
+        probs, maps = reference.anchornet_outputs(models.anchornet, crop, a_norm)
+        anchor_class, branch = reference.decide(probs, vote_min=2)
+        assert (got.anchor_class, got.branch) == (anchor_class, (63, 95, 111)[branch]), name
+        np.testing.assert_allclose(got.heatmap, maps[branch].max(axis=0), atol=1e-4, err_msg=name)
+        params = PRESETS[bundle.preset][got.branch]
+        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, got.branch, *params)], name
+        moved += got.boxes.tolist() != [list(b) for b in reference.lsp(maps[branch][anchor_class], got.branch, *params)]
+    assert moved > 0, "the decided class's heatmap gave the same boxes on every photo: the test proves nothing"
+
+
 def test_a_checkpoint_recording_no_branch_rule_gives_the_papers_and_a_bad_rule_is_refused(small_bundle, pipe):
     assert (pipe.branch_rule, pipe.heatmap) == ("confident", "class")
     with pytest.raises(InputError, match="branch_rule must be one of confident, widest"):
         Pipeline.from_bundle(small_bundle, backend="onnxruntime", branch_rule="largest")
-    with pytest.raises(InputError, match="heatmap must be one of class, attention"):
+    with pytest.raises(InputError, match="heatmap must be one of class, max"):
         Pipeline.from_bundle(small_bundle, backend="onnxruntime", heatmap="logits")
-    with pytest.raises(InputError, match="exports none"):  # a GAP AnchorNet has no attention maps to read
-        Pipeline.from_bundle(small_bundle, backend="onnxruntime", heatmap="attention")
 
 
 def test_prediction_fields_are_consistent(pipe, photos):

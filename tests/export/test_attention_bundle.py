@@ -30,11 +30,7 @@ def attention_bundle(small_models, tmp_path_factory):
     lite0 = load_downstream("efficientnet_lite0", num_classes=10).module
     torch.save(lite0.state_dict(), folder / "lite0.pt")
     out = export_bundle(
-        anchornet_ckpt,
-        f"efficientnet_lite0:{folder / 'lite0.pt'}",
-        folder / "bundle",
-        pooling="attention",
-        heatmap="attention",
+        anchornet_ckpt, f"efficientnet_lite0:{folder / 'lite0.pt'}", folder / "bundle", pooling="attention"
     )
     return out, lite0.eval()
 
@@ -45,7 +41,6 @@ def test_the_bundle_records_attention_pooling_and_two_normalizations(attention_b
         bundle = pipe.bundle
     assert bundle.anchornet.pooling == "attention"
     assert [b.attention_output for b in bundle.branches] == ["att_63", "att_95", "att_111"]
-    assert bundle.heatmap == "attention"
     assert (bundle.anchornet.mean, bundle.anchornet.std) == (IMAGENET_MEAN, IMAGENET_STD)
     assert (bundle.downstream.mean, bundle.downstream.std) == (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
 
@@ -76,29 +71,5 @@ def test_attention_maps_probabilities_and_patches_match_pytorch(attention_bundle
             assert np.abs(wrong - patch_probs).max() > 1e-3, (
                 "ImageNet statistics would give the same: the test proves nothing"
             )
-    finally:
-        anchornet.pooling = "gap"
-
-
-def test_the_attention_heatmap_runs_lsp_on_pytorchs_s_of_the_chosen_branch(attention_bundle, small_models, photos):
-    path, _ = attention_bundle
-    anchornet = small_models[0].anchornet
-    anchornet.pooling = "attention"
-    try:
-        with Pipeline.from_bundle(path, backend="onnxruntime", threads=1) as pipe:  # the bundle's heatmap
-            assert pipe.heatmap == "attention"
-            params, predictions = pipe.lsp, pipe.predict_batch([image for _, image in photos])
-        moved = 0
-        for (name, image), got in zip(photos, predictions):
-            crop, _ = resize_and_crop(image)
-            with torch.no_grad():
-                outputs = anchornet(reference._normalized(crop, (IMAGENET_MEAN, IMAGENET_STD))[None])
-            branch = (63, 95, 111).index(got.branch)
-            s_map, f_map = outputs[4 + branch][0, 0].numpy(), outputs[1 + branch][0, got.anchor_class].numpy()
-            np.testing.assert_allclose(got.heatmap, s_map, atol=1e-5, err_msg=name)
-            k = got.branch
-            assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, k, *params[k])], name
-            moved += got.boxes.tolist() != [list(b) for b in reference.lsp(f_map, k, *params[k])]
-        assert moved > 0, "F[class] gave the same boxes on every photo: the test proves nothing"
     finally:
         anchornet.pooling = "gap"

@@ -129,6 +129,7 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     assert manifest["class_names"] == ["astronaut", "coffee"] and manifest["trained"] is True
     assert manifest["lsp"]["preset"] == "visual", "the bundle runs the preset whose patches its downstream learned"
     assert manifest["decision"]["branch_rule"] == "widest", "an AnchorNet trained without boxes learned no sizes"
+    assert manifest["decision"]["heatmap"] == "max", "and its decided class is often wrong"
     with Pipeline.from_bundle(bundle, backend="onnxruntime", threads=1) as pipe:
         prediction = pipe(dict(photos)["astronaut"])
     assert prediction.label in ("astronaut", "coffee") and len(prediction.boxes) >= 1

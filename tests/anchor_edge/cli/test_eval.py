@@ -116,14 +116,14 @@ def test_eval_agrees_with_predict_batch_image_by_image_on_onnxruntime(small_bund
     assert [s["path"] for s in report["skipped"]] == [str(broken)]
 
 
-def test_eval_takes_the_widest_branch_rule_as_predict_batch_does(small_bundle, labelled):
+def test_eval_takes_the_widest_branch_rule_and_max_heatmap_as_predict_batch_does(small_bundle, labelled):
     root, labels, _ = labelled
-    args = ["--backend", "onnxruntime", "--threads", "1", "--branch-rule", "widest", "--json"]
+    args = ["--backend", "onnxruntime", "--threads", "1", "--branch-rule", "widest", "--heatmap", "max", "--json"]
     result = anchor_edge("eval", small_bundle, "--data", root, *args)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert (report["settings"]["branch_rule"], report["settings"]["heatmap"]) == ("widest", "class")
-    expected = expected_results(small_bundle, labels, "onnxruntime", branch_rule="widest")
+    assert (report["settings"]["branch_rule"], report["settings"]["heatmap"]) == ("widest", "max")
+    expected = expected_results(small_bundle, labels, "onnxruntime", branch_rule="widest", heatmap="max")
     got = {
         p["path"]: {k: v for k, v in p.items() if not k.endswith("_ms") and k != "path"} for p in report["predictions"]
     }
@@ -175,13 +175,6 @@ def test_a_folder_without_class_folders_has_no_labels(small_bundle, photos, tmp_
     result = anchor_edge("eval", small_bundle, "--data", tmp_path, "--backend", "onnxruntime")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "1 image(s) but no class subfolders, so no labels" in result.stderr
-
-
-def test_the_attention_heatmap_on_a_bundle_without_attention_maps_is_a_one_line_error(small_bundle, labelled):
-    root, _, _ = labelled
-    result = anchor_edge("eval", small_bundle, "--data", root, "--backend", "onnxruntime", "--heatmap", "attention")
-    assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.count("\n") == 1 and "--pooling attention" in result.stderr
 
 
 def test_an_unknown_class_folder_is_named(small_bundle, photos, class_names, tmp_path):
