@@ -58,12 +58,9 @@ def providers(text: str) -> str | list[str]:
     return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name.strip()]
 
 
-def add_decision_options(
-    parser: argparse.ArgumentParser, default: str = "the bundle's", heatmap_default: str | None = None
-) -> None:
-    """--branch-rule and --heatmap: which branch's map localizes the class, and which of its maps
-    (anchor_edge.bundle.choices.BranchRule, Heatmap); `default` (`heatmap_default` for --heatmap, where they differ)
-    says what not giving them means."""
+def add_decision_options(parser: argparse.ArgumentParser, default: str = "the bundle's") -> None:
+    """--branch-rule and --heatmap: which branch's maps localize the class, and which map of it LSP reads
+    (anchor_edge.bundle.choices.BranchRule, Heatmap); `default` says what not giving them means."""
     parser.add_argument(
         "--branch-rule",
         choices=[rule.value for rule in BranchRule],
@@ -74,7 +71,7 @@ def add_decision_options(
         "--heatmap",
         choices=[heatmap.value for heatmap in Heatmap],
         help="the map of that branch LSP reads, class: the decided class's (the paper); max: the hottest class's "
-        f"at each location (an AnchorNet trained without boxes) (default: {heatmap_default or default})",
+        f"at each location (an AnchorNet trained without boxes) (default: {default})",
     )
 
 
