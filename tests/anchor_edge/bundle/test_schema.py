@@ -70,7 +70,7 @@ def test_a_version_1_bundle_written_before_the_schema_module_still_loads(small_b
     for branch in stored["branches"]:
         branch["attention_output"] = None
     del stored["decision"]["branch_rule"]  # written before the widest rule existed: the paper's rule
-    del stored["decision"]["heatmap"]  # and before the attention heatmap: the paper's F[class]
+    del stored["decision"]["heatmap"]  # and before the heatmap choice: the paper's F[class]
     (copy / "bundle.json").write_text(json.dumps(stored))
     bundle = load_bundle(copy)
     assert [b.attention_output for b in bundle.branches] == [None, None, None] and not bundle.manifest.engines
