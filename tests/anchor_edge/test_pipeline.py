@@ -52,38 +52,37 @@ def test_matches_pytorch_reference_on_real_photos(pipe, small_models, photos, pr
     assert unambiguous >= len(photos) // 2, f"only {unambiguous} photos had an unambiguous heatmap order"
 
 
-def test_the_widest_rule_localizes_on_b111_as_the_reference_does(small_bundle, small_models, photos):
-    models = small_models[0]
-    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, branch_rule="widest") as pipe:
+def _beside_reference(small_bundle, small_models, photos, **options):
+    """The Pipeline's prediction on each photo (`options` passed to it), beside the reference's (class, branch)
+    decision, its three (C, H, W) logit maps and the bundle's LSP presets."""
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, **options) as pipe:
         bundle = pipe.bundle
         predictions = pipe.predict_batch([image for _, image in photos])
     a_norm = (bundle.anchornet.mean, bundle.anchornet.std)
-    params = PRESETS[bundle.preset][111]
     for (name, image), got in zip(photos, predictions):
         crop, _ = resize_and_crop(image)
-        probs, maps = reference.anchornet_outputs(models.anchornet, crop, a_norm)
-        anchor_class, _ = reference.decide(probs, vote_min=2)
+        probs, maps = reference.anchornet_outputs(small_models[0].anchornet, crop, a_norm)
+        yield name, got, reference.decide(probs, vote_min=2), maps, PRESETS[bundle.preset]
+
+
+def test_the_widest_rule_localizes_on_b111_as_the_reference_does(small_bundle, small_models, photos):
+    beside = _beside_reference(small_bundle, small_models, photos, branch_rule="widest")
+    for name, got, (anchor_class, _), maps, params in beside:
         assert (got.anchor_class, got.branch) == (anchor_class, 111), name
         np.testing.assert_allclose(got.heatmap, maps[2][anchor_class], atol=1e-4, err_msg=name)
-        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, 111, *params)], name
+        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, 111, *params[111])], name
 
 
 def test_the_max_heatmap_localizes_on_the_hottest_class_as_the_reference_does(small_bundle, small_models, photos):
-    models = small_models[0]
-    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, heatmap="max") as pipe:
-        bundle = pipe.bundle
-        predictions = pipe.predict_batch([image for _, image in photos])
-    a_norm = (bundle.anchornet.mean, bundle.anchornet.std)
     moved = 0
-    for (name, image), got in zip(photos, predictions):
-        crop, _ = resize_and_crop(image)
-        probs, maps = reference.anchornet_outputs(models.anchornet, crop, a_norm)
-        anchor_class, branch = reference.decide(probs, vote_min=2)
-        assert (got.anchor_class, got.branch) == (anchor_class, (63, 95, 111)[branch]), name
+    for name, got, (anchor_class, branch), maps, params in _beside_reference(
+        small_bundle, small_models, photos, heatmap="max"
+    ):
+        k = (63, 95, 111)[branch]
+        assert (got.anchor_class, got.branch) == (anchor_class, k), name
         np.testing.assert_allclose(got.heatmap, maps[branch].max(axis=0), atol=1e-4, err_msg=name)
-        params = PRESETS[bundle.preset][got.branch]
-        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, got.branch, *params)], name
-        moved += got.boxes.tolist() != [list(b) for b in reference.lsp(maps[branch][anchor_class], got.branch, *params)]
+        assert got.boxes.tolist() == [list(b) for b in reference.lsp(got.heatmap, k, *params[k])], name
+        moved += got.boxes.tolist() != [list(b) for b in reference.lsp(maps[branch][anchor_class], k, *params[k])]
     assert moved > 0, "the decided class's heatmap gave the same boxes on every photo: the test proves nothing"
 
 
