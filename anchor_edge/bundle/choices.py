@@ -8,6 +8,11 @@ manifest written by one side reads back as the same choice on the other.
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
+
+from anchor_edge.errors import InputError
+
+_Choice = TypeVar("_Choice", bound="_Named")
 
 
 class _Named(str, enum.Enum):
@@ -15,6 +20,14 @@ class _Named(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    @classmethod
+    def checked(cls: type[_Choice], value: object, what: str) -> _Choice:
+        """`value` as this choice, or an InputError naming `what` and the values there are."""
+        values = [choice.value for choice in cls]
+        if value not in values:
+            raise InputError(f"{what} must be one of {', '.join(values)}, got {value!r}")
+        return cls(value)
 
 
 class Role(_Named):

@@ -94,9 +94,7 @@ def decide(branch_probs: np.ndarray, vote_min: int = 2, branch_rule: str = Branc
 
 def check_branch_rule(rule: object) -> BranchRule:
     """The rule as its enum, or an InputError naming the rules there are."""
-    if rule not in _RULES:
-        raise InputError(f"branch_rule must be one of {', '.join(_RULES)}, got {rule!r}")
-    return BranchRule(rule)
+    return BranchRule.checked(rule, "branch_rule")
 
 
 def _checked_rows(branch_probs: np.ndarray) -> list[list[float]]:

@@ -17,7 +17,6 @@ import numpy as np
 
 from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.bundle.schema import PROBS_OUTPUT, Branch
-from anchor_edge.errors import InputError
 from anchor_edge.method.decision import decide
 from anchor_edge.method.lsp import LSPParams, select_patches
 
@@ -110,9 +109,7 @@ def branch_heatmap(
 
 def check_heatmap(heatmap: object) -> Heatmap:
     """The choice as its enum, or an InputError naming the heatmaps there are."""
-    if heatmap not in {h.value for h in Heatmap}:
-        raise InputError(f"heatmap must be one of {', '.join(h.value for h in Heatmap)}, got {heatmap!r}")
-    return Heatmap(heatmap)
+    return Heatmap.checked(heatmap, "heatmap")
 
 
 def group_by_size(boxes: Sequence[np.ndarray]) -> dict[int, list[tuple[int, int]]]:

@@ -60,3 +60,5 @@ def test_an_unknown_heatmap_is_an_input_error():
     assert check_heatmap("class") == "class" and check_heatmap("max") == "max"
     with pytest.raises(InputError, match="heatmap must be one of class, max, got 'attention'"):
         check_heatmap("attention")
+    with pytest.raises(InputError, match=r"got \['class'\]"):  # an unhashable value is an InputError too
+        check_heatmap(["class"])
