@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         except (AnchorEdgeError, OSError) as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             return 1
-        own_preset = load_bundle(args.bundle).preset
+        own_preset = next(iter(pipelines.values())).bundle.preset  # every pipeline shares the bundle opened above
         own = pipelines[own_preset]  # the bundle's own preset: its AnchorNet row, branches and stage split
         sets = {f"{args.images} test": (TEST_SEED,)} | (
             {f"{args.images * len(FRESH_SEEDS)} fresh": FRESH_SEEDS} if args.fresh else {}
