@@ -23,7 +23,6 @@ refused rather than read wrongly.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -91,15 +90,33 @@ class Teacher:
 
 
 def peak_in(cam: np.ndarray, square: int, top: int, left: int, size: int, mirrored: bool) -> tuple[float, float]:
-    """(x, y) of the CAM's hottest pixel within a size x size crop at (top, left) of the square it was computed on.
+    """(x, y) of the CAM's peak within a size x size crop at (top, left) of the square it was computed on.
 
-    The map (h, w) is upsampled bilinearly to the square x square input with
-    cell centres at (j + 0.5) * square / w, as the cells sit on the input;
-    the peak is returned in crop pixels (the pixel's centre), mirrored when
-    the crop was, so it lands where the sample shows the object.
+    The map (h, w) lies on the square x square input with cell centres at
+    (j + 0.5) * square / w. The peak is the hottest cell whose centre lies in
+    the crop, moved to the centroid of its 3 x 3 neighbourhood weighted by how
+    far each cell stands above the map's median: a 7 x 7 map's cells are 32 px
+    wide on 224, and the hottest cell alone placed the object's centre a
+    median 25 px off on the fashion folder's small products (inside their box
+    for 24 % of them; the centroid 13 px and 70 %, decision record 027).
+    Returned in crop pixels, clipped to the crop, mirrored when the crop was,
+    so it lands where the sample shows the object.
     """
-    upsampled = cv2.resize(np.asarray(cam, np.float32), (square, square), interpolation=cv2.INTER_LINEAR)
-    window = upsampled[top : top + size, left : left + size]
-    y, x = divmod(int(window.argmax()), size)
-    centre_x = x + 0.5
-    return (size - centre_x if mirrored else centre_x), y + 0.5
+    cam = np.asarray(cam, np.float32)
+    height, width = cam.shape
+    centres_y = (np.arange(height) + 0.5) * square / height
+    centres_x = (np.arange(width) + 0.5) * square / width
+    rows_in = (centres_y >= top) & (centres_y < top + size)
+    cols_in = (centres_x >= left) & (centres_x < left + size)
+    in_crop = rows_in[:, None] & cols_in[None, :]
+    row, col = np.unravel_index(int(np.where(in_crop, cam, -np.inf).argmax()), cam.shape)
+    rows, cols = slice(max(0, row - 1), row + 2), slice(max(0, col - 1), col + 2)
+    weights = np.clip(cam[rows, cols] - np.median(cam), 0, None)
+    if weights.sum() > 0:
+        y = float((weights.sum(1) * centres_y[rows]).sum() / weights.sum())
+        x = float((weights.sum(0) * centres_x[cols]).sum() / weights.sum())
+    else:  # nothing above the median around the peak (a flat map): the hottest cell's own centre
+        y, x = float(centres_y[row]), float(centres_x[col])
+    x = min(max(x - left, 0.0), size - 1.0)
+    y = min(max(y - top, 0.0), size - 1.0)
+    return (size - x if mirrored else x), y

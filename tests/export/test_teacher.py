@@ -22,21 +22,22 @@ RED, BLUE = (0, 0, 255), (255, 0, 0)
 
 
 class ColourCounter(nn.Module):
-    """Class 0 = how red the image is, class 1 = how blue, through an 8 px stride feature map, GAP and a linear head.
+    """Class 0 = how red the image is, class 1 = how blue, through a feature map of `stride` px cells, GAP and a
+    linear head.
 
-    Its class activation map for class 0 is each 8 x 8 cell's mean red value:
-    it can only peak where red was drawn.
+    Its class activation map for class 0 is each cell's mean red value: it can
+    only peak where red was drawn.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stride: int = 8) -> None:
         super().__init__()
-        self.features = nn.Conv2d(3, 2, 8, stride=8, bias=False)
+        self.features = nn.Conv2d(3, 2, stride, stride=stride, bias=False)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(2, 2)
         with torch.no_grad():
             self.features.weight.zero_()
-            self.features.weight[0, 0] = 1 / 64  # RGB input: channel 0 is red
-            self.features.weight[1, 2] = 1 / 64
+            self.features.weight[0, 0] = 1 / stride**2  # RGB input: channel 0 is red
+            self.features.weight[1, 2] = 1 / stride**2
             self.classifier.weight.copy_(torch.eye(2))
             self.classifier.bias.copy_(torch.tensor([0.5, -0.5]))
 
@@ -69,6 +70,33 @@ def test_the_peak_is_where_the_object_was_drawn_and_the_map_is_exact():
         cx, cy = peak_in(cam, 256, 16, 32, 224, False)
         assert (cx, cy) == (x - 32, y - 16)
         assert peak_in(cam, 256, 16, 32, 224, True) == (224 - cx, cy)
+
+
+def test_on_a_coarse_map_the_peak_is_the_centroid_around_the_hottest_cell_not_its_centre():
+    """A 32 px cell map (a 7 x 7 map on 224, as ResNet-50's and Lite0's): a red square straddling two cells lights
+    both equally; the hottest cell's centre is 16 px off the square's centre, their centroid is on it."""
+    teacher = Teacher(ColourCounter(stride=32), "coarse colour counter")
+    square = (112, 96, 144, 128)  # x over cells 3 and 4 (96-128, 128-160) half each, y exactly cell 3
+    cam = teacher.maps(to_network_tensor([drawn(square)], RAW), torch.tensor([0]))[0].numpy()
+    assert cam.shape == (8, 8) and cam[3, 3] == pytest.approx(cam[3, 4]) and cam[3, 3] > cam[3, 2]
+    assert peak_in(cam, 256, 0, 0, 256, False) == pytest.approx((128.0, 112.0))
+
+
+def test_the_peak_worked_by_hand_weighs_the_neighbours_above_the_median_and_stays_in_the_crop():
+    cam = np.zeros((7, 7), np.float32)  # cells of 32 px on a 224 square, centres at 16, 48, 80, 112, 144, ...
+    cam[3, 3], cam[3, 4], cam[2, 3] = 4.0, 2.0, 2.0
+    # Median 0: weights 4 at (112, 112), 2 at (144, 112), 2 at (112, 80): x = (4*112 + 2*144 + 2*112) / 8 = 120,
+    # y = (4*112 + 2*112 + 2*80) / 8 = 104.
+    assert peak_in(cam, 224, 0, 0, 224, False) == pytest.approx((120.0, 104.0))
+    # A crop of rows 3-5 and columns 4-6 (from x 128, y 96): its hottest cell is (3, 4), whose neighbourhood holds the
+    # same three cells, so the centroid (120, 104) lies left of the crop: clipped to its edge, (0, 104 - 96).
+    assert peak_in(cam, 224, 96, 128, 96, False) == pytest.approx((0.0, 8.0))
+    cam[:] = 0.0
+    cam[3, 3] = 1.0
+    cam[0, 0] = 5.0  # out of a crop that starts at 32: the in-crop peak (3, 3) alone
+    assert peak_in(cam, 224, 32, 32, 192, False) == pytest.approx((80.0, 80.0))
+    # A flat map: the first cell in the crop, at its centre.
+    assert peak_in(np.ones((7, 7), np.float32), 224, 0, 0, 224, True) == pytest.approx((224 - 16.0, 16.0))
 
 
 def test_under_bfloat16_autocast_the_map_is_float32_peaks_where_drawn_and_a_bent_head_is_still_refused():
