@@ -33,6 +33,7 @@ from export.training.common import (
     save_checkpoint,
     to_network_tensor,
 )
+from export.training.distractors import with_distractors
 from export.training.teacher import Teacher, peak_in
 
 LOG = logging.getLogger("anchor_edge.train")
@@ -61,12 +62,14 @@ class TaughtFolder:
         return self.folder.count(split)
 
     def sample(self, split: str, index: int, seed: int = 0, *, easy: bool = False) -> LabelledImage:
-        """The folder's sample; on the training split with the teacher's peak within its crop as `centre`."""
+        """The folder's sample; on the training split with the teacher's peak within its crop as `centre`, and
+        distractors away from it (`export.training.distractors`)."""
         sample = self.folder.sample(split, index, seed, easy=easy)
         if split != TRAIN:
             return sample
         position, top, left, mirrored = self.folder.view(split, index, seed)
-        return sample._replace(centre=peak_in(self.maps[position], RESIZE_SHORT, top, left, CROP, mirrored))
+        centre = peak_in(self.maps[position], RESIZE_SHORT, top, left, CROP, mirrored)
+        return sample._replace(image=with_distractors(sample.image, centre, seed, index), centre=centre)
 
 
 def teach(

@@ -10,9 +10,10 @@ from torch import nn
 
 from anchor_edge.errors import InputError
 from export.data.folder import ImageFolder
-from export.data.source import TRAIN, LabelledImage
+from export.data.source import HELD_OUT, TRAIN, LabelledImage
 from export.training.box_supervision import branch_targets
 from export.training.common import CENTRE_MARGIN, _window_around, to_network_tensor
+from export.training.distractors import with_distractors
 from export.training.taught_folder import teach
 from export.training.teacher import Teacher, peak_in
 
@@ -170,7 +171,11 @@ def test_a_taught_folder_sample_carries_the_teachers_peak_on_the_drawn_object(tm
         sample = taught.sample(TRAIN, index, seed=3)
         x, y = sample.centre
         assert tuple(sample.image[int(y), int(x)]) == (BLUE if sample.label == 0 else RED)
-        assert np.array_equal(sample.image, folder.sample(TRAIN, index, seed=3).image)
+        # The folder's own crop, with distractors kept away from that centre; held-out samples as they are.
+        plain = folder.sample(TRAIN, index, seed=3).image
+        assert np.array_equal(sample.image, with_distractors(plain, (x, y), 3, index))
+    for index in range(folder.count(HELD_OUT)):
+        assert np.array_equal(taught.sample(HELD_OUT, index).image, folder.sample(HELD_OUT, index).image)
     again, _ = teach(folder, teacher, RAW, tmp_path / "maps.pt", "colour counter")
     assert np.array_equal(again.maps, taught.maps), "the cache gives the same maps back"
 
