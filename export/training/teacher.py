@@ -99,8 +99,8 @@ def peak_in(cam: np.ndarray, square: int, top: int, left: int, size: int, mirror
     wide on 224, and the hottest cell alone placed the object's centre a
     median 25 px off on the fashion folder's small products (inside their box
     for 24 % of them; the centroid 13 px and 70 %, decision record 027).
-    Returned in crop pixels, clipped to the crop, mirrored when the crop was,
-    so it lands where the sample shows the object.
+    Returned in crop pixels, clipped to the crop's pixel centres, mirrored
+    when the crop was, so it lands where the sample shows the object.
     """
     cam = np.asarray(cam, np.float32)
     height, width = cam.shape
@@ -117,6 +117,6 @@ def peak_in(cam: np.ndarray, square: int, top: int, left: int, size: int, mirror
         x = float((weights.sum(0) * centres_x[cols]).sum() / weights.sum())
     else:  # nothing above the median around the peak (a flat map): the hottest cell's own centre
         y, x = float(centres_y[row]), float(centres_x[col])
-    x = min(max(x - left, 0.0), size - 1.0)
-    y = min(max(y - top, 0.0), size - 1.0)
+    x = min(max(x - left, 0.5), size - 0.5)  # within the crop's pixel centres, which mirroring maps onto themselves
+    y = min(max(y - top, 0.5), size - 0.5)
     return (size - x if mirrored else x), y

@@ -90,8 +90,9 @@ def test_the_peak_worked_by_hand_weighs_the_neighbours_above_the_median_and_stay
     # y = (4*112 + 2*112 + 2*80) / 8 = 104.
     assert peak_in(cam, 224, 0, 0, 224, False) == pytest.approx((120.0, 104.0))
     # A crop of rows 3-5 and columns 4-6 (from x 128, y 96): its hottest cell is (3, 4), whose neighbourhood holds the
-    # same three cells, so the centroid (120, 104) lies left of the crop: clipped to its edge, (0, 104 - 96).
-    assert peak_in(cam, 224, 96, 128, 96, False) == pytest.approx((0.0, 8.0))
+    # same three cells, so the centroid (120, 104) lies left of the crop: clipped to its first pixel's centre, 0.5.
+    assert peak_in(cam, 224, 96, 128, 96, False) == pytest.approx((0.5, 8.0))
+    assert peak_in(cam, 224, 96, 128, 96, True) == pytest.approx((95.5, 8.0))
     cam[:] = 0.0
     cam[3, 3] = 1.0
     cam[0, 0] = 5.0  # out of a crop that starts at 32: the in-crop peak (3, 3) alone
