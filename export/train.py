@@ -79,10 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         help="your own images, one subfolder per class (default: the digits benchmark)",
     )
     parser.add_argument(
-        "--budget-minutes", type=float, default=120.0, help="wall clock for everything (default: %(default)s)"
+        "--budget-minutes",
+        type=_positive,
+        default=120.0,
+        help="wall clock shared by the training steps; reading the images and the export come on top "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)"
+        "--scale", type=_positive, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)"
     )
     parser.add_argument(
         "--only",
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             reports, downstream = _train_folder(args)
         else:
             reports, downstream = _train_digits(args)
-        write_report(args.out / "training_report.json", reports)
+        write_report(args.out / "training_report.json", reports, partial=args.only is not None)
         if args.bundle is not None:
             _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
             print(
@@ -170,10 +174,10 @@ def default_out(data: Path | None) -> Path:
     return Path("weights") if data is None else Path("runs") / data.resolve().name
 
 
-def write_report(path: Path, reports: dict) -> None:
-    """This run's step reports over those of earlier runs into the same --out (an `--only` rerun keeps the other
-    steps' reports), written atomically."""
-    earlier = json.loads(path.read_text()) if path.is_file() else {}
+def write_report(path: Path, reports: dict, *, partial: bool) -> None:
+    """This run's step reports, written atomically; a `partial` (`--only`) rerun keeps the other steps' reports of
+    the earlier run into the same --out, a whole run replaces them (they may be of another downstream)."""
+    earlier = json.loads(path.read_text()) if partial and path.is_file() else {}
     write_atomically(path, (json.dumps({**earlier, **reports}, indent=2) + "\n").encode())
 
 
@@ -240,6 +244,14 @@ def _steps(text: str) -> tuple[str, ...]:
     if unknown or not steps:
         raise argparse.ArgumentTypeError(f"steps must be some of {', '.join(STEPS)}, got {text!r}")
     return steps
+
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ class ImageFolder:
 
     @property
     def name(self) -> str:
-        """The folder's absolute path (a DataSource's name)."""
-        return str(self.root.resolve())
+        """The folder's absolute path, and whether its training samples are mirrored (a DataSource's name)."""
+        return f"{self.root.resolve()}{'' if self.mirror else ' (never mirrored)'}"
 
     @classmethod
     def open(cls, root: str | Path, *, mirror: bool = True) -> "ImageFolder":

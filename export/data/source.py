@@ -38,7 +38,8 @@ class DataSource(Protocol):
     """Samples by (split, index, seed); the same arguments give the same sample."""
 
     class_names: tuple[str, ...]
-    #: What the samples come from ("digits", a folder's absolute path): part of a resumable run's identity.
+    #: What the samples come from and how they are drawn ("digits", a folder's absolute path and whether it mirrors,
+    #: the teacher of a taught folder): part of a resumable run's identity.
     name: str
     #: Whether samples carry box and scale (box supervision and training windows need them).
     has_boxes: bool

@@ -31,11 +31,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.method.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
 from export.models.loading import load_anchornet
+from export.models.trained_weights import ANCHORNET_FILE
 from export.training.box_supervision import box_loss, branch_targets, soft_cross_entropy
 from export.training.common import (
     Budget,
@@ -43,7 +45,9 @@ from export.training.common import (
     apply_recipe_arguments,
     easy_share,
     learning_rate,
+    no_step_taken,
     pick_device,
+    resume_from,
     resume_state,
     run_identity,
     sample_batch,
@@ -131,17 +135,14 @@ def train_anchornet(
         batch_size=batch_size,
         window_size=window_size,
         box_supervision=box_supervision,
-        init=init,
+        init=None if init is None else sha256_of(init),
         peak_lr=peak_lr,
     )
     state = resume_state(checkpoint_path, run)
-    step = 0
-    budget = Budget(budget_minutes)
+    step, budget = 0, Budget(budget_minutes)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, budget = state["step"], Budget(budget_minutes, state["spent"])
-        LOG.info("resuming AnchorNet at step %d (%.0f s spent)", step, state["spent"])
+        step, budget = resume_from(state, model, optimizer, budget_minutes)
+        LOG.info("resuming AnchorNet at step %d (%.0f s spent)", step, budget.spent_before)
 
     total_steps = max(1, -(-images // batch_size))  # batches for `images`, rounded up
     model.train()
@@ -171,6 +172,8 @@ def train_anchornet(
             save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
             LOG.info("step %d/%d loss %.4f (%.0f s)", step, total_steps, loss.item(), budget.spent)
     progress.close()
+    if step == 0:
+        raise no_step_taken("AnchorNet", budget_minutes)
     save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
 
     report = measure_poolings(model, eval_images, seed, source=source)
@@ -190,7 +193,7 @@ def train_anchornet(
     state_dict = {key: value.contiguous() for key, value in storage_copy(model.state_dict()).items()}
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
-        out / "anchornet.pt",
+        out / ANCHORNET_FILE,
         {
             "state_dict": state_dict,
             "num_classes": len(source.class_names),

@@ -10,8 +10,8 @@ planned step count, and a checkpoint holds everything needed to continue.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.errors import InputError
 from export.data.source import DIGITS, DataSource, LabelledImage
 from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
@@ -38,15 +39,36 @@ def take_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, progress: An
 def training_state(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, budget: "Budget", run: dict[str, Any]
 ) -> dict:
-    """What a resumable checkpoint holds: weights, optimizer state, steps taken, seconds spent, and which run
-    it belongs to (`run_identity`)."""
+    """What a resumable checkpoint holds: weights, optimizer state, torch's random state (dropout masks continue
+    where they were), steps taken, seconds spent, and which run it belongs to (`run_identity`)."""
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
         "step": step,
         "spent": budget.spent,
         "run": run,
     }
+
+
+def resume_from(
+    state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, budget_minutes: float | None
+) -> tuple[int, "Budget"]:
+    """Put a checkpoint's weights, optimizer and random state back; returns its step and the budget left to it."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "rng" in state:  # checkpoints before it was saved resume with the seed's random state
+        torch.set_rng_state(state["rng"])
+    return state["step"], Budget(budget_minutes, state["spent"])
+
+
+def no_step_taken(what: str, budget_minutes: float | None) -> InputError:
+    """The error for a step whose budget ran out before its first batch: weights that never trained are not written
+    as trained ones."""
+    return InputError(
+        f"{what}: no training step fit in its {budget_minutes or 0:g} minutes of the budget; give more minutes "
+        "(--budget-minutes)"
+    )
 
 
 def run_identity(step: str, source: DataSource, **settings: Any) -> dict[str, Any]:
@@ -284,18 +306,27 @@ class Budget:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically (temporary file, then rename), so a stop mid-write never leaves a torn checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    """Write atomically and synced (`write_atomically`), so neither a stop nor a power cut leaves a torn checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The training state saved at `path`, or None when there is none yet."""
+    """The training state saved at `path`, or None when there is none yet.
+
+    Raises:
+        InputError: the file is not a checkpoint torch can read (damaged, or another kind of file).
+    """
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, pickle errors... for a damaged file
+        raise InputError(
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); delete it to run that step "
+            "from its start"
+        ) from error
 
 
 def seed_everything(seed: int) -> None:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.bundle.schema import anchornet_output_names
 from anchor_edge.errors import InputError
@@ -56,9 +57,10 @@ from export.models.downstream import (
     EFFICIENTNET_LITE_STD,
     RESNET50,
     load_downstream,
+    split_checkpoint,
 )
 from export.models.loading import LoadedAnchorNet, load_anchornet
-from export.models.trained_weights import downstream_weights
+from export.models.trained_weights import ANCHORNET_FILE, downstream_weights
 from export.training.common import (
     IMAGENET,
     Budget,
@@ -69,8 +71,10 @@ from export.training.common import (
     bf16_supported,
     easy_share,
     learning_rate,
+    no_step_taken,
     pick_device,
     renormalize,
+    resume_from,
     resume_state,
     run_identity,
     sample_batch,
@@ -259,26 +263,32 @@ def train_downstream(
     architecture = recipe.architecture
     device = pick_device()
     start = recipe.starts_from[kind]
+    starting_weights = _user_checkpoint(user)
     if start is not None:
-        weights = _weights_of(recipe, start, out, work_dir)
-        if not weights.is_file():
+        starting_weights = _weights_of(recipe, start, out, work_dir)
+        if not starting_weights.is_file():
             raise InputError(
-                f"the {kind} step starts from the {start} step's weights, {weights}, which no run has written: "
-                f"train the {start} step first (--only {start}, or the whole plan)"
+                f"the {kind} step starts from the {start} step's weights, {starting_weights}, which no run has "
+                f"written: train the {start} step first (--only {start}, or the whole plan)"
             )
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    anchornet = load_anchornet(out / "anchornet.pt", None, None) if kind == "patches" else None
+        model.load_state_dict(torch.load(starting_weights, map_location="cpu", weights_only=True))
+    anchornet = _localizer(out, source) if kind == "patches" else None
     model.to(device).to(memory_format=torch.channels_last)
     peak_lr = recipe.peak_lr[kind]
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-4)
     checkpoint_path = work_dir / architecture / f"downstream_{kind}_state.pt"
-    run = run_identity(f"{architecture} {kind}", source, seed=seed, batch_size=batch_size)
+    run = run_identity(
+        f"{architecture} {kind}",
+        source,
+        seed=seed,
+        batch_size=batch_size,
+        starts_from=None if starting_weights is None else sha256_of(starting_weights),
+        anchornet=None if anchornet is None else sha256_of(out / ANCHORNET_FILE),
+    )
     state = resume_state(checkpoint_path, run)
     step, budget = 0, Budget(budget_minutes)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, budget = state["step"], Budget(budget_minutes, state["spent"])
+        step, budget = resume_from(state, model, optimizer, budget_minutes)
         LOG.info("resuming downstream %s %s at step %d", architecture, kind, step)
 
     total_steps = max(1, -(-images // batch_size))  # batches for `images`, rounded up
@@ -304,6 +314,8 @@ def train_downstream(
                 "%s %s step %d/%d loss %.4f (%.0f s)", architecture, kind, step, total_steps, loss.item(), budget.spent
             )
     progress.close()
+    if step == 0:
+        raise no_step_taken(f"downstream {architecture} {kind}", budget_minutes)
     save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
     weights = _weights_of(recipe, kind, out, work_dir)
     save_checkpoint(weights, storage_copy(model.state_dict()))
@@ -319,6 +331,33 @@ def train_downstream(
         "peak_lr": peak_lr,
         "precision": "bfloat16 autocast" if bf16_supported(device) else "float32",
     }
+
+
+def _user_checkpoint(user: UserDownstream | None) -> Path | None:
+    """The weights the user's network comes with (loaded by `UserDownstream.load`), None for a network's own start."""
+    checkpoint = None if user is None else split_checkpoint(user.spec)[1]
+    return None if checkpoint is None else Path(checkpoint)
+
+
+def _localizer(out: Path, source: DataSource) -> LoadedAnchorNet:
+    """The AnchorNet whose patches the "patches" step learns: out/anchornet.pt, trained on the same classes.
+
+    Raises:
+        InputError: no run has written it, or it was trained on other classes.
+    """
+    path = out / ANCHORNET_FILE
+    if not path.is_file():
+        raise InputError(
+            f"the patches step learns the patches of the AnchorNet in {path}, which no run has written: train "
+            "the anchornet step first (--only anchornet, or the whole plan)"
+        )
+    loaded = load_anchornet(path, None, None)
+    if loaded.class_names is not None and tuple(loaded.class_names) != tuple(source.class_names):
+        raise InputError(
+            f"{path} was trained on the classes {list(loaded.class_names)}, this data has "
+            f"{list(source.class_names)}: give another --out, or train the anchornet step again"
+        )
+    return loaded
 
 
 def _weights_of(recipe: Recipe, kind: str, out: Path, work_dir: Path) -> Path:

@@ -22,10 +22,9 @@ from AnchorNet's share. Every step checkpoints into the work dir and resumes.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from pathlib import Path
 
+from anchor_edge.bundle import sha256_of
 from anchor_edge.errors import InputError
 from export.data.folder import ImageFolder
 from export.data.source import TRAIN
@@ -37,7 +36,6 @@ from export.training.taught_folder import teach
 from export.training.teacher import Teacher
 from export.training.user_downstream import UserDownstream, normalization_of
 
-LOG = logging.getLogger("anchor_edge.train")
 #: (step, share of the budget, epochs of the folder planned, images planned at least) for an untrained and for a
 #: trained downstream. The plans are longer than 2 CPU cores get through in their shares, so the budget the user gives
 #: is the budget used: it ends each step, its learning rate decayed by the time spent
@@ -107,18 +105,26 @@ def _taught_anchornet(
     folder: ImageFolder, user: UserDownstream, out: Path, work_dir: Path, minutes: float, images: int, seed: int
 ) -> dict:
     """AnchorNet on the folder taught by the downstream: the user's trained one, else the "full" step's."""
-    teacher_spec = user.spec if user.trained else user.with_weights(downstream_weights(out, user.folder, "full"))
+    teacher_spec = user.spec
+    if not user.trained:
+        full = downstream_weights(out, user.folder, "full")
+        if not full.is_file():
+            raise InputError(
+                f"the anchornet step is taught by the full step's weights, {full}, which no run has written: train "
+                "the full step first (--only full, or the whole plan)"
+            )
+        teacher_spec = user.with_weights(full)
     loaded = user.load(folder.class_names, teacher_spec)
     teacher = Teacher(loaded.module, teacher_spec)
     taught, taught_report = teach(
         folder, teacher, normalization_of(loaded), work_dir / TEACHER_MAPS_FILE, _weights_id(teacher_spec)
     )
-    left = max(0.0, minutes - taught_report["seconds"] / 60)
-    if left == 0:
-        LOG.warning(
-            "the teacher's maps took AnchorNet's whole share of the budget (%.0f s): give more minutes "
-            "(--budget-minutes) or fewer training images",
-            taught_report["seconds"],
+    left = minutes - taught_report["seconds"] / 60
+    if left <= 0:
+        raise InputError(
+            f"the teacher's maps took {taught_report['seconds']} s, AnchorNet's whole share of the budget "
+            f"({minutes * 60:.0f} s): they are kept in {work_dir / TEACHER_MAPS_FILE}, so a rerun with more minutes "
+            "(--budget-minutes) goes on from them"
         )
     report = train_anchornet(out, images=images, budget_minutes=left, seed=seed, work_dir=work_dir, source=taught)
     return {**report, "teacher": taught_report, "mirrored": folder.mirror}
@@ -126,5 +132,4 @@ def _taught_anchornet(
 
 def _weights_id(spec: str) -> str:
     """The spec and its checkpoint's sha256, so maps made by other weights under the same path are not reused."""
-    checkpoint = Path(str(split_checkpoint(spec)[1]))
-    return f"{spec}@{hashlib.sha256(checkpoint.read_bytes()).hexdigest()}"
+    return f"{spec}@{sha256_of(Path(str(split_checkpoint(spec)[1])))}"

@@ -9,7 +9,7 @@ they are measured, not taught.
 
 The maps are cached in the work dir with the seconds they cost, so a resumed
 run neither recomputes them nor forgets that the budget paid for them
-(export/train.py takes those seconds from AnchorNet's share).
+(`export.training.folder_steps` takes those seconds from AnchorNet's share).
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ class TaughtFolder:
     has_easy = False
     has_centres = True
 
-    def __init__(self, folder: ImageFolder, maps: np.ndarray) -> None:
+    def __init__(self, folder: ImageFolder, maps: np.ndarray, teacher_id: str) -> None:
         if len(maps) != folder.count(TRAIN):
             raise ValueError(f"{len(maps)} teacher maps for {folder.count(TRAIN)} training files")
         self.folder = folder
         self.maps = maps
         self.class_names = folder.class_names
-        self.name = folder.name
+        self.name = f"{folder.name}, taught by {teacher_id}"  # other weights teach other centres: another run
 
     def count(self, split: str) -> int:
         return self.folder.count(split)
@@ -103,5 +103,5 @@ def teach(
     progress.close()
     seconds = spent_before + time.monotonic() - start
     LOG.info("teacher %s: maps of %d training files (%.0f s)", teacher.name, len(files), seconds)
-    report = {"teacher": teacher.name, "files": len(files), "seconds": round(seconds)}
-    return TaughtFolder(folder, torch.stack(maps).float().numpy()), report
+    report = {"teacher": teacher.name, "files": len(files), "seconds": round(seconds, 2)}
+    return TaughtFolder(folder, torch.stack(maps).float().numpy(), teacher_id), report

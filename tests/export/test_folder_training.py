@@ -183,13 +183,41 @@ def test_only_refuses_a_step_the_plan_does_not_have(tmp_path, photos, capsys):
         )
 
 
-def test_a_partial_rerun_keeps_the_other_steps_reports(tmp_path):
+def test_a_partial_rerun_keeps_the_other_steps_reports_and_a_whole_run_replaces_them(tmp_path):
     from export.train import write_report
 
     path = tmp_path / "training_report.json"
-    write_report(path, {"anchornet": {"attention": 91.0}, "patches": {"steps": 10}})
-    write_report(path, {"patches": {"steps": 20}})
-    assert json.loads(path.read_text()) == {"anchornet": {"attention": 91.0}, "patches": {"steps": 20}}
+    write_report(
+        path, {"full": {"steps": 5}, "anchornet": {"attention": 91.0}, "patches": {"steps": 10}}, partial=False
+    )
+    write_report(path, {"patches": {"steps": 20}}, partial=True)
+    assert json.loads(path.read_text()) == {
+        "full": {"steps": 5},
+        "anchornet": {"attention": 91.0},
+        "patches": {"steps": 20},
+    }
+    write_report(path, {"anchornet": {"attention": 88.0}}, partial=False)  # say, a trained downstream kept as it is
+    assert json.loads(path.read_text()) == {"anchornet": {"attention": 88.0}}
+
+
+@pytest.mark.parametrize("flag", ["--budget-minutes", "--scale"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_a_budget_or_scale_that_trains_nothing_is_a_usage_error(tmp_path, capsys, flag, value):
+    from export.train import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", str(tmp_path), flag, value, "--out", str(tmp_path / "w")])
+    assert stop.value.code == 2 and f"{flag}: must be above 0, got {value}" in capsys.readouterr().err
+
+
+def test_a_mirrored_runs_checkpoint_is_not_resumed_by_a_run_that_never_mirrors(tmp_path, photos):
+    from export.training.common import resume_state, run_identity, save_checkpoint
+
+    root = write_class_folders(tmp_path / "photos", photos)
+    mirrored, unmirrored = ImageFolder.open(root), ImageFolder.open(root, mirror=False)
+    save_checkpoint(tmp_path / "state.pt", {"step": 4, "run": run_identity("anchornet", mirrored, seed=0)})
+    with pytest.raises(InputError, match=r"never mirrored\)' here"):
+        resume_state(tmp_path / "state.pt", run_identity("anchornet", unmirrored, seed=0))
 
 
 def test_the_digits_folder_reads_back_with_its_labels(tmp_path):

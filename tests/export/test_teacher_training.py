@@ -154,3 +154,32 @@ def test_keep_needs_a_trained_downstream_and_a_file_spec_cannot_be_trained(tmp_p
     with pytest.raises(SystemExit) as exit_info:
         main(["--downstream", "resnet18", "--out", str(tmp_path / "w")])
     assert exit_info.value.code == 2
+
+
+def test_a_rerun_taught_by_other_weights_refuses_the_first_runs_checkpoint(tmp_path, folder, trained_resnet18, capsys):
+    args = ["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--keep-downstream"]
+    args += ["--out", str(tmp_path / "w"), "--work-dir", str(tmp_path / "work"), "--scale", "0.0002", "--threads", "1"]
+    assert main(args) == 0
+    torch.manual_seed(1)  # the user retrains their network into the same file
+    torch.save(torchvision.models.resnet18(num_classes=2).state_dict(), trained_resnet18)
+    assert main(args) == 1  # its maps are made anew, and AnchorNet's checkpoint of the first teacher is not resumed
+    error = capsys.readouterr().err
+    assert "anchornet_state.pt holds the checkpoint of another run" in error and sha256(trained_resnet18) in error
+
+
+def test_teacher_maps_that_take_the_whole_budget_stop_the_run_before_anchornet(
+    tmp_path, folder, trained_resnet18, capsys
+):
+    out = tmp_path / "w"
+    args = ["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--keep-downstream"]
+    assert main([*args, "--out", str(out), "--work-dir", str(tmp_path / "work"), "--budget-minutes", "1e-6"]) == 1
+    assert "the teacher's maps took" in capsys.readouterr().err and (tmp_path / "work" / "teacher_maps.pt").is_file()
+    assert not (out / "anchornet.pt").exists()
+
+
+def test_a_step_run_alone_without_the_step_before_it_says_which_to_run(tmp_path, folder, trained_resnet18, capsys):
+    common = ["--data", str(folder), "--out", str(tmp_path / "w"), "--work-dir", str(tmp_path / "work")]
+    assert main([*common, "--only", "anchornet"]) == 1  # an untrained downstream teaches once the full step trained it
+    assert "train the full step first (--only full, or the whole plan)" in capsys.readouterr().err
+    assert main([*common, "--downstream", f"resnet18:{trained_resnet18}", "--only", "patches"]) == 1
+    assert "train the anchornet step first (--only anchornet, or the whole plan)" in capsys.readouterr().err

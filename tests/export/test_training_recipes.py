@@ -20,11 +20,13 @@ from export.training.common import (
     learning_rate,
     load_checkpoint,
     renormalize,
+    resume_from,
     resume_state,
     run_identity,
     sample_batch,
     save_checkpoint,
     storage_copy,
+    training_state,
 )
 from export.training.downstream import (
     RECIPES,
@@ -107,11 +109,38 @@ def test_a_checkpoint_of_other_data_is_refused_and_one_without_a_run_record_resu
     assert resume_state(tmp_path / "none.pt", folder_run) is None
 
 
-def test_anchornet_recipe_stops_at_an_exhausted_budget(tmp_path):
+def test_anchornet_recipe_stops_at_an_exhausted_budget_and_never_writes_untrained_weights(tmp_path):
+    work = tmp_path / "work"
+    with pytest.raises(InputError, match="AnchorNet: no training step fit in its 0 minutes"):
+        train_anchornet(tmp_path, images=64, batch_size=2, budget_minutes=0, seed=0, work_dir=work, eval_images=2)
+    assert not (tmp_path / "anchornet.pt").exists()
+    train_anchornet(tmp_path, images=2, batch_size=2, seed=0, work_dir=work, eval_images=2)  # one step, no limit
+    # The rerun plans 32 steps, but its checkpoint has spent more than its 60 microseconds: it stops where it was.
     report = train_anchornet(
-        tmp_path, images=64, batch_size=2, budget_minutes=0, seed=0, work_dir=tmp_path, eval_images=2
+        tmp_path, images=64, batch_size=2, budget_minutes=1e-6, seed=0, work_dir=work, eval_images=2
     )
-    assert report["steps"] == 0
+    assert report["steps"] == 1
+
+
+def test_a_resumed_run_draws_the_random_numbers_the_stopped_one_would_have():
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(3)
+    torch.rand(5)  # the stopped run is somewhere into its random stream
+    state = training_state(model, optimizer, 7, Budget(None, 12.0), {})
+    expected = torch.rand(4)  # what it would have drawn next (dropout masks)
+    torch.manual_seed(0)  # a resume re-seeds first
+    step, budget = resume_from(state, model, optimizer, 2.0)
+    assert step == 7 and budget.spent_before == pytest.approx(12.0, abs=1) and budget.limit == 120.0
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_a_damaged_checkpoint_is_an_input_error_that_says_what_to_do(tmp_path):
+    save_checkpoint(tmp_path / "state.pt", {"step": 7})
+    data = (tmp_path / "state.pt").read_bytes()
+    (tmp_path / "state.pt").write_bytes(data[: len(data) // 2])  # torn, as a disk full or a copy cut short leaves it
+    with pytest.raises(InputError, match=r"state.pt is not a readable checkpoint .*delete it"):
+        load_checkpoint(tmp_path / "state.pt")
 
 
 def _loss_on_first_batch(model: torch.nn.Module, kind: str) -> float:
