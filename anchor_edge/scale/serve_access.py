@@ -53,7 +53,8 @@ class AccessKey:
 
 
 def read_key(variable: str = DEFAULT_KEY_VARIABLE, *, named: bool = False) -> str | None:
-    """The API key in environment variable `variable`, or None where it is unset.
+    """The API key in environment variable `variable`, or None where it is unset; without surrounding whitespace
+    (a secret read from a file often ends in a newline, which no Authorization header can carry).
 
     Raises:
         InputError: the variable is set but empty or blank (a key nobody meant),
@@ -66,7 +67,7 @@ def read_key(variable: str = DEFAULT_KEY_VARIABLE, *, named: bool = False) -> st
         return None
     if not key.strip():
         raise InputError(f"{variable} is set but empty: set it to a long random key, or unset it")
-    return key
+    return key.strip()
 
 
 def is_loopback(host: str) -> bool:

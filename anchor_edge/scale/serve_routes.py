@@ -183,8 +183,8 @@ class Replica:
         body = await read_body(request, limit)
         if body is None:
             return JSONResponse({"error": f"the body is over the {limit}-byte limit"}, 413), "body_too_large"
-        try:
-            image = load_image(body)
+        try:  # decoding a large image takes long: off the event loop, so other requests and deadlines go on
+            image = await asyncio.to_thread(load_image, body)
         except InputError as error:
             return JSONResponse({"error": str(error)}, 400), "bad_image"
         prediction, batch_size = await self.classify(image)

@@ -54,6 +54,12 @@ def test_the_key_comes_from_the_named_variable(monkeypatch):
         read_key("MY_KEY")
 
 
+def test_a_key_read_from_a_file_with_its_newline_admits_the_client_that_sends_it(monkeypatch):
+    monkeypatch.setenv("MY_KEY", f"{KEY}\n")  # KEY=$(cat key.txt) keeps no newline, a Kubernetes secret may
+    access = AccessKey.from_key(read_key("MY_KEY"))
+    assert access.admits(f"Bearer {KEY}") and not access.admits(f"Bearer {KEY}x")
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

@@ -112,6 +112,21 @@ def test_200_with_the_key_and_health_is_open():
     assert status == 200 and json.loads(body)["backend"] == "onnxruntime"
 
 
+def test_the_image_is_decoded_off_the_event_loop(monkeypatch):
+    """A large image takes long to decode: on the loop's thread it would stall every other request and deadline."""
+    import threading
+
+    from anchor_edge.method import preprocess
+
+    decoded_on, real_load = [], preprocess.load_image
+    monkeypatch.setattr(
+        preprocess, "load_image", lambda body: decoded_on.append(threading.get_ident()) or real_load(body)
+    )
+    replica, seen = make_replica()
+    assert answer(replica, "POST", "/predict", AUTH, PNG)[0] == 200
+    assert seen == [(40, 50, 3)] and decoded_on and decoded_on[0] != threading.get_ident()
+
+
 def test_a_wrong_method_on_a_known_route_is_405_with_allow_and_an_unknown_path_404():
     replica, _ = make_replica()
     wrong = (
