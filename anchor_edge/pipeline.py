@@ -352,7 +352,7 @@ class Pipeline:
         every: int = 1,
         batch: int = 1,
         smoothing: Smoothing | None = None,
-        reconnects: int = 5,
+        reconnects: int | None = None,
     ) -> Stream:
         """Classify a video file, camera, RTSP/HTTP stream, GStreamer pipeline or image folder, frame by frame.
 
@@ -360,11 +360,10 @@ class Pipeline:
             source: a camera index, a URL, a GStreamer pipeline ("... ! appsink"),
                 an image folder or glob, a video file, or an open FrameSource
                 (anchor_edge/video/sources.py).
-            every: classify every n-th frame of a recorded source.
-            batch: consecutive frames of a recorded source per `predict_batch`
-                call (throughput); live sources always take the newest frame alone.
+            every: classify every n-th frame of a recorded source spec.
+            batch: frames of a recorded source per `predict_batch` call (throughput); 1 for a live one.
             smoothing: a `Smoothing` to average class distributions over recent frames; None is off.
-            reconnects: tries to reopen a lost live source before the stream ends in a SourceError.
+            reconnects: tries to reopen a lost live source spec (default 5) before a SourceError.
 
         Returns:
             A Stream: iterate it for StreamResult objects; `.stats` holds frames/s,
@@ -373,6 +372,7 @@ class Pipeline:
 
         Raises:
             SourceError: the source cannot be opened (missing file, bad URL, unreadable codec).
+            InputError: every, batch or reconnects where they do not apply (anchor_edge.video.stream).
 
         Example:
             >>> with pipe.stream("clip.mp4", batch=8) as frames:

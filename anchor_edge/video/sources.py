@@ -34,6 +34,8 @@ from anchor_edge.method.preprocess import load_image
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Tries to reopen a lost live source before giving up, unless told otherwise.
+DEFAULT_RECONNECTS = 5
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -86,17 +88,22 @@ def is_stream_source(spec: str | int) -> bool:
         text.isdigit()
         or text.startswith(LIVE_SCHEMES)
         or " ! " in text
-        or any(c in text for c in "*?[")
+        or _is_glob(text)
         or Path(text).suffix.lower() in VIDEO_SUFFIXES
         or Path(text).is_dir()
     )
+
+
+def _is_glob(text: str) -> bool:
+    """Whether `text` is a pattern: it has glob characters and is not itself a file ("photo[1].jpg" may be one)."""
+    return any(c in text for c in "*?[") and not Path(text).is_file()
 
 
 def open_source(
     spec: str | int | Path,
     *,
     every: int = 1,
-    reconnects: int = 5,
+    reconnects: int = DEFAULT_RECONNECTS,
     backoff_s: float = 0.5,
     capture: Callable[..., Capture] = cv2.VideoCapture,
 ) -> FrameSource:
@@ -129,7 +136,7 @@ def open_source(
     if text.startswith(LIVE_SCHEMES):
         return LiveSource(text, lambda: capture(text), reconnects=reconnects, backoff_s=backoff_s)
     path = Path(text)
-    if path.is_dir() or any(c in text for c in "*?["):
+    if path.is_dir() or _is_glob(text):
         return ImageFiles(text, every=every)
     if not path.is_file():
         raise SourceError(f"{text}: no such file (give a video file, an image folder or glob, a camera index or a URL)")

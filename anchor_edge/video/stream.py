@@ -26,7 +26,7 @@ import numpy as np
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.prediction import Prediction
-from anchor_edge.video.sources import Frame, FrameSource, UnreadableFrame, open_source
+from anchor_edge.video.sources import DEFAULT_RECONNECTS, Frame, FrameSource, UnreadableFrame, open_source
 
 if TYPE_CHECKING:
     from anchor_edge.pipeline import Pipeline
@@ -138,9 +138,14 @@ class Stream:
         self, pipeline: "Pipeline", source: FrameSource, *, batch: int = 1, smoothing: Smoothing | None = None
     ) -> None:
         positive_int("batch", batch)
+        if source.live and batch != 1:
+            raise InputError(
+                f"batch={batch} groups frames of a recorded source; {source.name} is live and always gives its "
+                "newest frame alone"
+            )
         self.pipeline = pipeline
         self.source = source
-        self.batch = 1 if source.live else batch
+        self.batch = batch
         self.smoothing = smoothing
         self.stats = StreamStats()
 
@@ -203,9 +208,24 @@ def open_stream(
     every: int = 1,
     batch: int = 1,
     smoothing: Smoothing | None = None,
-    reconnects: int = 5,
+    reconnects: int | None = None,
 ) -> Stream:
-    """A Stream over `source` (a spec for `anchor_edge.video.sources.open_source`, or an open FrameSource)."""
-    if not hasattr(source, "read"):
-        source = open_source(source, every=every, reconnects=reconnects)
-    return Stream(pipeline, source, batch=batch, smoothing=smoothing)
+    """A Stream over `source` (a spec for `anchor_edge.video.sources.open_source`, or an open FrameSource).
+
+    Raises:
+        InputError: `every` or `reconnects` with an open FrameSource (they apply to opening a spec), or what
+            `open_source` and `Stream` refuse; a source opened here is closed again.
+    """
+    if hasattr(source, "read"):
+        if every != 1 or reconnects is not None:
+            raise InputError(
+                f"every={every} and reconnects={reconnects} apply to a source anchor-edge opens; {source.name} is "
+                "an open FrameSource: give them where you open it, or pass its spec"
+            )
+        return Stream(pipeline, source, batch=batch, smoothing=smoothing)
+    opened = open_source(source, every=every, reconnects=DEFAULT_RECONNECTS if reconnects is None else reconnects)
+    try:
+        return Stream(pipeline, opened, batch=batch, smoothing=smoothing)
+    except BaseException:
+        opened.close()
+        raise

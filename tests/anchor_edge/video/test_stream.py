@@ -94,6 +94,16 @@ def test_an_image_folder_streams_and_an_unreadable_file_is_an_error_row(pipe, ph
         assert [r.index for r in stream] == [0, 2] and stream.source.frame_count == 4
 
 
+def test_a_file_whose_name_has_glob_characters_is_that_file_and_a_pattern_is_still_a_pattern(tmp_path, photos):
+    from anchor_edge.video.sources import is_stream_source
+
+    cv2.imwrite(str(tmp_path / "shot[1].png"), photos[0][1])
+    cv2.imwrite(str(tmp_path / "shot1.png"), photos[1][1])  # what "shot[1].png" matches as a pattern
+    assert not is_stream_source(str(tmp_path / "shot[1].png"))  # the CLI predicts that one image
+    assert is_stream_source(str(tmp_path / "shot[0-9].png"))
+    assert open_source(str(tmp_path / "shot[0-9].png")).paths == [tmp_path / "shot1.png"]
+
+
 def test_smoothing_averages_class_distributions():
     ema, window = Smoothing("ema", alpha=0.5), Smoothing("window", window=2)
     first, second, third = np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.0, 1.0])
@@ -169,7 +179,7 @@ class SlowPipeline:
 
 def test_a_slow_pipeline_on_a_live_source_drops_frames_and_keeps_latency_bounded(pipe):
     source = LiveSource("fake camera", lambda: FakeCapture(interval=0.005))
-    stream = Stream(SlowPipeline(pipe, 0.05), source, batch=8)
+    stream = Stream(SlowPipeline(pipe, 0.05), source)
     results = []
     with stream:
         for result in stream:
@@ -181,7 +191,31 @@ def test_a_slow_pipeline_on_a_live_source_drops_frames_and_keeps_latency_bounded
     # Each result is of a frame at most one camera interval older than the call: far below a queue's growth.
     assert stream.stats.latency_percentile(99) < 500
     assert [r.index for r in results] == sorted(r.index for r in results) and results[-1].index > 50
-    assert stream.batch == 1  # live sources are never batched
+
+
+def test_a_batch_of_a_live_source_is_refused_and_the_source_it_opened_is_closed(pipe, monkeypatch):
+    from anchor_edge.video import stream as stream_module
+
+    opened = []
+
+    def open_fake(spec, *, every, reconnects):
+        opened.append(LiveSource(f"camera {spec}", lambda: FakeCapture(interval=0.002), reconnects=reconnects))
+        return opened[-1]
+
+    monkeypatch.setattr(stream_module, "open_source", open_fake)
+    with pytest.raises(InputError, match="batch=8 groups frames of a recorded source; camera 0 is live"):
+        pipe.stream(0, batch=8)
+    assert not opened[0]._thread.is_alive()  # not left reading the camera
+
+
+def test_options_for_opening_a_source_are_refused_with_an_open_one(pipe, photo_video):
+    source = open_source(photo_video)  # the user opened it, with their own options
+    try:
+        for options in ({"every": 5}, {"reconnects": 0}):
+            with pytest.raises(InputError, match="apply to a source anchor-edge opens"):
+                pipe.stream(source, **options)
+    finally:
+        source.close()
 
 
 def test_a_lost_live_source_reconnects_then_ends_in_one_error(pipe):
