@@ -32,7 +32,7 @@ from anchor_edge.errors import InputError
 from anchor_edge.method.budget import check_budget, patch_costs, within_budget
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classify_until_confident
-from anchor_edge.method.lsp import LSPParams, preset_params
+from anchor_edge.method.lsp import LSPParams, check_lsp, preset_params
 from anchor_edge.method.patches import branch_heatmap, check_heatmap, cut_by_size, decide_all, select_all
 from anchor_edge.method.preprocess import CropTransform, ImageLike, crop_bgr, load_image, normalize
 from anchor_edge.prediction import Prediction
@@ -72,14 +72,11 @@ class Pipeline:
         early_exit: float | None = None,
         budget: float | None = None,
     ) -> None:
-        missing = [b.receptive_field for b in bundle.branches if b.receptive_field not in lsp]
-        if missing:
-            raise InputError(f"LSP parameters are missing for patch size(s) {missing}; give one LSPParams per branch")
-        if not 1 <= vote_min <= len(bundle.branches):
-            raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min}")
+        self.lsp = check_lsp(lsp, [b.receptive_field for b in bundle.branches])
+        if isinstance(vote_min, bool) or vote_min not in range(1, len(bundle.branches) + 1):
+            raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min!r}")
         self.bundle, self.anchornet, self.downstream = bundle, anchornet, downstream
-        self.lsp = dict(lsp)
-        self.vote_min = vote_min
+        self.vote_min = int(vote_min)
         self.branch_rule = check_branch_rule(branch_rule)
         self.heatmap = check_heatmap(heatmap)
         self.max_batch = positive_int("max_batch", max_batch)

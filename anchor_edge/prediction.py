@@ -18,7 +18,8 @@ class Prediction:
         branch: receptive field of the branch whose heatmap chose the patches (63, 95 or 111).
         anchor_class: the class AnchorNet decided on (eq. 7), whose heatmap LSP used.
         branch_probs: (3, C) AnchorNet's class probabilities per branch, order B63, B95, B111.
-        heatmap: (H, W) the chosen branch's logit map for `anchor_class`.
+        heatmap: (H, W) the chosen branch's logit map LSP read: for `anchor_class`, or the maximum over classes
+            where the bundle's `decision.heatmap` is "max".
         boxes: (n, 4) int patch boxes [x0, y0, x1, y1) in network-input (224 x 224) pixels, LSP order.
         boxes_original: (n, 4) float boxes in the caller's image pixels (preprocessing inverted).
         patch_probs: (n, C) the downstream network's softmax for each patch, in `boxes` order.

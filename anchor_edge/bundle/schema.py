@@ -174,7 +174,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class EngineRecord:
-    """A TensorRT engine and everything that, when it changes, means "rebuild" (backends/engine_identity.py)."""
+    """A TensorRT engine and everything that, when it changes, means "rebuild" (backends/trt/identity.py)."""
 
     file: str
     sha256: str
@@ -284,6 +284,15 @@ class Manifest:
         """The rules no single field's type says: counts that must agree, and file names that stay in the bundle."""
         if len(self.branches) != 3:
             raise BundleError(f"{source}: expected 3 branches (B63, B95, B111), found {len(self.branches)}")
+        crop, short = self.preprocess.crop, self.preprocess.resize_short
+        if not 0 < crop <= short:  # else every image would be refused, as if it were the image's fault
+            raise BundleError(f"{source}: preprocess.crop ({crop}) must be above 0 and at most resize_short ({short})")
+        for index, branch in enumerate(self.branches):
+            if not (0 < branch.receptive_field <= crop and branch.stride > 0 and branch.map_size > 0):
+                raise BundleError(
+                    f"{source}: branches[{index}] needs 0 < receptive_field <= crop ({crop}) and stride and map_size "
+                    f"above 0, got {branch.receptive_field}, {branch.stride} and {branch.map_size}"
+                )
         if len(self.class_names) != self.num_classes:
             raise BundleError(
                 f"{source}: class_names has {len(self.class_names)} entries, num_classes is {self.num_classes}"

@@ -44,14 +44,15 @@ def check_budget(budget: float | None, costs: Mapping[int, int], full: int) -> f
     smallest = max(costs.values()) / full
     if budget < smallest:
         raise InputError(
-            f"budget {budget} cannot pay for one {max(costs, key=costs.get)} px patch; "
-            f"this bundle needs a budget of at least {smallest:.3f} (of the full image's multiply-adds)"
+            f"budget {budget} cannot pay for one {max(costs, key=costs.get)} px patch; this bundle needs a budget "
+            f"of at least {math.ceil(smallest * 1000) / 1000:.3f} (of the full image's multiply-adds)"  # rounded up
         )
     return float(budget)
 
 
 def within_budget(boxes: Sequence[np.ndarray], costs: Mapping[int, int], cap: float) -> list[np.ndarray]:
-    """Each image's boxes, in order, up to the last one whose running multiply-adds stay <= cap.
+    """Each image's boxes, in order, up to the last one whose running multiply-adds stay <= cap, and the first in
+    any case: `check_budget` lets every budget pay for one patch, and cap = budget x full may round a hair below it.
 
     Example:
         >>> costs = {63: 30, 95: 70}
@@ -63,7 +64,7 @@ def within_budget(boxes: Sequence[np.ndarray], costs: Mapping[int, int], cap: fl
     for image_boxes in boxes:
         sizes = image_boxes[:, 2] - image_boxes[:, 0]
         spent = np.cumsum([costs[int(size)] for size in sizes])
-        kept.append(image_boxes[: int(np.searchsorted(spent, cap, side="right"))])
+        kept.append(image_boxes[: max(1, int(np.searchsorted(spent, cap, side="right")))])
     return kept
 
 

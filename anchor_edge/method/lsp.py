@@ -66,7 +66,37 @@ def preset_params(preset: str | Mapping[int, LSPParams]) -> dict[int, LSPParams]
                 f"unknown LSP preset {preset!r}; choose one of {sorted(PRESETS)} or pass {{size: LSPParams}}"
             )
         return PRESETS[preset]
-    return {int(size): LSPParams(*params) for size, params in preset.items()}
+    if not isinstance(preset, Mapping):
+        raise InputError(f"preset must be a preset's name or {{patch size: LSPParams}}, got {preset!r}")
+    return {positive_int("patch size", size): _checked(size, params) for size, params in preset.items()}
+
+
+def check_lsp(lsp: Mapping[int, LSPParams], patch_sizes: list[int]) -> dict[int, LSPParams]:
+    """`lsp` when it holds valid LSPParams for exactly the bundle's patch sizes: a setting for a size no branch has
+    would be silently unused, and a bad value would fail only on the first image."""
+    missing = [size for size in patch_sizes if size not in lsp]
+    if missing:
+        raise InputError(f"LSP parameters are missing for patch size(s) {missing}; give one LSPParams per branch")
+    extra = [size for size in lsp if size not in patch_sizes]
+    if extra:
+        raise InputError(
+            f"LSP parameters for patch size(s) {extra}, which no branch has; the bundle's are {patch_sizes}"
+        )
+    return {size: _checked(size, lsp[size]) for size in patch_sizes}
+
+
+def _checked(size: object, params: object) -> LSPParams:
+    """`params` as LSPParams, each value in its range (`select_patches`'s Args)."""
+    try:
+        checked = LSPParams(*params)  # type: ignore[misc]
+    except TypeError:
+        raise InputError(
+            f"LSP parameters for patch size {size} must be (max_patches, iou_threshold, coverage), got {params!r}"
+        ) from None
+    positive_int("max_patches", checked.max_patches)
+    _require_fraction("iou_threshold", checked.iou_threshold)
+    _require_fraction("coverage", checked.coverage)
+    return checked
 
 
 def location_box(row: int, col: int, patch_size: int, stride: int = 8) -> tuple[int, int, int, int]:

@@ -138,7 +138,8 @@ def crop_bgr(image_bgr: np.ndarray, resize_short: int = 256, crop: int = 224) ->
     to resize_short x resize_short (cv2.INTER_AREA when shrinking, which
     approximates the anti-aliased bilinear resize of PIL in the authors'
     code; cv2.INTER_LINEAR when enlarging); cut the central crop x crop
-    square at offset (resize_short - crop) // 2; convert BGR to RGB.
+    square at offset (resize_short - crop) // 2; the pixels stay BGR
+    (`resize_and_crop` converts them to RGB).
 
     Why: this equals "resize the shorter side to 256, centre-crop 224" up to
     sub-pixel rounding of the long side, because the long side's far ends

@@ -46,6 +46,19 @@ def opened(small_bundle):
         ({"lsp": {63: PRESETS["visual"][63]}, "vote_min": 2}, r"missing for patch size\(s\) \[95, 111\]"),
         ({"lsp": PRESETS["visual"], "vote_min": 0}, "vote_min must be 1, 2 or 3"),
         ({"lsp": PRESETS["visual"], "vote_min": 4}, "vote_min must be 1, 2 or 3"),
+        ({"lsp": PRESETS["visual"], "vote_min": 2.5}, "vote_min must be 1, 2 or 3, got 2.5"),
+        ({"lsp": PRESETS["visual"], "vote_min": "2"}, "vote_min must be 1, 2 or 3, got '2'"),
+        # Settings for a size no branch has would be unused; a bad value would fail only on the first image.
+        ({"lsp": {**PRESETS["visual"], 47: PRESETS["visual"][63]}, "vote_min": 2}, r"patch size\(s\) \[47\], which no"),
+        (
+            {"lsp": {**PRESETS["visual"], 63: (0, 0.3, 0.05)}, "vote_min": 2},
+            "max_patches must be an integer >= 1, got 0",
+        ),
+        (
+            {"lsp": {**PRESETS["visual"], 95: (3, 1.5, 0.04)}, "vote_min": 2},
+            r"iou_threshold must be a number in \(0, 1\]",
+        ),
+        ({"lsp": {**PRESETS["visual"], 111: (2, 0.3)}, "vote_min": 2}, "for patch size 111 must be .max_patches, iou"),
         ({"lsp": PRESETS["visual"], "vote_min": 2, "max_batch": 0}, "max_batch must be an integer >= 1, got 0"),
     ],
 )

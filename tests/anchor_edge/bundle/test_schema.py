@@ -113,6 +113,13 @@ def test_a_model_file_that_links_out_of_the_bundle_is_refused(small_bundle, tmp_
             r"models\.downstream\.multiply_adds must be dict, got int",
         ),
         (lambda m: m["lsp"].update(preset="quick"), r"lsp\.preset is 'quick'"),
+        # Sizes that would fail every image later, blaming the image.
+        (
+            lambda m: m["preprocess"].update(crop=300),
+            r"preprocess\.crop \(300\) must be above 0 and at most resize_short \(256\)",
+        ),
+        (lambda m: m["branches"][2].update(receptive_field=300), r"branches\[2\] needs 0 < receptive_field <= crop"),
+        (lambda m: m["branches"][0].update(stride=0), r"branches\[0\] needs .*got 63, 0 and 21"),
         (lambda m: m["models"]["anchornet"].update(mean=[1, 2]), r"models\.anchornet\.mean must have 3 entries"),
         (
             lambda m: m.update(schema_version=2),

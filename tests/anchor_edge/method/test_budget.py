@@ -22,9 +22,19 @@ def test_within_budget_keeps_the_longest_prefix_that_fits_by_hand():
     kept = within_budget([boxes_of(63, 63, 63, 63), boxes_of(95, 95), boxes_of(111, 111), boxes_of(63)], costs, cap=100)
     assert [len(b) for b in kept] == [3, 1, 1, 1]
     assert kept[0].tolist() == boxes_of(63, 63, 63).tolist()  # the first ones, in LSP order
-    # cap 29 affords nothing; cap 1e9 everything
-    assert [len(b) for b in within_budget([boxes_of(63, 63)], costs, cap=29)] == [0]
+    # cap 29 affords only the first, which is kept in any case (check_budget lets every budget pay for one patch);
+    # cap 1e9 affords everything
+    assert [len(b) for b in within_budget([boxes_of(63, 63)], costs, cap=29)] == [1]
     assert [len(b) for b in within_budget([boxes_of(63, 63)], costs, cap=1e9)] == [2]
+
+
+def test_the_least_budget_allowed_keeps_the_first_patch_through_rounding_and_the_message_names_an_allowed_one():
+    budget = check_budget(1 / 49, {63: 1}, 49)  # exactly one patch's share; (1 / 49) * 49 is 0.9999999999999999
+    assert budget * 49 < 1 and [len(b) for b in within_budget([boxes_of(63)], {63: 1}, cap=budget * 49)] == [1]
+    costs, full = {63: 100, 111: 1_075_871_744}, 4_087_156_736  # the default bundle's 111 px patch: 0.26323...
+    with pytest.raises(InputError, match=r"at least 0\.264 ") as refused:
+        check_budget(0.26, costs, full)
+    assert check_budget(float(str(refused.value).split("at least ")[1].split()[0]), costs, full) == 0.264
 
 
 def test_a_budget_below_one_of_the_costliest_patch_is_refused_with_the_least_allowed():

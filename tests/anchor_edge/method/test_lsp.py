@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from anchor_edge.errors import InputError
-from anchor_edge.method.lsp import PRESETS, LSPParams, location_box, select_patches
+from anchor_edge.method.lsp import PRESETS, LSPParams, location_box, preset_params, select_patches
 
 # Row-major values; descending order of locations (row, col):
 # 9 (0,0), 8 (2,2), 7 (2,1), 6 (2,0), 5 (0,2), 4 (1,2), 3 (1,1), 2 (1,0), 1 (0,1).
@@ -136,6 +136,22 @@ def test_boxes_follow_the_mapping_rule_in_row_major_order():
         [4, 4, 9, 9],
         [8, 4, 13, 9],
     ]
+
+
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        ({63: (5, 0.3)}, r"for patch size 63 must be \(max_patches, iou_threshold, coverage\), got \(5, 0.3\)"),
+        ({63: 5}, "for patch size 63 must be"),
+        ({"big": (5, 0.3, 0.05)}, "patch size must be an integer >= 1, got 'big'"),
+        ({63: (5, 0.3, 0.0)}, r"coverage must be a number in \(0, 1\], got 0.0"),
+        ([(63, (5, 0.3, 0.05))], "preset must be a preset's name or"),
+    ],
+)
+def test_a_preset_given_as_a_mapping_is_checked_when_given(preset, message):
+    with pytest.raises(InputError, match=message):
+        preset_params(preset)
+    assert preset_params({63: [5, 0.3, 0.05]}) == {63: LSPParams(5, 0.3, 0.05)}
 
 
 def test_presets_match_the_spec_table():
