@@ -233,6 +233,7 @@ class LiveSource:
         self._backoff_s = backoff_s
         self._capture = open_capture()
         if not self._capture.isOpened():
+            self._capture.release()
             raise SourceError(
                 f"{name}: cannot open it (check the device index or URL, and that OpenCV has its backend)"
             )
@@ -258,13 +259,25 @@ class LiveSource:
             return None
 
     def close(self) -> None:
+        """Stop the reader, which releases the capture as it ends: OpenCV does not allow a release while another
+        thread is inside the capture's read(), and a stalled stream may keep it there for a while."""
         with self._condition:
             self._closed = True
             self._condition.notify_all()
         self._thread.join(timeout=5)
-        self._capture.release()
 
     def _run(self) -> None:
+        """The reader thread: it owns the capture, and ends the source with an error rather than a silent hang."""
+        try:
+            self._read_until_closed()
+        except Exception as error:  # a capture (or its reopening) that raises
+            with self._condition:
+                self._error = SourceError(f"{self.name}: reading failed ({type(error).__name__}: {error})")
+                self._condition.notify_all()
+        finally:
+            self._capture.release()  # also the one a reconnect opened while close() was called
+
+    def _read_until_closed(self) -> None:
         index, failures = 0, 0
         start = time.monotonic()
         while not self._closed:

@@ -236,6 +236,54 @@ def test_a_lost_live_source_reconnects_then_ends_in_one_error(pipe):
     assert all(capture.released for capture in opened)
 
 
+class StalledCapture(FakeCapture):
+    """A stream that stalls inside read() until `resume` is set; it records which thread released it, and when."""
+
+    def __init__(self) -> None:
+        super().__init__(interval=0.0)
+        self.resume, self.inside_read = threading.Event(), threading.Event()
+        self.released_by, self.released_inside_read = None, None
+
+    def read(self):
+        self.inside_read.set()
+        self.resume.wait()
+        result = super().read()
+        self.inside_read.clear()
+        return result
+
+    def release(self) -> None:
+        self.released_inside_read = self.inside_read.is_set()
+        self.released_by = threading.current_thread().name
+        super().release()
+
+
+def test_closing_a_stalled_live_source_releases_its_capture_from_the_reader_once_read_returns():
+    capture = StalledCapture()
+    source = LiveSource("stalled camera", lambda: capture)
+    assert capture.inside_read.wait(5)
+    closing = threading.Thread(target=source.close)
+    closing.start()
+    time.sleep(0.1)
+    assert not capture.released  # OpenCV does not allow a release while another thread is inside read()
+    capture.resume.set()
+    closing.join(5)
+    assert capture.released and not capture.released_inside_read
+    assert capture.released_by.startswith("anchor-edge reader") and not source._thread.is_alive()
+
+
+def test_a_capture_that_raises_ends_the_source_with_an_error_not_a_hang():
+    class Raising(FakeCapture):
+        def read(self):
+            raise RuntimeError("driver fault")
+
+    capture = Raising()
+    source = LiveSource("faulty camera", lambda: capture)
+    with pytest.raises(SourceError, match=r"faulty camera: reading failed \(RuntimeError: driver fault\)"):
+        source.read()
+    source.close()
+    assert capture.released
+
+
 def test_sources_that_cannot_be_opened_are_one_clear_error(tmp_path):
     with pytest.raises(SourceError, match="no such file"):
         open_source(tmp_path / "missing.mp4")
