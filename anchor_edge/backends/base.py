@@ -9,6 +9,7 @@ resources (sessions, device buffers) are released deterministically.
 from __future__ import annotations
 
 import abc
+import threading
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -33,9 +34,18 @@ class Runner(abc.ABC):
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
-        #: Device milliseconds of the latest `run` where the backend measures them (TensorRT: h2d, compute, d2h).
-        self.last_timings: dict[str, float] = {}
         self._closed = False
+        self._thread_timings = threading.local()
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Device milliseconds of this thread's latest `run`, where the backend measures them (TensorRT: h2d,
+        compute, d2h); {} elsewhere. Per thread, so threads sharing a runner never read each other's."""
+        return getattr(self._thread_timings, "timings", {})
+
+    def _record_timings(self, timings: dict[str, float]) -> None:
+        """Keep a run's device times for `last_timings` in the thread that ran it."""
+        self._thread_timings.timings = timings
 
     @abc.abstractmethod
     def _run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:

@@ -47,6 +47,26 @@ def test_model_and_device_times_of_the_fake_tensorrt_are_summed_and_left_out_of_
     assert 0 < timings["model_downstream"] <= timings["downstream_63"] == timings["total"]
 
 
+def test_threads_sharing_a_runner_each_read_the_device_times_of_their_own_run(monkeypatch, tmp_path):
+    import threading
+
+    _, _, engine = install(monkeypatch, tmp_path)
+    with TrtRunner(engine) as runner:
+        runner.run({"image": np.zeros((70, 3, 63, 63), np.float32)}, ["logits"])  # 3 chunks of 0.5 ms each
+        seen = []
+        other = threading.Thread(
+            target=lambda: seen.append(
+                runner.run({"image": np.zeros((1, 3, 63, 63), np.float32)}) and runner.last_timings
+            )
+        )
+        other.start()
+        other.join()
+        mine = runner.last_timings  # read after the other thread's run, as a StageClock may be
+    clear_caches()
+    assert seen == [{"h2d_ms": 0.5, "compute_ms": 0.5, "d2h_ms": 0.5}]
+    assert mine == {"h2d_ms": 1.5, "compute_ms": 1.5, "d2h_ms": 1.5}
+
+
 def test_prediction_timings_hold_the_model_times(plain, images):
     timings = plain.predict_batch(images[:2])[0].timings
     stages = [key for key in timings if key != "total" and not key.startswith("model_")]

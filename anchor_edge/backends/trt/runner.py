@@ -162,10 +162,9 @@ class TrtRunner(Runner):
             device-to-host copies; costs host memory of one maximal output).
 
     Attributes:
-        last_timings: milliseconds of the most recent call, measured with CUDA
-            events on the stream and summed over its chunks:
-            {"h2d_ms": ..., "compute_ms": ..., "d2h_ms": ...}. Calls are
-            serialised, so read it in the thread that made the call, right after it.
+        last_timings: milliseconds of this thread's most recent call, measured
+            with CUDA events on the stream and summed over its chunks:
+            {"h2d_ms": ..., "compute_ms": ..., "d2h_ms": ...}.
 
     Example:
         >>> with TrtRunner.from_bundle(load_bundle("bundles/default"), "downstream") as runner:
@@ -314,7 +313,7 @@ class TrtRunner(Runner):
                         pieces[name].append(result)
             finally:
                 self._cuda_context.pop()
-            self.last_timings = timings
+            self._record_timings(timings)
         return [pieces[name][0] if len(pieces[name]) == 1 else np.concatenate(pieces[name]) for name in output_names]
 
     def _run_chunk(
