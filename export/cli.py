@@ -27,7 +27,7 @@ from anchor_edge.bundle.schema import read_manifest
 from anchor_edge.cli.options import add_decision_options
 from anchor_edge.errors import AnchorEdgeError
 from export.engines.build import DEFAULT_TIMING_CACHE, build_engines, record_engines
-from export.precision.convert import PrecisionOptions, parse_precision
+from export.precision.flag import parse_precision
 
 DEFAULT_BUNDLE = Path("bundles/default")
 log = logging.getLogger("anchor_edge")
@@ -197,8 +197,12 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
         return _engines_for(args, defaults)
+    if unused := _precision_flags_that_do_not_apply(args):
+        print(unused, file=sys.stderr)
+        return 2
     from export.bundle.build import export_bundle  # torch: only for a full export
     from export.bundle.defaults import resolve_default_weights
+    from export.precision.convert import PrecisionOptions  # onnxconverter-common, onnxruntime.quantization too
 
     try:
         precision = PrecisionOptions(
@@ -233,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
             print(_precision_summary(out))
         available, reason = tensorrt_available()
         if not available:
-            print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime")
+            unused = _given(args, ("max_batch", "max_patches", "workspace_gib", "timing_cache"))
+            note = f" ({', '.join(unused)} unused: they shape the engines)" if unused else ""
+            print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime{note}")
             return 0
         if Precision.INT8 in precision.models.values() and precision.int8_target != Int8Target.TENSORRT:
             print(
@@ -241,6 +247,12 @@ def run(args: argparse.Namespace) -> int:
                 "TensorRT cannot run; re-export with --int8-target tensorrt to build engines"
             )
             return 0
+    except (AnchorEdgeError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    try:  # the bundle is written and runs on ONNX Runtime; only its engines can fail from here
         records = build_engines(
             out,
             max_batch=args.max_batch,
@@ -249,13 +261,39 @@ def run(args: argparse.Namespace) -> int:
             timing_cache=args.timing_cache,
         )
         record_engines(out, records)
-        print(f"built TensorRT engines {', '.join(r.file for r in records.values())} in {out}")
     except (AnchorEdgeError, OSError) as error:
         if args.debug:
             raise
-        print(f"export failed: {error}", file=sys.stderr)
+        print(
+            f"wrote {out}, but not its TensorRT engines: {error}; build them later with "
+            f"python export/to_trt.py --bundle {out}",
+            file=sys.stderr,
+        )
         return 1
+    print(f"built TensorRT engines {', '.join(r.file for r in records.values())} in {out}")
     return 0
+
+
+def _given(args: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
+    """The flags among `dests` set to other than their defaults, as typed (--max-batch)."""
+    defaults = vars(build_parser().parse_args([]))
+    return [f"--{dest.replace('_', '-')}" for dest in dests if getattr(args, dest) != defaults[dest]]
+
+
+def _precision_flags_that_do_not_apply(args: argparse.Namespace) -> str | None:
+    """The usage error for INT8 flags without an INT8 model, or --min-agreement with nothing converted, else None."""
+    precisions = set(args.precision.values())
+    int8, converted = Precision.INT8 in precisions, precisions != {Precision.FP32}
+    needs = (
+        ("int8_target", int8, "an int8 model"),
+        ("calibration_dir", int8, "an int8 model"),
+        ("min_agreement", converted, "a model converted to fp16 or int8"),
+    )
+    unused = [f"{flag} needs {need}" for dest, applies, need in needs if not applies for flag in _given(args, (dest,))]
+    if not unused:
+        return None
+    kept = ", ".join(f"{role} {precision}" for role, precision in args.precision.items())
+    return f"{'; '.join(unused)} (--precision), and this export keeps {kept}: drop the flag, or convert"
 
 
 def _engines_for(args: argparse.Namespace, defaults: dict[str, object]) -> int:
@@ -268,6 +306,16 @@ def _engines_for(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     given = {dest for dest in ENGINE_FLAGS if getattr(args, dest) != defaults[dest]}
     try:
         bundle = load_bundle(args.bundle)
+        for role in Role:  # uint8 activations: TensorRT's parser or builder would fail on the device, unexplained
+            record = bundle.manifest.models[role].int8
+            if record is not None and record.target is not Int8Target.TENSORRT:
+                print(
+                    f"{args.bundle}: models.{role} was quantized for ONNX Runtime's CPU ({record.activations} "
+                    f"activations), which TensorRT cannot run; re-export with --precision {role}=int8 --int8-target "
+                    "tensorrt to build engines",
+                    file=sys.stderr,
+                )
+                return 1
         if bundle.manifest.engines:
             stale = {
                 role: engine_mismatches(bundle, role) for role in Role if bundle.manifest.engines[role] is not None

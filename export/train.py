@@ -246,7 +246,6 @@ def _steps(text: str) -> tuple[str, ...]:
     return steps
 
 
-
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:  # also refuses nan

@@ -54,7 +54,14 @@ from export.bundle.staging import staged_bundle, write_manifest
 from export.graph.onnx_export import OPSET, export_anchornet
 from export.graph.verify import photo_crops, verify
 from export.models.anchornet import BRANCH_RECEPTIVE_FIELDS, AnchorNet, branch_specs
-from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD, Downstream, downstream_from_module, load_downstream
+from export.models.downstream import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    UNTRAINED_WEIGHTS,
+    Downstream,
+    downstream_from_module,
+    load_downstream,
+)
 from export.models.flops import count_multiply_adds
 from export.models.loading import LoadedAnchorNet, load_anchornet
 from export.models.preprocessing import PreprocessingFlags, apply_preprocessing
@@ -160,11 +167,11 @@ def export_bundle(
     net = apply_preprocessing(net, PreprocessingFlags(mean, std, pixel_range, class_names, channel_order))
     names = _class_names(net, anchor, given=class_names is not None)
     steps.update()
-    trained = anchor.trained and net.pretrained != "random"
+    trained = anchor.trained and net.pretrained not in UNTRAINED_WEIGHTS
     if not trained:
         log.warning(
             "UNTRAINED WEIGHTS: %s; the bundle runs but its patches and classes mean nothing",
-            "AnchorNet is freshly initialised" if not anchor.trained else f"downstream {net.name} is random",
+            "AnchorNet is freshly initialised" if not anchor.trained else f"downstream {net.name} is {net.pretrained}",
         )
     branches = branch_specs(CROP, anchor.module.pooling)
     decision = Decision(
@@ -247,12 +254,20 @@ def _downstream(downstream: torch.nn.Module | str | Path, num_classes: int, allo
 
 
 def _class_names(downstream: Downstream, anchor: LoadedAnchorNet, *, given: bool) -> list[str]:
-    """The downstream's names (given or recorded), else AnchorNet's checkpoint's, else class_0..N-1."""
-    if given and anchor.class_names is not None and list(anchor.class_names) != downstream.class_names:
-        raise InputError(
-            f"the class names given disagree with those AnchorNet's checkpoint ({anchor.source}) records: "
-            f"{list(anchor.class_names)[:5]}...; drop the flag"
-        )
+    """The downstream's names (given or recorded), else AnchorNet's checkpoint's, else class_0..N-1.
+
+    Raises:
+        InputError: AnchorNet's checkpoint records other names, or the same in another order: its decision and
+            the downstream's scores would mean different classes.
+    """
+    if anchor.class_names is not None and downstream.class_names is not None:
+        if list(anchor.class_names) != list(downstream.class_names):
+            raise InputError(
+                f"the class names {'given' if given else f'downstream {downstream.name} records'} disagree with "
+                f"those AnchorNet's checkpoint ({anchor.source}) records: {list(downstream.class_names)[:5]}... "
+                f"against {list(anchor.class_names)[:5]}...; "
+                + ("drop the flag" if given else "export two networks trained on the same classes, in one order")
+            )
     return downstream.class_names or anchor.class_names or [f"class_{i}" for i in range(downstream.num_classes)]
 
 

@@ -1,8 +1,10 @@
 """Write a bundle directory so that a failed or interrupted export never leaves a broken one.
 
 Everything is written into a fresh sibling directory first; only when every
-file and bundle.json are complete does it replace the target, by renames.
-A reader therefore sees either the old bundle or the new one, never a mix.
+file and bundle.json are complete does it replace the target, by two renames
+(the old one aside, the new one in). A reader therefore sees the old bundle
+or the new one, never a mix; for the instant between the renames it sees
+none, and a crash there leaves the old bundle whole at .NAME.previous.
 """
 
 from __future__ import annotations

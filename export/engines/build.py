@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -31,6 +32,7 @@ from anchor_edge.backends.trt.environment import (
     tensorrt_logger,
 )
 from anchor_edge.backends.trt.profiles import DEFAULT_MAX_BATCH, DEFAULT_MAX_PATCHES, plan_profiles
+from anchor_edge.backends.trt.runner import TrtRunner
 from anchor_edge.bundle import load_bundle, sha256_of
 from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.bundle.choices import Role
@@ -72,7 +74,8 @@ def build_engines(
         timing_cache: timing cache file, loaded if present and saved after each build.
 
     Returns:
-        The engine records by role; write them into bundle.json with `record_engines`.
+        The engine records by role; write them into bundle.json with `record_engines`. The engine files
+        replace the bundle's only once both are built.
 
     Raises:
         EngineBuildError: TensorRT or a GPU is missing, or a build failed.
@@ -84,21 +87,28 @@ def build_engines(
     _require_tensorrt()
     bundle = load_bundle(bundle_dir)
     plan = plan_profiles(bundle.manifest, max_batch=max_batch, max_patches=max_patches, preset=preset or bundle.preset)
-    records = {}
-    for role in Role:
-        model = bundle.manifest.models[role]
-        engine_path = bundle.root / ENGINE_FILES[role]
-        build_engine(
-            bundle.path(role), engine_path, plan[role], workspace_bytes=workspace_bytes, timing_cache=timing_cache
-        )
-        records[role] = engine_record(
-            file=engine_path.name,
-            sha256=sha256_of(engine_path),
-            onnx_sha256=model.sha256,
-            precision=model.precision,
-            profiles=plan[role],
-            **machine_identity(),
-        )
+    records, built = {}, {}
+    try:  # every engine is built aside first: a failed build leaves the engines bundle.json records in place
+        for role in Role:
+            model = bundle.manifest.models[role]
+            built[role] = bundle.root / f".{ENGINE_FILES[role]}.building"
+            build_engine(
+                bundle.path(role), built[role], plan[role], workspace_bytes=workspace_bytes, timing_cache=timing_cache
+            )
+            records[role] = engine_record(
+                file=ENGINE_FILES[role],
+                sha256=sha256_of(built[role]),
+                onnx_sha256=model.sha256,
+                precision=model.precision,
+                profiles=plan[role],
+                **machine_identity(),
+            )
+    except BaseException:
+        for path in built.values():
+            path.unlink(missing_ok=True)
+        raise
+    for role, path in built.items():
+        os.replace(path, bundle.root / ENGINE_FILES[role])
     return records
 
 
@@ -154,7 +164,8 @@ def build_engine(
 
 
 def record_engines(bundle_dir: str | Path, engines: Mapping[Role, EngineRecord]) -> None:
-    """Write engine records into the bundle's bundle.json "engines", keeping every other field.
+    """Write engine records into the bundle's bundle.json "engines", keeping every other field but the TensorRT
+    verify result of the engines replaced.
 
     The file is replaced atomically (a temporary file, then os.replace), so a
     crash mid-write leaves the previous bundle.json intact.
@@ -172,7 +183,10 @@ def record_engines(bundle_dir: str | Path, engines: Mapping[Role, EngineRecord])
                 f"but {path} holds {bundle_sha}: rebuild the engines for this bundle"
             )
     recorded = dataclasses.replace(manifest.engines, **{Role(role).value: record for role, record in engines.items()})
-    write_atomically(path, manifest_text(dataclasses.replace(manifest, engines=recorded)).encode("utf-8"))
+    # A verify result of the engines these replace says nothing of the new ones: `anchor-edge verify` again.
+    verified = tuple(r for r in manifest.verified or () if r.backend != TrtRunner.backend) or None
+    updated = dataclasses.replace(manifest, engines=recorded, verified=verified)
+    write_atomically(path, manifest_text(updated).encode("utf-8"))
 
 
 def _require_tensorrt() -> None:

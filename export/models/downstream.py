@@ -73,6 +73,12 @@ _GRAMMAR = (
 )
 
 
+#: `Downstream.pretrained` of an ImageNet backbone under a new, random classifier head.
+RANDOM_HEAD = "imagenet-backbone+random-head"
+#: The `Downstream.pretrained` values whose classes mean nothing: a bundle with them is not trained.
+UNTRAINED_WEIGHTS = ("random", RANDOM_HEAD)
+
+
 class Downstream(NamedTuple):
     """A downstream classifier ready to export, and how to feed it.
 
@@ -81,8 +87,9 @@ class Downstream(NamedTuple):
     ``onnx_source`` holds instead. Its input is ``(pixel - mean) / std`` per
     channel in ``channel_order`` ("RGB" or "BGR"), pixels in 0-255.
     ``pretrained`` is "imagenet", "random", "checkpoint:<path>",
-    "imagenet-backbone+random-head" for EfficientNet-Lite0 with a new
-    classifier head, or the file or object the network came from.
+    "imagenet-backbone+random-head" (RANDOM_HEAD) for EfficientNet-Lite0 with
+    a new classifier head, or the file or object the network came from; the
+    first and the random head classify nothing yet (UNTRAINED_WEIGHTS).
 
     ``stated`` names the fields ("mean", "std", "class_names",
     "channel_order") that the source itself records (timm's pretrained_cfg,

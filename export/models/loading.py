@@ -20,7 +20,10 @@ from anchor_edge.errors import InputError
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.patches import check_heatmap
 from export.models.anchornet import AnchorNet
-from export.models.checkpoint import load_weights, read_checkpoint
+from export.models.checkpoint import load_weights, read_checkpoint, strip_data_parallel
+
+#: The first branch's logit conv, whose rows are AnchorNet's classes.
+CLASSIFIER_KEY = "branches.0.classifier.weight"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: st
         model = AnchorNet(num_classes=num_classes or 1000, pooling=pooling or "gap")
         return LoadedAnchorNet(model.eval(), "random", False, None)
     state_dict, extras = read_checkpoint(str(checkpoint))
-    saved_classes = extras.get("num_classes", state_dict_classes(state_dict))
+    state_dict = strip_data_parallel(state_dict, (CLASSIFIER_KEY,))  # AnchorNet's own keys have no "module."
+    saved_classes = extras["num_classes"] if "num_classes" in extras else state_dict_classes(state_dict, checkpoint)
     if num_classes is not None and num_classes != saved_classes:
         raise InputError(f"--num-classes {num_classes} disagrees with {checkpoint}, which has {saved_classes} classes")
     model = AnchorNet(num_classes=saved_classes, pooling=pooling or extras.get("pooling", "gap"))
@@ -55,6 +59,16 @@ def load_anchornet(checkpoint: Path | None, num_classes: int | None, pooling: st
     return LoadedAnchorNet(model.eval(), f"checkpoint:{checkpoint}", trained, names, rule, heatmap)
 
 
-def state_dict_classes(state_dict: dict) -> int:
-    """Number of classes of an AnchorNet state_dict, read from the first branch's logit conv."""
-    return int(state_dict["branches.0.classifier.weight"].shape[0])
+def state_dict_classes(state_dict: dict, source: object) -> int:
+    """Number of classes of an AnchorNet state_dict, read from the first branch's logit conv.
+
+    Raises:
+        InputError: it has no such conv: not an AnchorNet's weights.
+    """
+    weight = state_dict.get(CLASSIFIER_KEY)
+    if weight is None:
+        raise InputError(
+            f"{source} is not an AnchorNet checkpoint (no {CLASSIFIER_KEY}); give the file "
+            "export.train wrote (anchornet.pt)"
+        )
+    return int(weight.shape[0])

@@ -86,6 +86,11 @@ def apply_preprocessing(downstream: Downstream, flags: PreprocessingFlags) -> Do
         changes["class_names"] = names
     for field, value in changes.items():
         _check_agrees(downstream, field, value)
+    assumed = not {"mean", "std"} & (downstream.stated | set(changes))  # neither stated by the source nor given
+    if changes.get("channel_order", downstream.channel_order) != downstream.channel_order:
+        for field in ("mean", "std"):  # an assumed value is per colour: it follows the channels to their new order
+            if field not in downstream.stated and field not in changes:
+                changes[field] = tuple(reversed(getattr(downstream, field)))
     result = downstream._replace(**changes)
     if result.interpolation is not None:
         log.info(
@@ -94,13 +99,14 @@ def apply_preprocessing(downstream: Downstream, flags: PreprocessingFlags) -> Do
             result.name,
             result.interpolation,
         )
-    if not {"mean", "std"} & (result.stated | set(changes)):
+    if assumed:
         log.warning(
-            "downstream %s: its source records no mean and std; assuming ImageNet's (0-255: mean %s, std %s, RGB). "
+            "downstream %s: its source records no mean and std; assuming ImageNet's (0-255: mean %s, std %s, %s). "
             "If it was trained otherwise, pass --mean, --std and --pixel-range",
             result.name,
             _rounded(result.mean),
             _rounded(result.std),
+            result.channel_order,
         )
     return result
 

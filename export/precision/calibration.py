@@ -34,6 +34,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from anchor_edge.bundle.schema import INPUT_NAME
 from anchor_edge.errors import InputError
+from anchor_edge.evaluation.folder import HELD_OUT_EVERY, HELD_OUT_FOLDERS, held_out_files
 from anchor_edge.method.patches import cut_by_size, locate
 from anchor_edge.method.preprocess import load_image, normalize
 from anchor_edge.pipeline import Pipeline
@@ -46,8 +47,8 @@ log = logging.getLogger("anchor_edge")
 #: follows the scenes it sees, and below about 100 a single unusual scene
 #: decides a range (docs/decisions/006-precision-check-and-calibration-images.md).
 MIN_CALIBRATION_IMAGES = 100
-#: Every HELD_OUT_EVERY-th bundled photo (with all its views) is kept for the check.
-HELD_OUT_EVERY = 3
+#: Every PHOTO_HELD_OUT_EVERY-th bundled photo (with all its views) is kept for the check.
+PHOTO_HELD_OUT_EVERY = 3
 #: At most this many patches of one size calibrate the downstream network: the
 #: MinMax ranges settle long before, and it bounds calibration time and memory.
 MAX_PATCHES_PER_SIZE = 256
@@ -55,10 +56,6 @@ MAX_PATCHES_PER_SIZE = 256
 #: classes and scales). 480 held out, so that the check can judge a 95 % floor
 #: (docs/decisions/006-precision-check-and-calibration-images.md).
 DIGITS_CALIBRATION, DIGITS_HELD_OUT = 240, 480
-#: In a folder of class subfolders, file j of a class (by name) is held out when j % this == this - 1
-#: (the layout `python -m export.train --data` reads, export/data/folder.py).
-HELD_OUT_EVERY_CLASS = 5
-HELD_OUT_FOLDERS = ("val", "test")
 
 Photo = tuple[str, np.ndarray]
 
@@ -95,8 +92,8 @@ def photo_views(name: str, image: np.ndarray) -> list[Photo]:
 def bundled_photo_split() -> tuple[ImageSet, ImageSet]:
     """(calibration, held-out) views of the bundled real photos, split by photo identity."""
     photos = real_photos(include_gray=True)
-    calibration = [p for i, p in enumerate(photos) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
-    held_out = [p for i, p in enumerate(photos) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
+    calibration = [p for i, p in enumerate(photos) if i % PHOTO_HELD_OUT_EVERY != PHOTO_HELD_OUT_EVERY - 1]
+    held_out = [p for i, p in enumerate(photos) if i % PHOTO_HELD_OUT_EVERY == PHOTO_HELD_OUT_EVERY - 1]
 
     def views(chosen: list[Photo]) -> ImageSet:
         names = ", ".join(name for name, _ in chosen)
@@ -141,8 +138,9 @@ def folder_split(folder: Path, class_names: Sequence[str] = ()) -> tuple[ImageSe
     Layouts (files with an image suffix; class folders searched recursively, hidden names ignored):
 
         DIR/*.jpg                             every image calibrates; no held-out images
-        DIR/<class>/*.jpg (and DIR/*.jpg)     every HELD_OUT_EVERY_CLASS-th file of each class is held out,
-                                              the rest (and the images directly in DIR) calibrate
+        DIR/<class>/*.jpg (and DIR/*.jpg)     the files `python -m export.train` holds out are held out
+                                              (`held_out_files`: every HELD_OUT_EVERY-th of a class folder's
+                                              own files), the rest (and the images directly in DIR) calibrate
         DIR/train/<class>/ + DIR/val/<class>/ (or test/): train/ calibrates, val/ is held out
 
     Held-out images carry labels when every class folder is named as one of
@@ -152,13 +150,13 @@ def folder_split(folder: Path, class_names: Sequence[str] = ()) -> tuple[ImageSe
         InputError: the folder is missing, holds no image, or a file cannot be decoded.
     """
     folder = Path(folder)
-    calibration_files, held_out_files = _split_files(folder, "--calibration-dir")
+    calibration_files, held_out_by_class = _split_files(folder, "--calibration-dir")
     if not calibration_files:
         raise InputError(
             f"--calibration-dir {folder} holds no image to calibrate on ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     calibration = ImageSet(_read(folder, sorted(calibration_files)), f"folder {folder}")
-    pairs = [(path, name) for name, files in held_out_files.items() for path in files]
+    pairs = [(path, name) for name, files in held_out_by_class.items() for path in files]
     if not pairs:
         return calibration, None
     return calibration, _labelled(folder, pairs, class_names, f"the held-out images of folder {folder}")
@@ -179,13 +177,13 @@ def check_images(folder: Path | None, class_names: Sequence[str], count: int) ->
         held_out = default_split(class_names)[1]
         return ImageSet(held_out.images[:count], f"the first {count} of {held_out.source}")
     folder = Path(folder)
-    held_out_files = _split_files(folder, "--check-dir")[1]
-    if not any(held_out_files.values()):
+    held_out_by_class = _split_files(folder, "--check-dir")[1]
+    if not any(held_out_by_class.values()):
         raise InputError(
             f"--check-dir {folder} has no held-out images: give it class subfolders (every "
-            f"{HELD_OUT_EVERY_CLASS}th file of each is held out) or train/ and val/ (or test/) splits"
+            f"{HELD_OUT_EVERY}th file of each is held out) or train/ and val/ (or test/) splits"
         )
-    queues = [[(path, name) for path in files] for name, files in held_out_files.items()]
+    queues = [[(path, name) for path in files] for name, files in held_out_by_class.items()]
     chosen = [pair for turn in itertools.zip_longest(*queues) for pair in turn if pair is not None][:count]
     return _labelled(folder, chosen, class_names, f"{len(chosen)} held-out images of folder {folder}, classes in turn")
 
@@ -199,13 +197,12 @@ def _split_files(folder: Path, flag: str) -> tuple[list[Path], dict[str, list[Pa
         train = _class_files(folder / "train")
         calibration_files = [path for files in train.values() for path in files] + _images_in(folder / "train")
         return calibration_files, _class_files(held_out_folder)
-    classes = _class_files(folder)
-    calibration_files = _images_in(folder)
-    held_out_files = {}
-    for name, files in classes.items():
-        calibration_files += [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS != HELD_OUT_EVERY_CLASS - 1]
-        held_out_files[name] = [p for j, p in enumerate(files) if j % HELD_OUT_EVERY_CLASS == HELD_OUT_EVERY_CLASS - 1]
-    return calibration_files, held_out_files
+    calibration_files, held_out = _images_in(folder), {}
+    for name, files in _class_files(folder).items():
+        trained_apart = set(held_out_files(folder / name))  # what training held out: a check never sees trained files
+        calibration_files += [p for p in files if p not in trained_apart]
+        held_out[name] = [p for p in files if p in trained_apart]
+    return calibration_files, held_out
 
 
 def _labelled(folder: Path, pairs: Sequence[tuple[Path, str]], class_names: Sequence[str], source: str) -> ImageSet:

@@ -52,41 +52,15 @@ from export.precision.calibration import (
     patch_batches,
 )
 from export.precision.check import compare_pipelines, describe, require_agreement
+from export.precision.flag import MODEL_ROLES, PRECISIONS
 from export.precision.fp16 import convert_to_fp16
 from export.precision.int8 import INT8_TARGETS, quantize_to_int8
 
 log = logging.getLogger("anchor_edge")
 
-PRECISIONS = tuple(precision.value for precision in Precision)
-MODEL_ROLES = tuple(role.value for role in Role)
-
 
 class ConversionError(ExportError):
     """A model could not be converted (the converter or quantizer failed on its graph)."""
-
-
-def parse_precision(text: str) -> dict[Role, Precision]:
-    """`--precision` value -> {role: precision}.
-
-    "int8" sets both models; "anchornet=fp32,downstream=int8" sets each (an
-    unnamed model stays fp32).
-
-    Example:
-        >>> parse_precision("downstream=int8")
-        {'anchornet': 'fp32', 'downstream': 'int8'}
-    """
-    if text in PRECISIONS:
-        return dict.fromkeys(Role, Precision(text))
-    chosen = dict.fromkeys(Role, Precision.FP32)
-    for item in text.split(","):
-        role, _, precision = item.partition("=")
-        if role not in MODEL_ROLES or precision not in PRECISIONS:
-            raise InputError(
-                f"--precision {text!r}: expected one of {', '.join(PRECISIONS)}, or ROLE=PRECISION pairs "
-                f"separated by commas with ROLE in {', '.join(MODEL_ROLES)} (e.g. anchornet=fp32,downstream=int8)"
-            )
-        chosen[Role(role)] = Precision(precision)
-    return chosen
 
 
 @dataclass(frozen=True)

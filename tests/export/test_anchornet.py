@@ -307,3 +307,18 @@ def test_attention_pooling_reads_the_logit_map_where_s_puts_its_weight():
     for b, f in enumerate(maps[:3]):
         torch.testing.assert_close(probs[:, b], f[:, :, 2, 3].softmax(1))
         assert (probs[:, b] - f.mean((2, 3)).softmax(1)).abs().max() > 1e-3, "flat maps: the test proves nothing"
+
+
+def test_a_data_parallel_checkpoint_loads_and_another_networks_is_a_one_line_error(tmp_path):
+    from anchor_edge.errors import InputError
+    from export.models.loading import load_anchornet
+
+    torch.manual_seed(0)
+    model = AnchorNet(num_classes=4)
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt")  # no recorded classes
+    loaded = load_anchornet(tmp_path / "dp.pt", None, None)
+    assert loaded.module.num_classes == 4
+    assert torch.equal(loaded.module.state_dict()["branches.0.classifier.weight"], model.branches[0].classifier.weight)
+    torch.save(nn.Linear(2, 3).state_dict(), tmp_path / "other.pt")  # say, a downstream's weights by mistake
+    with pytest.raises(InputError, match=r"other\.pt is not an AnchorNet checkpoint .*give the file export\.train"):
+        load_anchornet(tmp_path / "other.pt", None, None)

@@ -77,7 +77,8 @@ def test_the_precision_gate_checks_on_the_calibration_folders_held_out_images_wi
     import shutil
 
     from anchor_edge.bundle.schema import read_manifest
-    from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision
+    from export.precision.convert import PrecisionOptions, convert_bundle
+    from export.precision.flag import parse_precision
 
     bundle = tmp_path / "bundle"
     shutil.copytree(small_bundle, bundle)
@@ -106,6 +107,22 @@ def test_the_check_set_takes_held_out_files_only_one_class_after_another(tmp_pat
     ]
     assert str(tmp_path) in checked.source
     assert len(check_images(tmp_path, ["cat", "dog"], 16).images) == 4, "no more than the folder holds out"
+
+
+def test_a_class_folders_subfolder_never_shifts_which_files_are_held_out_from_those_training_held_out(tmp_path):
+    from export.data.folder import ImageFolder
+    from export.data.source import HELD_OUT
+
+    for name in ("cat", "dog"):
+        for j in range(5):  # training holds out cat/4.png and dog/4.png: the class folder's own fifth file
+            write(tmp_path / name / f"{j}.png", 10 * j + (name == "dog"))
+    write(tmp_path / "cat" / "0-extra" / "a.png", 200)  # sorts among cat's files, in a subfolder training never reads
+    trained_apart = {path.relative_to(tmp_path).as_posix() for path, _ in ImageFolder.open(tmp_path).files[HELD_OUT]}
+    assert trained_apart == {"cat/4.png", "dog/4.png"}
+    assert {name for name, _ in check_images(tmp_path, ["cat", "dog"], 16).images} == trained_apart
+    calibration, held_out = folder_split(tmp_path, ["cat", "dog"])
+    assert {name for name, _ in held_out.images} == trained_apart
+    assert "cat/0-extra/a.png" in values(calibration.images)
 
 
 def test_a_check_folder_without_held_out_images_is_an_error_and_none_takes_the_default_split(tmp_path):

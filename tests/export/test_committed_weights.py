@@ -63,7 +63,8 @@ def test_fp16_conversion_of_the_shipped_bundle_agrees_with_fp32(default_bundle, 
     import shutil
 
     from export.precision.calibration import ImageSet
-    from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision
+    from export.precision.convert import PrecisionOptions, convert_bundle
+    from export.precision.flag import parse_precision
 
     copy = tmp_path / "fp16"
     shutil.copytree(default_bundle, copy)

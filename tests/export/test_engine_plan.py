@@ -132,3 +132,61 @@ def test_building_without_tensorrt_is_a_clear_error(bundle_dir, monkeypatch):
     finally:
         tensorrt_available.cache_clear()
     assert not (bundle_dir / "downstream.engine").exists()
+
+
+def test_a_failed_engine_build_leaves_the_recorded_engines_in_place_and_a_whole_one_replaces_them(
+    small_bundle, tmp_path, monkeypatch
+):
+    """The builder is a stand-in (no TensorRT here): the downstream build fails after AnchorNet's succeeded."""
+    import shutil
+    from pathlib import Path
+
+    from export.engines import build
+
+    bundle = shutil.copytree(small_bundle, tmp_path / "bundle")
+    for role in ("anchornet", "downstream"):
+        (bundle / f"{role}.engine").write_bytes(b"working " + role.encode())
+    identity = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
+    monkeypatch.setattr(build, "_require_tensorrt", lambda: None)
+    monkeypatch.setattr(build, "machine_identity", lambda: identity)
+    failing = {"downstream"}
+
+    def stand_in(onnx_path, engine_path, profiles, **_):
+        role = Path(onnx_path).stem
+        if role in failing:
+            raise EngineBuildError(f"TensorRT failed to build {role}.engine")
+        Path(engine_path).write_bytes(b"new " + role.encode())
+
+    monkeypatch.setattr(build, "build_engine", stand_in)
+    with pytest.raises(EngineBuildError, match="downstream.engine"):
+        build.build_engines(bundle)
+    assert [(bundle / f"{r}.engine").read_bytes() for r in ("anchornet", "downstream")] == [
+        b"working anchornet",
+        b"working downstream",
+    ]
+    assert not [p.name for p in bundle.iterdir() if p.name.endswith(".building")]
+    failing.clear()
+    records = build.build_engines(bundle)
+    assert (bundle / "anchornet.engine").read_bytes() == b"new anchornet" and records["anchornet"].file == (
+        "anchornet.engine"
+    )
+    assert records["downstream"].sha256 == build.sha256_of(bundle / "downstream.engine")
+
+
+def test_new_engines_drop_the_verify_result_of_the_old_ones_and_keep_the_others(bundle_dir):
+    def result(backend):
+        return {
+            "backend": backend,
+            "images": 16,
+            "top1_agreement": 1.0,
+            "max_abs_diff": {"anchornet_probs": 0.0},
+            "min_agreement": 0.95,
+            "passed": True,
+        }
+
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    manifest["verified"] = [result("tensorrt"), result("onnxruntime:CPUExecutionProvider")]
+    (bundle_dir / "bundle.json").write_text(json.dumps(manifest))
+    record_engines(bundle_dir, records())
+    kept = json.loads((bundle_dir / "bundle.json").read_text())["verified"]
+    assert [r["backend"] for r in kept] == ["onnxruntime:CPUExecutionProvider"]

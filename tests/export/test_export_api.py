@@ -122,6 +122,18 @@ def test_export_bundle_refuses_bad_arguments_before_writing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_checkpoints_that_name_their_classes_differently_are_refused_before_writing(small_models, tmp_path):
+    """AnchorNet's decided class indexes its names; the downstream's scores index its own: one order for both."""
+    models, _, _ = small_models
+    names = [f"c{i}" for i in range(10)]
+    torch.save({"state_dict": models.anchornet.state_dict(), "class_names": names}, tmp_path / "anchornet.pt")
+    torch.save({"state_dict": models.downstream.state_dict(), "class_names": names[::-1]}, tmp_path / "resnet18.pt")
+    out = tmp_path / "b"
+    with pytest.raises(InputError, match=r"downstream resnet18 records disagree .*same classes, in one order"):
+        export_bundle(tmp_path / "anchornet.pt", f"resnet18:{tmp_path / 'resnet18.pt'}", out)
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_the_command_line_passes_the_flags_and_refuses_a_contradiction(tmp_path):
     script = [sys.executable, str(REPO / "export" / "to_trt.py"), "--num-classes", "10", "--out", str(tmp_path / "b")]

@@ -79,6 +79,14 @@ def test_efficientnet_lite0_keeps_its_top1_on_onnx_runtime(tmp_path):
     assert report.max_abs_diff["logits"] < 1e-3
 
 
+def test_an_imagenet_backbone_under_a_new_random_head_makes_an_untrained_bundle(small_models, tmp_path, caplog):
+    """Its classes mean nothing yet: `trained` false, and the export says so, as for a random network."""
+    _, anchornet_ckpt, _ = small_models
+    out = export_bundle(anchornet_ckpt, "efficientnet_lite0", tmp_path / "bundle")
+    assert json.loads((out / "bundle.json").read_text())["trained"] is False
+    assert "UNTRAINED WEIGHTS: downstream efficientnet_lite0 is imagenet-backbone+random-head" in caplog.text
+
+
 def test_a_failed_verification_leaves_the_previous_bundle_untouched(small_models, small_bundle, tmp_path):
     import shutil
 
@@ -112,6 +120,45 @@ def test_an_export_flag_beside_bundle_is_refused_rather_than_dropped(small_bundl
     assert "--check-dir, --precision apply to an export, not to --bundle DIR" in capsys.readouterr().err
     assert cli.main(["--bundle", str(small_bundle), "--preset", "visual"]) == 2
     assert "--preset applies to an export" in capsys.readouterr().err
+
+
+def test_precision_flags_for_a_conversion_the_export_does_not_make_are_refused_before_it(tmp_path, capsys):
+    from export import cli
+
+    out = ["--out", str(tmp_path / "b")]
+    assert cli.main([*out, "--min-agreement", "0.9"]) == 2
+    assert (
+        "--min-agreement needs a model converted to fp16 or int8 (--precision), and this export keeps anchornet fp32"
+        in (capsys.readouterr().err)
+    )
+    assert cli.main([*out, "--precision", "fp16", "--calibration-dir", str(tmp_path), "--int8-target", "tensorrt"]) == 2
+    assert "--int8-target needs an int8 model; --calibration-dir needs an int8 model" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_engines_for_a_bundle_quantized_for_the_cpu_say_to_re_export_it(small_bundle, tmp_path, capsys):
+    import shutil
+
+    from export import cli
+
+    bundle = shutil.copytree(small_bundle, tmp_path / "int8cpu")
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["models"]["downstream"]["int8"] = {  # as an --int8-target cpu export records it
+        "format": "QDQ",
+        "target": "cpu",
+        "activations": "uint8",
+        "weights": "int8",
+        "calibration_method": "MinMax",
+        "unquantized_op_types": [],
+        "float_layers": [],
+        "float_output_ops": [],
+        "seven_bit_layers": [],
+    }
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    assert cli.main(["--bundle", str(bundle)]) == 1
+    error = capsys.readouterr().err
+    assert "models.downstream was quantized for ONNX Runtime's CPU (uint8 activations)" in error
+    assert "re-export with --precision downstream=int8 --int8-target tensorrt" in error
 
 
 def test_importing_the_runtime_never_imports_torch():

@@ -30,7 +30,8 @@ from export.precision.calibration import (  # noqa: E402
     localized_patches,
 )
 from export.precision.check import PrecisionCheckError, compare_pipelines, describe  # noqa: E402
-from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision  # noqa: E402
+from export.precision.convert import PrecisionOptions, convert_bundle  # noqa: E402
+from export.precision.flag import parse_precision  # noqa: E402
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 IMAGENET_MEAN, IMAGENET_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])

@@ -66,6 +66,19 @@ def test_a_flag_may_repeat_the_source_but_not_contradict_it():
         apply_preprocessing(named, PreprocessingFlags(class_names=["x", "y", "z"]))
 
 
+def test_an_assumed_mean_and_std_follow_the_channels_to_bgr_and_given_ones_stay_as_given(caplog):
+    """ImageNet's red mean is 123.675: a BGR network's first channel is blue, so its assumed mean starts 103.53."""
+    with caplog.at_level(logging.WARNING, logger="anchor_edge"):
+        bgr = apply_preprocessing(_net(), PreprocessingFlags(channel_order="bgr"))
+    assert bgr.channel_order == "BGR" and bgr.mean == pytest.approx((103.53, 116.28, 123.675))
+    assert bgr.std == (57.0, 57.0, 58.0)
+    assert "mean (103.53, 116.28, 123.675), std (57.0, 57.0, 58.0), BGR" in caplog.text
+    given = apply_preprocessing(
+        _net(), PreprocessingFlags(mean=(104.0, 117.0, 123.0), std=(1, 2, 3), pixel_range="0-255", channel_order="bgr")
+    )
+    assert given.mean == (104.0, 117.0, 123.0) and given.std == (1.0, 2.0, 3.0)  # in the network's order, as given
+
+
 def test_an_assumed_normalisation_is_said_aloud(caplog):
     with caplog.at_level(logging.WARNING, logger="anchor_edge"):
         apply_preprocessing(_net(), PreprocessingFlags())

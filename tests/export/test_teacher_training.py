@@ -110,7 +110,8 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
     arguments = [str(bundle), "--data", str(folder), "--weights", str(out), "--out", str(written), "--threads", "1"]
     assert folder_run(arguments) == 0
     run = json.loads(written.read_text())
-    assert run["eval"]["top1"] == scored["top1"] and "predictions" not in run["eval"]
+    assert run["eval"]["images"] == 2 and "predictions" not in run["eval"]  # a flat folder: the 2 held out, and said
+    assert run["scored"] == f"the files training held out of {folder} (every 5th of a class folder's own files)"
     assert run["training"] == report
     assert run["bundle"]["sha256"]["downstream"] == sha256(bundle / manifest["models"]["downstream"]["file"])
     assert folder_run([*arguments[:3], "--weights", str(tmp_path / "nowhere"), "--out", str(written)]) == 1

@@ -133,7 +133,8 @@ def test_reduced_precision_engines_agree_with_fp32_on_real_photos(
     from anchor_edge import Pipeline
     from export.engines.build import build_engines, record_engines
     from export.precision.calibration import ImageSet
-    from export.precision.convert import PrecisionOptions, convert_bundle, parse_precision
+    from export.precision.convert import PrecisionOptions, convert_bundle
+    from export.precision.flag import parse_precision
 
     root = tmp_path / "bundle"
     shutil.copytree(small_bundle, root)
