@@ -36,6 +36,7 @@ from tqdm import tqdm
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import Bundle, load_bundle
 from anchor_edge.bundle.baselines import BaselineEntry, read_baselines_for
+from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError, BundleError
 from anchor_edge.method.budget import patch_costs, within_budget
@@ -54,7 +55,7 @@ from benchmarks.accuracy_report import (
     table,
     write_chart,
 )
-from benchmarks.report import write_json
+from benchmarks.report import environment, write_json
 from export.data.digits import SCALE_FIELDS, make_sample
 
 DEFAULT_BUNDLE = Path("bundles/default")
@@ -205,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     except AnchorEdgeError as error:
         print(f"accuracy benchmark failed: {error}", file=sys.stderr)
         return 1
-    report = summarize(records, bundle.manifest, full, resized)
+    shas = {role.value: bundle.manifest.models[role].sha256 for role in Role}
+    report = {
+        "environment": environment(None),  # the commit and machine, as every benchmark report carries them
+        "bundle": {"path": str(args.bundle), "sha256": shas},  # the models measured, for the docs' stamps
+        **summarize(records, bundle.manifest, full, resized),
+    }
     print(table(report))
     if args.json:
         write_json(args.json, report)

@@ -24,6 +24,7 @@ from typing import Any
 from anchor_edge import Pipeline
 from anchor_edge.backends.openvino import cpu_supports, openvino_devices
 from anchor_edge.bundle.check_set import verify_bundle
+from anchor_edge.cli.options import positive_int
 from anchor_edge.errors import AnchorEdgeError
 from benchmarks import report
 from benchmarks.measure import interleaved, paired_ratio, summarize
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
                     },
                 }
             )
+    except AnchorEdgeError as error:  # e.g. an --int8 bundle exported before bundles carried a check set
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
     finally:
         for pipe in pipelines.values():
             pipe.close()
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--int8", type=Path, help="an INT8 export of it (python export/to_trt.py --precision downstream=int8)"
     )
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8])
     parser.add_argument(
         "--seconds", type=float, default=20.0, help="measuring time per batch size (default: %(default)s)"
     )

@@ -26,7 +26,7 @@ from anchor_edge import Pipeline
 from anchor_edge.bundle.choices import Role
 from anchor_edge.cli.options import add_decision_options
 from anchor_edge.errors import AnchorEdgeError
-from anchor_edge.evaluation.folder import held_out_split, read_labelled_folder
+from anchor_edge.evaluation.folder import HELD_OUT_EVERY, held_out_split, read_labelled_folder
 from anchor_edge.evaluation.report import table
 from anchor_edge.evaluation.score import evaluate
 from anchor_edge.evaluation.summary import summarize
@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "folder training (export.train --data) and anchor-edge eval on its held-out images",
         "environment": environment(args.note),
         "bundle": {"path": str(args.bundle), "sha256": shas},
+        "scored": (
+            f"the files training held out of {args.data} (every {HELD_OUT_EVERY}th of a class folder's own files)"
+            if flat
+            else f"every image of {folder.split}"
+        ),
         "training": training,
         "eval": summary,
     }

@@ -10,6 +10,7 @@ flag away.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,11 @@ def load_images(spec: str) -> list[tuple[str, np.ndarray]]:
     folder = Path(spec)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     images = [(p.name, cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in files]
+    unreadable = [name for name, image in images if image is None]
+    if unreadable:  # left out, and said: the report lists the images it timed (settings.images)
+        print(
+            f"skipped {len(unreadable)} unreadable image(s) in {folder}: {', '.join(unreadable[:5])}", file=sys.stderr
+        )
     images = [(name, image) for name, image in images if image is not None]
     if not images:
         raise OSError(f"no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")

@@ -36,8 +36,10 @@ def interleaved(
     rounds run the items in reverse (A B C C B A ...), so no item always runs
     right after the same neighbour or always first in a round. The
     warm-up also runs whole rounds (first calls allocate arenas and pick
-    kernels). Measurement stops after `iterations` rounds when given, else when
-    `seconds` have passed; at least two rounds always run, so std exists.
+    kernels). Measurement stops after `iterations` rounds when given, else at
+    the end of the first whole pass over `batches` once `seconds` have passed,
+    so every batch is timed equally often and the images' mix is the one
+    chosen; at least two rounds always run, so std exists.
     """
     if not items or not batches:
         raise ValueError("nothing to measure: give at least one item and one batch")
@@ -57,7 +59,10 @@ def interleaved(
             for key, ms in breakdown.items():
                 samples[name].setdefault(key, []).append(ms)
         rounds += 1
-        done = rounds >= iterations if iterations else time.perf_counter() - start >= (seconds or 0.0)
+        if iterations:
+            done = rounds >= iterations
+        else:
+            done = rounds % len(batches) == 0 and time.perf_counter() - start >= (seconds or 0.0)
         if done and rounds >= 2:
             return samples
 

@@ -53,6 +53,8 @@ from benchmarks.measure import summarize
 
 BATCH_SIZE = 16
 ACTORS = (1, 2)
+#: The steady rate leaves the first batch out: fewer images would leave the most actors no batch to time.
+MIN_IMAGES = BATCH_SIZE * (max(ACTORS) + 1)
 CONCURRENCY = (1, 8, 32)
 REQUESTS_PER_LEVEL = 128
 WARMUP_REQUESTS = 16
@@ -372,12 +374,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--bundle", type=Path, default=Path("bundles/default"))
     parser.add_argument(
-        "--images", type=int, default=256, help="test images to write and classify (default: %(default)s)"
+        "--images",
+        type=_enough_images,
+        default=256,
+        help=f"test images to write and classify, at least {MIN_IMAGES} (default: %(default)s)",
     )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
     parser.add_argument("--note", help="a note stored with the environment")
     return parser
+
+
+def _enough_images(text: str) -> int:
+    count = int(text)
+    if count < MIN_IMAGES:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGES}, got {count}")
+    return count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -386,12 +398,17 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="anchor-edge-scale-") as folder:
         work = Path(folder)
         paths = write_images(work, args.images)
+        try:
+            measured_in_process = in_process(args.bundle, paths)
+        except (AnchorEdgeError, OSError) as error:  # a missing or unreadable bundle: one line, exit 1
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            return 1
         result: dict[str, Any] = {
             "benchmark": "anchor-edge on Ray",
             "environment": report.environment(args.note),
             "bundle": str(args.bundle),
             "images": len(paths),
-            "in_process": in_process(args.bundle, paths),
+            "in_process": measured_in_process,
             "access_and_metrics": access_and_metrics_overhead(),
         }
         began = time.perf_counter()

@@ -36,7 +36,7 @@ from benchmarks.report import environment
 from export.data.photos import real_photos
 from export.models.anchornet import branch_specs
 from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
-from export.models.loading import load_anchornet
+from export.models.loading import LoadedAnchorNet, load_anchornet
 
 LABEL = "PyTorch CUDA, not TensorRT"
 
@@ -87,9 +87,10 @@ class Timer:
         return self.begin.elapsed_time(end)
 
 
-def method_item(anchornet, downstream, params, timer: Timer):
-    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.method.patches`),
-    then every patch, grouped by size."""
+def method_item(loaded: LoadedAnchorNet, downstream, params, timer: Timer):
+    """AnchorNet on the batch, decision + LSP on the host (`anchor_edge.method.patches`, by the checkpoint's branch
+    rule and heatmap, as its bundle would run), then every patch, grouped by size."""
+    anchornet = loaded.module
     branches = branch_specs(pooling=anchornet.pooling)
     names = anchornet_output_names(branches)
 
@@ -99,7 +100,8 @@ def method_item(anchornet, downstream, params, timer: Timer):
         anchornet_ms = timer.stop()
         begin = time.perf_counter()
         host = {name: output.float().cpu().numpy() for name, output in zip(names, outputs)}
-        boxes = [image.boxes for image in locate(host, branches, params, vote_min=2)]
+        located = locate(host, branches, params, 2, branch_rule=loaded.branch_rule, heatmap=loaded.heatmap)
+        boxes = [image.boxes for image in located]
         groups = cut_by_size(batch, boxes, stack=list)  # stacked on the GPU below, inside the timed region
         host_ms = (time.perf_counter() - begin) * 1e3
         timer.start()
@@ -132,17 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     torch.backends.cudnn.benchmark = True
-    anchornet = load_anchornet(args.anchornet, args.num_classes, "gap").module
-    downstream = torchvision.models.resnet50(num_classes=anchornet.num_classes)
-    anchornet, downstream = (
-        m.eval().to(device, dtype, memory_format=torch.channels_last) for m in (anchornet, downstream)
-    )
+    loaded = load_anchornet(args.anchornet, args.num_classes, None)  # the checkpoint's pooling, as its bundle's
+    downstream = torchvision.models.resnet50(num_classes=loaded.module.num_classes)
+    for module in (loaded.module, downstream):
+        module.eval().to(device, dtype, memory_format=torch.channels_last)
     crops = np.stack([resize_and_crop(image)[0] for _, image in real_photos()])
     inputs = torch.from_numpy(normalize(crops, IMAGENET_MEAN, IMAGENET_STD)).to(device, dtype)
     warmup, seconds, iterations = (0.0, None, 2) if args.quick else (args.warmup, args.seconds, None)
     timer = Timer(device)
     items = {
-        "method": method_item(anchornet, downstream, PRESETS[args.preset], timer),
+        "method": method_item(loaded, downstream, PRESETS[args.preset], timer),
         "full_image": full_image_item(downstream, timer),
     }
     results = []

@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anchor_edge.cli.options import (
     add_backend_options,
@@ -31,6 +32,11 @@ from anchor_edge.cli.options import (
 )
 from anchor_edge.evaluation.folder import HELD_OUT_EVERY
 from anchor_edge.method.lsp import PRESETS
+
+if TYPE_CHECKING:
+    from anchor_edge.evaluation.folder import LabelledFolder
+    from anchor_edge.evaluation.score import Evaluation
+    from anchor_edge.pipeline import Pipeline
 
 log = logging.getLogger("anchor_edge")
 
@@ -86,17 +92,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from anchor_edge.evaluation.folder import read_labelled_folder
     from anchor_edge.evaluation.report import require_matplotlib, save_png, table
     from anchor_edge.evaluation.summary import agreement, summarize
+    from anchor_edge.pipeline import Pipeline
 
     if args.png is not None:  # before the evaluation, not after it: a missing matplotlib is known at once
         require_matplotlib()
-    first = _evaluate(args.bundle, args, backend_keywords(args))
-    summary = summarize(first)
-    compared = None
+    sides = [(args.bundle, backend_keywords(args))]
     if args.compare is not None or args.compare_backend is not None:
-        second = _evaluate(args.compare or args.bundle, args, _compare_keywords(args))
-        compared = {**summarize(second), "agreement": agreement(first, second)}
+        sides.append((args.compare or args.bundle, _compare_keywords(args)))
+    with ExitStack() as stack:
+        # Both sides open, and read the folder for their classes, before either scores an image: a second bundle
+        # that cannot run, or has other classes, is known at once rather than after the first side's whole run.
+        opened = []
+        for bundle, keywords in sides:
+            pipe = stack.enter_context(Pipeline.from_bundle(bundle, **_options(args, keywords)))
+            log.info("bundle %s on %s", bundle, pipe.anchornet.describe())
+            opened.append(
+                (bundle, pipe, read_labelled_folder(args.data, pipe.bundle.class_names, held_out_only=args.held_out))
+            )
+        evaluations = [_evaluate(bundle, pipe, folder, args) for bundle, pipe, folder in opened]
+    summary = summarize(evaluations[0])
+    compared = None
+    if len(evaluations) == 2:
+        compared = {**summarize(evaluations[1]), "agreement": agreement(*evaluations)}
     if args.json:
         print(json.dumps({**summary, "compare": compared}), flush=True)
     else:
@@ -108,15 +130,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(bundle: Path, args: argparse.Namespace, keywords: dict):
-    """Open `bundle` with `keywords`, read the labelled folder for its classes, score every image."""
-    from tqdm import tqdm
-
-    from anchor_edge.evaluation.folder import read_labelled_folder
-    from anchor_edge.evaluation.score import evaluate
-    from anchor_edge.pipeline import Pipeline
-
-    options = dict(
+def _options(args: argparse.Namespace, keywords: dict) -> dict:
+    """Pipeline.from_bundle's keywords for one side: the method's flags and that side's backend."""
+    return dict(
         preset=args.preset,
         branch_rule=args.branch_rule,
         heatmap=args.heatmap,
@@ -124,14 +140,18 @@ def _evaluate(bundle: Path, args: argparse.Namespace, keywords: dict):
         budget=args.budget,
         **keywords,
     )
-    with Pipeline.from_bundle(bundle, **options) as pipe:
-        log.info("bundle %s on %s", bundle, pipe.anchornet.describe())
-        folder = read_labelled_folder(args.data, pipe.bundle.class_names, held_out_only=args.held_out)
 
-        def bar(files):
-            return tqdm(files, desc=f"eval {bundle.name}", unit="image", disable=None, leave=False, mininterval=1)
 
-        return evaluate(pipe, folder, preset=args.preset, progress=bar)
+def _evaluate(bundle: Path, pipe: Pipeline, folder: LabelledFolder, args: argparse.Namespace) -> Evaluation:
+    """Score every image of the labelled folder on the opened pipeline, with a progress bar."""
+    from tqdm import tqdm
+
+    from anchor_edge.evaluation.score import evaluate
+
+    def bar(files):
+        return tqdm(files, desc=f"eval {bundle.name}", unit="image", disable=None, leave=False, mininterval=1)
+
+    return evaluate(pipe, folder, preset=args.preset, progress=bar)
 
 
 def _compare_keywords(args: argparse.Namespace) -> dict:

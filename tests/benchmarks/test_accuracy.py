@@ -68,3 +68,16 @@ def test_baselines_of_another_network_are_refused_before_any_work(small_bundle, 
     out = tmp_path / "report" / "accuracy.json"
     assert main(["--bundle", str(small_bundle), "--baselines", str(tmp_path), "--json", str(out)]) == 1
     assert "another_net baseline" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_written_report_names_the_commit_and_the_models_it_measured(small_bundle, baselines, tmp_path):
+    from benchmarks.accuracy import main
+
+    out = tmp_path / "accuracy.json"
+    assert (
+        main(["--bundle", str(small_bundle), "--baselines", str(baselines), "--images", "2", "--json", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    manifest = json.loads((small_bundle / "bundle.json").read_text())
+    assert report["bundle"]["sha256"] == {role: entry["sha256"] for role, entry in manifest["models"].items()}
+    assert "commit" in report["environment"] and report["images"] == 2

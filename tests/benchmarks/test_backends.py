@@ -41,3 +41,9 @@ def test_backends_side_by_side_with_agreement(small_bundle, tmp_path, capsys):
     assert result["over_reference_paired"][backends.REFERENCE] == pytest.approx(1.0)
     assert set(result["wall_ms"]) == set(labels)
     assert "agreement" in capsys.readouterr().out
+
+
+def test_a_batch_size_below_one_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        backends.main(["--batch-sizes", "1", "0"])
+    assert stop.value.code == 2 and "needs an integer >= 1, got '0'" in capsys.readouterr().err

@@ -30,6 +30,15 @@ def test_interleaved_runs_items_in_rounds_on_the_same_batch():
     assert [len(samples[n]["wall"]) for n in "AB"] == [3, 3] and samples["A"]["part"] == [1.0, 1.0, 1.0]
 
 
+def test_a_timed_measurement_ends_on_a_whole_pass_over_the_batches():
+    """Every batch timed equally often, whatever the clock: the mix of images is the one chosen."""
+    calls = []
+    samples = interleaved(
+        {"A": lambda batch: calls.append(batch) or {}}, ["b0", "b1", "b2"], warmup_s=0.0, seconds=0.0, iterations=None
+    )
+    assert calls == ["b0", "b1", "b2"] and len(samples["A"]["wall"]) == 3
+
+
 def test_summary_statistics_on_a_hand_example():
     stats = summarize([4.0, 1.0, 3.0, 2.0])
     # mean 2.5; sample std sqrt(((1.5)^2 + (0.5)^2) * 2 / 3) = sqrt(5/3); linear-interpolated p90 = 3 + 0.7.
@@ -204,7 +213,7 @@ def test_torch_method_runs_on_cpu(tmp_path):
     assert result["throughput_images_per_s"]["method"] == pytest.approx(1e3 / method["wall"]["mean"])
 
 
-def test_a_digits_bundle_is_timed_on_the_digits_test_images_and_others_on_photos(tmp_path):
+def test_a_digits_bundle_is_timed_on_the_digits_test_images_and_others_on_photos(tmp_path, capsys):
     from benchmarks.images import DIGITS_IMAGES, default_images, load_images
     from export.data.digits import make_sample
 
@@ -216,7 +225,10 @@ def test_a_digits_bundle_is_timed_on_the_digits_test_images_and_others_on_photos
     cv2 = pytest.importorskip("cv2")
     cv2.imwrite(str(tmp_path / "one.png"), digits[0][1])
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "torn.png").write_bytes(b"\x89PNG not really")
     assert [name for name, _ in load_images(str(tmp_path))] == ["one.png"]
+    said = capsys.readouterr().err
+    assert "skipped 1 unreadable image(s)" in said and "torn.png" in said
     with pytest.raises(OSError, match="no readable images"):
         load_images(str(tmp_path / "missing"))
 

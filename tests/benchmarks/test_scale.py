@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks import scale
 
 
@@ -19,3 +21,13 @@ def test_the_overhead_measurement_reports_every_part_per_request():
     line = scale.overhead_line(figures)
     assert f"{figures['request_path_us']:.1f} us on the request path" in line
     assert f"key {figures['auth_us']:.1f} us" in line and f"{figures['store_us']:.1f} us more" in line
+
+
+def test_too_few_images_is_a_usage_error_and_a_missing_bundle_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        scale.build_parser().parse_args(["--images", "8"])  # the steady rate would time no batch
+    assert stop.value.code == 2 and f"must be at least {scale.MIN_IMAGES}, got 8" in capsys.readouterr().err
+    args = scale.build_parser().parse_args(["--bundle", str(tmp_path / "missing"), "--images", str(scale.MIN_IMAGES)])
+    assert scale.run(args) == 1  # before Ray is started
+    error = capsys.readouterr().err
+    assert error.startswith("benchmark failed:") and error.count("\n") == 1

@@ -222,3 +222,15 @@ def test_eval_compares_a_second_bundle(small_bundle, labelled, tmp_path):
     assert lines[heading + 3].split()[4:] == ["100.0", "%"] * 3
     widths = [len(line) for line in lines[heading : heading + 4]]
     assert widths[:3] == [widths[0]] * 3 and widths[3] == widths[0] - 14, "the columns line up under their headings"
+
+
+def test_a_second_bundle_that_cannot_open_stops_the_run_before_any_image_is_scored(
+    small_bundle, labelled, tmp_path, monkeypatch, capsys
+):
+    from anchor_edge.cli import main
+    from anchor_edge.evaluation import score
+
+    monkeypatch.setattr(score, "evaluate", lambda *_, **__: pytest.fail("scored images before the second side opened"))
+    args = ["eval", str(small_bundle), "--data", str(labelled[0]), "--backend", "onnxruntime"]
+    assert main([*args, "--compare", str(tmp_path / "typo")]) == 1
+    assert "typo" in capsys.readouterr().err
