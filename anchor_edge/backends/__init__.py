@@ -61,7 +61,7 @@ def resolve_backend(bundle: Bundle, backend: str) -> str:
     if backend == "tensorrt" and not has_engines:
         raise BackendError(
             f"{bundle.root} has no TensorRT engines; build them on the target GPU with "
-            f"python export/to_trt.py --out {bundle.root}, or use backend='onnxruntime'"
+            f"python export/to_trt.py --bundle {bundle.root}, or use backend='onnxruntime'"
         )
     return backend
 
