@@ -181,13 +181,9 @@ def run(args: argparse.Namespace) -> int:
     if args.rebuild and args.bundle is None:
         print("--rebuild replaces the engines of --bundle DIR; give the bundle, or drop --rebuild", file=sys.stderr)
         return 2
+    given = _given(args)
     if args.bundle is not None:
-        defaults = vars(build_parser().parse_args([]))
-        export_only = [
-            f"--{dest.replace('_', '-')}"
-            for dest, value in vars(args).items()
-            if dest in defaults and dest not in ENGINE_FLAGS and value != defaults[dest]
-        ]
+        export_only = [_flag(dest) for dest in given if dest not in ENGINE_FLAGS]
         if export_only:
             verb = "applies" if len(export_only) == 1 else "apply"
             print(
@@ -196,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        return _engines_for(args, defaults)
-    if unused := _precision_flags_that_do_not_apply(args):
+        return _engines_for(args, set(given))
+    if unused := _precision_flags_that_do_not_apply(args, given):
         print(unused, file=sys.stderr)
         return 2
     from export.bundle.build import export_bundle  # torch: only for a full export
@@ -237,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
             print(_precision_summary(out))
         available, reason = tensorrt_available()
         if not available:
-            unused = _given(args, ("max_batch", "max_patches", "workspace_gib", "timing_cache"))
+            unused = [
+                _flag(dest) for dest in given if dest in ("max_batch", "max_patches", "workspace_gib", "timing_cache")
+            ]
             note = f" ({', '.join(unused)} unused: they shape the engines)" if unused else ""
             print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime{note}")
             return 0
@@ -274,13 +272,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given(args: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
-    """The flags among `dests` set to other than their defaults, as typed (--max-batch)."""
+def _given(args: argparse.Namespace) -> list[str]:
+    """The flags (their dests, in the parser's order) set to other than the parser's defaults."""
     defaults = vars(build_parser().parse_args([]))
-    return [f"--{dest.replace('_', '-')}" for dest in dests if getattr(args, dest) != defaults[dest]]
+    return [dest for dest, value in vars(args).items() if dest in defaults and value != defaults[dest]]
 
 
-def _precision_flags_that_do_not_apply(args: argparse.Namespace) -> str | None:
+def _flag(dest: str) -> str:
+    """A flag as typed: max_batch -> --max-batch."""
+    return f"--{dest.replace('_', '-')}"
+
+
+def _precision_flags_that_do_not_apply(args: argparse.Namespace, given: list[str]) -> str | None:
     """The usage error for INT8 flags without an INT8 model, or --min-agreement with nothing converted, else None."""
     precisions = set(args.precision.values())
     int8, converted = Precision.INT8 in precisions, precisions != {Precision.FP32}
@@ -289,21 +292,20 @@ def _precision_flags_that_do_not_apply(args: argparse.Namespace) -> str | None:
         ("calibration_dir", int8, "an int8 model"),
         ("min_agreement", converted, "a model converted to fp16 or int8"),
     )
-    unused = [f"{flag} needs {need}" for dest, applies, need in needs if not applies for flag in _given(args, (dest,))]
+    unused = [f"{_flag(dest)} needs {need}" for dest, applies, need in needs if dest in given and not applies]
     if not unused:
         return None
     kept = ", ".join(f"{role} {precision}" for role, precision in args.precision.items())
     return f"{'; '.join(unused)} (--precision), and this export keeps {kept}: drop the flag, or convert"
 
 
-def _engines_for(args: argparse.Namespace, defaults: dict[str, object]) -> int:
+def _engines_for(args: argparse.Namespace, given: set[str]) -> int:
     """--bundle DIR: build (or, with --rebuild, replace stale) engines from the bundle's ONNX files;
-    no torch involved. `defaults` are the parser's, to tell which engine flags were given."""
+    no torch involved. `given`: the flags set to other than their defaults (`_given`)."""
     from anchor_edge.backends.trt.profiles import plan_profiles
     from anchor_edge.backends.trt.runner import engine_mismatches
     from anchor_edge.bundle import load_bundle
 
-    given = {dest for dest in ENGINE_FLAGS if getattr(args, dest) != defaults[dest]}
     try:
         bundle = load_bundle(args.bundle)
         for role in Role:  # uint8 activations: TensorRT's parser or builder would fail on the device, unexplained
@@ -331,7 +333,7 @@ def _engines_for(args: argparse.Namespace, defaults: dict[str, object]) -> int:
                         )
             reasons = [f"{role}: {'; '.join(why)}" for role, why in stale.items() if why]
             if not reasons and len(stale) == len(Role):
-                unused = [f"--{dest.replace('_', '-')}" for dest in sorted(given & {"workspace_gib", "timing_cache"})]
+                unused = [_flag(dest) for dest in sorted(given & {"workspace_gib", "timing_cache"})]
                 note = f" ({', '.join(unused)}: used only when building)" if unused else ""
                 print(f"the engines in {args.bundle} fit this machine; nothing to build{note}")
                 return 0
