@@ -64,6 +64,23 @@ def small_bundle(small_models, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def rolled_bundle(small_models, tmp_path_factory) -> Path:
+    """`small_bundle` with its downstream's classifier rows rolled by one: the same AnchorNet and patches, and a
+    downstream that answers class (c + 1) % 10 wherever small_bundle's answers c (softmax and its sums over patches
+    follow the roll), so the two bundles disagree on every image by construction."""
+    torch = pytest.importorskip("torch")
+    from export.bundle.build import export_bundle
+
+    models, anchornet_ckpt, _ = small_models
+    state = {key: value.clone() for key, value in models.downstream.state_dict().items()}
+    for key in ("fc.weight", "fc.bias"):
+        state[key] = torch.roll(state[key], 1, dims=0)
+    folder = tmp_path_factory.mktemp("rolled")
+    torch.save(state, folder / "resnet18.pt")
+    return export_bundle(anchornet_ckpt, f"resnet18:{folder / 'resnet18.pt'}", folder / "bundle")
+
+
+@pytest.fixture(scope="session")
 def photos():
     """The real photos bundled with scikit-image and scikit-learn, as (name, BGR uint8) pairs."""
     pytest.importorskip("skimage")

@@ -41,7 +41,7 @@ class ImageResult:
     full_image: int
     anchornet: int
     patches: int
-    downstream_multiply_adds: int
+    downstream_multiply_adds: int | None
     pipeline_ms: float
     full_image_ms: float
 
@@ -101,7 +101,7 @@ def evaluate(
             skipped.append((path, str(error)))
             continue
         (prediction, pipeline_ms), (full_class, full_ms) = measured
-        spent = sum(costs[int(size)] for size in _patch_sizes(prediction))
+        spent = None if costs is None else sum(costs[int(size)] for size in _patch_sizes(prediction))
         results.append(
             ImageResult(
                 path,
@@ -145,10 +145,16 @@ def full_image_class(pipe: Pipeline, image: np.ndarray) -> int:
     return int(logits[LOGITS_OUTPUT][0].argmax())
 
 
-def downstream_costs(pipe: Pipeline) -> tuple[dict[int, int], int | None]:
-    """({input size: downstream multiply-adds}, the full crop's: None if bundle.json does not record it)."""
-    costs = dict(pipe.bundle.downstream.multiply_adds)
-    return costs, costs.get(pipe.bundle.crop)
+def downstream_costs(pipe: Pipeline) -> tuple[dict[int, int] | None, int | None]:
+    """({patch size: downstream multiply-adds}, the full crop's), each None where bundle.json lacks a size's count.
+
+    A hand-edited or old bundle.json may leave a size out: its counts are then
+    reported as not recorded, never guessed, and the images are still scored.
+    """
+    recorded = pipe.bundle.downstream.multiply_adds
+    sizes = [branch.receptive_field for branch in pipe.bundle.branches]
+    patches = {size: recorded[size] for size in sizes} if all(size in recorded for size in sizes) else None
+    return patches, recorded.get(pipe.bundle.crop)
 
 
 def _paired(pipe: Pipeline, image: np.ndarray, order: tuple[int, int]) -> tuple[tuple[Prediction, float], tuple]:

@@ -52,10 +52,11 @@ def per_class(results: Sequence[ImageResult], class_names: Sequence[str]) -> lis
 
 
 def multiply_adds(evaluation: Evaluation) -> dict:
-    """The downstream's multiply-adds per image, Pipeline (mean over images) and full image; None without the crop's."""
+    """The downstream's multiply-adds per image, Pipeline (mean over images) and full image; None where a size's
+    count is not in bundle.json."""
     spent = [r.downstream_multiply_adds for r in evaluation.results]
     full = evaluation.full_image_multiply_adds
-    if full is None:
+    if full is None or None in spent:
         return {"pipeline_downstream_mean": None, "full_image": full, "anchornet": evaluation.anchornet_multiply_adds}
     mean = float(np.mean(spent))
     return {

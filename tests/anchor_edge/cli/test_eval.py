@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -207,21 +208,48 @@ def test_held_out_scores_only_the_files_training_held_out_and_a_failed_chart_los
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "drop --held-out" in refused.stderr
 
 
-def test_eval_compares_a_second_bundle(small_bundle, labelled, tmp_path):
-    """A twin copy of the bundle as the second bundle: it is opened, named, and agrees on every image."""
-    import shutil
-
-    twin = shutil.copytree(small_bundle, tmp_path / "twin")
-    args = ["--backend", "onnxruntime", "--threads", "1", "--compare", twin]
-    result = anchor_edge("eval", small_bundle, "--data", labelled[0], *args)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_eval_compares_a_second_bundle(small_bundle, rolled_bundle, labelled):
+    """A second bundle whose downstream answers class c + 1 where the first answers c: it is opened, named, and
+    disagrees with the first on every image, each of its classes the first's plus one."""
+    root, labels, _ = labelled
+    args = ["--backend", "onnxruntime", "--threads", "1", "--compare", rolled_bundle]
+    report = anchor_edge("eval", small_bundle, "--data", root, *args, "--json")
+    assert report.returncode == 0, report.stderr
+    second = json.loads(report.stdout)["compare"]
+    names = load_bundle(small_bundle).class_names
+    shifted = {
+        path: names[(names.index(e["pipeline"]) + 1) % len(names)]
+        for path, e in expected_results(small_bundle, labels, "onnxruntime").items()
+    }
+    assert {p["path"]: p["pipeline"] for p in second["predictions"]} == shifted
+    agreement = second["agreement"]
+    assert (agreement["pipeline"], agreement["full_image"], agreement["anchornet"]) == (0, 0, 1)  # AnchorNet alike
+    table = anchor_edge("eval", small_bundle, "--data", root, *args)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
     heading = lines.index(next(line for line in lines if line.startswith("compared")))
     assert lines[heading + 1].startswith(f"{small_bundle} (onnxruntime)")
-    assert lines[heading + 2].startswith(f"{twin} (onnxruntime)")
-    assert lines[heading + 3].split()[4:] == ["100.0", "%"] * 3
+    assert lines[heading + 2].startswith(f"{rolled_bundle} (onnxruntime)")
+    assert lines[heading + 3].split()[4:] == ["0.0", "%", "0.0", "%", "100.0", "%"]
     widths = [len(line) for line in lines[heading : heading + 4]]
     assert widths[:3] == [widths[0]] * 3 and widths[3] == widths[0] - 14, "the columns line up under their headings"
+
+
+def test_a_patch_size_missing_from_the_recorded_costs_leaves_the_counts_out_and_scores_every_image(
+    small_bundle, labelled, tmp_path
+):
+    root, labels, _ = labelled
+    twin = shutil.copytree(small_bundle, tmp_path / "twin")  # bundle.json edited by hand: the model files stay
+    manifest = json.loads((twin / "bundle.json").read_text())
+    del manifest["models"]["downstream"]["multiply_adds"]["95"]
+    (twin / "bundle.json").write_text(json.dumps(manifest))
+    result = anchor_edge("eval", twin, "--data", root, "--backend", "onnxruntime", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == len(labels) and report["multiply_adds"]["pipeline_downstream_mean"] is None
+    assert all(p["downstream_multiply_adds"] is None for p in report["predictions"])
+    table = anchor_edge("eval", twin, "--data", root, "--backend", "onnxruntime", "--threads", "1")
+    assert "downstream multiply-adds: not recorded per input size in bundle.json" in table.stdout
 
 
 def test_a_second_bundle_that_cannot_open_stops_the_run_before_any_image_is_scored(
