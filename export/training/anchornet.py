@@ -16,8 +16,10 @@ labels.
 The data follows a contrast curriculum (`export.training.common.easy_share`):
 easy samples only at first, none after 15 % of training. At the end both
 poolings are measured through the runtime's decision rule on held-out test
-photos and on training photos, and the checkpoint records the better
-pooling on test (GAP on a tie: the paper's inference).
+photos and on fresh draws of the training data, and the checkpoint records
+the better pooling on the training draws (GAP on a tie: the paper's
+inference), so no choice is made on the images a run reports
+(docs/decisions/028-pooling-chosen-on-training-draws.md).
 """
 
 from __future__ import annotations
@@ -176,9 +178,10 @@ def train_anchornet(
         raise no_step_taken("AnchorNet", budget_minutes)
     save_checkpoint(checkpoint_path, training_state(model, optimizer, step, budget, run))
 
-    report = measure_poolings(model, eval_images, seed, source=source)
-    pooling = "attention" if report["attention"] > report["gap"] else "gap"
+    # The pooling is chosen on fresh draws of the training data, never on the held-out images the run reports.
     on_training_photos = measure_poolings(model, eval_images, seed, split="train", source=source)
+    pooling = "attention" if on_training_photos["attention"] > on_training_photos["gap"] else "gap"
+    report = measure_poolings(model, eval_images, seed, source=source)
     report.update(
         pooling=pooling,
         train_photos=on_training_photos,

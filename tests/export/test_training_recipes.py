@@ -8,7 +8,7 @@ import torch
 
 from anchor_edge.errors import InputError
 from export.data.digits import make_sample, network_input
-from export.data.source import DIGITS, LabelledImage
+from export.data.source import DIGITS, HELD_OUT, LabelledImage
 from export.models.anchornet import AnchorNet
 from export.models.downstream import EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import downstream_weights
@@ -77,6 +77,22 @@ def test_anchornet_loss_at_uniform_logits_is_three_branches_of_log_ten():
     images, labels, _ = sample_batch("train", range(2), seed=0, window=128)
     loss = anchornet_loss(model, images, labels)
     assert loss.item() == pytest.approx(3 * (2 + AUX_WEIGHT) * math.log(10), rel=1e-5)
+
+
+def test_the_pooling_is_chosen_on_training_draws_not_on_the_held_out_images_reported(tmp_path, monkeypatch):
+    import export.training.anchornet as recipe
+
+    def measured(model, count, seed, batch_size=50, split=HELD_OUT, source=None):  # GAP wins on the held-out images
+        return {"gap": 80.0, "attention": 70.0} if split == HELD_OUT else {"gap": 60.0, "attention": 90.0}
+
+    monkeypatch.setattr(recipe, "measure_poolings", measured)
+    report = train_anchornet(
+        tmp_path / "out", images=2, batch_size=2, seed=0, work_dir=tmp_path / "work", eval_images=2, window_size=128
+    )
+    saved = torch.load(tmp_path / "out" / "anchornet.pt", weights_only=True)
+    assert saved["pooling"] == report["pooling"] == "attention"
+    assert (report["gap"], report["attention"]) == (80.0, 70.0)  # the held-out figures are still reported
+    assert report["train_photos"] == {"gap": 60.0, "attention": 90.0}
 
 
 def test_anchornet_recipe_trains_saves_the_bundle_checkpoint_and_resumes(tmp_path):
