@@ -38,7 +38,10 @@ def test_backends_side_by_side_with_agreement(small_bundle, tmp_path, capsys):
     except ImportError:
         pass
     ((result),) = report["results"]
-    assert result["over_reference_paired"][backends.REFERENCE] == pytest.approx(1.0)
+    reference = result["wall_ms"][backends.REFERENCE]
+    for label, ratio in result["over_reference_paired"].items():  # a median of per-round ratios: within the extremes
+        wall = result["wall_ms"][label]
+        assert wall["min"] / reference["max"] <= ratio <= wall["max"] / reference["min"]
     assert set(result["wall_ms"]) == set(labels)
     assert "agreement" in capsys.readouterr().out
 

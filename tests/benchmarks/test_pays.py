@@ -75,7 +75,10 @@ def test_the_report_counts_what_each_method_did_on_the_same_images(small_bundle,
 
     for size in ("1", "2"):
         timing = report["timing"][f"{IMAGES} test"][size]
-        assert timing["methods"][pays.FULL_IMAGE]["ratio_to_full"] == 1.0
+        full = timing["methods"][pays.FULL_IMAGE]["wall_ms"]
+        for method in timing["methods"].values():  # a median of per-round ratios: within the extremes' ratios
+            wall = method["wall_ms"]
+            assert wall["min"] / full["max"] <= method["ratio_to_full"] <= wall["max"] / full["min"]
         assert all(
             m["wall_ms"]["min"] <= m["wall_ms"]["p50"] <= m["wall_ms"]["max"] for m in timing["methods"].values()
         )

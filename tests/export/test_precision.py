@@ -265,22 +265,26 @@ def test_digits_bundles_calibrate_on_the_train_split_and_are_checked_on_the_test
     assert held_out.labels == [0, 1], "sample i of a split shows digit i % 10"
 
 
-def test_check_reports_both_accuracies_when_the_held_out_images_have_labels(small_bundle, few_photos):
-    with Pipeline.from_bundle(small_bundle, backend="onnxruntime") as pipeline:
-        first = pipeline(few_photos[0][1]).class_id
-        others = [(pipeline(image).class_id + 1) % 10 for _, image in few_photos[1:]]
-        labelled = ImageSet(few_photos, "four bundled photos", [first, *others])
-        report = compare_pipelines(pipeline, pipeline, labelled)
-        unlabelled = compare_pipelines(pipeline, pipeline, ImageSet(few_photos, "four bundled photos"))
-    # One of four labels is the class predicted, and a bundle agrees with itself.
-    assert report.top1_accuracy == Accuracy(reference=0.25, candidate=0.25)
-    assert report.pipeline_top1_agreement == 1.0
+def test_check_reports_agreement_and_both_accuracies_when_the_held_out_images_have_labels(
+    small_bundle, rolled_bundle, few_photos
+):
+    # The candidate answers c + 1 where the reference answers c; the labels are the reference's class on the first
+    # photo and its class + 1 on the other three: the reference is right on 1 of 4, the candidate on 3, never both.
+    with (
+        Pipeline.from_bundle(small_bundle, backend="onnxruntime") as reference,
+        Pipeline.from_bundle(rolled_bundle, backend="onnxruntime") as candidate,
+    ):
+        expected = [reference(image).class_id for _, image in few_photos]
+        labels = [expected[0], *((class_id + 1) % 10 for class_id in expected[1:])]
+        report = compare_pipelines(reference, candidate, ImageSet(few_photos, "four bundled photos", labels))
+        unlabelled = compare_pipelines(reference, candidate, ImageSet(few_photos, "four bundled photos"))
+    assert report.top1_accuracy == Accuracy(reference=0.25, candidate=0.75)
+    assert report.pipeline_top1_agreement == 0.0
     assert describe(report) == (
-        "agrees with FP32 on 100.0% of 4 held-out images (top-1 accuracy on their labels 25.0% in FP32, 25.0% here)"
+        "agrees with FP32 on 0.0% of 4 held-out images (top-1 accuracy on their labels 25.0% in FP32, 75.0% here)"
     )
-    assert (
-        unlabelled.top1_accuracy is None and describe(unlabelled) == "agrees with FP32 on 100.0% of 4 held-out images"
-    )
+    assert unlabelled.top1_accuracy is None
+    assert describe(unlabelled) == "agrees with FP32 on 0.0% of 4 held-out images"
 
 
 def test_to_trt_flags_build_the_precision_options():
