@@ -36,7 +36,6 @@ from tqdm import tqdm
 from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import Bundle, load_bundle
 from anchor_edge.bundle.baselines import BaselineEntry, read_baselines_for
-from anchor_edge.bundle.choices import Role
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError, BundleError
 from anchor_edge.method.budget import patch_costs, within_budget
@@ -206,10 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     except AnchorEdgeError as error:
         print(f"accuracy benchmark failed: {error}", file=sys.stderr)
         return 1
-    shas = {role.value: bundle.manifest.models[role].sha256 for role in Role}
     report = {
         "environment": environment(None),  # the commit and machine, as every benchmark report carries them
-        "bundle": {"path": str(args.bundle), "sha256": shas},  # the models measured, for the docs' stamps
+        "bundle": {"path": str(args.bundle), "sha256": bundle.model_sha256s},  # for the docs' stamps
         **summarize(records, bundle.manifest, full, resized),
     }
     print(table(report))

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 from anchor_edge import Pipeline
-from anchor_edge.bundle.choices import Role
 from anchor_edge.cli.options import add_decision_options
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.evaluation.folder import HELD_OUT_EVERY, held_out_split, read_labelled_folder
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         training = json.loads((args.weights / "training_report.json").read_text(encoding="utf-8"))
         settings = dict(preset=args.preset, branch_rule=args.branch_rule, heatmap=args.heatmap, budget=args.budget)
         with Pipeline.from_bundle(args.bundle, backend="onnxruntime", threads=args.threads, **settings) as pipe:
-            shas = {role.value: pipe.bundle.manifest.models[role].sha256 for role in Role}
+            shas = pipe.bundle.model_sha256s
             flat = held_out_split(args.data) == args.data  # no train/ + val/: the files training held out
             folder = read_labelled_folder(args.data, pipe.bundle.class_names, held_out_only=flat)
             summary = summarize(evaluate(pipe, folder, preset=args.preset))

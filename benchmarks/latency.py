@@ -207,7 +207,7 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
         "num_classes": bundle.num_classes,
         "preset": preset or bundle.preset,
         "precision": {"anchornet": bundle.anchornet.precision.value, "downstream": bundle.downstream.precision.value},
-        "sha256": {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256},
+        "sha256": bundle.model_sha256s,
         "costs": cost_accounting(bundle, chosen),
     }
 

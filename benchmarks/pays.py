@@ -378,7 +378,7 @@ def _bundle_info(pipe: Pipeline) -> dict:
         "downstream": bundle.downstream.name,
         "trained": bundle.trained,
         "weights": {"anchornet": bundle.anchornet.weights, "downstream": bundle.downstream.weights},
-        "sha256": {"anchornet": bundle.anchornet.sha256, "downstream": bundle.downstream.sha256},
+        "sha256": bundle.model_sha256s,
         "multiply_adds": {
             "anchornet": int(bundle.anchornet.multiply_adds),
             "downstream_full_image": int(bundle.downstream.multiply_adds[bundle.crop]),

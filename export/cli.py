@@ -172,8 +172,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
+#: The flags that shape the TensorRT engines: unused where no engine is built.
+ENGINE_SHAPE_FLAGS = ("max_batch", "max_patches", "workspace_gib", "timing_cache")
 #: The flags that apply to --bundle DIR (engines from an existing bundle); every other one is the export's.
-ENGINE_FLAGS = ("bundle", "rebuild", "max_batch", "max_patches", "workspace_gib", "timing_cache", "debug")
+ENGINE_FLAGS = ("bundle", "rebuild", *ENGINE_SHAPE_FLAGS, "debug")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,9 +235,7 @@ def run(args: argparse.Namespace) -> int:
             print(_precision_summary(out))
         available, reason = tensorrt_available()
         if not available:
-            unused = [
-                _flag(dest) for dest in given if dest in ("max_batch", "max_patches", "workspace_gib", "timing_cache")
-            ]
+            unused = [_flag(dest) for dest in given if dest in ENGINE_SHAPE_FLAGS]
             note = f" ({', '.join(unused)} unused: they shape the engines)" if unused else ""
             print(f"TensorRT engines not built: {reason}; the ONNX bundle runs on ONNX Runtime{note}")
             return 0

@@ -52,6 +52,10 @@ class Bundle:
     heatmap: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.decision.heatmap.value)
     preset: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.lsp.preset.value)
     trained: ClassVar[_FromManifest[bool]] = _FromManifest(lambda m: m.trained)
+    #: {"anchornet": sha256, "downstream": sha256} of the ONNX models: what a report or a job's rows were made by.
+    model_sha256s: ClassVar[_FromManifest[dict[str, str]]] = _FromManifest(
+        lambda m: {role.value: m.models[role].sha256 for role in Role}
+    )
 
     def path(self, role: Role) -> Path:
         """The model file of `role` (a name inside the bundle directory, checked by the schema)."""

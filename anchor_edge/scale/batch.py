@@ -31,7 +31,6 @@ import numpy as np
 import pyarrow as pa
 
 from anchor_edge.bundle import load_bundle
-from anchor_edge.bundle.choices import Role
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import AnchorEdgeError, ClusterError, InputError
 from anchor_edge.scale.cluster import import_ray
@@ -231,7 +230,7 @@ def run_batch(
 def job_identity(bundle: str | Path) -> dict:
     """What a job's rows depend on: the bundle's two ONNX models (sha256) and the LSP preset it runs."""
     loaded = load_bundle(bundle)
-    return {"models": {role.value: loaded.manifest.models[role].sha256 for role in Role}, "preset": str(loaded.preset)}
+    return {"models": loaded.model_sha256s, "preset": str(loaded.preset)}
 
 
 def quiet_ray_data() -> None:
