@@ -31,7 +31,7 @@ from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
 from anchor_edge.method.budget import check_budget, patch_costs, within_budget
 from anchor_edge.method.decision import check_branch_rule
-from anchor_edge.method.early_exit import check_threshold, classify_until_confident
+from anchor_edge.method.early_exit import check_threshold, classified_sizes, classify_until_confident
 from anchor_edge.method.lsp import LSPParams, check_lsp, preset_params
 from anchor_edge.method.patches import branch_heatmap, check_heatmap, cut_by_size, decide_all, select_all
 from anchor_edge.method.preprocess import CropTransform, ImageLike, crop_bgr, load_image, normalize
@@ -216,12 +216,12 @@ class Pipeline:
             downstream_inputs = anchornet_inputs if shared else self._normalized(crops, Role.DOWNSTREAM, bgr=True)
         patch_probs = self._classify(downstream_inputs, boxes, clock)
         with clock.stage("aggregate"):
+            ran = [classified_sizes(image_boxes, len(probs)) for image_boxes, probs in zip(boxes, patch_probs)]
             boxes = [image_boxes[: len(probs)] for image_boxes, probs in zip(boxes, patch_probs)]
-            totals = [probs.sum(axis=0) for probs in patch_probs]
             boxes_original = [transform.to_original(b) for transform, b in zip(transforms, boxes)]
         timings = clock.timings()
         return [
-            self._prediction(anchor, i, decisions[i], boxes[i], boxes_original[i], patch_probs[i], totals[i], timings)
+            self._prediction(anchor, i, decisions[i], boxes[i], boxes_original[i], patch_probs[i], ran[i], timings)
             for i in range(len(transforms))
         ]
 
@@ -320,10 +320,11 @@ class Pipeline:
         boxes: np.ndarray,
         boxes_original: np.ndarray,
         patch_probs: np.ndarray,
-        total: np.ndarray,
+        classified: tuple[int, ...],
         timings: dict[str, float],
     ) -> Prediction:
         anchor_class, branch = decision
+        total = patch_probs.sum(axis=0)
         class_id = int(total.argmax())
         info = self.bundle.branches[branch]
         attention = tuple(anchor[name][index, 0] for name in self._attention_outputs) or None
@@ -338,6 +339,7 @@ class Pipeline:
             boxes=boxes,
             boxes_original=boxes_original,
             patch_probs=patch_probs,
+            classified_sizes=classified,
             timings=dict(timings),
             attention=attention,
         )

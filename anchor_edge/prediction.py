@@ -23,6 +23,9 @@ class Prediction:
         boxes: (n, 4) int patch boxes [x0, y0, x1, y1) in network-input (224 x 224) pixels, LSP order.
         boxes_original: (n, 4) float boxes in the caller's image pixels (preprocessing inverted).
         patch_probs: (n, C) the downstream network's softmax for each patch, in `boxes` order.
+        classified_sizes: the size of every patch the downstream network ran for this image, in LSP order: those
+            of `boxes`, and with early exit also those of its last round past the patch that made it confident,
+            whose softmax is dropped but whose cost is paid (anchor_edge/method/early_exit.py).
         timings: milliseconds per stage for the batch this image was processed in, "total" (their
             sum), and the time inside each model's runs ("model_anchornet", "model_downstream",
             with TensorRT's device times), which lies within the stages (anchor_edge/timing.py).
@@ -39,6 +42,7 @@ class Prediction:
     boxes: np.ndarray
     boxes_original: np.ndarray
     patch_probs: np.ndarray
+    classified_sizes: tuple[int, ...]
     timings: dict[str, float] = field(default_factory=dict)
     attention: tuple[np.ndarray, ...] | None = None
 

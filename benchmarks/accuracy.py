@@ -39,7 +39,7 @@ from anchor_edge.bundle.baselines import BaselineEntry, read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError, BundleError
 from anchor_edge.method.budget import patch_costs, within_budget
-from anchor_edge.method.early_exit import classify_until_confident
+from anchor_edge.method.early_exit import classified_sizes, classify_until_confident
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
 from anchor_edge.method.preprocess import normalize
@@ -160,10 +160,11 @@ def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[
 
 
 def _record(rows: list[dict], key: str, boxes: list[np.ndarray], patch_probs: list[np.ndarray]) -> None:
-    """One method's class per image (argmax of its summed patch softmaxes) and the sizes of the patches it used."""
+    """One method's class per image (argmax of its summed patch softmaxes) and the sizes of the patches it
+    classified (with early exit, those its last round ran past the confident one too)."""
     for row, image_boxes, probs in zip(rows, boxes, patch_probs):
         row[key] = int(probs.sum(0).argmax())
-        row[f"patch_sizes_{key}"] = [int(b[2] - b[0]) for b in image_boxes[: len(probs)]]
+        row[f"patch_sizes_{key}"] = list(classified_sizes(image_boxes, len(probs)))
 
 
 def _truth(sample, decision: tuple[int, int]) -> dict:

@@ -137,9 +137,10 @@ def _pipeline_method(pipe: Pipeline) -> Classify:
 
 
 def _answers(pipe: Pipeline, predictions: Sequence[Prediction]) -> tuple[list[int], list[int]]:
-    """Each prediction's class and the downstream multiply-adds its patches cost."""
+    """Each prediction's class and the downstream multiply-adds of the patches classified for it (with early exit,
+    those its last round ran past the confident one too)."""
     costs = pipe.bundle.downstream.multiply_adds
-    spent = [sum(int(costs[int(box[2] - box[0])]) for box in p.boxes) for p in predictions]
+    spent = [sum(int(costs[size]) for size in p.classified_sizes) for p in predictions]
     return [p.class_id for p in predictions], spent
 
 

@@ -30,6 +30,7 @@ from anchor_edge.cli.options import (
     backend_keywords,
     threshold,
 )
+from anchor_edge.errors import InputError
 from anchor_edge.evaluation.folder import HELD_OUT_EVERY
 from anchor_edge.method.lsp import PRESETS
 
@@ -100,17 +101,25 @@ def run(args: argparse.Namespace) -> int:
     from anchor_edge.pipeline import Pipeline
 
     if args.png is not None:  # before the evaluation, not after it: a missing matplotlib is known at once
+        if args.png.suffix.lower() != ".png":
+            raise InputError(f"--png {args.png}: give a file name that ends in .png")
         require_matplotlib()
-    sides = [(args.bundle, backend_keywords(args))]
-    if args.compare is not None or args.compare_backend is not None:
-        sides.append((args.compare or args.bundle, _compare_keywords(args)))
+    comparing = args.compare is not None or args.compare_backend is not None
     with ExitStack() as stack:
         # Both sides open, and read the folder for their classes, before either scores an image: a second bundle
         # that cannot run, or has other classes, is known at once rather than after the first side's whole run.
-        opened = []
-        for bundle, keywords in sides:
+        opened: list[tuple[Path, Pipeline, LabelledFolder]] = []
+        for side in range(2 if comparing else 1):
+            bundle = args.bundle if side == 0 else args.compare or args.bundle
+            keywords = backend_keywords(args) if side == 0 else _compare_keywords(args, opened[0][1].backend)
             pipe = stack.enter_context(Pipeline.from_bundle(bundle, **_options(args, keywords)))
             log.info("bundle %s on %s", bundle, pipe.anchornet.describe())
+            if side == 1 and pipe.bundle.class_names != opened[0][1].bundle.class_names:
+                raise InputError(
+                    f"--compare {bundle} has the classes {list(pipe.bundle.class_names)}, {args.bundle} "
+                    f"{list(opened[0][1].bundle.class_names)}: agreement is counted class by class, so compare "
+                    "bundles with the same classes in the same order"
+                )
             opened.append(
                 (bundle, pipe, read_labelled_folder(args.data, pipe.bundle.class_names, held_out_only=args.held_out))
             )
@@ -154,11 +163,14 @@ def _evaluate(bundle: Path, pipe: Pipeline, folder: LabelledFolder, args: argpar
     return evaluate(pipe, folder, preset=args.preset, progress=bar)
 
 
-def _compare_keywords(args: argparse.Namespace) -> dict:
-    """The second side's backend keywords: the first side's, or another backend's defaults (with --threads)."""
+def _compare_keywords(args: argparse.Namespace, first_backend: str) -> dict:
+    """The second side's backend keywords: the first side's where it runs on the backend the first side runs on
+    (`first_backend`, what --backend auto chose), else another backend's defaults (with --threads)."""
     keywords = backend_keywords(args)
-    if args.compare_backend is None or args.compare_backend == args.backend:
+    if args.compare_backend is None:
         return keywords
+    if args.compare_backend == first_backend:
+        return {**keywords, "backend": args.compare_backend}
     from anchor_edge.backends.options import OPTIONS_BY_BACKEND, option_names
 
     takes_threads = "threads" in option_names(OPTIONS_BY_BACKEND[args.compare_backend])

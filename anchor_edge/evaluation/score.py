@@ -11,7 +11,8 @@ AnchorNet's decided class (eq. 7) comes with the Pipeline's prediction.
 
 Multiply-adds are exact, from bundle.json: the Pipeline's downstream cost of
 an image is the sum over the patches it classified of the downstream's cost
-at that patch size; the full image's is its cost at the crop size.
+at that patch size (with early exit, every patch of the rounds it ran:
+`Prediction.classified_sizes`); the full image's is its cost at the crop size.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def evaluate(
             skipped.append((path, str(error)))
             continue
         (prediction, pipeline_ms), (full_class, full_ms) = measured
-        spent = None if costs is None else sum(costs[int(size)] for size in _patch_sizes(prediction))
+        spent = None if costs is None else sum(costs[size] for size in prediction.classified_sizes)
         results.append(
             ImageResult(
                 path,
@@ -109,14 +110,16 @@ def evaluate(
                 prediction.class_id,
                 full_class,
                 prediction.anchor_class,
-                len(prediction.boxes),
+                len(prediction.classified_sizes),
                 spent,
                 pipeline_ms,
                 full_ms,
             )
         )
     if not results:
-        raise InputError(f"--data {folder.split}: none of {len(skipped)} image file(s) could be read; see --json")
+        unreadable = [pair for pair in skipped if pair[0] not in folder.unlabelled]
+        first, why = (unreadable or skipped or [(folder.split, "no image files")])[0]
+        raise InputError(f"--data {folder.split}: none of {len(skipped)} image file(s) could be read ({first}: {why})")
     return Evaluation(
         bundle=pipe.bundle.root,
         backend=pipe.backend,
@@ -166,7 +169,3 @@ def _paired(pipe: Pipeline, image: np.ndarray, order: tuple[int, int]) -> tuple[
         outcome = calls[which]()
         measured[which] = (outcome, (time.perf_counter() - start) * 1e3)
     return measured[0], measured[1]
-
-
-def _patch_sizes(prediction: Prediction) -> np.ndarray:
-    return prediction.boxes[:, 2] - prediction.boxes[:, 0]

@@ -95,3 +95,15 @@ def classify_until_confident(
         undecided = still_undecided
         start, stop = stop, 2 * stop
     return [np.stack(rows) if rows else np.empty((0, num_classes), np.float32) for rows in used]
+
+
+def classified_sizes(boxes: np.ndarray, used: int) -> tuple[int, ...]:
+    """The sizes of the patches the rounds ran for an image that used the first `used` of its (n, 4) `boxes`.
+
+    The round that reached patch `used` ran to its end, the least power of
+    two not below `used` (rounds end at 1, 2, 4, 8, ...), or the image's last
+    patch: those past `used` were classified and dropped, and cost as much.
+    Without early exit `used` is len(boxes), and so are the sizes returned.
+    """
+    ran = 0 if used == 0 else min(len(boxes), 1 << (used - 1).bit_length())
+    return tuple(int(size) for size in boxes[:ran, 2] - boxes[:ran, 0])

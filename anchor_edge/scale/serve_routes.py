@@ -189,7 +189,7 @@ class Replica:
             return JSONResponse({"error": str(error)}, 400), "bad_image"
         prediction, batch_size = await self.classify(image)
         self.ready = True
-        self.tally.classified(1, len(prediction.boxes))
+        self.tally.classified(1, len(prediction.classified_sizes))
         return JSONResponse(prediction.to_dict(), headers={BATCH_SIZE_HEADER: str(batch_size)}), None
 
 

@@ -262,3 +262,44 @@ def test_a_second_bundle_that_cannot_open_stops_the_run_before_any_image_is_scor
     args = ["eval", str(small_bundle), "--data", str(labelled[0]), "--backend", "onnxruntime"]
     assert main([*args, "--compare", str(tmp_path / "typo")]) == 1
     assert "typo" in capsys.readouterr().err
+
+
+def test_a_second_bundle_with_its_classes_in_another_order_is_refused_before_any_image_is_scored(
+    small_bundle, labelled, tmp_path, monkeypatch, capsys
+):
+    """Agreement counts class ids: bundles whose ids name other classes would read as disagreeing everywhere."""
+    from anchor_edge.cli import main
+    from anchor_edge.evaluation import score
+
+    twin = shutil.copytree(small_bundle, tmp_path / "twin")  # bundle.json edited by hand: the model files stay
+    manifest = json.loads((twin / "bundle.json").read_text())
+    manifest["class_names"] = manifest["class_names"][::-1]
+    (twin / "bundle.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(
+        score, "evaluate", lambda *_, **__: pytest.fail("scored images before the classes were compared")
+    )
+    args = ["eval", str(small_bundle), "--data", str(labelled[0]), "--backend", "onnxruntime"]
+    assert main([*args, "--compare", str(twin)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--compare {twin} has the classes" in error and "same order" in error
+
+
+def test_a_chart_name_matplotlib_cannot_write_is_refused_before_any_image_is_scored(
+    small_bundle, labelled, tmp_path, monkeypatch, capsys
+):
+    from anchor_edge.cli import main
+    from anchor_edge.evaluation import score
+
+    monkeypatch.setattr(score, "evaluate", lambda *_, **__: pytest.fail("scored images with a chart it cannot write"))
+    args = ["eval", str(small_bundle), "--data", str(labelled[0]), "--backend", "onnxruntime"]
+    assert main([*args, "--png", str(tmp_path / "eval.txt")]) == 1
+    assert "--png" in capsys.readouterr().err and not (tmp_path / "eval.txt").exists()
+
+
+def test_a_folder_of_unreadable_images_names_one_and_why(small_bundle, class_names, tmp_path):
+    (tmp_path / class_names[0]).mkdir()
+    (tmp_path / class_names[0] / "broken.jpg").write_bytes(b"not an image")
+    result = anchor_edge("eval", small_bundle, "--data", tmp_path, "--backend", "onnxruntime")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "none of 1 image file(s) could be read" in result.stderr
+    assert "broken.jpg" in result.stderr

@@ -29,6 +29,7 @@ def test_threshold_zero_classifies_only_the_first_patch(plain, images, plain_pre
     for got, full in zip(with_threshold(plain, 0).predict_batch(images), plain_predictions):
         assert len(got.boxes) == len(got.boxes_original) == len(got.patch_probs) == 1
         assert got.boxes.tolist() == full.boxes[:1].tolist()
+        assert got.classified_sizes == (int(full.boxes[0, 2] - full.boxes[0, 0]),), "the first round is one patch"
         np.testing.assert_allclose(got.boxes_original, full.boxes_original[:1])
         np.testing.assert_allclose(got.patch_probs, full.patch_probs[:1], atol=1e-5)
         assert got.class_id == int(full.patch_probs[0].argmax())
@@ -49,6 +50,7 @@ def test_threshold_above_one_equals_the_plain_pipeline(plain, images, plain_pred
     assert any(len(p.boxes) > 1 for p in plain_predictions), "every photo had one patch: the test proves nothing"
     for got, full in zip(with_threshold(plain, 1.01).predict_batch(images), plain_predictions):
         assert got.boxes.tolist() == full.boxes.tolist()
+        assert got.classified_sizes == full.classified_sizes == tuple(int(b[2] - b[0]) for b in full.boxes)
         np.testing.assert_allclose(got.boxes_original, full.boxes_original)
         np.testing.assert_allclose(got.patch_probs, full.patch_probs, atol=1e-5)
         assert (got.class_id, got.label, got.branch) == (full.class_id, full.label, full.branch)
@@ -65,11 +67,22 @@ def test_stops_at_the_first_patch_whose_running_mean_reaches_the_threshold(plain
         upper = int(quantile * len(values))
         threshold = float(values[upper - 1] + values[upper]) / 2
         expected = [int(np.argmax(c >= threshold)) + 1 if (c >= threshold).any() else len(c) for c in curves]
-        got = with_threshold(plain, threshold).predict_batch(images)
+        early = with_threshold(plain, threshold)
+        given: list[list[int]] = [[] for _ in images]  # the sizes of the boxes each image sent to the downstream
+        classify = early.classify_normalized
+
+        def recording(inputs, boxes, clock=None, given=given, classify=classify):
+            for image, image_boxes in enumerate(boxes):
+                given[image] += [int(b[2] - b[0]) for b in image_boxes]
+            return classify(inputs, boxes, clock)
+
+        early.classify_normalized = recording
+        got = early.predict_batch(images)
         assert [len(p.boxes) for p in got] == expected, threshold
-        for prediction, full, n in zip(got, plain_predictions, expected):
+        for prediction, full, n, sent in zip(got, plain_predictions, expected, given):
             assert prediction.boxes.tolist() == full.boxes[:n].tolist()
             assert prediction.class_id == int(full.patch_probs[:n].sum(axis=0).argmax())
+            assert prediction.classified_sizes == tuple(sent), "every patch the rounds ran, dropped ones included"
         stops_inside_a_round += [n for n, c in zip(expected, curves) if n not in (1, 2, 4, 8, 16, len(c))]
     assert stops_inside_a_round, "no photo stopped inside a round: dropping the patches past the stop went untested"
 
@@ -137,3 +150,15 @@ def test_from_bundle_passes_the_threshold(small_bundle, images):
     with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, early_exit=0) as pipeline:
         assert pipeline.early_exit == 0
         assert all(len(p.patch_probs) == 1 for p in pipeline.predict_batch(images[:2]))
+
+
+def test_classified_sizes_are_those_of_every_round_an_image_took_part_in():
+    from anchor_edge.method.early_exit import classified_sizes
+
+    boxes = np.array([[0, 0, s, s] for s in (63, 63, 95, 95, 95, 111)])  # sizes of mixed branches, in LSP order
+    assert classified_sizes(boxes, 0) == ()
+    assert classified_sizes(boxes, 1) == (63,)
+    assert classified_sizes(boxes, 2) == (63, 63)
+    assert classified_sizes(boxes, 3) == (63, 63, 95, 95), "the round [2, 4) ran patch 4 too"
+    assert classified_sizes(boxes, 5) == (63, 63, 95, 95, 95, 111), "the round [4, 8) ran to the last patch"
+    assert classified_sizes(boxes, 6) == (63, 63, 95, 95, 95, 111)
