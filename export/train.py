@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from export.data.source import DIGITS
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0, RESNET50
 from export.models.trained_weights import ANCHORNET_FILE, downstream_weights
 from export.training.anchornet import train_anchornet
-from export.training.common import add_recipe_arguments, apply_recipe_arguments
+from export.training.common import add_recipe_arguments, apply_recipe_arguments, steps_that_run
 from export.training.downstream import train_downstream
 
 #: Per downstream architecture, (step, share of the budget, images planned for its schedule) on the digits
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-minutes",
         type=_positive,
         default=120.0,
-        help="wall clock shared by the training steps; reading the images and the export come on top "
-        "(default: %(default)s)",
+        help="wall clock shared by the training steps that run (all, or those of --only); reading the images and "
+        "the export come on top (default: %(default)s)",
     )
     parser.add_argument(
         "--scale", type=_positive, default=1.0, help="multiply every step's planned images (e.g. 4 on a GPU)"
@@ -158,10 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         else:
-            print(
-                f"weights in {args.out}; export them with: python export/to_trt.py "
-                f"--anchornet {args.out / ANCHORNET_FILE} --downstream {downstream}"
-            )
+            command = _export_command(args.out / ANCHORNET_FILE, downstream, args.data)
+            print(f"weights in {args.out}; export them with: {command}")
     except AnchorEdgeError as error:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
@@ -205,9 +204,7 @@ def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
     """Every step of the digits benchmark's plan for --architecture; the reports and the bundle's downstream spec."""
     architecture, source = args.architecture or DEFAULT_ARCHITECTURE, DIGITS
     reports = {}
-    for step, share, images in DIGITS_PLANS[architecture]:
-        if args.only and step not in args.only:
-            continue
+    for step, share, images in steps_that_run(DIGITS_PLANS[architecture], args.only):
         minutes = args.budget_minutes * share
         planned = max(1, int(images * args.scale))
         if step == "anchornet":
@@ -236,6 +233,25 @@ def _export(anchornet: Path, downstream: str, bundle: Path, data: Path | None) -
     from export.training.downstream import FINE_TUNING_PRESET
 
     export_bundle(anchornet, downstream, bundle, preset=FINE_TUNING_PRESET, check_dir=data)
+
+
+def _export_command(anchornet: Path, downstream: str, data: Path | None) -> str:
+    """The to_trt.py line (quoted for a shell) that exports what `_export` would: the same preset and, for a
+    folder, its check set, into a bundle of its own, never the default bundle's directory."""
+    from export.cli import DEFAULT_BUNDLE
+    from export.training.downstream import FINE_TUNING_PRESET
+
+    argv = ["python", "export/to_trt.py", "--anchornet", str(anchornet), "--downstream", downstream]
+    argv += ["--preset", FINE_TUNING_PRESET]
+    if data is not None:
+        out = DEFAULT_BUNDLE.parent / data.resolve().name
+        argv += [
+            "--check-dir",
+            str(data),
+            "--out",
+            str(out if out != DEFAULT_BUNDLE else out.with_name("default-folder")),
+        ]
+    return shlex.join(argv)
 
 
 def _steps(text: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ held-out samples are exactly the runtime's centre crop.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,16 @@ class ImageFolder:
 
     @property
     def name(self) -> str:
-        """The folder's absolute path, and whether its training samples are mirrored (a DataSource's name)."""
-        return f"{self.root.resolve()}{'' if self.mirror else ' (never mirrored)'}"
+        """The folder's absolute path, a digest of its files per split, and whether its training samples are
+        mirrored (a DataSource's name): a file added or removed moves others between the splits, so a checkpoint
+        trained on the folder before is another run's."""
+        listing = "\n".join(
+            f"{split} {path.relative_to(self.root)} {label}"
+            for split in sorted(self.files)
+            for path, label in self.files[split]
+        )
+        digest = hashlib.sha256(listing.encode()).hexdigest()[:12]
+        return f"{self.root.resolve()} (files {digest}){'' if self.mirror else ' (never mirrored)'}"
 
     @classmethod
     def open(cls, root: str | Path, *, mirror: bool = True) -> "ImageFolder":

@@ -170,22 +170,38 @@ def check_images(folder: Path | None, class_names: Sequence[str], count: int) ->
     checked. Without a folder: the first `count` of the default held-out split
     (digits test images for a digits bundle, else the bundled photos).
 
+    A held-out file that does not decode is left out with a warning, as
+    training leaves it out (`export.data.folder`): a bundle is never lost
+    at the end of a run for one bad image.
+
     Raises:
-        InputError: the folder is missing or has no held-out images (no class subfolders, no val/ or test/).
+        InputError: the folder is missing or has no readable held-out images (no class subfolders, no val/ or
+            test/).
     """
     if folder is None:
         held_out = default_split(class_names)[1]
         return ImageSet(held_out.images[:count], f"the first {count} of {held_out.source}")
     folder = Path(folder)
     held_out_by_class = _split_files(folder, "--check-dir")[1]
-    if not any(held_out_by_class.values()):
+    queues = [[(path, name) for path in files] for name, files in held_out_by_class.items()]
+    chosen: list[tuple[Path, str, np.ndarray]] = []
+    for path, name in (pair for turn in itertools.zip_longest(*queues) for pair in turn if pair is not None):
+        if len(chosen) == count:
+            break
+        try:
+            chosen.append((path, name, load_image(path)))
+        except InputError as error:
+            log.warning("check set: %s left out (%s)", path, error)
+    if not chosen:
         raise InputError(
-            f"--check-dir {folder} has no held-out images: give it class subfolders (every "
+            f"--check-dir {folder} has no readable held-out images: give it class subfolders (every "
             f"{HELD_OUT_EVERY}th file of each is held out) or train/ and val/ (or test/) splits"
         )
-    queues = [[(path, name) for path in files] for name, files in held_out_by_class.items()]
-    chosen = [pair for turn in itertools.zip_longest(*queues) for pair in turn if pair is not None][:count]
-    return _labelled(folder, chosen, class_names, f"{len(chosen)} held-out images of folder {folder}, classes in turn")
+    return ImageSet(
+        [(str(path.relative_to(folder)), image) for path, _, image in chosen],
+        f"{len(chosen)} held-out images of folder {folder}, classes in turn",
+        _labels([name for _, name, _ in chosen], class_names),
+    )
 
 
 def _split_files(folder: Path, flag: str) -> tuple[list[Path], dict[str, list[Path]]]:
@@ -207,10 +223,15 @@ def _split_files(folder: Path, flag: str) -> tuple[list[Path], dict[str, list[Pa
 
 def _labelled(folder: Path, pairs: Sequence[tuple[Path, str]], class_names: Sequence[str], source: str) -> ImageSet:
     """(file, class folder) pairs read as an ImageSet, labelled where every class folder is one of `class_names`."""
+    return ImageSet(
+        _read(folder, [path for path, _ in pairs]), source, _labels([name for _, name in pairs], class_names)
+    )
+
+
+def _labels(folders: Sequence[str], class_names: Sequence[str]) -> list[int] | None:
+    """Each class folder's index in `class_names`; None unless every one is named there."""
     index = {name: i for i, name in enumerate(class_names)}
-    labelled = all(name in index for _, name in pairs)
-    labels = [index[name] for _, name in pairs] if labelled else None
-    return ImageSet(_read(folder, [path for path, _ in pairs]), source, labels)
+    return [index[name] for name in folders] if all(name in index for name in folders) else None
 
 
 def held_out_images(folder: Path | None, class_names: Sequence[str]) -> ImageSet:

@@ -13,6 +13,7 @@ import argparse
 import io
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -283,6 +284,14 @@ def learning_rate(step: int, progress: float, peak: float, warmup: int) -> float
     return float(
         peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress)))
     )  # a float: checkpoints load with weights_only
+
+
+def steps_that_run(plan: Sequence[tuple[str, float, int]], only: Sequence[str] | None) -> list[tuple[str, float, int]]:
+    """The plan's (step, share, images) in `only` (all of them without it), the shares renormalized over those
+    steps: the budget given is the budget used, so `--only anchornet --budget-minutes 60` gives AnchorNet the hour."""
+    running = [step for step in plan if not only or step[0] in only]
+    total = sum(share for _, share, _ in running)
+    return [(name, share / total, images) for name, share, images in running]
 
 
 class Budget:

@@ -31,8 +31,9 @@ from export.data.source import TRAIN
 from export.models.downstream import split_checkpoint
 from export.models.trained_weights import downstream_weights
 from export.training.anchornet import train_anchornet
+from export.training.common import steps_that_run
 from export.training.downstream import train_downstream
-from export.training.taught_folder import teach
+from export.training.taught_folder import maps_out_of_time, teach
 from export.training.teacher import Teacher
 from export.training.user_downstream import UserDownstream, normalization_of
 
@@ -80,9 +81,7 @@ def train_on_folder(
             f"{', '.join(name for name, _, _ in plan)} ({'a trained' if user.trained else 'an untrained'} "
             f"downstream{', kept as it is' if keep else ''})"
         )
-    for step, share, images in plan:
-        if only and step not in only:
-            continue
+    for step, share, images in steps_that_run(plan, only):
         minutes, planned = budget_minutes * share, max(1, int(images * scale))
         if step == "anchornet":
             reports[step] = _taught_anchornet(folder, user, out, work_dir, minutes, planned, seed)
@@ -116,16 +115,14 @@ def _taught_anchornet(
         teacher_spec = user.with_weights(full)
     loaded = user.load(folder.class_names, teacher_spec)
     teacher = Teacher(loaded.module, teacher_spec)
+    cache = work_dir / TEACHER_MAPS_FILE
     taught, taught_report = teach(
-        folder, teacher, normalization_of(loaded), work_dir / TEACHER_MAPS_FILE, _weights_id(teacher_spec)
+        folder, teacher, normalization_of(loaded), cache, _weights_id(teacher_spec), limit_seconds=minutes * 60
     )
     left = minutes - taught_report["seconds"] / 60
-    if left <= 0:
-        raise InputError(
-            f"the teacher's maps took {taught_report['seconds']} s, AnchorNet's whole share of the budget "
-            f"({minutes * 60:.0f} s): they are kept in {work_dir / TEACHER_MAPS_FILE}, so a rerun with more minutes "
-            "(--budget-minutes) goes on from them"
-        )
+    if left <= 0:  # the last batch of maps ended past the share
+        files = taught_report["files"]
+        raise InputError(maps_out_of_time(files, files, taught_report["seconds"], minutes * 60, cache))
     report = train_anchornet(out, images=images, budget_minutes=left, seed=seed, work_dir=work_dir, source=taught)
     return {**report, "teacher": taught_report, "mirrored": folder.mirror}
 

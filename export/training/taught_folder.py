@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from anchor_edge.errors import InputError
 from export.data.folder import CROP, RESIZE_SHORT, ImageFolder
 from export.data.source import TRAIN, LabelledImage
 from export.training.common import (
@@ -73,14 +75,24 @@ class TaughtFolder:
 
 
 def teach(
-    folder: ImageFolder, teacher: Teacher, normalization: Normalization, cache: Path, teacher_id: str
+    folder: ImageFolder,
+    teacher: Teacher,
+    normalization: Normalization,
+    cache: Path,
+    teacher_id: str,
+    limit_seconds: float | None = None,
 ) -> tuple[TaughtFolder, dict]:
     """The folder with the teacher's map of every training file, and a report (files, seconds spent on the maps).
 
     `teacher_id` names the teacher's weights: a cache made by other weights,
-    or for other files, is recomputed.
+    or for other files, is recomputed. `limit_seconds` is what the maps may
+    take in all (those of a stopped run included): past it they stop
+    between two batches, kept in `cache` for a rerun.
+
+    Raises:
+        InputError: the maps were not done within `limit_seconds`.
     """
-    files = folder.files[TRAIN]
+    files, limit = folder.files[TRAIN], math.inf if limit_seconds is None else limit_seconds
     key = hashlib.sha256("\n".join([teacher_id, *(f"{path}:{label}" for path, label in files)]).encode()).hexdigest()
     state = load_checkpoint(cache)
     if state is None or state["key"] != key:
@@ -97,11 +109,25 @@ def teach(
             cams = teacher.maps(inputs.contiguous(memory_format=torch.channels_last), labels)
         maps += list(cams.half().cpu())
         progress.update(len(positions))
-        if (batch + 1) % SAVE_EVERY == 0 or positions.stop == len(files):
-            seconds = spent_before + time.monotonic() - start
+        seconds = spent_before + time.monotonic() - start
+        out_of_time = seconds >= limit and positions.stop < len(files)
+        if (batch + 1) % SAVE_EVERY == 0 or positions.stop == len(files) or out_of_time:
             save_checkpoint(cache, {"key": key, "maps": torch.stack(maps), "seconds": seconds})
+        if out_of_time:
+            progress.close()
+            raise InputError(maps_out_of_time(len(maps), len(files), seconds, limit, cache))
     progress.close()
     seconds = spent_before + time.monotonic() - start
     LOG.info("teacher %s: maps of %d training files (%.0f s)", teacher.name, len(files), seconds)
     report = {"teacher": teacher.name, "files": len(files), "seconds": round(seconds, 2)}
     return TaughtFolder(folder, torch.stack(maps).float().numpy(), teacher_id), report
+
+
+def maps_out_of_time(done: int, files: int, seconds: float, limit_seconds: float, cache: Path) -> str:
+    """Why AnchorNet did not train: its share of the budget went to the teacher's maps."""
+    return (
+        f"the teacher's maps of {done} of {files} training files took {seconds:.0f} s, AnchorNet's whole share of "
+        f"the budget ({limit_seconds:.0f} s): they are kept in {cache}, and a rerun with more minutes "
+        "(--budget-minutes) goes on from them while the teacher's weights are the same (a downstream trained "
+        "by this command's full step changes when that step trains further, and its maps are then made anew)"
+    )

@@ -109,6 +109,17 @@ def test_the_check_set_takes_held_out_files_only_one_class_after_another(tmp_pat
     assert len(check_images(tmp_path, ["cat", "dog"], 16).images) == 4, "no more than the folder holds out"
 
 
+def test_a_held_out_file_that_does_not_decode_is_left_out_of_the_check_set_as_training_leaves_it_out(tmp_path, caplog):
+    for j in range(10):  # held out: cat/04 (broken) and cat/09
+        write(tmp_path / "cat" / f"{j:02d}.png", j)
+    for j in range(5):  # held out: dog/4
+        write(tmp_path / "dog" / f"{j}.png", 100 + j)
+    (tmp_path / "cat" / "04.png").write_bytes(b"not an image")
+    checked = check_images(tmp_path, ["cat", "dog"], 2)
+    assert values(checked.images) == {"dog/4.png": 104, "cat/09.png": 9} and checked.labels == [1, 0]
+    assert "cat/04.png left out" in caplog.text
+
+
 def test_a_class_folders_subfolder_never_shifts_which_files_are_held_out_from_those_training_held_out(tmp_path):
     from export.data.folder import ImageFolder
     from export.data.source import HELD_OUT
@@ -127,7 +138,7 @@ def test_a_class_folders_subfolder_never_shifts_which_files_are_held_out_from_th
 
 def test_a_check_folder_without_held_out_images_is_an_error_and_none_takes_the_default_split(tmp_path):
     write(tmp_path / "a.png", 1)
-    with pytest.raises(InputError, match="--check-dir .* has no held-out images"):
+    with pytest.raises(InputError, match="--check-dir .* has no readable held-out images"):
         check_images(tmp_path, ["cat"], 4)
     with pytest.raises(InputError, match="--check-dir .* is not a directory"):
         check_images(tmp_path / "missing", ["cat"], 4)

@@ -220,6 +220,23 @@ def test_a_mirrored_runs_checkpoint_is_not_resumed_by_a_run_that_never_mirrors(t
         resume_state(tmp_path / "state.pt", run_identity("anchornet", unmirrored, seed=0))
 
 
+def test_a_checkpoint_of_the_folder_before_a_file_was_removed_is_not_resumed(tmp_path, photos):
+    """Removing 02.jpg moves 05.jpg onto a held-out position (every fifth of a class): resuming would score
+    images the checkpoint trained on."""
+    from export.training.common import resume_state, run_identity, save_checkpoint
+
+    root = write_class_folders(tmp_path / "photos", photos, per_class=7)
+    before = ImageFolder.open(root)
+    save_checkpoint(tmp_path / "state.pt", {"step": 4, "run": run_identity("anchornet", before, seed=0)})
+    assert resume_state(tmp_path / "state.pt", run_identity("anchornet", ImageFolder.open(root), seed=0))["step"] == 4
+    (root / "coffee" / "02.jpg").unlink()
+    after = ImageFolder.open(root)
+    assert [p.name for p, label in after.files[HELD_OUT] if label == 1] == ["05.jpg"]
+    assert [p.name for p, label in before.files[HELD_OUT] if label == 1] == ["04.jpg"]
+    with pytest.raises(InputError, match="another run"):
+        resume_state(tmp_path / "state.pt", run_identity("anchornet", after, seed=0))
+
+
 def test_the_digits_folder_reads_back_with_its_labels(tmp_path):
     from export.data.digits import make_sample
     from export.data.digits_folder import write_folder
@@ -232,3 +249,26 @@ def test_the_digits_folder_reads_back_with_its_labels(tmp_path):
     sample = folder.sample(HELD_OUT, 3)
     assert sample.label == 3
     assert np.array_equal(sample.image, make_sample("test", 3).image[16:240, 16:240])
+
+
+def test_the_export_line_printed_without_bundle_exports_what_bundle_would(tmp_path):
+    """The same preset as `--bundle` and, for a folder, its held-out images as the check set, into its own bundle."""
+    import shlex
+
+    from export.cli import build_parser
+    from export.train import _export_command
+    from export.training.downstream import FINE_TUNING_PRESET
+
+    spec = "efficientnet_lite0:runs/shoes/efficientnet_lite0/downstream_patches.pt"
+    line = _export_command(Path("runs/shoes/anchornet.pt"), spec, tmp_path / "shoes")
+    assert line.startswith("python export/to_trt.py ")
+    folder = build_parser().parse_args(shlex.split(line)[2:])
+    assert (folder.anchornet, folder.downstream) == (Path("runs/shoes/anchornet.pt"), spec)
+    assert folder.preset == FINE_TUNING_PRESET and folder.check_dir == tmp_path / "shoes"
+    assert folder.out == Path("bundles/shoes"), "never the default bundle's directory"
+    digits = build_parser().parse_args(shlex.split(_export_command(Path("weights/anchornet.pt"), "resnet50", None))[2:])
+    assert digits.preset == FINE_TUNING_PRESET and digits.check_dir is None
+    spaced = build_parser().parse_args(
+        shlex.split(_export_command(Path("my run/a.pt"), spec, tmp_path / "default"))[2:]
+    )
+    assert spaced.anchornet == Path("my run/a.pt") and spaced.out == Path("bundles/default-folder")

@@ -181,6 +181,24 @@ def test_a_taught_folder_sample_carries_the_teachers_peak_on_the_drawn_object(tm
     assert np.array_equal(again.maps, taught.maps), "the cache gives the same maps back"
 
 
+def test_maps_stop_at_their_time_limit_and_a_rerun_goes_on_from_the_kept_ones(tmp_path, monkeypatch):
+    from export.training import taught_folder
+
+    for name, colour in (("red", RED), ("blue", BLUE)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for j in range(5):
+            cv2.imwrite(str(tmp_path / "data" / name / f"{j}.png"), drawn((40 + 20 * j, 60, 80 + 20 * j, 100), colour))
+    folder = ImageFolder.open(tmp_path / "data")
+    teacher = Teacher(ColourCounter(), "colour counter")
+    monkeypatch.setattr(taught_folder, "TEACHER_BATCH", 3)
+    with pytest.raises(InputError, match=r"maps of 3 of 8 training files took \d+ s, AnchorNet's whole share"):
+        teach(folder, teacher, RAW, tmp_path / "maps.pt", "colour counter", limit_seconds=0)
+    assert len(torch.load(tmp_path / "maps.pt")["maps"]) == 3, "the maps made before the limit are kept"
+    resumed, report = teach(folder, teacher, RAW, tmp_path / "maps.pt", "colour counter")
+    whole, _ = teach(folder, teacher, RAW, tmp_path / "fresh.pt", "colour counter")
+    assert report["files"] == 8 and np.array_equal(resumed.maps, whole.maps)
+
+
 def test_centre_only_targets_are_hard_on_every_branch_and_windows_keep_the_centre_in_view():
     targets = branch_targets(torch.tensor([2, 0]), None, 4)
     assert targets.shape == (2, 3, 4)

@@ -305,3 +305,13 @@ def test_a_step_the_architectures_recipe_does_not_have_is_refused(tmp_path):
 def test_a_step_whose_starting_weights_were_never_trained_says_which_step_to_run(tmp_path):
     with pytest.raises(InputError, match=r"the full step starts from the trunk step's weights, .*\(--only trunk"):
         train_downstream("full", tmp_path, architecture=RESNET50, images=2, batch_size=2, seed=0, work_dir=tmp_path)
+
+
+def test_the_steps_that_run_share_the_whole_budget():
+    from export.training.common import steps_that_run
+
+    plan = [("full", 0.25, 10), ("anchornet", 0.6, 20), ("patches", 0.15, 5)]
+    assert steps_that_run(plan, None) == plan
+    assert steps_that_run(plan, ("anchornet",)) == [("anchornet", 1.0, 20)]
+    full, patches = steps_that_run(plan, ("patches", "full"))  # plan order, shares 0.25 / 0.40 and 0.15 / 0.40
+    assert full == ("full", pytest.approx(0.625), 10) and patches == ("patches", pytest.approx(0.375), 5)
