@@ -57,7 +57,11 @@ class FakePipeline:
 
 
 def prediction(patches):
-    return SimpleNamespace(boxes=[[0, 0, 1, 1]] * patches, to_dict=lambda: {"class_id": 3, "patches": patches})
+    return SimpleNamespace(
+        boxes=[[0, 0, 1, 1]] * patches,
+        classified_sizes=(1,) * patches,
+        to_dict=lambda: {"class_id": 3, "patches": patches},
+    )
 
 
 class LocalSink:
