@@ -164,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
             batch = report.batch_result(samples, list(pipelines), batch_size)
             result["results"].append(batch)
             print(report.table(batch))
+    except (AnchorEdgeError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
     finally:
         for pipe in pipelines.values():
             pipe.close()

@@ -159,7 +159,7 @@ def _engine_checks(bundle: Bundle) -> list[Check]:
             Check(
                 "engines",
                 None,
-                f"none in the bundle; build them on the target: python export/to_trt.py --out {bundle.root}",
+                f"none in the bundle; build them on the target: python export/to_trt.py --bundle {bundle.root}",
             )
         ]
     available, reason = tensorrt_available()

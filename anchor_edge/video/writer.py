@@ -13,17 +13,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from anchor_edge.errors import InputError
+
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 DEFAULT_FPS = 25.0
 
 
 class VideoOut:
-    """Write BGR frames to `path` at `fps` (DEFAULT_FPS when the source does not say)."""
+    """Write BGR frames to `path` at `fps` (DEFAULT_FPS when the source does not say).
+
+    Raises:
+        InputError: the suffix is not one of FOURCC's, before anything is written.
+    """
 
     def __init__(self, path: str | Path, fps: float | None = None) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in FOURCC:
-            raise OSError(f"{self.path}: write video as one of {', '.join(sorted(FOURCC))}")
+            raise InputError(f"{self.path}: write video as one of {', '.join(sorted(FOURCC))}")
         self.fps = fps or DEFAULT_FPS
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from tqdm import tqdm
 
 from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import BranchRule, Heatmap
+from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.method.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
@@ -252,7 +254,7 @@ def measure_poolings(
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(parser)
     parser.add_argument("--images", type=int, default=40_000, help="training images to plan the schedule for")
@@ -271,19 +273,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-lr", type=float, default=PEAK_LR, help="peak learning rate (default: %(default)s)")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
-    train_anchornet(
-        args.out,
-        images=args.images,
-        batch_size=args.batch_size,
-        budget_minutes=args.budget_minutes,
-        seed=args.seed,
-        work_dir=args.work_dir,
-        window_size=args.window,
-        box_supervision=args.box_supervision,
-        init=args.init,
-        peak_lr=args.peak_lr,
-    )
+    try:
+        train_anchornet(
+            args.out,
+            images=args.images,
+            batch_size=args.batch_size,
+            budget_minutes=args.budget_minutes,
+            seed=args.seed,
+            work_dir=args.work_dir,
+            window_size=args.window,
+            box_supervision=args.box_supervision,
+            init=args.init,
+            peak_lr=args.peak_lr,
+        )
+    except (AnchorEdgeError, OSError) as error:
+        print(f"training failed: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

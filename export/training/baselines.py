@@ -21,13 +21,12 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from anchor_edge.bundle.baselines import BaselineEntry, BaselineModels, Baselines, write_baselines
-from anchor_edge.errors import InputError
+from anchor_edge.errors import AnchorEdgeError, InputError
 from export.bundle.build import CROP, PATCH_SIZES
 from export.graph.onnx_export import export_downstream
 from export.graph.verify import photo_crops, verify
+from export.models.checkpoint import load_weights, read_state_dict
 from export.models.downstream import DEFAULT_ARCHITECTURE
 from export.models.flops import count_multiply_adds
 from export.models.trained_weights import downstream_weights
@@ -52,7 +51,7 @@ def export_baselines(
         if not checkpoint.is_file():
             raise InputError(f"{checkpoint} is missing; train it with: python -m export.train")
         module = build_downstream(architecture)
-        module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        load_weights(module, read_state_dict(str(checkpoint)), str(checkpoint))
         module.eval()
         onnx_file = f"downstream_{kind}.onnx"
         export_downstream(module, out / onnx_file, size=CROP)
@@ -81,11 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_ARCHITECTURE,
         help="whose baselines, weights/<architecture>/ (default: %(default)s, the default bundle's)",
     )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-3,
+        help="largest |ONNX - PyTorch| difference the verification accepts (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        print(f"wrote {export_baselines(args.weights, args.out, args.architecture)}")
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        print(f"wrote {export_baselines(args.weights, args.out, args.architecture, args.tolerance)}")
+    except (AnchorEdgeError, OSError) as error:
         print(f"baseline export failed: {error}", file=sys.stderr)
         return 1
     return 0

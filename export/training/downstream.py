@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,7 +45,7 @@ from tqdm import tqdm
 from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.bundle.schema import anchornet_output_names
-from anchor_edge.errors import InputError
+from anchor_edge.errors import AnchorEdgeError, InputError
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, locate
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
@@ -397,7 +398,7 @@ def _to(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device).contiguous(memory_format=torch.channels_last)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--architecture", choices=sorted(RECIPES), default=DEFAULT_ARCHITECTURE)
@@ -407,17 +408,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-minutes", type=float, default=None)
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
-    train_downstream(
-        args.kind,
-        args.out,
-        architecture=args.architecture,
-        images=args.images,
-        batch_size=args.batch_size,
-        budget_minutes=args.budget_minutes,
-        seed=args.seed,
-        work_dir=args.work_dir,
-    )
+    try:
+        train_downstream(
+            args.kind,
+            args.out,
+            architecture=args.architecture,
+            images=args.images,
+            batch_size=args.batch_size,
+            budget_minutes=args.budget_minutes,
+            seed=args.seed,
+            work_dir=args.work_dir,
+        )
+    except (AnchorEdgeError, OSError) as error:
+        print(f"training failed: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

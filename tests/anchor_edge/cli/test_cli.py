@@ -150,6 +150,8 @@ def test_doctor_reports_the_environment_and_the_bundle(small_bundle):
     assert re.search(rf"^\s+cost +AnchorNet costs {share:.2f}x the downstream's full image", report, re.MULTILINE)
     assert re.search(r"^\s+openvino +(not installed|\S+, devices )", report, re.MULTILINE)
     assert re.search(r"^\s+auto backend +onnxruntime \(bundle has no TensorRT engines\)", report, re.MULTILINE)
+    # engines are built from the bundle's own ONNX files (--bundle), never by a fresh export over it (--out)
+    assert f"build them on the target: python export/to_trt.py --bundle {small_bundle}" in report
     assert re.search(rf"^\s+opencv +{re.escape(cv2.__version__)}, GStreamer (yes|no)$", report, re.MULTILINE)
     assert report.rstrip().endswith("can run here")
 

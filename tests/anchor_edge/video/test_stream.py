@@ -14,6 +14,7 @@ from anchor_edge import InputError, Pipeline
 from anchor_edge.cli import main
 from anchor_edge.video.sources import LiveSource, SourceError, open_source
 from anchor_edge.video.stream import Smoothing, Stream
+from anchor_edge.video.writer import VideoOut
 
 
 def write_video(path, frames, fps=10.0):
@@ -368,6 +369,15 @@ def test_ctrl_c_closes_the_video_so_it_stays_playable(small_bundle, photo_video,
     assert main(["predict", str(photo_video), "--bundle", str(small_bundle), "--save-vis", str(out)]) == 130
     assert len(decoded(out)) == 3
     assert "3 frames" in capsys.readouterr().err
+
+
+def test_a_video_suffix_opencv_cannot_write_is_a_one_line_input_error(small_bundle, photo_video, tmp_path, capsys):
+    out = tmp_path / "annotated.webm"
+    assert main(["predict", str(photo_video), "--bundle", str(small_bundle), "--save-vis", str(out)]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("anchor-edge:")]
+    assert "annotated.webm: write video as one of .avi, .m4v, .mkv, .mov, .mp4" in line and not out.exists()
+    with pytest.raises(InputError, match="write video as one of"):  # the typed error, for Python callers too
+        VideoOut(out)
 
 
 def test_the_reader_thread_stops_when_the_stream_closes(pipe):
