@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(args.note),
         "bundle": {"path": str(args.bundle), "sha256": shas},
         "scored": (
-            f"the files training held out of {args.data} (every {HELD_OUT_EVERY}th of a class folder's own files)"
+            f"the files training held out of {args.data} (every {HELD_OUT_EVERY}th file of a class folder, by path)"
             if flat
             else f"every image of {folder.split}"
         ),

@@ -21,10 +21,11 @@ then the full-image baseline and the patch network fine-tuned from it for the
 same steps), efficientnet_lite0 fine-tunes its ImageNet backbone and adds a
 downstream trained on resized images for the rescaling baseline.
 
-Each step gets a fixed share of the budget, checkpoints into --work-dir and
-resumes from there, so rerunning after a stop continues where it stopped
-(use a fresh --work-dir for a fresh run). Seeds are fixed; a run the budget
-does not cut short is reproducible.
+Each step gets a fixed share of the budget, checkpoints into --work-dir
+(for a folder, OUT/checkpoints by default, so each --out is a run of its
+own) and resumes from there, so rerunning the same command after a stop
+continues the step that stopped; use a fresh --work-dir for a fresh run.
+Seeds are fixed; a run the budget does not cut short is reproducible.
 
 Exit codes: 0 success, 1 bad data or a failed export, 2 usage error.
 """
@@ -41,10 +42,10 @@ from anchor_edge.bundle.atomic_write import write_atomically
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.evaluation.folder import held_out_split
 from export.data.source import DIGITS
-from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0, RESNET50
+from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0, RESNET50, split_checkpoint
 from export.models.trained_weights import ANCHORNET_FILE, downstream_weights
 from export.training.anchornet import train_anchornet
-from export.training.common import add_recipe_arguments, apply_recipe_arguments, steps_that_run
+from export.training.common import add_recipe_arguments, apply_recipe_arguments, default_work_dir, steps_that_run
 from export.training.downstream import train_downstream
 
 #: Per downstream architecture, (step, share of the budget, images planned for its schedule) on the digits
@@ -71,7 +72,10 @@ STEPS = ("anchornet", "trunk", "full", "resized", "patches")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
     add_recipe_arguments(
-        parser, out_default=None, out_help="weights/ for the digits benchmark, runs/NAME for --data NAME"
+        parser,
+        out_default=None,
+        out_help="weights/ for the digits benchmark, runs/NAME for --data NAME",
+        work_dir_help=f"{default_work_dir()} for the digits benchmark, OUT/checkpoints for --data",
     )
     parser.add_argument(
         "--data",
@@ -122,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
     args.out = args.out or default_out(args.data)
+    args.work_dir = args.work_dir or (default_work_dir() if args.data is None else args.out / "checkpoints")
     if args.data is None and (args.downstream or args.keep_downstream):
         parser.error(
             "--downstream and --keep-downstream train on your folder (--data DIR); on the digits benchmark "
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--architecture {args.architecture} trains on the digits benchmark only; on a folder give "
             "--downstream SPEC"
         )
+    if args.data is not None:
+        _check_folder_usage(parser, args)
     if args.data is None and args.only:
         planned = [step for step, _, _ in DIGITS_PLANS[args.architecture or DEFAULT_ARCHITECTURE]]
         if not_planned := [step for step in args.only if step not in planned]:
@@ -149,22 +156,35 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.out / "training_report.json", reports, partial=args.only is not None)
         if args.bundle is not None:
             _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
-            print(
-                f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}"
-                + (
-                    f"; measure it on the images it did not train on: anchor-edge eval {args.bundle} --data {args.data}"
-                    + (" --held-out" if held_out_split(args.data) == args.data else "")
-                    if args.data is not None
-                    else ""
-                )
-            )
+            print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}")
         else:
             command = _export_command(args.out / ANCHORNET_FILE, downstream, args.data)
             print(f"weights in {args.out}; export them with: {command}")
-    except AnchorEdgeError as error:
+        if args.data is not None:
+            print(f"measure the bundle on the images it did not train on: {_eval_command(args.bundle, args.data)}")
+    except (AnchorEdgeError, OSError) as error:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_folder_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors of a run on a folder (exit 2), found before any image is read: a digits step in --only, and
+    --keep-downstream with a downstream that names no weights (a spec that does not parse is training's error)."""
+    from export.training.folder_steps import FOLDER_STEPS, keep_needs_weights
+
+    if digits_only := [step for step in args.only or () if step not in FOLDER_STEPS]:
+        parser.error(
+            f"--only {','.join(digits_only)}: a step of the digits benchmark; a folder's steps are "
+            f"{', '.join(FOLDER_STEPS)} (full only for an untrained --downstream)"
+        )
+    spec = args.downstream or EFFICIENTNET_LITE0
+    try:
+        untrained = split_checkpoint(spec)[1] is None
+    except AnchorEdgeError:
+        untrained = False
+    if args.keep_downstream and untrained:
+        parser.error(keep_needs_weights(spec))
 
 
 def default_out(data: Path | None) -> Path:
@@ -238,20 +258,28 @@ def _export(anchornet: Path, downstream: str, bundle: Path, data: Path | None) -
 def _export_command(anchornet: Path, downstream: str, data: Path | None) -> str:
     """The to_trt.py line (quoted for a shell) that exports what `_export` would: the same preset and, for a
     folder, its check set, into a bundle of its own, never the default bundle's directory."""
-    from export.cli import DEFAULT_BUNDLE
     from export.training.downstream import FINE_TUNING_PRESET
 
     argv = ["python", "export/to_trt.py", "--anchornet", str(anchornet), "--downstream", downstream]
     argv += ["--preset", FINE_TUNING_PRESET]
     if data is not None:
-        out = DEFAULT_BUNDLE.parent / data.resolve().name
-        argv += [
-            "--check-dir",
-            str(data),
-            "--out",
-            str(out if out != DEFAULT_BUNDLE else out.with_name("default-folder")),
-        ]
+        argv += ["--check-dir", str(data), "--out", str(_folder_bundle(data))]
     return shlex.join(argv)
+
+
+def _folder_bundle(data: Path) -> Path:
+    """Where the printed to_trt.py line puts a folder's bundle: bundles/NAME, never the default bundle's directory."""
+    from export.cli import DEFAULT_BUNDLE
+
+    out = DEFAULT_BUNDLE.parent / data.resolve().name
+    return out if out != DEFAULT_BUNDLE else out.with_name("default-folder")
+
+
+def _eval_command(bundle: Path | None, data: Path) -> str:
+    """The `anchor-edge eval` line (quoted for a shell) that scores the folder's bundle on the images training did not
+    see: the folder's val/ (test/), or with --held-out the files it held out of a folder without splits."""
+    argv = ["anchor-edge", "eval", str(bundle or _folder_bundle(data)), "--data", str(data)]
+    return shlex.join(argv + (["--held-out"] if held_out_split(data) == data else []))
 
 
 def _steps(text: str) -> tuple[str, ...]:

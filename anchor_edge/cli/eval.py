@@ -58,7 +58,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--held-out",
         action="store_true",
         help="a folder without train/ and val/: only the files `python -m export.train --data DIR` held out "
-        f"(every {HELD_OUT_EVERY}th of each class, by name)",
+        f"(every {HELD_OUT_EVERY}th of each class, by path)",
     )
     evaluate.add_argument("--preset", choices=sorted(PRESETS), help="LSP preset (default: the bundle's)")
     add_decision_options(evaluate)

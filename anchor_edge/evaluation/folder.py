@@ -1,7 +1,7 @@
 """A user's labelled images for evaluation: one subfolder per class, named as the bundle's classes.
 
 Layouts (files with an image suffix are taken, found recursively inside each
-class folder, in name order; hidden files and folders are ignored):
+class folder, by path; hidden files and folders are ignored):
 
     DIR/<class>/*.jpg                                   every image is evaluated; with held_out_only, only the
                                                         files `python -m export.train --data DIR` held out
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from anchor_edge.errors import InputError
@@ -25,8 +24,9 @@ from anchor_edge.video.sources import IMAGE_SUFFIXES
 
 #: The held-out split folders looked for next to train/, in this order.
 HELD_OUT_FOLDERS = ("val", "test")
-#: In a folder without splits `python -m export.train --data` holds out file j of each class (the class folder's own
-#: image files, by name) when j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 and trains on the others.
+#: In a folder without splits `python -m export.train --data` holds out file j of each class (the class folder's
+#: image files, its subfolders' included, by path) when j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 and trains on the
+#: others.
 HELD_OUT_EVERY = 5
 #: How many known class names an "unknown class" error lists.
 NAMES_SHOWN = 5
@@ -39,7 +39,7 @@ class LabelledFolder:
     Attributes:
         root: the folder the user named.
         split: the folder read: root itself, or its val/ (test/) split when root has train/ and val/.
-        files: (path, class id) per image, class folders in the bundle's class order, files by name.
+        files: (path, class id) per image, class folders in the bundle's class order, files by path.
         unlabelled: image files directly in `split`, outside any class folder (skipped, reported).
     """
 
@@ -65,6 +65,7 @@ def read_labelled_folder(
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"--data {root} is not a folder; give one subfolder of images per class")
+    refuse_half_split(root)
     split = held_out_split(root)
     if held_out_only and split != root:
         raise InputError(
@@ -72,7 +73,7 @@ def read_labelled_folder(
             f"{split.name}/ is evaluated anyway; drop --held-out"
         )
     folders = sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith("."))
-    loose = tuple(_images_in(split, recursive=False))
+    loose = tuple(images_in(split, recursive=False))
     if not folders:
         found = f"{len(loose)} image(s) but " if loose else ""
         raise InputError(
@@ -89,7 +90,7 @@ def read_labelled_folder(
             f"{shown}{more}; rename or remove the folder (bundle.json's class_names lists them all)"
         )
     by_class = sorted(folders, key=lambda p: index[p.name])
-    listed = held_out_files if held_out_only else partial(_images_in, recursive=True)
+    listed = held_out_files if held_out_only else class_files
     files = tuple((path, index[folder.name]) for folder in by_class for path in listed(folder))
     if not files:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -103,9 +104,24 @@ def held_out_split(root: Path) -> Path:
     return held_out if held_out is not None and (root / "train").is_dir() else root
 
 
+def refuse_half_split(root: Path, flag: str = "--data") -> None:
+    """Raise InputError for half a split layout (train/ alone, or val/ alone) rather than read `train` as a class.
+
+    Only when every subfolder of root is a split's name: a class may be called "test" beside others.
+    """
+    subfolders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if subfolders and subfolders <= {"train", *HELD_OUT_FOLDERS} and held_out_split(root) == root:
+        found = ", ".join(f"{name}/" for name in sorted(subfolders))
+        raise InputError(
+            f"{flag} {root} has {found} and no more: a split layout needs both train/ and val/ (or test/), each "
+            f"with one subfolder per class; or give one split itself ({flag} {root / sorted(subfolders)[0]})"
+        )
+
+
 def class_files(folder: Path) -> list[Path]:
-    """A class folder's own image files (not its subfolders'), by name: what the hold-out rule counts."""
-    return _images_in(folder, recursive=False)
+    """A class folder's image files, its subfolders' included, by path: what training reads and the hold-out rule
+    counts, as evaluation does."""
+    return images_in(folder, recursive=True)
 
 
 def held_out_files(folder: Path) -> list[Path]:
@@ -113,7 +129,8 @@ def held_out_files(folder: Path) -> list[Path]:
     return [path for j, path in enumerate(class_files(folder)) if j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
 
 
-def _images_in(folder: Path, *, recursive: bool) -> list[Path]:
+def images_in(folder: Path, *, recursive: bool) -> list[Path]:
+    """The image files of `folder` (of its subfolders too when `recursive`), hidden names ignored, by path."""
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
         p

@@ -1,9 +1,9 @@
 """A user's own labelled images: one subfolder per class, optionally split into train/ and a held-out set.
 
 Layouts (class names are the subfolder names, sorted; files with an image
-suffix are taken, others ignored):
+suffix are taken, in a class folder's subfolders too, others ignored):
 
-    DIR/<class>/*.jpg                      every 5th file of each class (sorted by name) is held out
+    DIR/<class>/*.jpg                      every 5th file of each class (sorted by path) is held out
     DIR/train/<class>/*.jpg + DIR/val/<class>/*.jpg   (or test/ instead of val/): the split as given
 
 Images are read once with the runtime's own decoder
@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anchor_edge.errors import InputError
-from anchor_edge.evaluation.folder import HELD_OUT_EVERY, HELD_OUT_FOLDERS, class_files
+from anchor_edge.evaluation.folder import HELD_OUT_EVERY, HELD_OUT_FOLDERS, class_files, refuse_half_split
 from anchor_edge.method.preprocess import load_image, resize_and_crop
 from export.data.source import HELD_OUT, TRAIN, LabelledImage
 
@@ -72,6 +72,7 @@ class ImageFolder:
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"--data {root} is not a folder; give one subfolder of images per class")
+        refuse_half_split(root)
         held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
         if (root / TRAIN).is_dir() and held_out is not None:
             class_names = _class_names(root / TRAIN)

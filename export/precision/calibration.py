@@ -34,7 +34,14 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from anchor_edge.bundle.schema import INPUT_NAME
 from anchor_edge.errors import InputError
-from anchor_edge.evaluation.folder import HELD_OUT_EVERY, HELD_OUT_FOLDERS, held_out_files
+from anchor_edge.evaluation.folder import (
+    HELD_OUT_EVERY,
+    HELD_OUT_FOLDERS,
+    class_files,
+    held_out_files,
+    images_in,
+    refuse_half_split,
+)
 from anchor_edge.method.patches import cut_by_size, locate
 from anchor_edge.method.preprocess import load_image, normalize
 from anchor_edge.pipeline import Pipeline
@@ -133,14 +140,14 @@ def folder_images(folder: Path) -> ImageSet:
 
 
 def folder_split(folder: Path, class_names: Sequence[str] = ()) -> tuple[ImageSet, ImageSet | None]:
-    """(calibration, held-out) images of the user's folder, in name order; the held-out set is None where it has none.
+    """(calibration, held-out) images of the user's folder, by path; the held-out set is None where it has none.
 
     Layouts (files with an image suffix; class folders searched recursively, hidden names ignored):
 
         DIR/*.jpg                             every image calibrates; no held-out images
         DIR/<class>/*.jpg (and DIR/*.jpg)     the files `python -m export.train` holds out are held out
                                               (`held_out_files`: every HELD_OUT_EVERY-th of a class folder's
-                                              own files), the rest (and the images directly in DIR) calibrate
+                                              files), the rest (and the images directly in DIR) calibrate
         DIR/train/<class>/ + DIR/val/<class>/ (or test/): train/ calibrates, val/ is held out
 
     Held-out images carry labels when every class folder is named as one of
@@ -208,12 +215,15 @@ def _split_files(folder: Path, flag: str) -> tuple[list[Path], dict[str, list[Pa
     """The folder's calibration files and {class name: held-out files}, by `folder_split`'s layouts, unread."""
     if not folder.is_dir():
         raise InputError(f"{flag} {folder} is not a directory")
+    refuse_half_split(folder, flag)
     held_out_folder = next((folder / name for name in HELD_OUT_FOLDERS if (folder / name).is_dir()), None)
     if (folder / "train").is_dir() and held_out_folder is not None:
         train = _class_files(folder / "train")
-        calibration_files = [path for files in train.values() for path in files] + _images_in(folder / "train")
+        calibration_files = [path for files in train.values() for path in files] + images_in(
+            folder / "train", recursive=False
+        )
         return calibration_files, _class_files(held_out_folder)
-    calibration_files, held_out = _images_in(folder), {}
+    calibration_files, held_out = images_in(folder, recursive=False), {}
     for name, files in _class_files(folder).items():
         trained_apart = set(held_out_files(folder / name))  # what training held out: a check never sees trained files
         calibration_files += [p for p in files if p not in trained_apart]
@@ -241,20 +251,9 @@ def held_out_images(folder: Path | None, class_names: Sequence[str]) -> ImageSet
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    """{class folder name: its image files, recursively, in name order} for the subfolders of `folder`."""
+    """{class folder name: its image files, recursively, by path} for the subfolders of `folder`."""
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return {c.name: _images_in(c, recursive=True) for c in classes}
-
-
-def _images_in(folder: Path, *, recursive: bool = False) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in found
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    return {c.name: class_files(c) for c in classes}
 
 
 def _read(folder: Path, files: Sequence[Path]) -> list[Photo]:

@@ -104,8 +104,8 @@ def resume_state(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
             if saved.get(key) != run.get(key)
         )
         raise InputError(
-            f"{path} holds the checkpoint of another run ({differences}); give this run a fresh --work-dir, "
-            "or delete that file to start over"
+            f"{path} holds the checkpoint of another run ({differences}); give this run a fresh --work-dir "
+            "(or, on a folder, a fresh --out), or delete that file to start over"
         )
     return state
 
@@ -343,16 +343,26 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def default_work_dir() -> Path:
+    """Where the digits recipe's checkpoints go without --work-dir: one place outside the repository, so a rerun of
+    the same command resumes."""
+    return Path.home() / ".cache" / "anchor-edge" / "training"
+
+
 def add_recipe_arguments(
-    parser: argparse.ArgumentParser, out_default: Path | None = Path("weights"), out_help: str = "weights"
+    parser: argparse.ArgumentParser,
+    out_default: Path | None = Path("weights"),
+    out_help: str = "weights",
+    work_dir_help: str | None = None,
 ) -> None:
-    """The flags every training entry point shares: where weights and checkpoints go, seed, threads."""
+    """The flags every training entry point shares: where weights and checkpoints go, seed, threads. With
+    `work_dir_help`, --work-dir defaults to None and the entry point picks the place (export/train.py)."""
     parser.add_argument("--out", type=Path, default=out_default, help=f"where the weights go (default: {out_help})")
     parser.add_argument(
         "--work-dir",
         type=Path,
-        default=Path.home() / ".cache" / "anchor-edge" / "training",
-        help="checkpoints to resume from (default: %(default)s)",
+        default=None if work_dir_help else default_work_dir(),
+        help=f"checkpoints to resume from (default: {work_dir_help or default_work_dir()})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

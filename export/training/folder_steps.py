@@ -45,16 +45,23 @@ from export.training.user_downstream import UserDownstream, normalization_of
 UNTRAINED_PLAN = (("full", 0.25, 30, 8_000), ("anchornet", 0.6, 40, 200_000), ("patches", 0.15, 10, 4_000))
 TRAINED_PLAN = (("anchornet", 0.85, 40, 200_000), ("patches", 0.15, 10, 4_000))
 TEACHER_MAPS_FILE = "teacher_maps.pt"
+#: The steps a folder's run may have, in order ("full" only for an untrained downstream).
+FOLDER_STEPS = tuple(step for step, *_ in UNTRAINED_PLAN)
+
+
+def keep_needs_weights(spec: str) -> str:
+    """The refusal of --keep-downstream for a downstream spec that names no trained weights."""
+    return (
+        f"--keep-downstream keeps a trained downstream as it is, and {spec} names no checkpoint; give its weights "
+        "(NAME:CKPT), or drop --keep-downstream to train it on the folder"
+    )
 
 
 def folder_plan(user: UserDownstream, keep: bool, files: int) -> list[tuple[str, float, int]]:
     """The steps for this downstream, each with its share of the whole budget (shares of the steps that run) and the
     images planned for a folder of `files` training files."""
     if keep and not user.trained:
-        raise InputError(
-            f"--keep-downstream keeps a trained downstream as it is, and {user.spec} names no checkpoint; "
-            "give its weights (NAME:CKPT), or drop --keep-downstream to train it on the folder"
-        )
+        raise InputError(keep_needs_weights(user.spec))
     plan = [step for step in (TRAINED_PLAN if user.trained else UNTRAINED_PLAN) if not (keep and step[0] == "patches")]
     total = sum(step[1] for step in plan)
     return [(step, share / total, max(floor, epochs * files)) for step, share, epochs, floor in plan]

@@ -11,7 +11,7 @@ import pytest
 from anchor_edge.errors import InputError
 from anchor_edge.evaluation.folder import read_labelled_folder
 from export.data.folder import ImageFolder
-from export.data.source import HELD_OUT
+from export.data.source import HELD_OUT, TRAIN
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -63,14 +63,29 @@ def test_refusals_say_what_is_wrong(tmp_path):
 def test_held_out_reads_exactly_the_files_a_training_run_on_the_folder_holds_out(tmp_path):
     for c, name in enumerate(CLASSES):
         (tmp_path / name).mkdir()
-        for j in range(7):  # 7 files: file 4 of each class is held out (every 5th, by name)
+        for j in range(7):  # 7 files: file 4 of each class is held out (every 5th, by path)
             cv2.imwrite(str(tmp_path / name / f"{j:02d}.png"), np.full((40, 48, 3), 30 * j + c, np.uint8))
-    touch(tmp_path / "cat" / "deep" / "zz.png")  # in a subfolder: eval reads it, the hold-out rule does not count it
+    nested = tmp_path / "cat" / "00" / "a.png"  # a subfolder's image is one of its class, to training as to eval
+    nested.parent.mkdir()
+    cv2.imwrite(str(nested), np.full((40, 48, 3), 200, np.uint8))
     trained_on = ImageFolder.open(tmp_path)
     folder = read_labelled_folder(tmp_path, CLASSES, held_out_only=True)
     assert folder.files == tuple(trained_on.files[HELD_OUT])
-    assert folder.files == tuple((tmp_path / name / "04.png", c) for c, name in enumerate(CLASSES))
+    # by path, cat's files are 00/a.png, 00.png, 01.png, 02.png, 03.png, ...: its 5th is 03.png
+    cat, dog, fox = (tmp_path / name for name in CLASSES)
+    assert folder.files == ((cat / "03.png", 0), (dog / "04.png", 1), (fox / "04.png", 2))
+    assert (nested, 0) in trained_on.files[TRAIN]
     assert len(read_labelled_folder(tmp_path, CLASSES).files) == 3 * 7 + 1
+
+
+def test_half_a_split_layout_is_refused_and_a_class_called_test_stays_a_class(tmp_path):
+    touch(tmp_path / "split" / "train" / "dog" / "t.png")
+    for read in (lambda root: read_labelled_folder(root, CLASSES), ImageFolder.open):
+        with pytest.raises(InputError, match=r"has train/ and no more: a split layout needs both train/ and val/"):
+            read(tmp_path / "split")
+    touch(tmp_path / "classes" / "test" / "a.png", tmp_path / "classes" / "dog" / "b.png")
+    folder = read_labelled_folder(tmp_path / "classes", ("dog", "test"))
+    assert folder.files == ((tmp_path / "classes" / "dog" / "b.png", 0), (tmp_path / "classes" / "test" / "a.png", 1))
 
 
 def test_held_out_on_a_folder_with_splits_is_refused(tmp_path):

@@ -120,20 +120,22 @@ def test_a_held_out_file_that_does_not_decode_is_left_out_of_the_check_set_as_tr
     assert "cat/04.png left out" in caplog.text
 
 
-def test_a_class_folders_subfolder_never_shifts_which_files_are_held_out_from_those_training_held_out(tmp_path):
+def test_a_class_folders_subfolder_holds_files_of_its_class_for_training_and_the_check_alike(tmp_path):
     from export.data.folder import ImageFolder
-    from export.data.source import HELD_OUT
+    from export.data.source import HELD_OUT, TRAIN
 
     for name in ("cat", "dog"):
-        for j in range(5):  # training holds out cat/4.png and dog/4.png: the class folder's own fifth file
+        for j in range(5):  # dog's fifth file by path is dog/4.png
             write(tmp_path / name / f"{j}.png", 10 * j + (name == "dog"))
-    write(tmp_path / "cat" / "0-extra" / "a.png", 200)  # sorts among cat's files, in a subfolder training never reads
-    trained_apart = {path.relative_to(tmp_path).as_posix() for path, _ in ImageFolder.open(tmp_path).files[HELD_OUT]}
-    assert trained_apart == {"cat/4.png", "dog/4.png"}
+    write(tmp_path / "cat" / "0-extra" / "a.png", 200)  # by path cat's files are 0-extra/a.png, 0.png, ..., 4.png
+    trained_on = ImageFolder.open(tmp_path)
+    trained_apart = {path.relative_to(tmp_path).as_posix() for path, _ in trained_on.files[HELD_OUT]}
+    assert trained_apart == {"cat/3.png", "dog/4.png"}
+    assert (tmp_path / "cat" / "0-extra" / "a.png", 0) in trained_on.files[TRAIN]
     assert {name for name, _ in check_images(tmp_path, ["cat", "dog"], 16).images} == trained_apart
     calibration, held_out = folder_split(tmp_path, ["cat", "dog"])
     assert {name for name, _ in held_out.images} == trained_apart
-    assert "cat/0-extra/a.png" in values(calibration.images)
+    assert "cat/0-extra/a.png" in values(calibration.images) and "cat/4.png" in values(calibration.images)
 
 
 def test_a_check_folder_without_held_out_images_is_an_error_and_none_takes_the_default_split(tmp_path):

@@ -272,3 +272,18 @@ def test_the_export_line_printed_without_bundle_exports_what_bundle_would(tmp_pa
         shlex.split(_export_command(Path("my run/a.pt"), spec, tmp_path / "default"))[2:]
     )
     assert spaced.anchornet == Path("my run/a.pt") and spaced.out == Path("bundles/default-folder")
+
+
+def test_the_printed_eval_line_scores_the_bundle_on_the_images_training_did_not_see(tmp_path):
+    import shlex
+
+    from anchor_edge.cli.parser import build_parser
+    from export.train import _eval_command
+
+    flat, split = tmp_path / "shoes", tmp_path / "split photos"
+    for folder in (flat / "boot", split / "train" / "boot", split / "val" / "boot"):
+        folder.mkdir(parents=True)
+    line = build_parser().parse_args(shlex.split(_eval_command(None, flat))[1:])
+    assert (line.command, line.bundle, line.data, line.held_out) == ("eval", Path("bundles/shoes"), flat, True)
+    line = build_parser().parse_args(shlex.split(_eval_command(tmp_path / "my bundle", split))[1:])
+    assert (line.bundle, line.data, line.held_out) == (tmp_path / "my bundle", split, False)  # val/ is scored

@@ -111,7 +111,7 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
     assert folder_run(arguments) == 0
     run = json.loads(written.read_text())
     assert run["eval"]["images"] == 2 and "predictions" not in run["eval"]  # a flat folder: the 2 held out, and said
-    assert run["scored"] == f"the files training held out of {folder} (every 5th of a class folder's own files)"
+    assert run["scored"] == f"the files training held out of {folder} (every 5th file of a class folder, by path)"
     assert run["training"] == report
     assert run["bundle"]["sha256"]["downstream"] == sha256(bundle / manifest["models"]["downstream"]["file"])
     assert folder_run([*arguments[:3], "--weights", str(tmp_path / "nowhere"), "--out", str(written)]) == 1
@@ -148,8 +148,14 @@ def test_without_keep_the_trained_downstream_is_fine_tuned_from_its_own_weights(
 
 def test_keep_needs_a_trained_downstream_and_a_file_spec_cannot_be_trained(tmp_path, folder, capsys):
     args = ["--data", str(folder), "--out", str(tmp_path / "w"), "--work-dir", str(tmp_path / "work")]
-    assert main([*args, "--downstream", "resnet18", "--keep-downstream"]) == 1
-    assert "--keep-downstream keeps a trained downstream" in capsys.readouterr().err
+    for spec in ([], ["--downstream", "resnet18"]):  # a usage error, found before any image is read
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, *spec, "--keep-downstream"])
+        assert exit_info.value.code == 2
+        assert "--keep-downstream keeps a trained downstream" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--only", "anchornet,trunk"])
+    assert exit_info.value.code == 2 and "--only trunk: a step of the digits benchmark" in capsys.readouterr().err
     assert main([*args, "--downstream", "model.onnx"]) == 1
     assert "NAME[:CKPT], timm:NAME[:CKPT] or MODULE:CALLABLE[:CKPT]" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
@@ -173,10 +179,10 @@ def test_teacher_maps_that_take_the_whole_budget_stop_the_run_before_anchornet(
 ):
     out = tmp_path / "w"
     args = ["--data", str(folder), "--downstream", f"resnet18:{trained_resnet18}", "--keep-downstream"]
-    assert main([*args, "--out", str(out), "--work-dir", str(tmp_path / "work"), "--budget-minutes", "1e-6"]) == 1
+    assert main([*args, "--out", str(out), "--budget-minutes", "1e-6"]) == 1
     assert (
         "the teacher's maps of 8 of 8 training files took" in capsys.readouterr().err
-        and (tmp_path / "work" / "teacher_maps.pt").is_file()
+        and (out / "checkpoints" / "teacher_maps.pt").is_file()  # without --work-dir, each --out is a run of its own
     )
     assert not (out / "anchornet.pt").exists()
 
