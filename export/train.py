@@ -45,7 +45,13 @@ from export.data.source import DIGITS
 from export.models.downstream import DEFAULT_ARCHITECTURE, EFFICIENTNET_LITE0, RESNET50, split_checkpoint
 from export.models.trained_weights import ANCHORNET_FILE, downstream_weights
 from export.training.anchornet import train_anchornet
-from export.training.common import add_recipe_arguments, apply_recipe_arguments, default_work_dir, steps_that_run
+from export.training.common import (
+    add_recipe_arguments,
+    apply_recipe_arguments,
+    default_work_dir,
+    exit_code_of,
+    steps_that_run,
+)
 from export.training.downstream import train_downstream
 
 #: Per downstream architecture, (step, share of the budget, images planned for its schedule) on the digits
@@ -148,24 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--only {','.join(not_planned)}: not a step of the {args.architecture or DEFAULT_ARCHITECTURE} "
                 f"recipe, whose steps are {', '.join(planned)}"
             )
-    try:
-        if args.data is not None:
-            reports, downstream = _train_folder(args)
-        else:
-            reports, downstream = _train_digits(args)
-        write_report(args.out / "training_report.json", reports, partial=args.only is not None)
-        if args.bundle is not None:
-            _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
-            print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}")
-        else:
-            command = _export_command(args.out / ANCHORNET_FILE, downstream, args.data)
-            print(f"weights in {args.out}; export them with: {command}")
-        if args.data is not None:
-            print(f"measure the bundle on the images it did not train on: {_eval_command(args.bundle, args.data)}")
-    except (AnchorEdgeError, OSError) as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code_of(lambda: _train_and_export(args))
 
 
 def _check_folder_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -185,6 +174,23 @@ def _check_folder_usage(parser: argparse.ArgumentParser, args: argparse.Namespac
         untrained = False
     if args.keep_downstream and untrained:
         parser.error(keep_needs_weights(spec))
+
+
+def _train_and_export(args: argparse.Namespace) -> None:
+    """Every step the arguments ask for, the report, and the bundle (or the lines that export and score it)."""
+    if args.data is not None:
+        reports, downstream = _train_folder(args)
+    else:
+        reports, downstream = _train_digits(args)
+    write_report(args.out / "training_report.json", reports, partial=args.only is not None)
+    if args.bundle is not None:
+        _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
+        print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}")
+    else:
+        command = _export_command(args.out / ANCHORNET_FILE, downstream, args.data)
+        print(f"weights in {args.out}; export them with: {command}")
+    if args.data is not None:
+        print(f"measure the bundle on the images it did not train on: {_eval_command(args.bundle, args.data)}")
 
 
 def default_out(data: Path | None) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anchor_edge.errors import InputError
-from anchor_edge.evaluation.folder import HELD_OUT_EVERY, HELD_OUT_FOLDERS, class_files, refuse_half_split
+from anchor_edge.evaluation.folder import HELD_OUT_EVERY, class_files, held_out_split, refuse_half_split
 from anchor_edge.method.preprocess import load_image, resize_and_crop
 from export.data.source import HELD_OUT, TRAIN, LabelledImage
 
@@ -73,8 +73,8 @@ class ImageFolder:
         if not root.is_dir():
             raise InputError(f"--data {root} is not a folder; give one subfolder of images per class")
         refuse_half_split(root)
-        held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
-        if (root / TRAIN).is_dir() and held_out is not None:
+        held_out = held_out_split(root)
+        if held_out != root:
             class_names = _class_names(root / TRAIN)
             files = {TRAIN: _labelled(root / TRAIN, class_names), HELD_OUT: _labelled(held_out, class_names)}
         else:

@@ -36,9 +36,9 @@ from anchor_edge.bundle.schema import INPUT_NAME
 from anchor_edge.errors import InputError
 from anchor_edge.evaluation.folder import (
     HELD_OUT_EVERY,
-    HELD_OUT_FOLDERS,
     class_files,
     held_out_files,
+    held_out_split,
     images_in,
     refuse_half_split,
 )
@@ -216,8 +216,8 @@ def _split_files(folder: Path, flag: str) -> tuple[list[Path], dict[str, list[Pa
     if not folder.is_dir():
         raise InputError(f"{flag} {folder} is not a directory")
     refuse_half_split(folder, flag)
-    held_out_folder = next((folder / name for name in HELD_OUT_FOLDERS if (folder / name).is_dir()), None)
-    if (folder / "train").is_dir() and held_out_folder is not None:
+    held_out_folder = held_out_split(folder)
+    if held_out_folder != folder:
         train = _class_files(folder / "train")
         calibration_files = [path for files in train.values() for path in files] + images_in(
             folder / "train", recursive=False

@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import BranchRule, Heatmap
-from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.method.decision import decide
 from export.data.source import DIGITS, HELD_OUT, DataSource
 from export.models.anchornet import AnchorNet
@@ -48,6 +47,7 @@ from export.training.common import (
     add_recipe_arguments,
     apply_recipe_arguments,
     easy_share,
+    exit_code_of,
     learning_rate,
     no_step_taken,
     pick_device,
@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-lr", type=float, default=PEAK_LR, help="peak learning rate (default: %(default)s)")
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
-    try:
-        train_anchornet(
+    return exit_code_of(
+        lambda: train_anchornet(
             args.out,
             images=args.images,
             batch_size=args.batch_size,
@@ -286,10 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             init=args.init,
             peak_lr=args.peak_lr,
         )
-    except (AnchorEdgeError, OSError) as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from anchor_edge.bundle.atomic_write import write_atomically
-from anchor_edge.errors import InputError
+from anchor_edge.errors import AnchorEdgeError, InputError
 from export.data.source import DIGITS, DataSource, LabelledImage
 from export.models.downstream import IMAGENET_MEAN, IMAGENET_STD
 
@@ -341,6 +342,17 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+def exit_code_of(train: Callable[[], object]) -> int:
+    """Run a training command's work for its command line: 0 when it ends, 1 with one line on stderr for the
+    project's errors and the file system's (bad data, a damaged checkpoint, an unwritable --out)."""
+    try:
+        train()
+    except (AnchorEdgeError, OSError) as error:
+        print(f"training failed: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def default_work_dir() -> Path:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from anchor_edge.bundle import sha256_of
 from anchor_edge.bundle.choices import BranchRule, Heatmap
 from anchor_edge.bundle.schema import anchornet_output_names
-from anchor_edge.errors import AnchorEdgeError, InputError
+from anchor_edge.errors import InputError
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, locate
 from export.data.digits import NUM_CLASSES, SCALE_FIELDS
@@ -71,6 +71,7 @@ from export.training.common import (
     autocast,
     bf16_supported,
     easy_share,
+    exit_code_of,
     learning_rate,
     no_step_taken,
     pick_device,
@@ -408,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=None)
     args = parser.parse_args(argv)
     apply_recipe_arguments(args)
-    try:
-        train_downstream(
+    return exit_code_of(
+        lambda: train_downstream(
             args.kind,
             args.out,
             architecture=args.architecture,
@@ -419,10 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             work_dir=args.work_dir,
         )
-    except (AnchorEdgeError, OSError) as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+    )
 
 
 if __name__ == "__main__":
