@@ -29,7 +29,7 @@ from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
-from anchor_edge.method.budget import check_budget, patch_costs, within_budget
+from anchor_edge.method.budget import bundle_costs, check_budget, within_budget
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classified_sizes, classify_until_confident
 from anchor_edge.method.lsp import LSPParams, check_lsp, preset_params
@@ -84,8 +84,7 @@ class Pipeline:
         self._patch_costs: dict[int, int] = {}
         self._full_cost = 0
         if budget is not None:
-            sizes = [b.receptive_field for b in bundle.branches]
-            self._patch_costs, self._full_cost = patch_costs(bundle.downstream.multiply_adds, sizes, bundle.crop)
+            self._patch_costs, self._full_cost = bundle_costs(bundle)
         self.budget = check_budget(budget, self._patch_costs, self._full_cost)
         self._map_outputs = [b.map_output for b in bundle.branches]
         self._attention_outputs = [b.attention_output for b in bundle.branches if b.attention_output]

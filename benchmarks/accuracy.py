@@ -38,7 +38,7 @@ from anchor_edge.bundle import Bundle, load_bundle
 from anchor_edge.bundle.baselines import BaselineEntry, read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError, BundleError
-from anchor_edge.method.budget import patch_costs, within_budget
+from anchor_edge.method.budget import bundle_costs, within_budget
 from anchor_edge.method.early_exit import classified_sizes, classify_until_confident
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import cut_by_size, decide_all, select_all, select_boxes
@@ -147,9 +147,7 @@ def _early_exits(
 
 def _budgets(rows: list[dict], pipe: Pipeline, down_in: np.ndarray, boxes: list[np.ndarray], bundle: Bundle) -> None:
     """The preset's patches under each benchmarked budget, alone and with early exit (anchor_edge/method/budget.py)."""
-    costs, full = patch_costs(
-        bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop
-    )
+    costs, full = bundle_costs(bundle)
     for budget in BUDGETS:
         capped = within_budget(boxes, costs, budget * full)
         _record(rows, budget_key(budget), capped, pipe.classify_normalized(down_in, capped))

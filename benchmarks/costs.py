@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from anchor_edge.bundle import Bundle
+from anchor_edge.method.budget import bundle_costs
 from benchmarks.items import Choice
 
 
@@ -40,14 +41,10 @@ def cost_accounting(bundle: Bundle, chosen: Sequence[Choice]) -> dict:
             },
         },
     }
-    anchornet = bundle.anchornet.multiply_adds
-    downstream = bundle.downstream.multiply_adds
-    assert isinstance(anchornet, int) and isinstance(downstream, dict), (
-        "the schema records AnchorNet's once, the downstream's per size"
-    )
+    anchornet = int(bundle.anchornet.multiply_adds)
+    downstream, full = bundle_costs(bundle)
     patches = float(np.mean([c.patches * downstream[c.patch_size] for c in chosen]))
     resized = float(np.mean([downstream[c.patch_size] for c in chosen]))
-    full = downstream[bundle.crop]
     costs["multiply_adds"] = {
         "anchornet": anchornet,
         "patches_mean": patches,

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `anchor_e
 from anchor_edge import Pipeline  # noqa: E402
 from anchor_edge.cli.options import add_backend_options, backend_keywords  # noqa: E402
 from anchor_edge.errors import AnchorEdgeError  # noqa: E402
-from anchor_edge.method.budget import savings_note  # noqa: E402
+from anchor_edge.method.budget import bundle_costs, savings_note  # noqa: E402
 from anchor_edge.method.lsp import PRESETS  # noqa: E402
 from benchmarks import items, report  # noqa: E402
 from benchmarks.costs import cost_accounting  # noqa: E402
@@ -196,6 +196,7 @@ def open_pipelines(bundles: list[Path], args: argparse.Namespace) -> dict[str, P
         while label in pipelines:
             label += "'"
         pipelines[label] = Pipeline.from_bundle(path, preset=args.preset, **backend_keywords(args))
+        bundle_costs(pipelines[label].bundle)  # the report counts multiply-adds: a bundle without them is refused now
     return pipelines
 
 
@@ -208,7 +209,7 @@ def bundle_info(pipe: Pipeline, chosen: list[items.Choice], preset: str | None) 
         "trained": bundle.trained,
         "anchornet_weights": bundle.anchornet.weights,
         "downstream_weights": bundle.downstream.weights,
-        "savings": savings_note(int(bundle.anchornet.multiply_adds), bundle.downstream.multiply_adds[bundle.crop])[1],
+        "savings": savings_note(int(bundle.anchornet.multiply_adds), bundle_costs(bundle)[1])[1],
         "num_classes": bundle.num_classes,
         "preset": preset or bundle.preset,
         "precision": {"anchornet": bundle.anchornet.precision.value, "downstream": bundle.downstream.precision.value},

@@ -41,6 +41,7 @@ from anchor_edge.bundle import load_bundle
 from anchor_edge.bundle.baselines import read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
 from anchor_edge.errors import AnchorEdgeError
+from anchor_edge.method.budget import bundle_costs
 from anchor_edge.method.lsp import preset_params
 from anchor_edge.method.preprocess import normalize, resize_and_crop
 from anchor_edge.pipeline import softmax
@@ -102,7 +103,7 @@ def open_methods(
     """
     bundle = load_bundle(bundle_dir)
     baseline = read_baselines_for(baselines_dir, bundle.downstream.name).models.full
-    full_cost = int(bundle.downstream.multiply_adds[bundle.crop])
+    patch_cost, full_cost = bundle_costs(bundle)  # the report counts both; a bundle that lacks them is refused here
     with ExitStack() as opened_here:
         full_runner = opened_here.enter_context(OrtRunner(baselines_dir / baseline.file, threads=threads))
 
@@ -128,19 +129,18 @@ def open_methods(
                 **options,
             )
             pipelines[method.name] = pipe
-            methods[method.name] = _pipeline_method(pipe)
+            methods[method.name] = _pipeline_method(pipe, patch_cost)
         yield methods, pipelines
 
 
-def _pipeline_method(pipe: Pipeline) -> Classify:
-    return lambda images: _answers(pipe, pipe.predict_batch(images))
+def _pipeline_method(pipe: Pipeline, patch_cost: Mapping[int, int]) -> Classify:
+    return lambda images: _answers(pipe.predict_batch(images), patch_cost)
 
 
-def _answers(pipe: Pipeline, predictions: Sequence[Prediction]) -> tuple[list[int], list[int]]:
+def _answers(predictions: Sequence[Prediction], patch_cost: Mapping[int, int]) -> tuple[list[int], list[int]]:
     """Each prediction's class and the downstream multiply-adds of the patches classified for it (with early exit,
     those its last round ran past the confident one too)."""
-    costs = pipe.bundle.downstream.multiply_adds
-    spent = [sum(int(costs[size]) for size in p.classified_sizes) for p in predictions]
+    spent = [sum(patch_cost[size] for size in p.classified_sizes) for p in predictions]
     return [p.class_id for p in predictions], spent
 
 
@@ -161,13 +161,14 @@ def top1(
     classes: dict[str, list[int]] = {name: [] for name in methods} | {ANCHORNET: []}
     spent: dict[str, list[int]] = {name: [] for name in methods}
     branches: list[int] = []
+    patch_cost = bundle_costs(own_pipeline.bundle)[0]
     for start in tqdm(range(0, len(images), batch), desc=f"top-1 on {len(images)} images", unit="batch", mininterval=5):
         chunk = images[start : start + batch]
         predictions = own_pipeline.predict_batch(chunk)
         classes[ANCHORNET] += [p.anchor_class for p in predictions]
         branches += [p.branch for p in predictions]
         for name, classify in methods.items():
-            predicted, cost = _answers(own_pipeline, predictions) if name == own else classify(chunk)
+            predicted, cost = _answers(predictions, patch_cost) if name == own else classify(chunk)
             classes[name] += predicted
             spent[name] += cost
     rows = {
@@ -382,7 +383,7 @@ def _bundle_info(pipe: Pipeline) -> dict:
         "sha256": bundle.model_sha256s,
         "multiply_adds": {
             "anchornet": int(bundle.anchornet.multiply_adds),
-            "downstream_full_image": int(bundle.downstream.multiply_adds[bundle.crop]),
+            "downstream_full_image": bundle_costs(bundle)[1],
         },
     }
 

@@ -1,8 +1,12 @@
-"""A complete, hand-written bundle.json for tests that need a manifest but no exported models."""
+"""A complete, hand-written bundle.json for tests that need a manifest but no exported models, and a hand edit of a
+real one."""
 
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+from pathlib import Path
 
 
 def _model(file: str, sha: str, inputs: list, outputs: list, multiply_adds) -> dict:
@@ -76,3 +80,12 @@ BUNDLE_JSON = {
 def bundle_json() -> dict:
     """A fresh copy of BUNDLE_JSON to edit."""
     return copy.deepcopy(BUNDLE_JSON)
+
+
+def without_downstream_cost(bundle: Path, to: Path, size: str) -> Path:
+    """A copy of `bundle` whose bundle.json, edited by hand, records no downstream multiply-adds at `size`."""
+    twin = shutil.copytree(bundle, to)  # the model files stay as they were, so their checksums still hold
+    manifest = json.loads((twin / "bundle.json").read_text())
+    del manifest["models"]["downstream"]["multiply_adds"][size]
+    (twin / "bundle.json").write_text(json.dumps(manifest))
+    return twin

@@ -19,10 +19,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anchor_edge.errors import InputError
+
+if TYPE_CHECKING:
+    from anchor_edge.bundle import Bundle
 
 
 def patch_costs(multiply_adds: Mapping[int, int], patch_sizes: Sequence[int], crop: int) -> tuple[dict[int, int], int]:
@@ -33,6 +37,11 @@ def patch_costs(multiply_adds: Mapping[int, int], patch_sizes: Sequence[int], cr
             f"bundle.json has no downstream multiply-adds for size(s) {missing}; re-export the bundle to use a budget"
         )
     return {size: int(multiply_adds[size]) for size in patch_sizes}, int(multiply_adds[crop])
+
+
+def bundle_costs(bundle: "Bundle") -> tuple[dict[int, int], int]:
+    """`patch_costs` of a bundle's branches and crop: what a budget, or a report of multiply-adds, reads."""
+    return patch_costs(bundle.downstream.multiply_adds, [b.receptive_field for b in bundle.branches], bundle.crop)
 
 
 def check_budget(budget: float | None, costs: Mapping[int, int], full: int) -> float | None:

@@ -18,6 +18,7 @@ from benchmarks import latency, torch_gpu
 from benchmarks.costs import cost_accounting
 from benchmarks.items import Choice
 from benchmarks.measure import interleaved, paired_ratio, summarize
+from tests.manifests import without_downstream_cost
 
 ORDER = ("min", "p50", "p90", "p99", "max")
 
@@ -165,6 +166,14 @@ def test_video_mode_reports_stream_figures_per_batch_size(small_bundle, photos, 
         assert stats["frames"] == 5 and stats["dropped"] == 0 and stats["errors"] == 0
         assert stats["frames_per_s"] == pytest.approx(5 / stats["seconds"], rel=1e-2)
         assert 0 < stats["latency_ms_p50"] <= stats["latency_ms_p99"]
+
+
+def test_a_bundle_without_the_full_images_cost_is_refused_in_one_line_before_timing(small_bundle, tmp_path, capsys):
+    # The report's savings and costs count the full image: a hand-edited bundle.json without it is refused up front.
+    twin = without_downstream_cost(small_bundle, tmp_path / "twin", "224")
+    assert latency.main(["--bundle", str(twin), "--quick", "--iterations", "2", "--batch-sizes", "1"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no downstream multiply-adds for size(s) [224]" in error
 
 
 def test_bad_budget_is_a_usage_error(small_bundle):

@@ -16,6 +16,7 @@ from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.preprocess import normalize, resize_and_crop
 from benchmarks import pays
 from export.data.digits import make_sample
+from tests.manifests import without_downstream_cost
 
 IMAGES = 6
 
@@ -123,6 +124,15 @@ def test_baselines_of_another_architecture_are_refused(small_bundle, baselines, 
         == 1
     )
     assert "efficientnet_lite0 baseline" in capsys.readouterr().err
+
+
+def test_a_bundle_without_a_patch_sizes_cost_is_refused_in_one_line(small_bundle, baselines, tmp_path, capsys):
+    # The report counts every method's multiply-adds: a hand-edited bundle.json without them is refused, not a KeyError.
+    twin = without_downstream_cost(small_bundle, tmp_path / "twin", "111")
+    argv = ["--bundle", str(twin), "--baselines", str(baselines), "--images", "2", "--batch-sizes", "1"]
+    assert pays.main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no downstream multiply-adds for size(s) [111]" in error and "re-export" in error
 
 
 def test_missing_baselines_say_how_to_make_them(small_bundle, tmp_path, capsys):

@@ -18,6 +18,7 @@ from anchor_edge import Pipeline
 from anchor_edge.bundle import load_bundle
 from anchor_edge.bundle.choices import Role
 from anchor_edge.method.preprocess import normalize, resize_and_crop
+from tests.manifests import without_downstream_cost
 
 REPO = Path(__file__).resolve().parents[3]
 PHOTOS_PER_CLASS = 2
@@ -239,10 +240,7 @@ def test_a_patch_size_missing_from_the_recorded_costs_leaves_the_counts_out_and_
     small_bundle, labelled, tmp_path
 ):
     root, labels, _ = labelled
-    twin = shutil.copytree(small_bundle, tmp_path / "twin")  # bundle.json edited by hand: the model files stay
-    manifest = json.loads((twin / "bundle.json").read_text())
-    del manifest["models"]["downstream"]["multiply_adds"]["95"]
-    (twin / "bundle.json").write_text(json.dumps(manifest))
+    twin = without_downstream_cost(small_bundle, tmp_path / "twin", "95")
     result = anchor_edge("eval", twin, "--data", root, "--backend", "onnxruntime", "--threads", "1", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
