@@ -90,13 +90,11 @@ def teach(
     between two batches, kept in `cache` for a rerun.
 
     Raises:
-        InputError: the maps were not done within `limit_seconds`.
+        InputError: the maps were not done within `limit_seconds`, or `cache` is damaged.
     """
     files, limit = folder.files[TRAIN], math.inf if limit_seconds is None else limit_seconds
     key = hashlib.sha256("\n".join([teacher_id, *(f"{path}:{label}" for path, label in files)]).encode()).hexdigest()
-    state = load_checkpoint(cache)
-    if state is None or state["key"] != key:
-        state = {"key": key, "maps": torch.zeros(0), "seconds": 0.0}
+    state = _cached(cache, key, len(files))
     maps, spent_before, start = list(state["maps"]), float(state["seconds"]), time.monotonic()
     device = pick_device()
     teacher.module.to(device).to(memory_format=torch.channels_last)  # with autocast: 3x float32's images/s here
@@ -121,6 +119,26 @@ def teach(
     LOG.info("teacher %s: maps of %d training files (%.0f s)", teacher.name, len(files), seconds)
     report = {"teacher": teacher.name, "files": len(files), "seconds": round(seconds, 2)}
     return TaughtFolder(folder, torch.stack(maps).float().numpy(), teacher_id), report
+
+
+def _cached(cache: Path, key: str, files: int) -> dict:
+    """The maps kept in `cache` for this teacher and these files, or an empty start where there are none (or they
+    were made by other weights, or for other files).
+
+    Raises:
+        InputError: the cache is for these files but damaged (unreadable, or not maps of at most `files` images).
+    """
+    state = load_checkpoint(cache)
+    if not isinstance(state, dict) or state.get("key") != key:
+        return {"key": key, "maps": torch.zeros(0), "seconds": 0.0}
+    maps, seconds = state.get("maps"), state.get("seconds")
+    if not isinstance(maps, torch.Tensor) or maps.dim() != 3 or len(maps) > files or not isinstance(seconds, float):
+        shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
+        raise InputError(
+            f"{cache} holds no teacher maps of these {files} training files (maps {shape}, seconds {seconds!r}): "
+            "it is damaged; delete it to make the maps anew"
+        )
+    return state
 
 
 def maps_out_of_time(done: int, files: int, seconds: float, limit_seconds: float, cache: Path) -> str:

@@ -199,6 +199,25 @@ def test_maps_stop_at_their_time_limit_and_a_rerun_goes_on_from_the_kept_ones(tm
     assert report["files"] == 8 and np.array_equal(resumed.maps, whole.maps)
 
 
+def test_a_damaged_map_cache_of_the_same_files_is_refused_with_what_to_do(tmp_path):
+    for name, colour in (("red", RED), ("blue", BLUE)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for j in range(5):
+            cv2.imwrite(str(tmp_path / "data" / name / f"{j}.png"), drawn((40 + 20 * j, 60, 80 + 20 * j, 100), colour))
+    folder = ImageFolder.open(tmp_path / "data")
+    teacher = Teacher(ColourCounter(), "colour counter")
+    cache = tmp_path / "maps.pt"
+    whole, _ = teach(folder, teacher, RAW, cache, "colour counter")
+    kept = torch.load(cache)
+    for damage in ({"maps": torch.cat([kept["maps"], kept["maps"]])}, {"maps": kept["maps"][0]}, {"seconds": None}):
+        torch.save({**kept, **damage}, cache)
+        with pytest.raises(InputError, match=r"maps\.pt holds no teacher maps of these 8 training files .* delete it"):
+            teach(folder, teacher, RAW, cache, "colour counter")
+    cache.unlink()
+    again, _ = teach(folder, teacher, RAW, cache, "colour counter")
+    assert np.array_equal(again.maps, whole.maps), "once deleted, the maps are made anew"
+
+
 def test_centre_only_targets_are_hard_on_every_branch_and_windows_keep_the_centre_in_view():
     targets = branch_targets(torch.tensor([2, 0]), None, 4)
     assert targets.shape == (2, 3, 4)
