@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -52,6 +54,15 @@ def drawn(square: tuple[int, int, int, int], colour=RED, size: int = 256) -> np.
     x0, y0, x1, y1 = square
     image[y0:y1, x0:x1] = colour
     return image
+
+
+def squares_folder(root: Path) -> Path:
+    """Five red and five blue squares along a row, one image each, in class folders "red" and "blue"."""
+    for name, colour in (("red", RED), ("blue", BLUE)):
+        (root / name).mkdir(parents=True)
+        for j in range(5):
+            cv2.imwrite(str(root / name / f"{j}.png"), drawn((40 + 20 * j, 60, 80 + 20 * j, 100), colour))
+    return root
 
 
 def test_the_peak_is_where_the_object_was_drawn_and_the_map_is_exact():
@@ -184,11 +195,7 @@ def test_a_taught_folder_sample_carries_the_teachers_peak_on_the_drawn_object(tm
 def test_maps_stop_at_their_time_limit_and_a_rerun_goes_on_from_the_kept_ones(tmp_path, monkeypatch):
     from export.training import taught_folder
 
-    for name, colour in (("red", RED), ("blue", BLUE)):
-        (tmp_path / "data" / name).mkdir(parents=True)
-        for j in range(5):
-            cv2.imwrite(str(tmp_path / "data" / name / f"{j}.png"), drawn((40 + 20 * j, 60, 80 + 20 * j, 100), colour))
-    folder = ImageFolder.open(tmp_path / "data")
+    folder = ImageFolder.open(squares_folder(tmp_path / "data"))
     teacher = Teacher(ColourCounter(), "colour counter")
     monkeypatch.setattr(taught_folder, "TEACHER_BATCH", 3)
     with pytest.raises(InputError, match=r"maps of 3 of 8 training files took \d+ s, AnchorNet's whole share"):
@@ -200,11 +207,7 @@ def test_maps_stop_at_their_time_limit_and_a_rerun_goes_on_from_the_kept_ones(tm
 
 
 def test_a_damaged_map_cache_of_the_same_files_is_refused_with_what_to_do(tmp_path):
-    for name, colour in (("red", RED), ("blue", BLUE)):
-        (tmp_path / "data" / name).mkdir(parents=True)
-        for j in range(5):
-            cv2.imwrite(str(tmp_path / "data" / name / f"{j}.png"), drawn((40 + 20 * j, 60, 80 + 20 * j, 100), colour))
-    folder = ImageFolder.open(tmp_path / "data")
+    folder = ImageFolder.open(squares_folder(tmp_path / "data"))
     teacher = Teacher(ColourCounter(), "colour counter")
     cache = tmp_path / "maps.pt"
     whole, _ = teach(folder, teacher, RAW, cache, "colour counter")
