@@ -70,7 +70,7 @@ WARMUP_STEPS = 50
 #: The first part of training sees `window_size` crops holding the digit (a third of
 #: the cost of 224 at 128); the rest sees the full 224 input, as at inference, so
 #: the poolings learn to ignore a 224 input's larger share of background.
-SMALL_WINDOW_SHARE = 0.9
+SMALL_WINDOW_SHARE = 0.6
 
 
 def anchornet_loss(
