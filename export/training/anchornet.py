@@ -69,7 +69,8 @@ PEAK_LR = 2e-3
 WARMUP_STEPS = 50
 #: The first part of training sees `window_size` crops holding the digit (a third of
 #: the cost of 224 at 128); the rest sees the full 224 input, as at inference, so
-#: the poolings learn to ignore a 224 input's larger share of background.
+#: the poolings learn to ignore a 224 input's larger share of background. The digits
+#: recipe's share; a folder's run gives the 224 input more (folder_steps).
 SMALL_WINDOW_SHARE = 0.9
 
 
@@ -120,8 +121,13 @@ def train_anchornet(
     source: DataSource = DIGITS,
     init: Path | None = None,
     peak_lr: float = PEAK_LR,
+    small_window_share: float = SMALL_WINDOW_SHARE,
 ) -> dict:
-    """Train, checkpointing to work_dir (resumes from it), and write out/anchornet.pt; returns the pooling report."""
+    """Train, checkpointing to work_dir (resumes from it), and write out/anchornet.pt; returns the pooling report.
+
+    small_window_share: the part of training (of its steps or its budget, whichever is further) on `window_size`
+        windows, when the source locates its objects; the rest trains on full 224 inputs.
+    """
     seed_everything(seed)
     device = pick_device()
     centre_supervision = box_supervision and source.has_centres
@@ -141,6 +147,7 @@ def train_anchornet(
         box_supervision=box_supervision,
         init=None if init is None else sha256_of(init),
         peak_lr=peak_lr,
+        small_window_share=small_window_share,
     )
     state = resume_state(checkpoint_path, run)
     step, budget = 0, Budget(budget_minutes)
@@ -156,7 +163,7 @@ def train_anchornet(
             group["lr"] = learning_rate(step, max(step / total_steps, budget.fraction()), peak_lr, WARMUP_STEPS)
         progress_fraction = max(step / total_steps, budget.fraction())
         located = source.has_boxes or source.has_centres
-        window = window_size if progress_fraction < SMALL_WINDOW_SHARE and located else 224
+        window = window_size if progress_fraction < small_window_share and located else 224
         easy = easy_share(progress_fraction) if source.has_easy and init is None else 0.0
         batch = sample_batch(
             "train", range(step * batch_size, (step + 1) * batch_size), seed, window, easy_share=easy, source=source

@@ -113,6 +113,27 @@ def test_anchornet_recipe_trains_saves_the_bundle_checkpoint_and_resumes(tmp_pat
     assert load_checkpoint(tmp_path / "work" / "anchornet_state.pt")["step"] == 2  # the other run's state is kept
 
 
+def test_anchornet_trains_on_windows_for_its_share_of_the_steps_then_on_whole_inputs(tmp_path, monkeypatch):
+    import export.training.anchornet as recipe
+
+    windows = []
+
+    def recorded(split, indices, seed, window=224, **kwargs):
+        windows.append(window)
+        return sample_batch(split, indices, seed, window, **kwargs)
+
+    monkeypatch.setattr(recipe, "sample_batch", recorded)
+    monkeypatch.setattr(recipe, "measure_poolings", lambda *args, **kwargs: {"gap": 0.0, "attention": 0.0})
+    common = dict(batch_size=2, seed=0, eval_images=2, window_size=128)
+    train_anchornet(tmp_path / "a", images=8, work_dir=tmp_path / "wa", small_window_share=0.5, **common)
+    assert windows == [128, 128, 224, 224]  # steps 0-1 of 4 are under half the run, steps 2-3 are not
+    windows.clear()
+    train_anchornet(tmp_path / "b", images=8, work_dir=tmp_path / "wb", **common)
+    assert windows == [128, 128, 128, 128]  # the digits recipe's 0.9: step 3 is at 0.75 of the run
+    with pytest.raises(InputError, match="small_window_share 0.9 there, 0.5 here"):  # the share is part of the run
+        train_anchornet(tmp_path / "b", images=8, work_dir=tmp_path / "wb", small_window_share=0.5, **common)
+
+
 def test_a_checkpoint_of_other_data_is_refused_and_one_without_a_run_record_resumes(tmp_path):
     digits_run = run_identity("anchornet", DIGITS, seed=0, batch_size=32)
     folder_run = {**digits_run, "data": "/home/me/photos"}
