@@ -8,13 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from anchor_edge import Pipeline
 from anchor_edge.errors import InputError
 from export.data.folder import ImageFolder
 from export.data.source import HELD_OUT, TRAIN
 from export.training.anchornet import SMALL_WINDOW_SHARE
+from export.training.common import load_checkpoint
 from export.training.folder_steps import ANCHORNET_WINDOW_SHARE
 
 
@@ -128,7 +128,7 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     assert report["anchornet"]["box_supervision"] is False and report["anchornet"]["centre_supervision"] is True
     assert report["anchornet"]["teacher"]["files"] == 8 and report["anchornet"]["mirrored"] is True
     assert report["anchornet"]["steps"] == 2  # 40 planned images at batch 32, rounded up
-    anchornet_run = torch.load(tmp_path / "work" / "anchornet_state.pt", weights_only=True)["run"]
+    anchornet_run = load_checkpoint(tmp_path / "work" / "anchornet_state.pt")["run"]
     assert anchornet_run["small_window_share"] == ANCHORNET_WINDOW_SHARE < SMALL_WINDOW_SHARE, "a folder's own share"
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["class_names"] == ["astronaut", "coffee"] and manifest["trained"] is True
