@@ -4,7 +4,8 @@ Stages (each timed, docs/method.md §3-§5): preprocess -> AnchorNet on the whol
 batch -> branch and class decision per image -> LSP on the chosen heatmap ->
 patches cut at native size from the network input -> every patch of every
 image grouped by size, one downstream call per size -> per image, the argmax
-of the sum of its patches' softmax.
+of the sum of its patches' softmax (plus AnchorNet's vote, when the bundle
+gives it a weight: anchor_edge/method/anchor_vote.py).
 
 A Pipeline holds no per-call state (each call times itself on its own
 `StageClock`), so one instance may serve several threads at once; every
@@ -29,6 +30,7 @@ from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
+from anchor_edge.method.anchor_vote import check_anchor_vote
 from anchor_edge.method.budget import bundle_costs, check_budget, within_budget
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classified_sizes, classify_until_confident
@@ -68,6 +70,7 @@ class Pipeline:
         vote_min: int,
         branch_rule: str = BranchRule.CONFIDENT,
         heatmap: str = Heatmap.CLASS,
+        anchor_vote: float = 0.0,
         max_batch: int = 64,
         early_exit: float | None = None,
         budget: float | None = None,
@@ -79,6 +82,7 @@ class Pipeline:
         self.vote_min = int(vote_min)
         self.branch_rule = check_branch_rule(branch_rule)
         self.heatmap = check_heatmap(heatmap)
+        self.anchor_vote = check_anchor_vote(anchor_vote)
         self.max_batch = positive_int("max_batch", max_batch)
         self.early_exit = check_threshold(early_exit)
         self._patch_costs: dict[int, int] = {}
@@ -99,6 +103,7 @@ class Pipeline:
         vote_min: int | None = None,
         branch_rule: str | None = None,
         heatmap: str | None = None,
+        anchor_vote: float | None = None,
         threads: int | None = None,
         max_batch: int = 64,
         early_exit: float | None = None,
@@ -112,40 +117,35 @@ class Pipeline:
 
         Args:
             path: the bundle directory written by `python export/to_trt.py`.
-            backend: "auto" (TensorRT when the bundle has engines and TensorRT
-                and a GPU are present, else ONNX Runtime; logged), "onnxruntime",
-                "tensorrt" or "openvino"; or one backend's options value,
+            backend: "auto" (TensorRT when the bundle has engines and TensorRT and a GPU are present, else ONNX
+                Runtime; logged), "onnxruntime", "tensorrt" or "openvino"; or one backend's options value,
                 `OnnxRuntimeOptions(...)`, `OpenVinoOptions(...)` or `TensorRtOptions()`
                 (anchor_edge/backends/options.py), which then holds every backend option.
                 The keyword options below apply to the backend they name; one given to
                 another backend (device="GPU" on ONNX Runtime) is an InputError.
-            preset: LSP preset "fast", "visual" or "accurate", or {patch size: LSPParams}
-                for custom values; None takes the bundle's preset.
-            vote_min: branches that must agree on a class (docs/method.md §3); None
-                takes the bundle's value (2 unless exported otherwise).
+            preset: LSP preset "fast", "visual" or "accurate", or {patch size: LSPParams}; None: the bundle's.
+            vote_min: branches that must agree on a class (docs/method.md §3); None takes the bundle's (2 by default).
             branch_rule: "confident" (the paper's eq. 8) or "widest" (always B111, for an AnchorNet
                 trained without sizes: `BranchRule`); None takes the bundle's.
             heatmap: the map of that branch LSP reads, "class" (the paper's F[class]) or "max" (its maximum
                 over classes, for an AnchorNet trained without boxes: `Heatmap`); None takes the bundle's.
+            anchor_vote: the weight of AnchorNet's decided-branch probabilities added to the summed patch softmax
+                (0: the paper's rule; anchor_edge/method/anchor_vote.py); None takes the bundle's.
             threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
-            providers: ONNX Runtime's execution providers: "cpu" (default), "cuda",
-                "tensorrt", "openvino", a list in priority order, or "auto" (the
-                first present of tensorrt, cuda, openvino, cpu; logged). One that
+            providers: ONNX Runtime's execution providers: "cpu" (default), "cuda", "tensorrt", "openvino", a list
+                in priority order, or "auto" (the first present of tensorrt, cuda, openvino, cpu; logged). One that
                 does not start is a BackendError naming what to install. None: "cpu".
             provider_options: `ProviderOptions(tensorrt_cache=...)`: where ONNX Runtime's TensorRT
                 provider caches its engines (None: inside the bundle); its profiles and precision are the bundle's.
-            device, inference_precision: for backend="openvino", the OpenVINO device
-                ("CPU", "GPU", "NPU"; None: "CPU") and precision ("f32", the default, or
-                "bf16" where the CPU has it; check it with `anchor-edge verify`).
+            device, inference_precision: for backend="openvino", the OpenVINO device ("CPU", "GPU", "NPU"; None:
+                "CPU") and precision ("f32", the default, or "bf16" where the CPU has it; check it with `verify`).
             max_batch: largest batch sent to a model at once; bigger batches are chunked.
-            early_exit: None classifies every patch; a threshold T classifies each
-                image's patches in LSP order and stops once the running mean of
-                their softmaxes has a class probability >= T (0: one patch per
-                image; above 1: the same as None). See anchor_edge/method/early_exit.py.
-            budget: None takes every LSP patch; a share b of the downstream's
-                full-image multiply-adds caps each image's patches at b x that
-                cost, taken in LSP order (with early_exit too: whichever stops
-                first). See anchor_edge/method/budget.py.
+            early_exit: None classifies every patch; a threshold T classifies each image's patches in LSP order and
+                stops once the running mean of their softmaxes (AnchorNet's vote apart) has a class probability >= T
+                (0: one patch per image; above 1: the same as None). See anchor_edge/method/early_exit.py.
+            budget: None takes every LSP patch; a share b of the downstream's full-image multiply-adds caps each
+                image's patches at b x that cost, taken in LSP order (with early_exit too: whichever stops first).
+                See anchor_edge/method/budget.py.
 
         Raises:
             BundleError: the bundle is missing, malformed or fails its checksums.
@@ -172,6 +172,7 @@ class Pipeline:
                 vote_min=bundle.vote_min if vote_min is None else vote_min,
                 branch_rule=bundle.branch_rule if branch_rule is None else branch_rule,
                 heatmap=bundle.heatmap if heatmap is None else heatmap,
+                anchor_vote=bundle.anchor_vote if anchor_vote is None else anchor_vote,
                 max_batch=max_batch,
                 early_exit=early_exit,
                 budget=budget,
@@ -323,7 +324,8 @@ class Pipeline:
         timings: dict[str, float],
     ) -> Prediction:
         anchor_class, branch = decision
-        total = patch_probs.sum(axis=0)
+        vote = self.anchor_vote * anchor[PROBS_OUTPUT][index][branch] if self.anchor_vote else None
+        total = patch_probs.sum(axis=0) if vote is None else patch_probs.sum(axis=0) + vote
         class_id = int(total.argmax())
         info = self.bundle.branches[branch]
         attention = tuple(anchor[name][index, 0] for name in self._attention_outputs) or None
@@ -331,6 +333,7 @@ class Pipeline:
             class_id=class_id,
             label=self.bundle.class_names[class_id],
             score=float(total[class_id] / total.sum()),
+            anchor_vote=vote,
             branch=info.receptive_field,
             anchor_class=anchor_class,
             branch_probs=anchor[PROBS_OUTPUT][index],
@@ -364,9 +367,8 @@ class Pipeline:
             reconnects: tries to reopen a lost live source spec (default 5) before a SourceError.
 
         Returns:
-            A Stream: iterate it for StreamResult objects; `.stats` holds frames/s,
-            dropped frames and latency; use it in a `with` block (or call
-            `close()`) to release the source.
+            A Stream of StreamResult objects; `.stats` holds frames/s, dropped frames and latency; use it in a
+            `with` block (or call `close()`) to release the source.
 
         Raises:
             SourceError: the source cannot be opened (missing file, bad URL, unreadable codec).

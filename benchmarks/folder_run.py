@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         training = json.loads((args.weights / "training_report.json").read_text(encoding="utf-8"))
-        settings = dict(preset=args.preset, branch_rule=args.branch_rule, heatmap=args.heatmap, budget=args.budget)
+        settings = dict(
+            preset=args.preset,
+            branch_rule=args.branch_rule,
+            heatmap=args.heatmap,
+            anchor_vote=args.anchor_vote,
+            budget=args.budget,
+        )
         with Pipeline.from_bundle(args.bundle, backend="onnxruntime", threads=args.threads, **settings) as pipe:
             shas = pipe.bundle.model_sha256s
             flat = held_out_split(args.data) == args.data  # no train/ + val/: the files training held out

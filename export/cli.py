@@ -75,6 +75,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         parser,
         default="what the AnchorNet checkpoint records, widest and max when it was trained without boxes; else "
         "confident and class",
+        vote_default="0, the paper's rule",
     )
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="max abs ONNX-vs-PyTorch difference (default: %(default)s)"
@@ -220,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
             vote_min=args.vote_min,
             branch_rule=args.branch_rule,
             heatmap=args.heatmap,
+            anchor_vote=args.anchor_vote or 0.0,
             tolerance=args.tolerance,
             precision=precision,
             mean=args.mean,

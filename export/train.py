@@ -14,7 +14,9 @@ image-level labels plus the teacher's class activation peak; then the
 downstream is fine-tuned on the patches AnchorNet localizes, unless
 --keep-downstream leaves the user's network bit-identical
 (export/training/folder_steps.py). --bundle also exports the result, so one
-command gives a bundle. Without --data: the digits benchmark, where AnchorNet is box-supervised
+command gives a bundle, with AnchorNet's vote in the class chosen on the
+training files no step trained on (export/training/anchor_vote.py).
+Without --data: the digits benchmark, where AnchorNet is box-supervised
 (export/training/box_supervision.py). --architecture picks the downstream's
 recipe (export/training/downstream.py): resnet50 learns from scratch (a trunk,
 then the full-image baseline and the patch network fine-tuned from it for the
@@ -178,13 +180,17 @@ def _check_folder_usage(parser: argparse.ArgumentParser, args: argparse.Namespac
 
 def _train_and_export(args: argparse.Namespace) -> None:
     """Every step the arguments ask for, the report, and the bundle (or the lines that export and score it)."""
+    held_back: tuple = ()
     if args.data is not None:
-        reports, downstream = _train_folder(args)
+        reports, downstream, held_back = _train_folder(args)
     else:
         reports, downstream = _train_digits(args)
-    write_report(args.out / "training_report.json", reports, partial=args.only is not None)
+    report_path = args.out / "training_report.json"
+    write_report(report_path, reports, partial=args.only is not None)
     if args.bundle is not None:
-        _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data)
+        vote = _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data, held_back)
+        if vote:
+            write_report(report_path, {"anchor_vote": vote}, partial=True)
         print(f"bundle in {args.bundle}; try it: anchor-edge predict IMAGE --bundle {args.bundle}")
     else:
         command = _export_command(args.out / ANCHORNET_FILE, downstream, args.data)
@@ -206,15 +212,17 @@ def write_report(path: Path, reports: dict, *, partial: bool) -> None:
     write_atomically(path, (json.dumps({**earlier, **reports}, indent=2) + "\n").encode())
 
 
-def _train_folder(args: argparse.Namespace) -> tuple[dict, str]:
-    """Every step on the user's folder for their downstream (export/training/folder_steps.py)."""
-    from export.data.folder import ImageFolder
+def _train_folder(args: argparse.Namespace) -> tuple[dict, str, tuple]:
+    """Every step on the user's folder for their downstream (export/training/folder_steps.py): the reports, the
+    bundle's downstream spec and the (file, label) pairs held back from training to choose the vote on."""
+    from export.data.folder import TUNE, ImageFolder
     from export.training.folder_steps import train_on_folder
     from export.training.user_downstream import open_user_downstream
 
     user = open_user_downstream(args.downstream or EFFICIENTNET_LITE0)
-    return train_on_folder(
-        ImageFolder.open(args.data, mirror=args.mirror),
+    folder = ImageFolder.open(args.data, mirror=args.mirror)
+    reports, downstream = train_on_folder(
+        folder,
         user,
         out=args.out,
         work_dir=args.work_dir,
@@ -224,6 +232,7 @@ def _train_folder(args: argparse.Namespace) -> tuple[dict, str]:
         only=args.only,
         keep=args.keep_downstream,
     )
+    return reports, downstream, folder.files.get(TUNE, ())
 
 
 def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
@@ -251,14 +260,19 @@ def _train_digits(args: argparse.Namespace) -> tuple[dict, str]:
     return reports, f"{architecture}:{downstream_weights(args.out, architecture, 'patches')}"
 
 
-def _export(anchornet: Path, downstream: str, bundle: Path, data: Path | None) -> None:
+def _export(anchornet: Path, downstream: str, bundle: Path, data: Path | None, held_back: tuple) -> dict:
     """The trained AnchorNet and patch-tuned downstream as an FP32 bundle (export/bundle/build.py), recording the
     LSP preset whose patches the downstream was fine-tuned on; trained on a folder, its check set is that folder's
-    held-out images, so `anchor-edge verify` checks what the user trains for."""
+    held-out images, so `anchor-edge verify` checks what the user trains for, and AnchorNet's vote is chosen on the
+    `held_back` files (export/training/anchor_vote.py). Returns the vote's report (empty without a folder)."""
     from export.bundle.build import export_bundle
+    from export.training.anchor_vote import vote_chooser
     from export.training.downstream import FINE_TUNING_PRESET
 
-    export_bundle(anchornet, downstream, bundle, preset=FINE_TUNING_PRESET, check_dir=data)
+    vote: dict = {}
+    chooser = vote_chooser(held_back, vote) if data is not None else 0.0
+    export_bundle(anchornet, downstream, bundle, preset=FINE_TUNING_PRESET, check_dir=data, anchor_vote=chooser)
+    return vote
 
 
 def _export_command(anchornet: Path, downstream: str, data: Path | None) -> str:

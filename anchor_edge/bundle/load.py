@@ -50,6 +50,7 @@ class Bundle:
     vote_min: ClassVar[_FromManifest[int]] = _FromManifest(lambda m: m.decision.vote_min)
     branch_rule: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.decision.branch_rule.value)
     heatmap: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.decision.heatmap.value)
+    anchor_vote: ClassVar[_FromManifest[float]] = _FromManifest(lambda m: m.decision.anchor_vote)
     preset: ClassVar[_FromManifest[str]] = _FromManifest(lambda m: m.lsp.preset.value)
     trained: ClassVar[_FromManifest[bool]] = _FromManifest(lambda m: m.trained)
     #: {"anchornet": sha256, "downstream": sha256} of the ONNX models: what a report or a job's rows were made by.

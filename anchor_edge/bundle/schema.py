@@ -104,12 +104,13 @@ def anchornet_output_names(branches: tuple[Branch, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Decision:
-    """The branch and class decision (docs/method.md §3): votes a class needs, how the branch is chosen, and which
-    of its maps LSP reads."""
+    """The branch and class decision (docs/method.md §3): votes a class needs, how the branch is chosen, which of
+    its maps LSP reads, and how much AnchorNet's own class distribution weighs in the image's class (§5)."""
 
     vote_min: int
     branch_rule: BranchRule = BranchRule.CONFIDENT
     heatmap: Heatmap = Heatmap.CLASS
+    anchor_vote: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,8 @@ class Manifest:
             _check_file_name(self.check_set.file, "check_set.file", source)
         if not 1 <= self.decision.vote_min <= len(self.branches):
             raise BundleError(f"{source}: decision.vote_min must be 1, 2 or 3, got {self.decision.vote_min}")
+        if not 0 <= self.decision.anchor_vote < float("inf"):
+            raise BundleError(f"{source}: decision.anchor_vote must be a number >= 0, got {self.decision.anchor_vote}")
 
 
 def read_manifest(bundle_dir: Path) -> Manifest:

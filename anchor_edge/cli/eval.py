@@ -1,6 +1,7 @@
 """`anchor-edge eval`: top-1, multiply-adds and paired time of a bundle on the user's labelled images.
 
-    anchor-edge eval BUNDLE --data DIR [--held-out] [--preset P] [--branch-rule R] [--budget B] [--early-exit T]
+    anchor-edge eval BUNDLE --data DIR [--held-out] [--preset P] [--branch-rule R] [--anchor-vote W] [--budget B]
+                     [--early-exit T]
                      [--backend ...] [--compare BUNDLE2] [--compare-backend B2] [--json] [--png FILE]
 
 DIR holds one subfolder of images per class, named as the bundle's classes
@@ -145,6 +146,7 @@ def _options(args: argparse.Namespace, keywords: dict) -> dict:
         preset=args.preset,
         branch_rule=args.branch_rule,
         heatmap=args.heatmap,
+        anchor_vote=args.anchor_vote,
         early_exit=args.early_exit,
         budget=args.budget,
         **keywords,

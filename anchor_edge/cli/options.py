@@ -58,9 +58,12 @@ def providers(text: str) -> str | list[str]:
     return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name.strip()]
 
 
-def add_decision_options(parser: argparse.ArgumentParser, default: str = "the bundle's") -> None:
+def add_decision_options(
+    parser: argparse.ArgumentParser, default: str = "the bundle's", vote_default: str = "the bundle's"
+) -> None:
     """--branch-rule and --heatmap: which branch's maps localize the class, and which map of it LSP reads
-    (anchor_edge.bundle.choices.BranchRule, Heatmap); `default` says what not giving them means."""
+    (anchor_edge.bundle.choices.BranchRule, Heatmap); --anchor-vote: how much AnchorNet's class weighs in the image's
+    (anchor_edge.method.anchor_vote). `default` and `vote_default` say what not giving them means."""
     parser.add_argument(
         "--branch-rule",
         choices=[rule.value for rule in BranchRule],
@@ -72,6 +75,13 @@ def add_decision_options(parser: argparse.ArgumentParser, default: str = "the bu
         choices=[heatmap.value for heatmap in Heatmap],
         help="the map of that branch LSP reads, class: the decided class's (the paper); max: the hottest class's "
         f"at each location (an AnchorNet trained without boxes) (default: {default})",
+    )
+    parser.add_argument(
+        "--anchor-vote",
+        type=non_negative,
+        metavar="W",
+        help="weight of AnchorNet's decided-branch class probabilities added to the patches' summed softmax "
+        f"(0: the paper's rule, the patches alone) (default: {vote_default})",
     )
 
 

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset,
         branch_rule=args.branch_rule,
         heatmap=args.heatmap,
+        anchor_vote=args.anchor_vote,
         early_exit=args.early_exit,
         budget=args.budget,
         **backend_keywords(args),

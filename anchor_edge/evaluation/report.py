@@ -17,7 +17,7 @@ def table(summary: dict, compared: dict | None = None) -> str:
     settings = summary["settings"]
     lines = [
         f"bundle {summary['bundle']} on {summary['backend']} (preset {settings['preset']}, "
-        f"branch {settings['branch_rule']}, heatmap {settings['heatmap']}, "
+        f"branch {settings['branch_rule']}, heatmap {settings['heatmap']}, anchor vote {settings['anchor_vote']}, "
         f"budget {settings['budget']}, early exit {settings['early_exit']}): "
         f"{summary['images']} images of {summary['split']}",
     ]

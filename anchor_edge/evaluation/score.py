@@ -134,6 +134,7 @@ def evaluate(
             "vote_min": pipe.vote_min,
             "branch_rule": pipe.branch_rule.value,
             "heatmap": pipe.heatmap.value,
+            "anchor_vote": pipe.anchor_vote,
         },
         full_image_multiply_adds=full_cost,
         anchornet_multiply_adds=pipe.bundle.anchornet.multiply_adds,

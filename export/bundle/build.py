@@ -18,7 +18,7 @@ import dataclasses
 import datetime
 import logging
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import onnx
@@ -46,6 +46,7 @@ from anchor_edge.bundle.schema import (
     anchornet_output_names,
 )
 from anchor_edge.errors import InputError
+from anchor_edge.method.anchor_vote import check_anchor_vote
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.lsp import PRESETS
 from anchor_edge.method.patches import check_heatmap
@@ -87,6 +88,7 @@ def export_bundle(
     vote_min: int = 2,
     branch_rule: str | None = None,
     heatmap: str | None = None,
+    anchor_vote: float | Callable[[Path], float] = 0.0,
     tolerance: float = 1e-3,
     precision: PrecisionOptions | None = None,
     mean: Sequence[float] | None = None,
@@ -117,6 +119,9 @@ def export_bundle(
             without boxes, `BranchRule`), else "confident".
         heatmap: the map LSP reads, recorded in the bundle; None takes the AnchorNet checkpoint's ("max" when it
             was trained without boxes, `Heatmap`), else "class".
+        anchor_vote: the weight of AnchorNet's class in the image's (anchor_edge/method/anchor_vote.py; 0: the
+            paper's rule), or a function that chooses it from the staged FP32 bundle's directory, before its check
+            set and precision conversion are made with it (the folder training's choice on held-back images).
         tolerance: the largest ONNX-vs-source difference allowed.
         precision: FP16 / INT8 conversion (export/precision/convert.py); None: FP32.
         mean, std: the downstream's normalisation, three values each in its
@@ -151,6 +156,8 @@ def export_bundle(
         raise InputError(f"vote_min must be 1, 2 or 3, got {vote_min!r}")
     if branch_rule is not None:
         check_branch_rule(branch_rule)
+    if not callable(anchor_vote):
+        anchor_vote = check_anchor_vote(anchor_vote)
     if not tolerance > 0:
         raise InputError(f"tolerance must be positive, got {tolerance!r}")
     precision = precision or PrecisionOptions()
@@ -178,6 +185,7 @@ def export_bundle(
         vote_min,
         check_branch_rule(branch_rule or anchor.branch_rule),
         check_heatmap(heatmap or anchor.heatmap),
+        0.0 if callable(anchor_vote) else anchor_vote,
     )
     crops = photo_crops(CROP)
     with staged_bundle(out) as staging:
@@ -215,6 +223,10 @@ def export_bundle(
                 anchor_report,
             ),
         )
+        if callable(anchor_vote):
+            steps.set_postfix_str("anchor vote")
+            chosen = dataclasses.replace(decision, anchor_vote=check_anchor_vote(anchor_vote(staging)))
+            manifest = write_manifest(staging, dataclasses.replace(manifest, decision=chosen))
         checked = check_images(None if check_dir is None else Path(check_dir), manifest.class_names, CHECK_IMAGES)
         check_set = write_check_set(staging, checked.images, checked.source)
         write_manifest(staging, dataclasses.replace(manifest, check_set=check_set))

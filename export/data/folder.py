@@ -6,6 +6,11 @@ suffix are taken, in a class folder's subfolders too, others ignored):
     DIR/<class>/*.jpg                      every 5th file of each class (sorted by path) is held out
     DIR/train/<class>/*.jpg + DIR/val/<class>/*.jpg   (or test/ instead of val/): the split as given
 
+Of the training files, every TUNE_EVERY-th of each class is held back as
+the `TUNE` split when that makes at least MIN_TUNING_IMAGES: no model trains
+on them, and the exported bundle's AnchorNet vote is chosen on them
+(anchor_edge/method/anchor_vote.py). A smaller folder trains on them all.
+
 Images are read once with the runtime's own decoder
 (`anchor_edge.method.preprocess`), so what trains is what the bundle will
 see; an image that cannot be read is reported and left out, never a crash
@@ -28,11 +33,14 @@ from tqdm import tqdm
 
 from anchor_edge.errors import InputError
 from anchor_edge.evaluation.folder import HELD_OUT_EVERY, class_files, held_out_split, refuse_half_split
+from anchor_edge.method.anchor_vote import MIN_TUNING_IMAGES
 from anchor_edge.method.preprocess import load_image, resize_and_crop
 from export.data.source import HELD_OUT, TRAIN, LabelledImage
 
 LOG = logging.getLogger("anchor_edge.train")
 RESIZE_SHORT, CROP = 256, 224
+#: The split of training files held back to choose the AnchorNet vote on, and which of each class's files go there.
+TUNE, TUNE_EVERY = "tune", 20
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,10 @@ class ImageFolder:
                 members = [item for item in every if item[1] == label]
                 for j, item in enumerate(members):
                     files[HELD_OUT if j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 else TRAIN].append(item)
+        files = _hold_back_tuning(files)
         readable = {split: tuple(_readable(items, split)) for split, items in files.items()}
-        for split, items in readable.items():
+        for split in (TRAIN, HELD_OUT):
+            items = readable[split]
             empty = [class_names[c] for c in range(len(class_names)) if not any(label == c for _, label in items)]
             if empty:
                 raise InputError(
@@ -135,6 +145,17 @@ class ImageFolder:
         if split not in self.files:
             raise InputError(f"split must be one of {sorted(self.files)}, got {split!r}")
         return self.files[split]
+
+
+def _hold_back_tuning(files: dict[str, list[tuple[Path, int]]]) -> dict[str, list[tuple[Path, int]]]:
+    """`files` with every TUNE_EVERY-th training file of each class (the middle one of each TUNE_EVERY) moved to
+    TUNE, when that holds back at least MIN_TUNING_IMAGES; else `files` as they are."""
+    position: dict[int, int] = {}
+    tune, train = [], []
+    for item in files[TRAIN]:
+        j = position[item[1]] = position.get(item[1], -1) + 1
+        (tune if j % TUNE_EVERY == TUNE_EVERY // 2 else train).append(item)
+    return {**files, TRAIN: train, TUNE: tune} if len(tune) >= MIN_TUNING_IMAGES else files
 
 
 def _class_names(folder: Path) -> tuple[str, ...]:

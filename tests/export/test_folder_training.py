@@ -124,7 +124,8 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     )
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
-    assert list(report) == ["full", "anchornet", "patches"], "the untrained downstream learns first, then teaches"
+    assert list(report) == ["full", "anchornet", "patches", "anchor_vote"], "the downstream learns, then teaches"
+    assert report["anchor_vote"]["images"] == 0 and report["anchor_vote"]["weight"] == 0, "8 files: none held back"
     assert report["anchornet"]["box_supervision"] is False and report["anchornet"]["centre_supervision"] is True
     assert report["anchornet"]["teacher"]["files"] == 8 and report["anchornet"]["mirrored"] is True
     assert report["anchornet"]["steps"] == 2  # 40 planned images at batch 32, rounded up
@@ -135,6 +136,7 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
     assert manifest["lsp"]["preset"] == "visual", "the bundle runs the preset whose patches its downstream learned"
     assert manifest["decision"]["branch_rule"] == "widest", "an AnchorNet trained without boxes learned no sizes"
     assert manifest["decision"]["heatmap"] == "max", "and its decided class is often wrong"
+    assert manifest["decision"]["anchor_vote"] == 0, "too few files to choose a vote on: the paper's rule"
     with Pipeline.from_bundle(bundle, backend="onnxruntime", threads=1) as pipe:
         prediction = pipe(dict(photos)["astronaut"])
     assert prediction.label in ("astronaut", "coffee") and len(prediction.boxes) >= 1
