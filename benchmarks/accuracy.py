@@ -37,7 +37,7 @@ from anchor_edge.backends.ort import OrtRunner
 from anchor_edge.bundle import Bundle, load_bundle
 from anchor_edge.bundle.baselines import BaselineEntry, read_baselines_for
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT
-from anchor_edge.errors import AnchorEdgeError, BundleError
+from anchor_edge.errors import AnchorEdgeError, BundleError, InputError
 from anchor_edge.method.budget import bundle_costs, within_budget
 from anchor_edge.method.early_exit import classified_sizes, classify_until_confident
 from anchor_edge.method.lsp import PRESETS
@@ -78,6 +78,11 @@ def evaluate(
 ) -> list[dict]:
     """One record per test image: truth, the runtime's choices, and every method's predicted class."""
     bundle = load_bundle(bundle_dir)
+    if bundle.anchor_vote:  # every method below is scored by its patches alone, as the paper does
+        raise InputError(
+            f"{bundle_dir} gives AnchorNet a vote (decision.anchor_vote {bundle.anchor_vote}); this benchmark scores "
+            "the paper's rule: export the bundle without --anchor-vote, or measure it with anchor-edge eval"
+        )
     full, resized = read_both_baselines(baselines_dir, bundle.downstream.name)
     base = {
         kind: OrtRunner(baselines_dir / entry.file, threads=threads)

@@ -86,6 +86,35 @@ def test_the_max_heatmap_localizes_on_the_hottest_class_as_the_reference_does(sm
     assert moved > 0, "the decided class's heatmap gave the same boxes on every photo: the test proves nothing"
 
 
+@pytest.mark.parametrize("weight", [0.5, 1e6])
+def test_anchornets_vote_adds_its_decided_branch_as_the_reference_does(small_bundle, small_models, photos, weight):
+    models, changed = small_models[0], 0
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, anchor_vote=weight) as pipe:
+        bundle, predictions = pipe.bundle, pipe.predict_batch([image for _, image in photos])
+    a_norm, d_norm = (bundle.anchornet.mean, bundle.anchornet.std), (bundle.downstream.mean, bundle.downstream.std)
+    for (name, image), got in zip(photos, predictions):
+        crop, _ = resize_and_crop(image)
+        probs, _ = reference.anchornet_outputs(models.anchornet, crop, a_norm)
+        anchor_class, branch = reference.decide(probs, vote_min=2)
+        patches = reference.classify_patches(models.downstream, crop, got.boxes.tolist(), d_norm)
+        scores = patches.sum(axis=0) + weight * np.array(probs[branch])
+        assert got.class_id == int(scores.argmax()), name
+        np.testing.assert_allclose(got.anchor_vote, weight * np.array(probs[branch]), rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got.class_distribution(), scores / scores.sum(), atol=1e-5, err_msg=name)
+        if weight > 1e3:  # the vote outweighs every patch: the confident branch's top class is the decided class
+            assert got.class_id == anchor_class, name
+        changed += got.class_id != int(patches.sum(axis=0).argmax())
+    if weight > 1e3:
+        assert changed > 0, "the patches agreed with AnchorNet on every photo: the vote was never tested"
+
+
+def test_anchor_vote_zero_is_the_papers_rule_and_a_bad_weight_is_refused(small_bundle, pipe, photos):
+    assert pipe.anchor_vote == 0.0 and pipe(photos[0][1]).anchor_vote is None, "a bundle without the field"
+    for bad in (-0.5, float("nan"), float("inf"), "1", True):
+        with pytest.raises(InputError, match="anchor_vote must be"):
+            Pipeline.from_bundle(small_bundle, backend="onnxruntime", anchor_vote=bad)
+
+
 def test_a_checkpoint_recording_no_branch_rule_gives_the_papers_and_a_bad_rule_is_refused(small_bundle, pipe):
     assert (pipe.branch_rule, pipe.heatmap) == ("confident", "class")
     with pytest.raises(InputError, match="branch_rule must be one of confident, widest"):

@@ -72,6 +72,22 @@ def test_baselines_of_another_network_are_refused_before_any_work(small_bundle, 
     assert "another_net baseline" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_bundle_that_gives_anchornet_a_vote_is_refused_rather_than_scored_by_its_patches(
+    small_bundle, baselines, tmp_path, capsys
+):
+    import shutil
+
+    from benchmarks.accuracy import main
+
+    voted = shutil.copytree(small_bundle, tmp_path / "voted")
+    manifest = json.loads((voted / "bundle.json").read_text())
+    manifest["decision"]["anchor_vote"] = 2.0
+    (voted / "bundle.json").write_text(json.dumps(manifest))
+    out = tmp_path / "report" / "accuracy.json"
+    assert main(["--bundle", str(voted), "--baselines", str(baselines), "--json", str(out)]) == 1
+    assert "decision.anchor_vote 2.0" in capsys.readouterr().err and not out.exists()
+
+
 def test_the_written_report_names_the_commit_and_the_models_it_measured(small_bundle, baselines, tmp_path):
     from benchmarks.accuracy import main
 

@@ -11,7 +11,7 @@ import pytest
 
 from anchor_edge import Pipeline
 from anchor_edge.errors import InputError
-from export.data.folder import ImageFolder
+from export.data.folder import TUNE, ImageFolder
 from export.data.source import HELD_OUT, TRAIN
 from export.training.anchornet import SMALL_WINDOW_SHARE
 from export.training.common import load_checkpoint
@@ -39,6 +39,19 @@ def test_every_fifth_file_of_a_class_is_held_out(tmp_path, photos):
     held = [path.name for path, _ in folder.files[HELD_OUT]]
     assert held == ["04.jpg", "09.jpg", "04.jpg", "09.jpg"]
     assert {label for _, label in folder.files[HELD_OUT]} == {0, 1}
+
+
+def test_every_twentieth_training_file_is_held_back_to_choose_the_vote_on_when_they_are_enough(
+    tmp_path, photos, monkeypatch
+):
+    data = write_class_folders(tmp_path / "data", photos, per_class=15)
+    assert TUNE not in ImageFolder.open(data).files, "2 files to choose on: fewer than the choice needs, none held back"
+    monkeypatch.setattr("export.data.folder.MIN_TUNING_IMAGES", 2)
+    folder = ImageFolder.open(data)
+    # Held out: 04, 09, 14. Training files by position: 00-03, 05-08, 10-13; position 10 of each class is 12.jpg.
+    assert [(path.name, label) for path, label in folder.files[TUNE]] == [("12.jpg", 0), ("12.jpg", 1)]
+    assert folder.count(TRAIN) == 22 and folder.count(HELD_OUT) == 6
+    assert not set(folder.files[TUNE]) & set(folder.files[TRAIN])
 
 
 def test_given_train_and_val_folders_are_the_split(tmp_path, photos):
@@ -141,6 +154,30 @@ def test_train_on_a_folder_gives_a_bundle_in_one_command(tmp_path, photos):
         prediction = pipe(dict(photos)["astronaut"])
     assert prediction.label in ("astronaut", "coffee") and len(prediction.boxes) >= 1
     assert prediction.branch == 111 and {int(x1 - x0) for x0, _, x1, _ in prediction.boxes} == {111}
+
+
+def test_the_vote_is_chosen_on_the_held_back_files_and_the_check_set_is_made_with_it(tmp_path, photos, monkeypatch):
+    from anchor_edge.bundle.check_set import verify_bundle
+    from anchor_edge.method.anchor_vote import choose_anchor_vote
+    from export.train import main
+
+    for module in ("export.data.folder", "export.training.anchor_vote", "anchor_edge.method.anchor_vote"):
+        monkeypatch.setattr(f"{module}.MIN_TUNING_IMAGES", 2)
+    # One candidate, a weight where AnchorNet outvotes the patches: a check set made without it would not match.
+    only_eight = lambda sums, votes, labels: choose_anchor_vote(sums, votes, labels, (8.0,))  # noqa: E731
+    monkeypatch.setattr("export.training.anchor_vote.choose_anchor_vote", only_eight)
+    data = write_class_folders(tmp_path / "data", photos, per_class=15)
+    out, bundle = tmp_path / "weights", tmp_path / "bundle"
+    argv = ["--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--bundle", str(bundle)]
+    assert main([*argv, "--scale", "0.0002", "--threads", "1"]) == 0
+    report = json.loads((out / "training_report.json").read_text())
+    vote = report["anchor_vote"]
+    assert report["anchornet"]["teacher"]["files"] == 22, "the two held-back files are not taught on"
+    assert vote["images"] == 2 and list(vote["top1"]) == ["8.0"] and vote["weight"] == 8.0
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["decision"]["anchor_vote"] == 8.0
+    result = verify_bundle(bundle, record=False, backend="onnxruntime", threads=1)
+    assert result.top1_agreement == 1.0 and result.max_abs_diff["class_distribution"] < 1e-5, "made with the vote"
 
 
 def test_the_folder_plan_outlasts_its_budget_on_a_big_folder_and_keeps_floors_on_a_small_one():

@@ -55,6 +55,8 @@ def test_bad_json(bundle_copy):
         (lambda m: m["models"]["anchornet"].update(std=[1, 0, 1]), "std > 0"),
         (lambda m: m["branches"].pop(), "expected 3 branches"),
         (lambda m: m["decision"].update(vote_min=True), "vote_min must be int"),
+        (lambda m: m["decision"].update(anchor_vote=-1), "decision.anchor_vote must be a number >= 0, got -1"),
+        (lambda m: m["decision"].update(anchor_vote="2"), "anchor_vote must be float"),
     ],
 )
 def test_schema_errors_name_the_field(bundle_copy, change, message):

@@ -135,6 +135,21 @@ def test_eval_takes_the_widest_branch_rule_and_max_heatmap_as_predict_batch_does
     assert all(e["downstream_multiply_adds"] == e["patches"] * cost_111 for e in expected.values())
 
 
+def test_eval_takes_an_anchor_vote_as_predict_batch_does_and_refuses_a_negative_one(small_bundle, labelled):
+    root, labels, _ = labelled
+    args = ["--backend", "onnxruntime", "--threads", "1", "--anchor-vote", "1000", "--json"]
+    result = anchor_edge("eval", small_bundle, "--data", root, *args)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["anchor_vote"] == 1000.0
+    expected = expected_results(small_bundle, labels, "onnxruntime", anchor_vote=1000.0)
+    got = {p["path"]: p["pipeline"] for p in report["predictions"]}
+    assert got == {path: e["pipeline"] for path, e in expected.items()}
+    assert all(e["pipeline"] == e["anchornet"] for e in expected.values()), "AnchorNet outvotes every patch"
+    refused = anchor_edge("eval", small_bundle, "--data", root, "--anchor-vote", "-1")
+    assert refused.returncode == 2 and "--anchor-vote: needs a number >= 0, got '-1'" in refused.stderr
+
+
 def test_eval_reports_multiply_adds_and_paired_times_from_its_images(small_bundle, compared):
     report, _ = compared
     recorded = load_bundle(small_bundle).manifest.models.downstream.multiply_adds
