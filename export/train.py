@@ -195,6 +195,11 @@ def _train_and_export(args: argparse.Namespace) -> None:
     else:
         command = _export_command(args.out / ANCHORNET_FILE, downstream, args.data)
         print(f"weights in {args.out}; export them with: {command}")
+        if held_back:
+            print(
+                f"that export keeps the paper's rule (anchor vote 0): only --bundle chooses AnchorNet's vote, on the "
+                f"{len(held_back)} files this run held back from training"
+            )
     if args.data is not None:
         print(f"measure the bundle on the images it did not train on: {_eval_command(args.bundle, args.data)}")
 

@@ -296,7 +296,8 @@ def test_the_digits_folder_reads_back_with_its_labels(tmp_path):
 
 
 def test_the_export_line_printed_without_bundle_exports_what_bundle_would(tmp_path):
-    """The same preset as `--bundle` and, for a folder, its held-out images as the check set, into its own bundle."""
+    """The same preset as `--bundle` and, for a folder, its held-out images as the check set, into its own bundle
+    (AnchorNet's vote apart: only --bundle chooses it, and the run says so)."""
     import shlex
 
     from export.cli import build_parser
