@@ -4,8 +4,8 @@ Stages (each timed, docs/method.md §3-§5): preprocess -> AnchorNet on the whol
 batch -> branch and class decision per image -> LSP on the chosen heatmap ->
 patches cut at native size from the network input -> every patch of every
 image grouped by size, one downstream call per size -> per image, the argmax
-of the sum of its patches' softmax (plus AnchorNet's vote, when the bundle
-gives it a weight: anchor_edge/method/anchor_vote.py).
+of the sum of its patches' softmax (with AnchorNet's vote, when the bundle
+gives it a weight, their mean plus the vote: anchor_edge/method/anchor_vote.py).
 
 A Pipeline holds no per-call state (each call times itself on its own
 `StageClock`), so one instance may serve several threads at once; every
@@ -30,7 +30,7 @@ from anchor_edge.bundle.load import Bundle, load_bundle
 from anchor_edge.bundle.schema import INPUT_NAME, LOGITS_OUTPUT, PROBS_OUTPUT
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import InputError
-from anchor_edge.method.anchor_vote import check_anchor_vote
+from anchor_edge.method.anchor_vote import check_anchor_vote, class_scores
 from anchor_edge.method.budget import bundle_costs, check_budget, within_budget
 from anchor_edge.method.decision import check_branch_rule
 from anchor_edge.method.early_exit import check_threshold, classified_sizes, classify_until_confident
@@ -129,7 +129,7 @@ class Pipeline:
                 trained without sizes: `BranchRule`); None takes the bundle's.
             heatmap: the map of that branch LSP reads, "class" (the paper's F[class]) or "max" (its maximum
                 over classes, for an AnchorNet trained without boxes: `Heatmap`); None takes the bundle's.
-            anchor_vote: the weight of AnchorNet's decided-branch probabilities added to the summed patch softmax
+            anchor_vote: the weight of AnchorNet's decided-branch probabilities added to the mean patch softmax
                 (0: the paper's rule; anchor_edge/method/anchor_vote.py); None takes the bundle's.
             threads: threads per model on ONNX Runtime (intra-op; None: every core) or OpenVINO.
             providers: ONNX Runtime's execution providers: "cpu" (default), "cuda", "tensorrt", "openvino", a list
@@ -324,8 +324,8 @@ class Pipeline:
         timings: dict[str, float],
     ) -> Prediction:
         anchor_class, branch = decision
-        vote = self.anchor_vote * anchor[PROBS_OUTPUT][index][branch] if self.anchor_vote else None
-        total = patch_probs.sum(axis=0) if vote is None else patch_probs.sum(axis=0) + vote
+        vote = self.anchor_vote * anchor[PROBS_OUTPUT][index][branch].astype(np.float64) if self.anchor_vote else None
+        total = class_scores(patch_probs, vote)
         class_id = int(total.argmax())
         info = self.bundle.branches[branch]
         attention = tuple(anchor[name][index, 0] for name in self._attention_outputs) or None
@@ -333,7 +333,7 @@ class Pipeline:
             class_id=class_id,
             label=self.bundle.class_names[class_id],
             score=float(total[class_id] / total.sum()),
-            anchor_vote=vote,
+            anchor_scores=vote,
             branch=info.receptive_field,
             anchor_class=anchor_class,
             branch_probs=anchor[PROBS_OUTPUT][index],

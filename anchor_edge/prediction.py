@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from anchor_edge.method.anchor_vote import class_scores
+
 
 @dataclass(frozen=True)
 class Prediction:
     """The class of one image and the evidence behind it.
 
     Attributes:
-        class_id: argmax of the sum of the patches' softmax distributions, plus `anchor_vote` where there is one
-            (docs/method.md §5).
+        class_id: argmax of the sum of the patches' softmax distributions; with AnchorNet's vote, of their mean
+            plus `anchor_scores` (docs/method.md §5).
         label: the bundle's name for `class_id`.
         score: the winning class's share of those summed scores, in [0, 1].
         branch: receptive field of the branch whose heatmap chose the patches (63, 95 or 111).
@@ -31,7 +33,7 @@ class Prediction:
             sum), and the time inside each model's runs ("model_anchornet", "model_downstream",
             with TensorRT's device times), which lies within the stages (anchor_edge/timing.py).
         attention: (3, h, w) maps S per branch when the bundle exports them, else None.
-        anchor_vote: (C,) what AnchorNet adds to the summed patch softmax: the bundle's `decision.anchor_vote`
+        anchor_scores: (C,) AnchorNet's vote, added to the mean patch softmax: the bundle's `decision.anchor_vote`
             times the decided branch's class probabilities (anchor_edge/method/anchor_vote.py); None where that
             weight is 0, the paper's rule.
     """
@@ -49,14 +51,12 @@ class Prediction:
     classified_sizes: tuple[int, ...]
     timings: dict[str, float] = field(default_factory=dict)
     attention: tuple[np.ndarray, ...] | None = None
-    anchor_vote: np.ndarray | None = None
+    anchor_scores: np.ndarray | None = None
 
     def class_distribution(self) -> np.ndarray:
-        """The summed patch softmaxes (plus AnchorNet's vote) normalized to sum to 1 (float64): the distribution whose
-        argmax is `class_id`."""
-        total = self.patch_probs.sum(axis=0, dtype=np.float64)
-        if self.anchor_vote is not None:
-            total = total + self.anchor_vote
+        """The class scores (the summed patch softmaxes, or their mean plus AnchorNet's vote) normalized to sum to 1
+        (float64): the distribution whose argmax is `class_id`."""
+        total = class_scores(self.patch_probs.astype(np.float64), self.anchor_scores)
         return total / max(float(total.sum()), 1e-12)
 
     def to_dict(self, *, top_k: int = 5) -> dict:

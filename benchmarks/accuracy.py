@@ -81,7 +81,7 @@ def evaluate(
     if bundle.anchor_vote:  # every method below is scored by its patches alone, as the paper does
         raise InputError(
             f"{bundle_dir} gives AnchorNet a vote (decision.anchor_vote {bundle.anchor_vote}); this benchmark scores "
-            "the paper's rule: export the bundle without --anchor-vote, or measure it with anchor-edge eval"
+            "the paper's rule: export the bundle with --anchor-vote 0 (to_trt.py), or measure it with anchor-edge eval"
         )
     full, resized = read_both_baselines(baselines_dir, bundle.downstream.name)
     base = {

@@ -126,6 +126,7 @@ def open_methods(
                 vote_min=opened.vote_min,
                 branch_rule=opened.branch_rule,
                 heatmap=opened.heatmap,
+                anchor_vote=opened.anchor_vote,
                 **options,
             )
             pipelines[method.name] = pipe

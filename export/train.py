@@ -186,7 +186,8 @@ def _train_and_export(args: argparse.Namespace) -> None:
     else:
         reports, downstream = _train_digits(args)
     report_path = args.out / "training_report.json"
-    write_report(report_path, reports, partial=args.only is not None)
+    # the vote an earlier export chose describes models this run may have retrained: a new export chooses again
+    write_report(report_path, reports, partial=args.only is not None, stale=("anchor_vote",))
     if args.bundle is not None:
         vote = _export(args.out / ANCHORNET_FILE, downstream, args.bundle, args.data, held_back)
         if vote:
@@ -210,11 +211,13 @@ def default_out(data: Path | None) -> Path:
     return Path("weights") if data is None else Path("runs") / data.resolve().name
 
 
-def write_report(path: Path, reports: dict, *, partial: bool) -> None:
+def write_report(path: Path, reports: dict, *, partial: bool, stale: tuple[str, ...] = ()) -> None:
     """This run's step reports, written atomically; a `partial` (`--only`) rerun keeps the other steps' reports of
-    the earlier run into the same --out, a whole run replaces them (they may be of another downstream)."""
+    the earlier run into the same --out, but for the `stale` ones, and a whole run replaces them (they may be of
+    another downstream)."""
     earlier = json.loads(path.read_text()) if partial and path.is_file() else {}
-    write_atomically(path, (json.dumps({**earlier, **reports}, indent=2) + "\n").encode())
+    kept = {step: report for step, report in earlier.items() if step not in stale}
+    write_atomically(path, (json.dumps({**kept, **reports}, indent=2) + "\n").encode())
 
 
 def _train_folder(args: argparse.Namespace) -> tuple[dict, str, tuple]:

@@ -221,7 +221,7 @@ class CheckSet:
     `file` is an .npz of `squares` (N, S, S, 3) uint8 BGR, each image's central
     square already resized to resize_short (so preprocessing only crops it),
     and the FP32 pipeline's `class_ids` (N,), AnchorNet `probs` (N, 3, C) and
-    summed patch distribution `scores` (N, C).
+    class distribution `scores` (N, C) (`Prediction.class_distribution`, AnchorNet's vote included).
     """
 
     file: str

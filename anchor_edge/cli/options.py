@@ -80,7 +80,7 @@ def add_decision_options(
         "--anchor-vote",
         type=non_negative,
         metavar="W",
-        help="weight of AnchorNet's decided-branch class probabilities added to the patches' summed softmax "
+        help="weight of AnchorNet's decided-branch class probabilities added to the patches' mean softmax "
         f"(0: the paper's rule, the patches alone) (default: {vote_default})",
     )
 

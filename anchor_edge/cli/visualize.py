@@ -8,7 +8,8 @@ One picture per prediction, laid out as:
   its rank in LSP order (rank 1 is the most activated location);
 - top right, a legend: the prediction, then one row per patch with its
   class, its probability for that class and its contribution to the final
-  score (the score is the sum of the contributions);
+  score, and AnchorNet's where the bundle gives it a vote (the score is the
+  sum of the contributions);
 - below, when the bundle exports them, the three branches' spatial
   attention maps S side by side, B63, B95, B111 (the paper's Figure 5).
 
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from anchor_edge.errors import InputError
+from anchor_edge.method.anchor_vote import class_scores
 from anchor_edge.method.preprocess import ImageLike, load_image
 from anchor_edge.prediction import Prediction
 
@@ -120,14 +122,18 @@ def write_png(path: str | Path, picture: np.ndarray) -> Path:
     return out
 
 
-def contributions(prediction: Prediction) -> np.ndarray:
-    """Each patch's share of the final score: its probability for the predicted class / number of patches.
+def contributions(prediction: Prediction) -> tuple[np.ndarray, float]:
+    """Each patch's share of the final score, and AnchorNet's vote's (0 without one): together `prediction.score`.
 
-    The score is the predicted class's share of the summed patch softmaxes
-    (each sums to 1), so these add up to `prediction.score`.
+    The score is the predicted class's share of the class scores: the summed
+    patch softmaxes, or their mean plus AnchorNet's vote
+    (anchor_edge/method/anchor_vote.py).
     """
-    probs = prediction.patch_probs
-    return probs[:, prediction.class_id] / max(float(probs.sum()), 1e-12)
+    probs, vote, c = prediction.patch_probs.astype(np.float64), prediction.anchor_scores, prediction.class_id
+    total = max(float(class_scores(probs, vote).sum()), 1e-12)
+    if vote is None:
+        return probs[:, c] / total, 0.0
+    return probs[:, c] / len(probs) / total, float(vote[c]) / total
 
 
 def _blend_heatmap(panel: np.ndarray, prediction: Prediction, scale: float) -> None:
@@ -177,13 +183,15 @@ def _legend(prediction: Prediction, class_names: Sequence[str] | None) -> np.nda
         (),
         ("#", "patch's class", "p", "+score"),
     ]
-    shares = contributions(prediction)
+    shares, vote_share = contributions(prediction)
     for rank, (probs, share) in enumerate(zip(prediction.patch_probs, shares), start=1):
         if rank > LEGEND_ROWS:
             rows.append((f"... {len(shares) - LEGEND_ROWS} more patches, +{shares[LEGEND_ROWS:].sum():.3f}",))
             break
         top_class = int(probs.argmax())
         rows.append((str(rank), name(top_class), f"{probs[top_class]:.2f}", f"+{share:.3f}"))
+    if prediction.anchor_scores is not None:
+        rows.append((f"AnchorNet's vote (B{prediction.branch}) +{vote_share:.3f}",))
     legend = np.full((_LINE * (len(rows) + 1), LEGEND_WIDTH, 3), 255, np.uint8)
     for index, row in enumerate(rows, start=1):
         for x, cell in zip(_COLUMNS if len(row) > 1 else (8,), row):

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from anchor_edge.bundle import load_bundle
+from anchor_edge.bundle.codec import encode
 from anchor_edge.checks import positive_int
 from anchor_edge.errors import AnchorEdgeError, ClusterError, InputError
 from anchor_edge.scale.cluster import import_ray
@@ -228,9 +229,10 @@ def run_batch(
 
 
 def job_identity(bundle: str | Path) -> dict:
-    """What a job's rows depend on: the bundle's two ONNX models (sha256) and the LSP preset it runs."""
+    """What a job's rows depend on: the bundle's two ONNX models (sha256), the LSP preset it runs and its decision
+    (votes, branch rule, heatmap, AnchorNet's vote: the same models under another rule give other classes)."""
     loaded = load_bundle(bundle)
-    return {"models": loaded.model_sha256s, "preset": str(loaded.preset)}
+    return {"models": loaded.model_sha256s, "preset": str(loaded.preset), "decision": encode(loaded.manifest.decision)}
 
 
 def quiet_ray_data() -> None:

@@ -93,8 +93,7 @@ class ImageFolder:
                 members = [item for item in every if item[1] == label]
                 for j, item in enumerate(members):
                     files[HELD_OUT if j % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 else TRAIN].append(item)
-        files = _hold_back_tuning(files)
-        readable = {split: tuple(_readable(items, split)) for split, items in files.items()}
+        readable = _hold_back_tuning({split: tuple(_readable(items, split)) for split, items in files.items()})
         for split in (TRAIN, HELD_OUT):
             items = readable[split]
             empty = [class_names[c] for c in range(len(class_names)) if not any(label == c for _, label in items)]
@@ -147,15 +146,15 @@ class ImageFolder:
         return self.files[split]
 
 
-def _hold_back_tuning(files: dict[str, list[tuple[Path, int]]]) -> dict[str, list[tuple[Path, int]]]:
-    """`files` with every TUNE_EVERY-th training file of each class (the middle one of each TUNE_EVERY) moved to
-    TUNE, when that holds back at least MIN_TUNING_IMAGES; else `files` as they are."""
+def _hold_back_tuning(files: dict[str, tuple[tuple[Path, int], ...]]) -> dict[str, tuple[tuple[Path, int], ...]]:
+    """The readable `files` with every TUNE_EVERY-th training file of each class (the middle one of each
+    TUNE_EVERY) moved to TUNE, when that holds back at least MIN_TUNING_IMAGES; else `files` as they are."""
     position: dict[int, int] = {}
     tune, train = [], []
     for item in files[TRAIN]:
         j = position[item[1]] = position.get(item[1], -1) + 1
         (tune if j % TUNE_EVERY == TUNE_EVERY // 2 else train).append(item)
-    return {**files, TRAIN: train, TUNE: tune} if len(tune) >= MIN_TUNING_IMAGES else files
+    return {**files, TRAIN: tuple(train), TUNE: tuple(tune)} if len(tune) >= MIN_TUNING_IMAGES else files
 
 
 def _class_names(folder: Path) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ classifies worse (docs/decisions/032-anchornet-votes-in-the-class.md). So it
 is read off the exported FP32 bundle, run by the runtime itself, on the
 folder's `tune` split, which no training step saw: each image's summed patch
 softmax and decided-branch probabilities once, then every candidate weight
-on them at no further cost.
+on them at no further cost, computed as the runtime computes them.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def vote_chooser(files: Sequence[tuple[Path, int]], report: dict) -> Callable[[P
             report.update(images=len(files), weight=0.0, kept_because=_TOO_FEW)
             return 0.0
         started = time.perf_counter()
-        sums, votes, labels = _measure(bundle_dir, files)
-        weight, top1 = choose_anchor_vote(sums, votes, labels)
+        means, votes, labels = _measure(bundle_dir, files)
+        weight, top1 = choose_anchor_vote(means, votes, labels)
         report.update(
             images=len(labels),
             top1={str(w): round(accuracy, 4) for w, accuracy in top1.items()},
@@ -55,10 +55,10 @@ def vote_chooser(files: Sequence[tuple[Path, int]], report: dict) -> Callable[[P
 
 
 def _measure(bundle_dir: Path, files: Sequence[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, C) summed patch softmax, (N, C) decided-branch probabilities and (N,) labels of the readable files."""
+    """(N, C) mean patch softmax, (N, C) decided-branch probabilities and (N,) labels of the readable files."""
     from anchor_edge.pipeline import Pipeline
 
-    sums, votes, labels = [], [], []
+    means, votes, labels = [], [], []
     # With a vote of weight 1 each Prediction carries its decided branch's probabilities as they are.
     with Pipeline.from_bundle(bundle_dir, backend="onnxruntime", providers="cpu", anchor_vote=1.0) as pipe:
         bar = tqdm(total=len(files), desc="choosing AnchorNet's vote", unit="image", disable=None, leave=False)
@@ -70,11 +70,11 @@ def _measure(bundle_dir: Path, files: Sequence[tuple[Path, int]]) -> tuple[np.nd
                 except InputError as error:
                     log.warning("anchor vote: %s left out (%s)", path, error)
             for prediction, (_, label) in zip(pipe.predict_batch([image for image, _ in readable]), readable):
-                sums.append(prediction.patch_probs.sum(axis=0))
-                votes.append(prediction.anchor_vote)
+                means.append(prediction.patch_probs.mean(axis=0, dtype=np.float64))
+                votes.append(prediction.anchor_scores)
                 labels.append(label)
             bar.update(len(files[start : start + BATCH]))
         bar.close()
         classes = pipe.bundle.num_classes
     shape = (len(labels), classes)
-    return np.array(sums).reshape(shape), np.array(votes).reshape(shape), np.array(labels, int)
+    return np.array(means).reshape(shape), np.array(votes).reshape(shape), np.array(labels, int)

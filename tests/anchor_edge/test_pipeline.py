@@ -86,30 +86,36 @@ def test_the_max_heatmap_localizes_on_the_hottest_class_as_the_reference_does(sm
     assert moved > 0, "the decided class's heatmap gave the same boxes on every photo: the test proves nothing"
 
 
-@pytest.mark.parametrize("weight", [0.5, 1e6])
-def test_anchornets_vote_adds_its_decided_branch_as_the_reference_does(small_bundle, small_models, photos, weight):
-    models, changed = small_models[0], 0
-    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, anchor_vote=weight) as pipe:
+@pytest.mark.parametrize(("weight", "rule"), [(0.5, "confident"), (1e6, "confident"), (0.5, "widest"), (1e6, "widest")])
+def test_anchornets_vote_adds_its_voting_branch_as_the_reference_does(small_bundle, small_models, photos, weight, rule):
+    models, changed, off_class = small_models[0], 0, 0
+    options = dict(anchor_vote=weight, branch_rule=rule)
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, **options) as pipe:
         bundle, predictions = pipe.bundle, pipe.predict_batch([image for _, image in photos])
     a_norm, d_norm = (bundle.anchornet.mean, bundle.anchornet.std), (bundle.downstream.mean, bundle.downstream.std)
+    assert bundle.preset == "accurate", "several patches an image: the mean and the sum differ"
     for (name, image), got in zip(photos, predictions):
         crop, _ = resize_and_crop(image)
         probs, _ = reference.anchornet_outputs(models.anchornet, crop, a_norm)
         anchor_class, branch = reference.decide(probs, vote_min=2)
+        branch = 2 if rule == "widest" else branch  # the branch LSP read votes: B111 under the widest rule
         patches = reference.classify_patches(models.downstream, crop, got.boxes.tolist(), d_norm)
-        scores = patches.sum(axis=0) + weight * np.array(probs[branch])
+        vote = weight * np.array(probs[branch])
+        scores = patches.mean(axis=0) + vote
         assert got.class_id == int(scores.argmax()), name
-        np.testing.assert_allclose(got.anchor_vote, weight * np.array(probs[branch]), rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got.anchor_scores, vote, rtol=1e-4, err_msg=name)
         np.testing.assert_allclose(got.class_distribution(), scores / scores.sum(), atol=1e-5, err_msg=name)
-        if weight > 1e3:  # the vote outweighs every patch: the confident branch's top class is the decided class
-            assert got.class_id == anchor_class, name
+        if weight > 1e3:  # the vote outweighs the patches: the voting branch's top class wins
+            assert got.class_id == int(np.argmax(probs[branch])), name
         changed += got.class_id != int(patches.sum(axis=0).argmax())
+        off_class += got.class_id != anchor_class
     if weight > 1e3:
         assert changed > 0, "the patches agreed with AnchorNet on every photo: the vote was never tested"
+        assert (off_class > 0) == (rule == "widest"), "B111's top class is not always the class the branches decided"
 
 
 def test_anchor_vote_zero_is_the_papers_rule_and_a_bad_weight_is_refused(small_bundle, pipe, photos):
-    assert pipe.anchor_vote == 0.0 and pipe(photos[0][1]).anchor_vote is None, "a bundle without the field"
+    assert pipe.anchor_vote == 0.0 and pipe(photos[0][1]).anchor_scores is None, "a bundle without the field"
     for bad in (-0.5, float("nan"), float("inf"), "1", True):
         with pytest.raises(InputError, match="anchor_vote must be"):
             Pipeline.from_bundle(small_bundle, backend="onnxruntime", anchor_vote=bad)

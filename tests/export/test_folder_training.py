@@ -164,7 +164,7 @@ def test_the_vote_is_chosen_on_the_held_back_files_and_the_check_set_is_made_wit
     for module in ("export.data.folder", "export.training.anchor_vote", "anchor_edge.method.anchor_vote"):
         monkeypatch.setattr(f"{module}.MIN_TUNING_IMAGES", 2)
     # One candidate, a weight where AnchorNet outvotes the patches: a check set made without it would not match.
-    only_eight = lambda sums, votes, labels: choose_anchor_vote(sums, votes, labels, (8.0,))  # noqa: E731
+    only_eight = lambda means, votes, labels: choose_anchor_vote(means, votes, labels, (8.0,))  # noqa: E731
     monkeypatch.setattr("export.training.anchor_vote.choose_anchor_vote", only_eight)
     data = write_class_folders(tmp_path / "data", photos, per_class=15)
     out, bundle = tmp_path / "weights", tmp_path / "bundle"
@@ -234,12 +234,13 @@ def test_a_partial_rerun_keeps_the_other_steps_reports_and_a_whole_run_replaces_
     write_report(
         path, {"full": {"steps": 5}, "anchornet": {"attention": 91.0}, "patches": {"steps": 10}}, partial=False
     )
-    write_report(path, {"patches": {"steps": 20}}, partial=True)
+    write_report(path, {"anchor_vote": {"weight": 2.0}}, partial=True)  # what the export chose
+    write_report(path, {"patches": {"steps": 20}}, partial=True, stale=("anchor_vote",))
     assert json.loads(path.read_text()) == {
         "full": {"steps": 5},
         "anchornet": {"attention": 91.0},
         "patches": {"steps": 20},
-    }
+    }, "the vote chosen for the patches before is stale"
     write_report(path, {"anchornet": {"attention": 88.0}}, partial=False)  # say, a trained downstream kept as it is
     assert json.loads(path.read_text()) == {"anchornet": {"attention": 88.0}}
 
@@ -297,7 +298,7 @@ def test_the_digits_folder_reads_back_with_its_labels(tmp_path):
 
 def test_the_export_line_printed_without_bundle_exports_what_bundle_would(tmp_path):
     """The same preset as `--bundle` and, for a folder, its held-out images as the check set, into its own bundle
-    (AnchorNet's vote apart: only --bundle chooses it, and the run says so)."""
+    (AnchorNet's vote apart: only --bundle chooses it)."""
     import shlex
 
     from export.cli import build_parser

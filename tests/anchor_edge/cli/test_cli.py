@@ -256,10 +256,20 @@ def test_save_vis_draws_the_boxes_at_boxes_original(small_bundle, chelsea, expec
     assert box_colour_share(picture, shifted) < 0.9
 
 
-def test_contributions_add_up_to_the_score(expected):
-    shares = visualize.contributions(expected)
-    assert shares.shape == (len(expected.boxes),)
+def test_contributions_add_up_to_the_score_with_and_without_anchornets_vote(expected, small_bundle, chelsea):
+    shares, vote_share = visualize.contributions(expected)
+    assert shares.shape == (len(expected.boxes),) and vote_share == 0.0
     assert shares.sum() == pytest.approx(expected.score, rel=1e-5)
+    with Pipeline.from_bundle(small_bundle, backend="onnxruntime", threads=1, anchor_vote=2.0) as pipeline:
+        voted = pipeline(chelsea)
+    shares, vote_share = visualize.contributions(voted)
+    assert len(voted.boxes) > 1 and vote_share > 0
+    assert shares.sum() + vote_share == pytest.approx(voted.score, rel=1e-5)
+    # by hand: each patch adds its probability for the class / patches, the vote 2 x B's; all over the scores' total
+    c, n = voted.class_id, len(voted.boxes)
+    total = voted.patch_probs.sum() / n + voted.anchor_scores.sum()
+    assert vote_share == pytest.approx(voted.anchor_scores[c] / total, rel=1e-5)
+    assert visualize.render(chelsea, voted).shape[1] > 0
 
 
 def test_attention_maps_are_drawn_side_by_side_when_present(expected, chelsea):

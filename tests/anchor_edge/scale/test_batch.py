@@ -185,8 +185,11 @@ def test_an_output_folder_of_another_bundles_job_is_refused(small_bundle, tmp_pa
     claim_output(tmp_path, job)
     claim_output(tmp_path, job)  # the same models: a resume
     other = {**job, "models": {**job["models"], "downstream": "0" * 64}}
-    with pytest.raises(InputError, match="holds the results of another job"):
-        claim_output(tmp_path, other)
+    voted = {**job, "decision": {**job["decision"], "anchor_vote": 2.0}}  # the same models, another class rule
+    assert job["decision"]["anchor_vote"] == 0.0
+    for foreign in (other, voted):
+        with pytest.raises(InputError, match="holds the results of another job"):
+            claim_output(tmp_path, foreign)
     assert json.loads((tmp_path / JOB_FILE).read_text()) == job
 
 
