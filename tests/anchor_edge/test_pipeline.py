@@ -109,8 +109,9 @@ def test_anchornets_vote_adds_its_voting_branch_as_the_reference_does(small_bund
             assert got.class_id == int(np.argmax(probs[branch])), name
         changed += got.class_id != int(patches.sum(axis=0).argmax())
         off_class += got.class_id != anchor_class
-    if weight > 1e3:
+    if weight > 1e3 and rule == "confident":
         assert changed > 0, "the patches agreed with AnchorNet on every photo: the vote was never tested"
+    if weight > 1e3:  # under the widest rule B111 votes, not the branch of the class the branches decided
         assert (off_class > 0) == (rule == "widest"), "B111's top class is not always the class the branches decided"
 
 
