@@ -27,7 +27,7 @@ import numpy as np
 from anchor_edge.errors import InputError
 
 #: The weights a training run tries, smallest first: 0 (the paper's rule) up to where AnchorNet decides nearly alone
-#: (its distribution then outweighs most patch sums).
+#: (at 8 its distribution outweighs any patch mean but where its top two classes nearly tie).
 VOTE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Below this many labelled images the choice is noise (one image moves it), so the paper's rule is kept.
 MIN_TUNING_IMAGES = 100
