@@ -39,7 +39,7 @@ BUNDLE_JSON = {
         {"name": f"B{k}", "receptive_field": k, "stride": 8, "map_size": (224 - k) // 8 + 1, "map_output": f"map_{k}"}
         for k in (63, 95, 111)
     ],
-    "decision": {"vote_min": 2, "branch_rule": "confident", "heatmap": "class"},
+    "decision": {"vote_min": 2, "branch_rule": "confident", "heatmap": "class", "anchor_vote": 0.0},
     "lsp": {"preset": "accurate", "presets": {}},
     "models": {
         "anchornet": {

@@ -73,7 +73,8 @@ def test_keep_downstream_bundles_the_users_network_bit_identical_and_eval_scores
     )
     assert code == 0
     report = json.loads((out / "training_report.json").read_text())
-    assert list(report) == ["anchornet"], "a trained network is not retrained, and kept: not fine-tuned either"
+    assert list(report) == ["anchornet", "anchor_vote"], "a trained network is not retrained, and kept: not tuned"
+    assert report["anchor_vote"]["weight"] == 0.0, "8 training files: none held back, the paper's rule"
     assert report["anchornet"]["centre_supervision"] is True and report["anchornet"]["mirrored"] is False
     assert report["anchornet"]["teacher"]["files"] == 8 and report["anchornet"]["steps"] == 2
     assert sha256(trained_resnet18) == before and not (out / "resnet18").exists()
