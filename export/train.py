@@ -199,7 +199,8 @@ def _train_and_export(args: argparse.Namespace) -> None:
         if held_back:
             print(
                 f"that export keeps the paper's rule (anchor vote 0): only --bundle chooses AnchorNet's vote, on the "
-                f"{len(held_back)} files this run held back from training"
+                f"{len(held_back)} files this run held back from training; rerun this command with --bundle DIR, "
+                "which keeps the finished steps, to have it chosen"
             )
     if args.data is not None:
         print(f"measure the bundle on the images it did not train on: {_eval_command(args.bundle, args.data)}")
