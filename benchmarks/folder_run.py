@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from anchor_edge import Pipeline
-from anchor_edge.cli.options import add_decision_options
+from anchor_edge.cli.options import add_decision_options, decision_keywords
 from anchor_edge.errors import AnchorEdgeError
 from anchor_edge.evaluation.folder import HELD_OUT_EVERY, held_out_split, read_labelled_folder
 from anchor_edge.evaluation.report import table
@@ -47,13 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         training = json.loads((args.weights / "training_report.json").read_text(encoding="utf-8"))
-        settings = dict(
-            preset=args.preset,
-            branch_rule=args.branch_rule,
-            heatmap=args.heatmap,
-            anchor_vote=args.anchor_vote,
-            budget=args.budget,
-        )
+        settings = dict(preset=args.preset, budget=args.budget, **decision_keywords(args))
         with Pipeline.from_bundle(args.bundle, backend="onnxruntime", threads=args.threads, **settings) as pipe:
             shas = pipe.bundle.model_sha256s
             flat = held_out_split(args.data) == args.data  # no train/ + val/: the files training held out

@@ -29,6 +29,7 @@ from anchor_edge.cli.options import (
     add_common_flags,
     add_decision_options,
     backend_keywords,
+    decision_keywords,
     threshold,
 )
 from anchor_edge.errors import InputError
@@ -144,9 +145,7 @@ def _options(args: argparse.Namespace, keywords: dict) -> dict:
     """Pipeline.from_bundle's keywords for one side: the method's flags and that side's backend."""
     return dict(
         preset=args.preset,
-        branch_rule=args.branch_rule,
-        heatmap=args.heatmap,
-        anchor_vote=args.anchor_vote,
+        **decision_keywords(args),
         early_exit=args.early_exit,
         budget=args.budget,
         **keywords,

@@ -85,6 +85,11 @@ def add_decision_options(
     )
 
 
+def decision_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """`Pipeline.from_bundle`'s keywords for the flags `add_decision_options` adds (None: the bundle's)."""
+    return {"branch_rule": args.branch_rule, "heatmap": args.heatmap, "anchor_vote": args.anchor_vote}
+
+
 def add_bundle_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default: %(default)s)")
 

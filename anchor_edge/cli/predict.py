@@ -14,6 +14,7 @@ from anchor_edge.cli.options import (
     add_common_flags,
     add_decision_options,
     backend_keywords,
+    decision_keywords,
     positive_int,
     threshold,
 )
@@ -85,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args.subparser.error(f"{', '.join(given)} apply only to a stream source (a video, camera, URL, folder)")
     options = dict(
         preset=args.preset,
-        branch_rule=args.branch_rule,
-        heatmap=args.heatmap,
-        anchor_vote=args.anchor_vote,
+        **decision_keywords(args),
         early_exit=args.early_exit,
         budget=args.budget,
         **backend_keywords(args),
